@@ -1,0 +1,201 @@
+//! Runs collection passes: one engine and pre-instantiated component, a fresh
+//! sandboxed instance per pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config as EngineConfig, Engine, Store};
+
+use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
+use crate::config::Config;
+use crate::error::RunError;
+use crate::policy::EgressPolicy;
+use crate::sink::{CheckpointStore, Sink, rfc3339_ms};
+use crate::state::{HostState, Pipeline, PipelineStats};
+
+/// Pages one `poll` call may read before control returns to the host.
+pub const PAGES_PER_POLL: u32 = 20;
+/// Upper bound on `poll` calls in one pass, so a misbehaving API cannot keep a run alive forever
+/// (at 100 events a page, this is 200 million events).
+pub const MAX_POLLS_PER_PASS: u32 = 100_000;
+/// Linear memory a component instance may use.
+pub const MAX_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+
+/// What a successful pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    /// What reached storage.
+    pub stored: PipelineStats,
+    /// Successful page responses.
+    pub pages: u64,
+    /// Retried requests.
+    pub retries: u64,
+    /// Events dropped as already emitted.
+    pub duplicates_dropped: u64,
+    /// Newest event time written so far (epoch ms).
+    pub watermark_ms: Option<u64>,
+}
+
+impl PassSummary {
+    /// The one-line summary printed at exit.
+    pub fn line(&self, data: &str, checkpoint: &str) -> String {
+        let watermark = self
+            .watermark_ms
+            .map_or_else(|| "none yet".to_owned(), rfc3339_ms);
+        format!(
+            "collected {} events in {} pages into {} new objects at {data} ({} duplicates dropped, {} retries); \
+             checkpoint {checkpoint}, newest event {watermark}",
+            self.stored.events,
+            self.pages,
+            self.stored.objects,
+            self.duplicates_dropped,
+            self.retries
+        )
+    }
+}
+
+/// A compiled source component, ready to instantiate.
+pub struct Collector {
+    engine: Engine,
+    pre: AuditSourcePre<HostState>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector").finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// Compiles `component` (a `.wasm` component binary) and links it against
+    /// WASI p2, wasi:http and `emit`. Fails if it does not match the world.
+    pub fn new(component: &[u8]) -> wasmtime::Result<Self> {
+        let mut config = EngineConfig::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let component = Component::new(&engine, component)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        // A std-Rust component imports wasi:cli and friends even when unused;
+        // they are linked with nothing granted (see `HostState::new`).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        audit::types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        audit::emit::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let pre = AuditSourcePre::new(linker.instantiate_pre(&component)?)?;
+        Ok(Self { engine, pre })
+    }
+
+    /// One pass: resume from the stored checkpoint, poll until caught up,
+    /// store the final checkpoint.
+    pub async fn run_pass(
+        &self,
+        config: &Config,
+        sink: Arc<dyn Sink>,
+        checkpoints: Arc<dyn CheckpointStore>,
+    ) -> Result<PassSummary, RunError> {
+        let harness = &config.harness;
+        let state_location = checkpoints.checkpoint_location();
+        let source_error = |e| RunError::from_source(e, &harness.account_id, &state_location);
+        let policy = EgressPolicy::new(
+            &harness.api_base,
+            harness.api_key.expose(),
+            Duration::from_secs(u64::from(harness.http_timeout_secs)),
+        )
+        .map_err(|e| RunError::Component(e.to_string()))?;
+        let loaded = checkpoints.load().await?;
+        let pipeline = Pipeline::new(sink, checkpoints, loaded.clone());
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(policy, pipeline, MAX_MEMORY_BYTES),
+        );
+        store.limiter(|s| &mut s.limits);
+
+        let trapped = |store: &Store<HostState>, e: wasmtime::Error| {
+            let stderr = store.data().guest_stderr();
+            let detail = if stderr.is_empty() {
+                String::new()
+            } else {
+                format!("; component stderr: {stderr}")
+            };
+            RunError::Component(format!("{e:#}{detail}"))
+        };
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => return Err(trapped(&store, e)),
+        };
+        let source = instance.harness_audit_source();
+        let settings = settings(config);
+        match source
+            .call_configure(&mut store, &settings, loaded.as_deref())
+            .await
+        {
+            Ok(result) => result.map_err(source_error)?,
+            Err(e) => return Err(trapped(&store, e)),
+        }
+
+        let mut summary = PassSummary::default();
+        let mut caught_up = false;
+        for _ in 0..MAX_POLLS_PER_PASS {
+            let report = match source
+                .call_poll(
+                    &mut store,
+                    Budget {
+                        max_pages: PAGES_PER_POLL,
+                    },
+                )
+                .await
+            {
+                Ok(result) => result.map_err(source_error)?,
+                Err(e) => return Err(trapped(&store, e)),
+            };
+            summary.pages += u64::from(report.pages);
+            summary.retries += u64::from(report.retries);
+            summary.duplicates_dropped += report.duplicates_dropped;
+            summary.watermark_ms = report.watermark_ms;
+            tracing::debug!(
+                stage = "poll",
+                pages = report.pages,
+                events = report.events_emitted,
+                "poll finished"
+            );
+            if report.caught_up {
+                caught_up = true;
+                break;
+            }
+            if report.pages == 0 {
+                return Err(RunError::Component(
+                    "poll made no progress and is not caught up".into(),
+                ));
+            }
+        }
+        if !caught_up {
+            return Err(RunError::Component(format!(
+                "not caught up after {MAX_POLLS_PER_PASS} polls; progress so far is committed, run again"
+            )));
+        }
+        let checkpoint = match source.call_checkpoint(&mut store).await {
+            Ok(c) => c,
+            Err(e) => return Err(trapped(&store, e)),
+        };
+        let pipeline = &mut store.data_mut().pipeline;
+        pipeline.save_checkpoint(checkpoint).await?;
+        summary.stored = pipeline.stats.clone();
+        Ok(summary)
+    }
+}
+
+fn settings(config: &Config) -> Settings {
+    let h = &config.harness;
+    Settings {
+        api_base: h.api_base.as_str().trim_end_matches('/').to_owned(),
+        account_id: h.account_id.clone(),
+        page_size: h.page_size,
+        start_minutes_back: h.start_minutes_back,
+        modules: config.filters.modules.clone(),
+        actions: config.filters.actions.clone(),
+        static_filter: config.filters.static_filter.clone(),
+        max_retries: h.max_retries,
+        retry_base_ms: h.retry_base_ms,
+    }
+}

@@ -1,0 +1,716 @@
+//! Configuration: one typed struct per concern, read from a TOML file, the
+//! environment (the Cloud Run recipe's variables keep working) and flags, in
+//! that order of precedence (flags win), and validated once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+/// Default Harness API base.
+pub const DEFAULT_API_BASE: &str = "https://app.harness.io";
+/// Default events per page (the recipe's default).
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Default look-back of the first pass, in minutes.
+pub const DEFAULT_START_MINUTES_BACK: u32 = 60;
+/// Default retries per request.
+pub const DEFAULT_MAX_RETRIES: u32 = 5;
+/// Default first backoff delay, in milliseconds.
+pub const DEFAULT_RETRY_BASE_MS: u32 = 1000;
+/// Default object prefix (the recipe's).
+pub const DEFAULT_PREFIX: &str = "harness/audit";
+/// Default checkpoint key: outside the data prefix, so a SIEM feed never ingests or deletes it.
+pub const DEFAULT_STATE_KEY: &str = "harness-audit-state/checkpoint.json";
+/// Default local output directory.
+pub const DEFAULT_OUTPUT_DIR: &str = "./harness-audit-data";
+/// Default cap on each HTTP timeout (connect, first byte, between bytes), in seconds.
+pub const DEFAULT_HTTP_TIMEOUT_SECS: u32 = 60;
+
+const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where and how to call Harness.
+    pub harness: HarnessConfig,
+    /// Which events to request.
+    pub filters: FilterConfig,
+    /// Where events and the checkpoint go.
+    pub output: OutputConfig,
+}
+
+/// Connection to the Harness API.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    /// API base URL (`https://app.harness.io`, a vanity host, or `.../gateway`).
+    pub api_base: Url,
+    /// Account identifier.
+    pub account_id: String,
+    /// The API key, injected by the host into each request.
+    pub api_key: ApiKey,
+    /// Events per page, 1 to 100.
+    pub page_size: u32,
+    /// First pass look-back, in minutes.
+    pub start_minutes_back: u32,
+    /// Retries per request.
+    pub max_retries: u32,
+    /// First backoff delay, in milliseconds.
+    pub retry_base_ms: u32,
+    /// Cap on each HTTP timeout, in seconds.
+    pub http_timeout_secs: u32,
+}
+
+/// Body filters of the list request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// `modules`, upper-cased.
+    pub modules: Vec<String>,
+    /// `actions`.
+    pub actions: Vec<String>,
+    /// `staticFilter`.
+    pub static_filter: Option<String>,
+}
+
+/// Which sink receives the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Objects in a local directory, laid out like the GCS recipe's bucket.
+    Local,
+    /// NDJSON on standard output, for log shippers' exec inputs.
+    Stdout,
+}
+
+/// Output and checkpoint location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputConfig {
+    /// The sink.
+    pub sink: SinkKind,
+    /// Root directory of the local store (data for `local`, the checkpoint for both).
+    pub output_dir: PathBuf,
+    /// Object prefix inside the store.
+    pub prefix: String,
+    /// Checkpoint key inside the store.
+    pub state_key: String,
+}
+
+/// An API key that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The secret, for the one place that puts it on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Where a setting came from, so an error can name the exact thing to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An environment variable.
+    Env(&'static str),
+    /// A command-line flag.
+    Flag(&'static str),
+    /// A key in the TOML file.
+    File(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::Flag(name) => write!(f, "flag {name}"),
+            Self::File(key) => write!(f, "config file key {key}"),
+        }
+    }
+}
+
+/// A configuration error; every message names the setting, what is wrong and what is accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting has an unusable value.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// Where the value came from.
+        origin: Origin,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+    /// A required setting is absent.
+    #[error("{what} is not set: {hint}")]
+    Missing {
+        /// The setting.
+        what: &'static str,
+        /// How to set it.
+        hint: &'static str,
+    },
+    /// The TOML file cannot be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The reader's or parser's message.
+        message: String,
+    },
+}
+
+/// A raw value with its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    value: T,
+    origin: Origin,
+}
+
+/// Settings as given, before validation. Every layer (file, env, flags) fills one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawConfig {
+    /// `HARNESS_API_BASE`.
+    pub api_base: Option<Sourced<String>>,
+    /// `HARNESS_ACCOUNT_ID`.
+    pub account_id: Option<Sourced<String>>,
+    /// `HARNESS_API_KEY`.
+    pub api_key: Option<Sourced<String>>,
+    /// `HARNESS_API_KEY_FILE`.
+    pub api_key_file: Option<Sourced<String>>,
+    /// `PAGE_SIZE`.
+    pub page_size: Option<Sourced<String>>,
+    /// `START_MINUTES_BACK`.
+    pub start_minutes_back: Option<Sourced<String>>,
+    /// `MAX_RETRIES`.
+    pub max_retries: Option<Sourced<String>>,
+    /// `RETRY_BASE_MS`.
+    pub retry_base_ms: Option<Sourced<String>>,
+    /// `HTTP_TIMEOUT_SECS`.
+    pub http_timeout_secs: Option<Sourced<String>>,
+    /// `FILTER_MODULES`.
+    pub modules: Option<Sourced<Vec<String>>>,
+    /// `FILTER_ACTIONS`.
+    pub actions: Option<Sourced<Vec<String>>>,
+    /// `STATIC_FILTER`.
+    pub static_filter: Option<Sourced<String>>,
+    /// `SINK`.
+    pub sink: Option<Sourced<String>>,
+    /// `OUTPUT_DIR`.
+    pub output_dir: Option<Sourced<String>>,
+    /// `GCS_BUCKET`.
+    pub gcs_bucket: Option<Sourced<String>>,
+    /// `GCS_PREFIX`.
+    pub prefix: Option<Sourced<String>>,
+    /// `STATE_KEY`.
+    pub state_key: Option<Sourced<String>>,
+}
+
+/// Names of every setting, for env and flags alike: (field, env var, flag).
+pub const SETTINGS: [(&str, &str, &str); 17] = [
+    ("api_base", "HARNESS_API_BASE", "--api-base"),
+    ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
+    ("api_key", "HARNESS_API_KEY", ""),
+    ("api_key_file", "HARNESS_API_KEY_FILE", "--api-key-file"),
+    ("page_size", "PAGE_SIZE", "--page-size"),
+    (
+        "start_minutes_back",
+        "START_MINUTES_BACK",
+        "--start-minutes-back",
+    ),
+    ("max_retries", "MAX_RETRIES", "--max-retries"),
+    ("retry_base_ms", "RETRY_BASE_MS", "--retry-base-ms"),
+    (
+        "http_timeout_secs",
+        "HTTP_TIMEOUT_SECS",
+        "--http-timeout-secs",
+    ),
+    ("modules", "FILTER_MODULES", "--modules"),
+    ("actions", "FILTER_ACTIONS", "--actions"),
+    ("static_filter", "STATIC_FILTER", "--static-filter"),
+    ("sink", "SINK", "--sink"),
+    ("output_dir", "OUTPUT_DIR", "--output-dir"),
+    ("gcs_bucket", "GCS_BUCKET", "--gcs-bucket"),
+    ("prefix", "GCS_PREFIX", "--prefix"),
+    ("state_key", "STATE_KEY", "--state-key"),
+];
+
+impl RawConfig {
+    /// Reads the recipe's environment variables through `lookup`. Empty
+    /// values count as unset, as in the recipe.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut raw = Self::default();
+        for (field, env, _) in SETTINGS {
+            if let Some(value) = lookup(env).filter(|v| !v.trim().is_empty()) {
+                raw.set(field, value, Origin::Env(env));
+            }
+        }
+        raw
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Reads parsed command-line flags, given as (flag, value) pairs.
+    pub fn from_flags(flags: impl IntoIterator<Item = (&'static str, Option<String>)>) -> Self {
+        let mut raw = Self::default();
+        for (flag, value) in flags {
+            let Some(value) = value else { continue };
+            let (field, _, flag) = SETTINGS
+                .into_iter()
+                .find(|(_, _, f)| *f == flag)
+                .expect("every flag is listed in SETTINGS");
+            raw.set(field, value, Origin::Flag(flag));
+        }
+        raw
+    }
+
+    fn set(&mut self, field: &str, value: String, origin: Origin) {
+        let list = |v: &str| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let slot = match field {
+            "modules" => {
+                return self.modules = Some(Sourced {
+                    value: list(&value),
+                    origin,
+                });
+            }
+            "actions" => {
+                return self.actions = Some(Sourced {
+                    value: list(&value),
+                    origin,
+                });
+            }
+            "api_base" => &mut self.api_base,
+            "account_id" => &mut self.account_id,
+            "api_key" => &mut self.api_key,
+            "api_key_file" => &mut self.api_key_file,
+            "page_size" => &mut self.page_size,
+            "start_minutes_back" => &mut self.start_minutes_back,
+            "max_retries" => &mut self.max_retries,
+            "retry_base_ms" => &mut self.retry_base_ms,
+            "http_timeout_secs" => &mut self.http_timeout_secs,
+            "static_filter" => &mut self.static_filter,
+            "sink" => &mut self.sink,
+            "output_dir" => &mut self.output_dir,
+            "gcs_bucket" => &mut self.gcs_bucket,
+            "prefix" => &mut self.prefix,
+            "state_key" => &mut self.state_key,
+            other => unreachable!("SETTINGS names an unknown field {other}"),
+        };
+        *slot = Some(Sourced { value, origin });
+    }
+
+    /// Reads a TOML file (`[harness]`, `[filters]`, `[output]` tables).
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut raw = Self::default();
+        let sections: [(&str, BTreeMap<&str, Option<TomlValue>>); 3] = [
+            ("harness", file.harness.into_map()),
+            ("filters", file.filters.into_map()),
+            ("output", file.output.into_map()),
+        ];
+        for (section, map) in sections {
+            for (key, value) in map {
+                let Some(value) = value else { continue };
+                let origin = Origin::File(format!("{section}.{key}"));
+                let field = match key {
+                    "gcs_prefix" => "prefix",
+                    other => other,
+                };
+                match value {
+                    TomlValue::List(items) => {
+                        let slot = if field == "modules" {
+                            &mut raw.modules
+                        } else {
+                            &mut raw.actions
+                        };
+                        *slot = Some(Sourced {
+                            value: items,
+                            origin,
+                        });
+                    }
+                    TomlValue::Scalar(text) => raw.set(field, text, origin),
+                }
+            }
+        }
+        Ok(raw)
+    }
+
+    /// This layer, with gaps filled from `lower`.
+    pub fn over(self, lower: Self) -> Self {
+        Self {
+            api_base: self.api_base.or(lower.api_base),
+            account_id: self.account_id.or(lower.account_id),
+            api_key: self.api_key.or(lower.api_key),
+            api_key_file: self.api_key_file.or(lower.api_key_file),
+            page_size: self.page_size.or(lower.page_size),
+            start_minutes_back: self.start_minutes_back.or(lower.start_minutes_back),
+            max_retries: self.max_retries.or(lower.max_retries),
+            retry_base_ms: self.retry_base_ms.or(lower.retry_base_ms),
+            http_timeout_secs: self.http_timeout_secs.or(lower.http_timeout_secs),
+            modules: self.modules.or(lower.modules),
+            actions: self.actions.or(lower.actions),
+            static_filter: self.static_filter.or(lower.static_filter),
+            sink: self.sink.or(lower.sink),
+            output_dir: self.output_dir.or(lower.output_dir),
+            gcs_bucket: self.gcs_bucket.or(lower.gcs_bucket),
+            prefix: self.prefix.or(lower.prefix),
+            state_key: self.state_key.or(lower.state_key),
+        }
+    }
+
+    /// Validates everything; the first problem found is returned.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let api_base = parse_api_base(self.api_base)?;
+        let account_id = self.account_id.ok_or(ConfigError::Missing {
+            what: "HARNESS_ACCOUNT_ID",
+            hint: "set it to your Harness account identifier (Account Settings > Overview)",
+        })?;
+        if !is_identifier(&account_id.value) {
+            return Err(invalid(
+                &account_id,
+                "must be a Harness identifier: letters, digits, `_` or `-`",
+            ));
+        }
+        let api_key = resolve_api_key(self.api_key, self.api_key_file, &account_id)?;
+        let page_size = number(self.page_size, DEFAULT_PAGE_SIZE, 1..=100)?;
+        let harness = HarnessConfig {
+            api_base,
+            api_key,
+            page_size,
+            start_minutes_back: number(
+                self.start_minutes_back,
+                DEFAULT_START_MINUTES_BACK,
+                0..=1_051_200,
+            )?,
+            max_retries: number(self.max_retries, DEFAULT_MAX_RETRIES, 0..=20)?,
+            retry_base_ms: number(self.retry_base_ms, DEFAULT_RETRY_BASE_MS, 0..=60_000)?,
+            http_timeout_secs: number(self.http_timeout_secs, DEFAULT_HTTP_TIMEOUT_SECS, 1..=600)?,
+            account_id: account_id.value,
+        };
+        let filters = FilterConfig {
+            modules: enum_list(self.modules, true)?,
+            actions: enum_list(self.actions, false)?,
+            static_filter: match self.static_filter {
+                Some(s) if STATIC_FILTERS.contains(&s.value.as_str()) => Some(s.value),
+                Some(s) => {
+                    return Err(invalid(
+                        &s,
+                        &format!("must be one of {}", STATIC_FILTERS.join(", ")),
+                    ));
+                }
+                None => None,
+            },
+        };
+        if let Some(bucket) = self.gcs_bucket {
+            return Err(invalid(
+                &bucket,
+                "the GCS sink is not part of this release; unset it to write objects under OUTPUT_DIR, or use SINK=stdout",
+            ));
+        }
+        let sink = match self.sink {
+            None => SinkKind::Local,
+            Some(s) => match s.value.as_str() {
+                "local" => SinkKind::Local,
+                "stdout" => SinkKind::Stdout,
+                _ => return Err(invalid(&s, "must be `local` or `stdout`")),
+            },
+        };
+        let prefix = relative_key(self.prefix, DEFAULT_PREFIX)?;
+        let state_key = relative_key(self.state_key, DEFAULT_STATE_KEY)?;
+        let output_dir = PathBuf::from(
+            self.output_dir
+                .map_or_else(|| DEFAULT_OUTPUT_DIR.to_owned(), |d| d.value),
+        );
+        Ok(Config {
+            harness,
+            filters,
+            output: OutputConfig {
+                sink,
+                output_dir,
+                prefix,
+                state_key,
+            },
+        })
+    }
+}
+
+impl OutputConfig {
+    /// Whether the checkpoint sits inside the data prefix, where a SIEM feed would read it.
+    pub fn state_inside_prefix(&self) -> bool {
+        self.state_key.starts_with(&format!("{}/", self.prefix))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    harness: HarnessSection,
+    #[serde(default)]
+    filters: FiltersSection,
+    #[serde(default)]
+    output: OutputSection,
+}
+
+/// `[harness]` table.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HarnessSection {
+    api_base: Option<String>,
+    account_id: Option<String>,
+    api_key_file: Option<String>,
+    page_size: Option<u32>,
+    start_minutes_back: Option<u32>,
+    max_retries: Option<u32>,
+    retry_base_ms: Option<u32>,
+    http_timeout_secs: Option<u32>,
+}
+
+/// `[filters]` table.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FiltersSection {
+    modules: Option<Vec<String>>,
+    actions: Option<Vec<String>>,
+    static_filter: Option<String>,
+}
+
+/// `[output]` table.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OutputSection {
+    sink: Option<String>,
+    output_dir: Option<String>,
+    gcs_bucket: Option<String>,
+    gcs_prefix: Option<String>,
+    state_key: Option<String>,
+}
+
+enum TomlValue {
+    Scalar(String),
+    List(Vec<String>),
+}
+
+fn scalar(v: Option<impl ToString>) -> Option<TomlValue> {
+    v.map(|v| TomlValue::Scalar(v.to_string()))
+}
+
+impl HarnessSection {
+    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
+        BTreeMap::from([
+            ("api_base", scalar(self.api_base)),
+            ("account_id", scalar(self.account_id)),
+            ("api_key_file", scalar(self.api_key_file)),
+            ("page_size", scalar(self.page_size)),
+            ("start_minutes_back", scalar(self.start_minutes_back)),
+            ("max_retries", scalar(self.max_retries)),
+            ("retry_base_ms", scalar(self.retry_base_ms)),
+            ("http_timeout_secs", scalar(self.http_timeout_secs)),
+        ])
+    }
+}
+
+impl FiltersSection {
+    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
+        BTreeMap::from([
+            ("modules", self.modules.map(TomlValue::List)),
+            ("actions", self.actions.map(TomlValue::List)),
+            ("static_filter", scalar(self.static_filter)),
+        ])
+    }
+}
+
+impl OutputSection {
+    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
+        BTreeMap::from([
+            ("sink", scalar(self.sink)),
+            ("output_dir", scalar(self.output_dir)),
+            ("gcs_bucket", scalar(self.gcs_bucket)),
+            ("gcs_prefix", scalar(self.gcs_prefix)),
+            ("state_key", scalar(self.state_key)),
+        ])
+    }
+}
+
+fn invalid<T>(s: &Sourced<T>, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        origin: s.origin.clone(),
+        message: message.to_owned(),
+    }
+}
+
+fn is_identifier(v: &str) -> bool {
+    !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn parse_api_base(raw: Option<Sourced<String>>) -> Result<Url, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Url::parse(DEFAULT_API_BASE).expect("the default is a valid URL"));
+    };
+    let url = Url::parse(raw.value.trim()).map_err(|e| {
+        invalid(
+            &raw,
+            &format!(
+                "`{}` is not a URL ({e}); expected e.g. {DEFAULT_API_BASE}",
+                raw.value
+            ),
+        )
+    })?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(invalid(
+                &raw,
+                "must use https:// (plain http is accepted only for 127.0.0.1, localhost or [::1])",
+            ));
+        }
+        other => {
+            return Err(invalid(
+                &raw,
+                &format!("scheme `{other}` is not supported; use https://"),
+            ));
+        }
+    }
+    if url.host_str().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(invalid(
+            &raw,
+            "must be a base URL with a host and no credentials, query or fragment",
+        ));
+    }
+    Ok(url)
+}
+
+fn resolve_api_key(
+    inline: Option<Sourced<String>>,
+    file: Option<Sourced<String>>,
+    account: &Sourced<String>,
+) -> Result<ApiKey, ConfigError> {
+    let (key, origin) = match (inline, file) {
+        (Some(k), _) => (k.value, k.origin),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(&f.value).map_err(|e| {
+                invalid(&f, &format!("cannot read the key file `{}`: {e}", f.value))
+            })?;
+            (text, f.origin)
+        }
+        (None, None) => {
+            return Err(ConfigError::Missing {
+                what: "HARNESS_API_KEY",
+                hint: "set HARNESS_API_KEY, or HARNESS_API_KEY_FILE / --api-key-file to a file holding the key \
+                       (a Harness PAT or SAT with core_audit_view)",
+            });
+        }
+    };
+    let key = key.trim().to_owned();
+    let parts: Vec<&str> = key.split('.').collect();
+    // Messages below never quote the key: it is a secret.
+    if !(3..=4).contains(&parts.len())
+        || parts.iter().any(|p| p.is_empty())
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ConfigError::Invalid {
+            origin,
+            message: "is not a Harness API key: expected `pat.<account>.<id>.<secret>` or `sat.<account>.<id>.<secret>`"
+                .into(),
+        });
+    }
+    if parts.len() == 4 && parts[1] != account.value {
+        return Err(ConfigError::Invalid {
+            origin,
+            message: format!(
+                "is a key of account `{}`, but the account configured by {} is `{}`",
+                parts[1], account.origin, account.value
+            ),
+        });
+    }
+    Ok(ApiKey(key))
+}
+
+fn number(
+    raw: Option<Sourced<String>>,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.value.trim().parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(invalid(
+            &raw,
+            &format!(
+                "`{}` is not a whole number from {} to {}",
+                raw.value,
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+fn enum_list(
+    raw: Option<Sourced<Vec<String>>>,
+    case_insensitive: bool,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.value
+        .iter()
+        .map(|v| {
+            let v = if case_insensitive { v.to_ascii_uppercase() } else { v.clone() };
+            if !v.is_empty() && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+                Ok(v)
+            } else {
+                Err(invalid(&raw, &format!("`{v}` is not a Harness enum value (upper-case letters, digits and `_`, comma-separated)")))
+            }
+        })
+        .collect()
+}
+
+fn relative_key(raw: Option<Sourced<String>>, default: &str) -> Result<String, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(default.to_owned());
+    };
+    let key = raw.value.trim().trim_matches('/').to_owned();
+    let path = Path::new(&key);
+    if key.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(invalid(
+            &raw,
+            "must be a relative object path such as `harness/audit`, without `.` or `..` parts",
+        ));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests;

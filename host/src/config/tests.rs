@@ -1,0 +1,211 @@
+use super::*;
+
+const KEY: &str = "pat.acct1.tok.secretsecretsecret1234";
+
+fn env(pairs: &[(&str, &str)]) -> RawConfig {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    RawConfig::from_env_with(|name| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+fn minimal() -> Vec<(&'static str, &'static str)> {
+    vec![("HARNESS_ACCOUNT_ID", "acct1"), ("HARNESS_API_KEY", KEY)]
+}
+
+fn error_of(pairs: &[(&str, &str)]) -> String {
+    env(pairs).validate().unwrap_err().to_string()
+}
+
+#[test]
+fn recipe_environment_gives_recipe_defaults() {
+    let cfg = env(&minimal()).validate().unwrap();
+    assert_eq!(cfg.harness.api_base.as_str(), "https://app.harness.io/");
+    assert_eq!(cfg.harness.page_size, 50);
+    assert_eq!(cfg.harness.start_minutes_back, 60);
+    assert_eq!(cfg.output.prefix, "harness/audit");
+    assert_eq!(cfg.output.sink, SinkKind::Local);
+    assert!(!cfg.output.state_inside_prefix());
+    assert_eq!(cfg.filters, FilterConfig::default());
+}
+
+#[test]
+fn recipe_filter_variables_are_parsed() {
+    let mut pairs = minimal();
+    pairs.extend([
+        ("FILTER_MODULES", "cd, PMS"),
+        ("FILTER_ACTIONS", "CREATE,UPDATE"),
+        ("STATIC_FILTER", "EXCLUDE_LOGIN_EVENTS"),
+        ("PAGE_SIZE", "100"),
+        ("STATE_KEY", "harness/audit/state.json"),
+    ]);
+    let cfg = env(&pairs).validate().unwrap();
+    assert_eq!(cfg.filters.modules, ["CD", "PMS"]);
+    assert_eq!(cfg.filters.actions, ["CREATE", "UPDATE"]);
+    assert_eq!(
+        cfg.filters.static_filter.as_deref(),
+        Some("EXCLUDE_LOGIN_EVENTS")
+    );
+    assert_eq!(cfg.harness.page_size, 100);
+    assert!(cfg.output.state_inside_prefix());
+}
+
+#[test]
+fn errors_name_the_variable_and_the_accepted_values() {
+    let cases: [(&str, &str, &str); 8] = [
+        (
+            "PAGE_SIZE",
+            "101",
+            "environment variable PAGE_SIZE: `101` is not a whole number from 1 to 100",
+        ),
+        ("PAGE_SIZE", "0", "from 1 to 100"),
+        (
+            "STATIC_FILTER",
+            "LOGIN",
+            "must be one of EXCLUDE_LOGIN_EVENTS, EXCLUDE_SYSTEM_EVENTS",
+        ),
+        (
+            "FILTER_ACTIONS",
+            "create",
+            "`create` is not a Harness enum value",
+        ),
+        (
+            "HARNESS_API_BASE",
+            "http://harness.example.com",
+            "must use https://",
+        ),
+        ("HARNESS_API_BASE", "not a url", "is not a URL"),
+        ("SINK", "s3", "must be `local` or `stdout`"),
+        ("STATE_KEY", "../escape", "without `.` or `..` parts"),
+    ];
+    for (name, value, expected) in cases {
+        let mut pairs = minimal();
+        pairs.push((name, value));
+        let err = error_of(&pairs);
+        assert!(
+            err.contains(expected) && err.contains(name),
+            "{name}={value}: {err}"
+        );
+    }
+}
+
+#[test]
+fn missing_account_and_key_say_how_to_fix() {
+    assert!(error_of(&[("HARNESS_API_KEY", KEY)]).starts_with("HARNESS_ACCOUNT_ID is not set"));
+    let err = error_of(&[("HARNESS_ACCOUNT_ID", "acct1")]);
+    assert!(
+        err.starts_with("HARNESS_API_KEY is not set") && err.contains("HARNESS_API_KEY_FILE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn key_errors_never_quote_the_key() {
+    let secret = "pat.other.tok.TOPSECRETVALUE0000000";
+    let err = error_of(&[("HARNESS_ACCOUNT_ID", "acct1"), ("HARNESS_API_KEY", secret)]);
+    assert!(
+        err.contains("key of account `other`") && err.contains("`acct1`"),
+        "{err}"
+    );
+    assert!(!err.contains("TOPSECRETVALUE"), "{err}");
+    let err = error_of(&[
+        ("HARNESS_ACCOUNT_ID", "acct1"),
+        ("HARNESS_API_KEY", "TOPSECRETVALUE"),
+    ]);
+    assert!(
+        err.contains("is not a Harness API key") && !err.contains("TOPSECRETVALUE"),
+        "{err}"
+    );
+    let cfg = env(&minimal()).validate().unwrap();
+    assert!(!format!("{cfg:?}").contains("secretsecret"));
+}
+
+#[test]
+fn key_file_is_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, format!("{KEY}\n")).unwrap();
+    let cfg = env(&[
+        ("HARNESS_ACCOUNT_ID", "acct1"),
+        ("HARNESS_API_KEY_FILE", path.to_str().unwrap()),
+    ])
+    .validate()
+    .unwrap();
+    assert_eq!(cfg.harness.api_key.expose(), KEY);
+    let err = error_of(&[
+        ("HARNESS_ACCOUNT_ID", "acct1"),
+        ("HARNESS_API_KEY_FILE", "/nonexistent/key"),
+    ]);
+    assert!(
+        err.contains("HARNESS_API_KEY_FILE: cannot read the key file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gcs_bucket_is_refused_until_the_gcs_sink_exists() {
+    let mut pairs = minimal();
+    pairs.push(("GCS_BUCKET", "my-bucket"));
+    assert!(error_of(&pairs).contains("GCS_BUCKET: the GCS sink is not part of this release"));
+}
+
+#[test]
+fn flags_beat_env_which_beats_the_file() {
+    let file = RawConfig::from_toml(
+        "[harness]\naccount_id = \"acct1\"\npage_size = 10\nmax_retries = 1\n[filters]\nmodules = [\"ci\"]\n",
+    )
+    .unwrap();
+    let env = env(&[
+        ("PAGE_SIZE", "20"),
+        ("HARNESS_API_KEY", KEY),
+        ("MAX_RETRIES", "2"),
+    ]);
+    let flags = RawConfig::from_flags([("--page-size", Some("30".into())), ("--modules", None)]);
+    let cfg = flags.over(env.over(file)).validate().unwrap();
+    assert_eq!(cfg.harness.page_size, 30);
+    assert_eq!(cfg.harness.max_retries, 2);
+    assert_eq!(cfg.filters.modules, ["CI"]);
+}
+
+#[test]
+fn file_errors_name_the_key() {
+    let raw = RawConfig::from_toml("[harness]\npage_size = 500\n").unwrap();
+    let err = env(&minimal())
+        .over(raw)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("config file key harness.page_size: `500`"),
+        "{err}"
+    );
+    let err = RawConfig::from_toml("[harness]\napi_key = \"x\"\n").unwrap_err();
+    assert!(err.contains("unknown field `api_key`"), "{err}");
+    assert!(
+        RawConfig::from_toml("[sinks]\n")
+            .unwrap_err()
+            .contains("unknown field `sinks`")
+    );
+}
+
+#[test]
+fn every_setting_has_an_env_name_and_all_flags_are_distinct() {
+    let mut flags: Vec<&str> = SETTINGS
+        .iter()
+        .map(|(_, _, f)| *f)
+        .filter(|f| !f.is_empty())
+        .collect();
+    flags.sort_unstable();
+    flags.dedup();
+    assert_eq!(
+        flags.len(),
+        SETTINGS.len() - 1,
+        "only the key itself has no flag"
+    );
+}

@@ -1,0 +1,223 @@
+//! `harness-audit`: collects the Harness audit trail into a local directory or
+//! stdout through the sandboxed source component.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use harness_audit::EMBEDDED_COMPONENT;
+use harness_audit::collector::Collector;
+use harness_audit::config::{Config, RawConfig, SinkKind};
+use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
+use harness_audit::sink::{CheckpointStore, LocalDirSink, Sink, StdoutSink};
+
+/// Collects the Harness audit trail (who did what, when, where) for a SIEM.
+///
+/// Settings come from the recipe's environment variables (HARNESS_ACCOUNT_ID,
+/// HARNESS_API_KEY, ...), an optional TOML file, and flags; flags win over the
+/// environment, which wins over the file.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Load this source component instead of the embedded one.
+    #[arg(long, value_name = "PATH", global = true)]
+    component: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one collection pass until caught up, then exit.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// TOML file with [harness], [filters] and [output] tables.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Harness API base URL [env: HARNESS_API_BASE] [default: https://app.harness.io].
+    #[arg(long)]
+    api_base: Option<String>,
+    /// Harness account identifier [env: HARNESS_ACCOUNT_ID].
+    #[arg(long)]
+    account_id: Option<String>,
+    /// File holding the API key [env: HARNESS_API_KEY_FILE]; the key itself is read only from HARNESS_API_KEY.
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<String>,
+    /// Events per page, 1-100 [env: PAGE_SIZE] [default: 50].
+    #[arg(long)]
+    page_size: Option<String>,
+    /// First pass look-back in minutes [env: START_MINUTES_BACK] [default: 60].
+    #[arg(long)]
+    start_minutes_back: Option<String>,
+    /// Retries per request [env: MAX_RETRIES] [default: 5].
+    #[arg(long)]
+    max_retries: Option<String>,
+    /// First backoff delay in ms [env: RETRY_BASE_MS] [default: 1000].
+    #[arg(long)]
+    retry_base_ms: Option<String>,
+    /// Cap on each HTTP timeout in seconds [env: HTTP_TIMEOUT_SECS] [default: 60].
+    #[arg(long)]
+    http_timeout_secs: Option<String>,
+    /// Comma-separated modules, e.g. CD,PMS [env: FILTER_MODULES].
+    #[arg(long)]
+    modules: Option<String>,
+    /// Comma-separated actions, e.g. CREATE,UPDATE [env: FILTER_ACTIONS].
+    #[arg(long)]
+    actions: Option<String>,
+    /// EXCLUDE_LOGIN_EVENTS or EXCLUDE_SYSTEM_EVENTS [env: STATIC_FILTER].
+    #[arg(long)]
+    static_filter: Option<String>,
+    /// local or stdout [env: SINK] [default: local].
+    #[arg(long)]
+    sink: Option<String>,
+    /// Local store root [env: OUTPUT_DIR] [default: ./harness-audit-data].
+    #[arg(long)]
+    output_dir: Option<String>,
+    /// GCS bucket [env: GCS_BUCKET] (the GCS sink is not in this release).
+    #[arg(long)]
+    gcs_bucket: Option<String>,
+    /// Object prefix [env: GCS_PREFIX] [default: harness/audit].
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Checkpoint key [env: STATE_KEY] [default: harness-audit-state/checkpoint.json].
+    #[arg(long)]
+    state_key: Option<String>,
+}
+
+impl RunArgs {
+    fn layer(&self) -> RawConfig {
+        RawConfig::from_flags([
+            ("--api-base", self.api_base.clone()),
+            ("--account-id", self.account_id.clone()),
+            ("--api-key-file", self.api_key_file.clone()),
+            ("--page-size", self.page_size.clone()),
+            ("--start-minutes-back", self.start_minutes_back.clone()),
+            ("--max-retries", self.max_retries.clone()),
+            ("--retry-base-ms", self.retry_base_ms.clone()),
+            ("--http-timeout-secs", self.http_timeout_secs.clone()),
+            ("--modules", self.modules.clone()),
+            ("--actions", self.actions.clone()),
+            ("--static-filter", self.static_filter.clone()),
+            ("--sink", self.sink.clone()),
+            ("--output-dir", self.output_dir.clone()),
+            ("--gcs-bucket", self.gcs_bucket.clone()),
+            ("--prefix", self.prefix.clone()),
+            ("--state-key", self.state_key.clone()),
+        ])
+    }
+
+    fn config(&self) -> Result<Config, RunError> {
+        let file = match &self.config {
+            Some(path) => RawConfig::from_toml_file(path)?,
+            None => RawConfig::default(),
+        };
+        Ok(self
+            .layer()
+            .over(RawConfig::from_env().over(file))
+            .validate()?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let Command::Run(args) = &cli.command;
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+    };
+    if config.output.state_inside_prefix() {
+        tracing::warn!(
+            state_key = %config.output.state_key,
+            prefix = %config.output.prefix,
+            "STATE_KEY is inside GCS_PREFIX: a SIEM feed reading the prefix will ingest the checkpoint, and its \
+             delete option would remove it; move STATE_KEY outside the prefix"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
+    };
+    let collector = match load_collector(cli.component.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
+    };
+    let store = Arc::new(LocalDirSink::new(
+        &config.output.output_dir,
+        &config.output.prefix,
+        &config.output.state_key,
+    ));
+    let sink: Arc<dyn Sink> = match config.output.sink {
+        SinkKind::Local => store.clone(),
+        SinkKind::Stdout => Arc::new(StdoutSink),
+    };
+    tracing::info!(
+        account = %config.harness.account_id,
+        api_base = %config.harness.api_base,
+        sink = %sink.location(),
+        checkpoint = %store.checkpoint_location(),
+        "starting collection pass"
+    );
+    match runtime.block_on(collector.run_pass(&config, sink.clone(), store.clone())) {
+        Ok(summary) => {
+            let line = summary.line(&sink.location(), &store.checkpoint_location());
+            if config.output.sink == SinkKind::Stdout {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string(), e.exit_code()),
+    }
+}
+
+fn load_collector(path: Option<&std::path::Path>) -> anyhow::Result<Collector> {
+    let bytes = match path {
+        Some(p) => {
+            std::fs::read(p).with_context(|| format!("reading component {}", p.display()))?
+        }
+        None => EMBEDDED_COMPONENT.to_vec(),
+    };
+    let what = path.map_or_else(
+        || "the embedded component".to_owned(),
+        |p| p.display().to_string(),
+    );
+    Collector::new(&bytes)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .with_context(|| format!("loading {what}"))
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("harness-audit: error: {message}");
+    ExitCode::from(code)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,223 @@
+//! The guest's only door to the network: one origin, the key added here,
+//! timeouts capped.
+
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
+use http::uri::Scheme;
+use url::Url;
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
+    WasiHttpHooks,
+};
+
+/// Header carrying the Harness API key.
+pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Egress policy for one account.
+pub struct EgressPolicy {
+    scheme: Scheme,
+    authority: String,
+    api_key: HeaderValue,
+    timeout_cap: Duration,
+}
+
+impl std::fmt::Debug for EgressPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressPolicy")
+            .field(
+                "origin",
+                &format_args!("{}://{}", self.scheme, self.authority),
+            )
+            .field("timeout_cap", &self.timeout_cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a policy could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The base URL has no usable origin.
+    #[error("the API base `{0}` has no http(s) origin")]
+    NoOrigin(String),
+    /// The key is not a valid header value (its text is never printed).
+    #[error("the API key contains characters that cannot be sent in an HTTP header")]
+    KeyNotAHeader,
+}
+
+impl EgressPolicy {
+    /// Allows exactly the origin (scheme, host, port) of `api_base`.
+    pub fn new(api_base: &Url, api_key: &str, timeout_cap: Duration) -> Result<Self, PolicyError> {
+        let scheme = match api_base.scheme() {
+            "https" => Scheme::HTTPS,
+            "http" => Scheme::HTTP,
+            _ => return Err(PolicyError::NoOrigin(api_base.to_string())),
+        };
+        let host = api_base
+            .host_str()
+            .ok_or_else(|| PolicyError::NoOrigin(api_base.to_string()))?;
+        let port = api_base
+            .port_or_known_default()
+            .ok_or_else(|| PolicyError::NoOrigin(api_base.to_string()))?;
+        let mut api_key = HeaderValue::from_str(api_key).map_err(|_| PolicyError::KeyNotAHeader)?;
+        api_key.set_sensitive(true);
+        Ok(Self {
+            scheme,
+            authority: format!("{host}:{port}"),
+            api_key,
+            timeout_cap,
+        })
+    }
+
+    /// Whether a request to `uri` may leave the sandbox.
+    pub fn allows(&self, uri: &http::Uri) -> bool {
+        let Some(scheme) = uri.scheme() else {
+            return false;
+        };
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
+        let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+        let port = authority.port_u16().unwrap_or(default_port);
+        *scheme == self.scheme && format!("{}:{port}", authority.host()) == self.authority
+    }
+
+    fn capped(&self, options: Option<RequestOptions>) -> RequestOptions {
+        let cap =
+            |t: Option<Duration>| Some(t.map_or(self.timeout_cap, |t| t.min(self.timeout_cap)));
+        let options = options.unwrap_or_default();
+        RequestOptions {
+            connect_timeout: cap(options.connect_timeout),
+            first_byte_timeout: cap(options.first_byte_timeout),
+            between_bytes_timeout: cap(options.between_bytes_timeout),
+        }
+    }
+}
+
+/// Headers the guest may not set: the credential headers the host owns, plus wasmtime's defaults.
+fn is_forbidden(name: &HeaderName) -> bool {
+    *name == API_KEY_HEADER
+        || *name == AUTHORIZATION
+        || *name == COOKIE
+        || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+}
+
+impl WasiHttpHooks for EgressPolicy {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        std::sync::Arc::new(is_forbidden)
+    }
+
+    fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
+        *scheme == self.scheme
+    }
+
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                    ),
+                    HttpError,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        if !self.allows(request.uri()) {
+            tracing::warn!(
+                stage = "egress",
+                error_type = "request_denied",
+                uri = %request.uri(),
+                "the component tried to reach a host outside its allow-list"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        request
+            .headers_mut()
+            .insert(API_KEY_HEADER, self.api_key.clone());
+        let options = self.capped(options);
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(base: &str) -> EgressPolicy {
+        EgressPolicy::new(
+            &Url::parse(base).unwrap(),
+            "pat.a.b.c",
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_exact_origin_is_allowed() {
+        let p = policy("https://app.harness.io/gateway");
+        for ok in [
+            "https://app.harness.io/audit/api/audits/list",
+            "https://app.harness.io:443/x",
+        ] {
+            assert!(p.allows(&ok.parse().unwrap()), "{ok}");
+        }
+        for denied in [
+            "http://app.harness.io/x",
+            "https://app.harness.io:8443/x",
+            "https://evil.example/x",
+            "https://app.harness.io.evil.example/x",
+            "/relative",
+        ] {
+            assert!(!p.allows(&denied.parse().unwrap()), "{denied}");
+        }
+        let local = policy("http://127.0.0.1:4567");
+        assert!(local.allows(&"http://127.0.0.1:4567/a".parse().unwrap()));
+        assert!(!local.allows(&"http://127.0.0.1:4568/a".parse().unwrap()));
+    }
+
+    #[test]
+    fn credential_headers_are_forbidden_to_the_guest() {
+        let mut p = policy("https://app.harness.io");
+        let filter = p.forbidden_header_filter();
+        for name in ["x-api-key", "X-Api-Key", "authorization", "cookie", "host"] {
+            assert!(
+                filter(&HeaderName::from_bytes(name.as_bytes()).unwrap()),
+                "{name}"
+            );
+        }
+        assert!(!filter(&HeaderName::from_static("content-type")));
+    }
+
+    #[test]
+    fn timeouts_are_capped_and_defaulted() {
+        let p = policy("https://app.harness.io");
+        let capped = p.capped(Some(RequestOptions {
+            connect_timeout: Some(Duration::from_secs(5)),
+            first_byte_timeout: Some(Duration::from_secs(600)),
+            between_bytes_timeout: None,
+        }));
+        assert_eq!(capped.connect_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(capped.first_byte_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(capped.between_bytes_timeout, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        assert!(!format!("{:?}", policy("https://app.harness.io")).contains("pat.a.b.c"));
+    }
+}

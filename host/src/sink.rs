@@ -1,0 +1,160 @@
+//! Where batches go. Every sink stores a batch as one immutable object whose
+//! name derives from the batch, so re-writing the same batch is recognised.
+
+mod local;
+mod stdout;
+
+use std::time::SystemTime;
+
+pub use local::LocalDirSink;
+pub use stdout::StdoutSink;
+
+use sha2::{Digest, Sha256};
+
+/// Facts about a batch that sinks put in names and metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchMeta {
+    /// Lines in the batch.
+    pub event_count: u32,
+    /// First event's `timestamp` (epoch ms).
+    pub first_event_ms: u64,
+    /// Last event's `timestamp` (epoch ms).
+    pub last_event_ms: u64,
+    /// Query window start (epoch ms).
+    pub window_start_ms: u64,
+    /// Query window end (epoch ms).
+    pub window_end_ms: u64,
+    /// When the host received the batch.
+    pub collected_at: SystemTime,
+}
+
+/// The outcome of a successful write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// A new object was created.
+    Created(String),
+    /// An identical object already existed (a re-sent batch); nothing was written.
+    AlreadyPresent(String),
+    /// The batch was streamed; there is no object.
+    Streamed,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// Filesystem or stream I/O failed.
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or stream.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An object with this name but other content exists.
+    #[error("object `{0}` already exists with different content; refusing to overwrite it")]
+    Conflict(String),
+}
+
+/// Stores batches durably.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    /// Stores `lines` (NDJSON) and returns once they are durable.
+    async fn write(&self, meta: &BatchMeta, lines: &[u8]) -> Result<Written, SinkError>;
+
+    /// Where the data goes, for the summary line.
+    fn location(&self) -> String;
+}
+
+/// Stores the checkpoint.
+#[async_trait::async_trait]
+pub trait CheckpointStore: Send + Sync {
+    /// The stored checkpoint, if any.
+    async fn load(&self) -> Result<Option<Vec<u8>>, SinkError>;
+    /// Replaces the checkpoint atomically.
+    async fn save(&self, checkpoint: &[u8]) -> Result<(), SinkError>;
+    /// Where it lives, for messages.
+    fn checkpoint_location(&self) -> String;
+}
+
+/// `<prefix>/YYYY/MM/DD/harness-audit-YYYYMMDD-HHMMSS-<hash>.jsonl`, the
+/// recipe's layout; the hash of the content makes the name unique per batch.
+pub fn object_name(prefix: &str, collected_at: SystemTime, lines: &[u8]) -> String {
+    let secs = collected_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, mo, d, h, mi, s) = utc(secs);
+    let digest = Sha256::digest(lines);
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{prefix}/{y:04}/{mo:02}/{d:02}/harness-audit-{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{hash}.jsonl"
+    )
+}
+
+/// Civil UTC date and time of a Unix timestamp (proleptic Gregorian).
+pub fn utc(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = i64::try_from(secs / 86_400).expect("u64 seconds / 86400 fits in i64");
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// RFC 3339 UTC with milliseconds, for logs and summaries.
+pub fn rfc3339_ms(epoch_ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc(epoch_ms / 1000);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        epoch_ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn utc_matches_known_dates() {
+        assert_eq!(utc(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(utc(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(utc(1_749_564_191), (2025, 6, 10, 14, 3, 11));
+        assert_eq!(utc(4_102_444_799), (2099, 12, 31, 23, 59, 59));
+        assert_eq!(rfc3339_ms(1_749_564_191_482), "2025-06-10T14:03:11.482Z");
+    }
+
+    #[test]
+    fn object_names_follow_the_recipe_layout_and_depend_on_content() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_749_564_191);
+        let a = object_name("harness/audit", at, b"{\"a\":1}\n");
+        assert!(
+            a.starts_with("harness/audit/2025/06/10/harness-audit-20250610-140311-"),
+            "{a}"
+        );
+        assert!(
+            a.ends_with(".jsonl")
+                && a.len()
+                    == "harness/audit/2025/06/10/harness-audit-20250610-140311-".len() + 16 + 6
+        );
+        assert_eq!(a, object_name("harness/audit", at, b"{\"a\":1}\n"));
+        assert_ne!(a, object_name("harness/audit", at, b"{\"a\":2}\n"));
+    }
+}

@@ -1,0 +1,206 @@
+//! A local directory laid out like the recipe's bucket. Each object is written
+//! to a temporary file, fsynced, then linked into place (never overwriting).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{BatchMeta, CheckpointStore, Sink, SinkError, Written, object_name};
+
+/// Objects and the checkpoint under one root directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirSink {
+    root: PathBuf,
+    prefix: String,
+    state_key: String,
+}
+
+impl LocalDirSink {
+    /// A store rooted at `root`; nothing is created until the first write.
+    pub fn new(root: impl Into<PathBuf>, prefix: &str, state_key: &str) -> Self {
+        Self {
+            root: root.into(),
+            prefix: prefix.to_owned(),
+            state_key: state_key.to_owned(),
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.root.join(&self.state_key)
+    }
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
+    move |source| SinkError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `bytes` to a fresh temporary file beside `path` and fsyncs it.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, SinkError> {
+    let dir = path.parent().expect("object paths have a parent");
+    fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
+    let name = path
+        .file_name()
+        .expect("object paths have a file name")
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
+    file.write_all(bytes).map_err(io("writing", &tmp))?;
+    file.sync_all().map_err(io("syncing", &tmp))?;
+    Ok(tmp)
+}
+
+/// Makes a rename or link durable.
+fn sync_dir(path: &Path) -> Result<(), SinkError> {
+    let dir = path.parent().expect("object paths have a parent");
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing directory", dir))
+}
+
+fn write_object(path: &Path, name: String, lines: &[u8]) -> Result<Written, SinkError> {
+    if let Ok(existing) = fs::read(path) {
+        return if existing == lines {
+            Ok(Written::AlreadyPresent(name))
+        } else {
+            Err(SinkError::Conflict(name))
+        };
+    }
+    let tmp = write_temp(path, lines)?;
+    // A hard link fails if the target exists, so a concurrent writer can never be overwritten.
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(path)?;
+            Ok(Written::Created(name))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => write_object(path, name, lines),
+        Err(e) => Err(io("linking", path)(e)),
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for LocalDirSink {
+    async fn write(&self, meta: &BatchMeta, lines: &[u8]) -> Result<Written, SinkError> {
+        let name = object_name(&self.prefix, meta.collected_at, lines);
+        let path = self.root.join(&name);
+        let lines = lines.to_vec();
+        tokio::task::spawn_blocking(move || write_object(&path, name, &lines))
+            .await
+            .expect("the blocking write task does not panic")
+    }
+
+    fn location(&self) -> String {
+        self.root.join(&self.prefix).display().to_string()
+    }
+}
+
+#[async_trait::async_trait]
+impl CheckpointStore for LocalDirSink {
+    async fn load(&self) -> Result<Option<Vec<u8>>, SinkError> {
+        let path = self.state_path();
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading checkpoint", &path)(e)),
+        }
+    }
+
+    async fn save(&self, checkpoint: &[u8]) -> Result<(), SinkError> {
+        let path = self.state_path();
+        let bytes = checkpoint.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let tmp = write_temp(&path, &bytes)?;
+            fs::rename(&tmp, &path).map_err(io("replacing checkpoint", &path))?;
+            sync_dir(&path)
+        })
+        .await
+        .expect("the blocking save task does not panic")
+    }
+
+    fn checkpoint_location(&self) -> String {
+        self.state_path().display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn meta() -> BatchMeta {
+        BatchMeta {
+            event_count: 1,
+            first_event_ms: 1,
+            last_event_ms: 1,
+            window_start_ms: 0,
+            window_end_ms: 2,
+            collected_at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_once_and_recognises_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalDirSink::new(dir.path(), "harness/audit", "state/cp.json");
+        let meta = meta();
+        let Written::Created(name) = sink.write(&meta, b"{\"a\":1}\n").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(fs::read(dir.path().join(&name)).unwrap(), b"{\"a\":1}\n");
+        assert_eq!(
+            sink.write(&meta, b"{\"a\":1}\n").await.unwrap(),
+            Written::AlreadyPresent(name)
+        );
+        let leftovers: Vec<_> = walk(dir.path())
+            .into_iter()
+            .filter(|p| p.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn checkpoint_round_trips_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirSink::new(dir.path(), "harness/audit", "state/cp.json");
+        assert_eq!(store.load().await.unwrap(), None);
+        store.save(b"one").await.unwrap();
+        store.save(b"two").await.unwrap();
+        assert_eq!(store.load().await.unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            walk(dir.path()),
+            [dir.path().join("state/cp.json").display().to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn unwritable_root_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, b"").unwrap();
+        let sink = LocalDirSink::new(&blocker, "p", "s");
+        let err = sink.write(&meta(), b"{}\n").await.unwrap_err().to_string();
+        assert!(
+            err.contains("creating directory") && err.contains("file/p"),
+            "{err}"
+        );
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = vec![];
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(walk(&path))
+            } else {
+                out.push(path.display().to_string())
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,28 @@
+//! NDJSON on standard output, for log shippers' exec and subprocess inputs.
+
+use std::io::Write;
+
+use super::{BatchMeta, Sink, SinkError, Written};
+
+/// Writes each batch to stdout and flushes before the checkpoint is stored.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StdoutSink;
+
+#[async_trait::async_trait]
+impl Sink for StdoutSink {
+    async fn write(&self, _meta: &BatchMeta, lines: &[u8]) -> Result<Written, SinkError> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(lines)
+            .and_then(|()| out.flush())
+            .map_err(|source| SinkError::Io {
+                action: "writing to",
+                path: "stdout".into(),
+                source,
+            })?;
+        Ok(Written::Streamed)
+    }
+
+    fn location(&self) -> String {
+        "stdout".into()
+    }
+}

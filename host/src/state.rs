@@ -1,0 +1,300 @@
+//! The per-instance store state: WASI with nothing granted, wasi:http behind
+//! the egress policy, memory limits, and the pipeline that `emit` feeds.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::bindings::harness::audit::{emit, types};
+use crate::bindings::{Batch, EmitError};
+use crate::policy::EgressPolicy;
+use crate::sink::{BatchMeta, CheckpointStore, Sink, Written, rfc3339_ms};
+
+/// Largest batch accepted from a component.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Largest checkpoint accepted from a component.
+pub const MAX_CHECKPOINT_BYTES: usize = 1024 * 1024;
+/// Guest stderr kept for error reports (panic messages).
+const GUEST_STDERR_BYTES: usize = 64 * 1024;
+
+/// Totals of what the pipeline stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Events stored.
+    pub events: u64,
+    /// New objects created.
+    pub objects: u64,
+    /// Batches that were already stored (re-sent after a crash).
+    pub already_present: u64,
+}
+
+/// Where `emit` sends batches and checkpoints.
+pub struct Pipeline {
+    sink: Arc<dyn Sink>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    /// The last checkpoint made durable.
+    pub last_saved: Option<Vec<u8>>,
+    /// Totals so far.
+    pub stats: PipelineStats,
+}
+
+impl Pipeline {
+    /// A pipeline writing to `sink` and `checkpoints`; `loaded` is the checkpoint read at start.
+    pub fn new(
+        sink: Arc<dyn Sink>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        loaded: Option<Vec<u8>>,
+    ) -> Self {
+        Self {
+            sink,
+            checkpoints,
+            last_saved: loaded,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// Saves a checkpoint unless it is the one already stored.
+    pub async fn save_checkpoint(
+        &mut self,
+        checkpoint: Vec<u8>,
+    ) -> Result<(), crate::sink::SinkError> {
+        if self.last_saved.as_ref() != Some(&checkpoint) {
+            self.checkpoints.save(&checkpoint).await?;
+            self.last_saved = Some(checkpoint);
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("sink", &self.sink.location())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("policy", &self.policy)
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State of one component instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    policy: EgressPolicy,
+    /// Memory and instance limits.
+    pub limits: StoreLimits,
+    /// Receives emitted batches.
+    pub pipeline: Pipeline,
+    stderr: MemoryOutputPipe,
+}
+
+impl HostState {
+    /// A sandbox that grants no environment, arguments, files or sockets.
+    pub fn new(policy: EgressPolicy, pipeline: Pipeline, max_memory_bytes: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(GUEST_STDERR_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            policy,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(max_memory_bytes)
+                .instances(4)
+                .build(),
+            pipeline,
+            stderr,
+        }
+    }
+
+    /// What the guest wrote to stderr (panic messages), lossily decoded.
+    pub fn guest_stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents())
+            .trim()
+            .to_owned()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.policy,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl emit::Host for HostState {
+    async fn emit(&mut self, batch: Batch) -> Result<(), EmitError> {
+        check_batch(&batch).map_err(EmitError::Rejected)?;
+        let meta = BatchMeta {
+            event_count: batch.event_count,
+            first_event_ms: batch.first_event_ms,
+            last_event_ms: batch.last_event_ms,
+            window_start_ms: batch.window_start_ms,
+            window_end_ms: batch.window_end_ms,
+            collected_at: SystemTime::now(),
+        };
+        let written = self.pipeline.sink.write(&meta, &batch.lines).await.map_err(|e| {
+            tracing::error!(stage = "sink", error_type = "write_failed", error = %e, "batch not stored");
+            EmitError::Unavailable(e.to_string())
+        })?;
+        self.pipeline.save_checkpoint(batch.checkpoint).await.map_err(|e| {
+            tracing::error!(stage = "checkpoint", error_type = "save_failed", error = %e, "checkpoint not stored");
+            EmitError::Unavailable(format!("the batch was stored but its checkpoint was not: {e}"))
+        })?;
+        let stats = &mut self.pipeline.stats;
+        stats.events += u64::from(batch.event_count);
+        let object = match written {
+            Written::Created(name) => {
+                stats.objects += 1;
+                name
+            }
+            Written::AlreadyPresent(name) => {
+                stats.already_present += 1;
+                tracing::warn!(stage = "sink", object = %name, "batch was already stored; not written again");
+                name
+            }
+            Written::Streamed => "stdout".into(),
+        };
+        tracing::info!(
+            stage = "sink",
+            object = %object,
+            events = batch.event_count,
+            first_event = %rfc3339_ms(batch.first_event_ms),
+            last_event = %rfc3339_ms(batch.last_event_ms),
+            "batch stored"
+        );
+        Ok(())
+    }
+}
+
+/// The contract a batch must meet before it reaches storage: what lands in a
+/// SIEM bucket is exactly `event_count` JSON objects, one per line.
+fn check_batch(batch: &Batch) -> Result<(), String> {
+    if batch.lines.len() > MAX_BATCH_BYTES {
+        return Err(format!(
+            "batch of {} bytes exceeds the {MAX_BATCH_BYTES}-byte limit",
+            batch.lines.len()
+        ));
+    }
+    if batch.checkpoint.is_empty() || batch.checkpoint.len() > MAX_CHECKPOINT_BYTES {
+        return Err(format!(
+            "checkpoint of {} bytes is empty or over {MAX_CHECKPOINT_BYTES} bytes",
+            batch.checkpoint.len()
+        ));
+    }
+    if batch.event_count == 0 || batch.lines.last() != Some(&b'\n') {
+        return Err("a batch needs at least one event and must end with a newline".into());
+    }
+    if batch.first_event_ms > batch.last_event_ms {
+        return Err(format!(
+            "first-event-ms {} is after last-event-ms {}",
+            batch.first_event_ms, batch.last_event_ms
+        ));
+    }
+    let mut lines = 0u32;
+    for (i, line) in batch.lines[..batch.lines.len() - 1]
+        .split(|&b| b == b'\n')
+        .enumerate()
+    {
+        lines += 1;
+        if line.first() != Some(&b'{')
+            || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err()
+        {
+            return Err(format!("line {} is not a JSON object", i + 1));
+        }
+    }
+    if lines != batch.event_count {
+        return Err(format!(
+            "event-count is {} but the batch holds {lines} lines",
+            batch.event_count
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(lines: &str, count: u32) -> Batch {
+        Batch {
+            lines: lines.as_bytes().to_vec(),
+            event_count: count,
+            first_event_ms: 1,
+            last_event_ms: 2,
+            window_start_ms: 0,
+            window_end_ms: 3,
+            checkpoint: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn accepts_well_formed_batches() {
+        check_batch(&batch("{\"a\":1}\n{\"b\":\"x\\ny\"}\n", 2)).unwrap();
+    }
+
+    #[test]
+    fn rejects_each_contract_breach() {
+        let cases = [
+            (
+                batch("{\"a\":1}\n", 2),
+                "event-count is 2 but the batch holds 1 lines",
+            ),
+            (batch("{\"a\":1}", 1), "must end with a newline"),
+            (batch("", 0), "at least one event"),
+            (batch("{\"a\":1}\n[1]\n", 2), "line 2 is not a JSON object"),
+            (batch("{\"a\":\n", 1), "line 1 is not a JSON object"),
+            (
+                Batch {
+                    checkpoint: vec![],
+                    ..batch("{}\n", 1)
+                },
+                "checkpoint of 0 bytes",
+            ),
+            (
+                Batch {
+                    first_event_ms: 9,
+                    ..batch("{}\n", 1)
+                },
+                "is after last-event-ms",
+            ),
+        ];
+        for (b, expected) in cases {
+            let err = check_batch(&b).unwrap_err();
+            assert!(err.contains(expected), "{err} / {expected}");
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Binds the native core to the `harness:audit` world.
+
+mod effects;
+
+use std::cell::RefCell;
+
+use exports::harness::audit::source::Guest;
+use harness::audit::types::{
+    self as wit, ApiFailure, Budget, EmitError, PollReport, Settings, SourceError,
+};
+
+use crate::error;
+use crate::pass::{self, Source};
+use crate::settings;
+
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "audit-source",
+    generate_all,
+});
+
+struct Component;
+
+thread_local! {
+    static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
+}
+
+impl Guest for Component {
+    fn configure(settings: Settings, checkpoint: Option<Vec<u8>>) -> Result<(), SourceError> {
+        let settings = settings::Settings {
+            api_base: settings.api_base,
+            account_id: settings.account_id,
+            page_size: settings.page_size,
+            start_minutes_back: settings.start_minutes_back,
+            modules: settings.modules,
+            actions: settings.actions,
+            static_filter: settings.static_filter,
+            max_retries: settings.max_retries,
+            retry_base_ms: settings.retry_base_ms,
+        };
+        let source = Source::new(settings, checkpoint.as_deref(), effects::now_ms())
+            .map_err(SourceError::from)?;
+        SOURCE.set(Some(source));
+        Ok(())
+    }
+
+    fn poll(budget: Budget) -> Result<PollReport, SourceError> {
+        SOURCE.with_borrow_mut(|source| {
+            let source = source.as_mut().ok_or(SourceError::NotConfigured)?;
+            let report = source.poll(
+                budget.max_pages,
+                &mut effects::WasiHttp,
+                &mut HostPipeline,
+                &mut effects::WasiClock,
+            )?;
+            Ok(PollReport {
+                events_emitted: report.events_emitted,
+                duplicates_dropped: report.duplicates_dropped,
+                pages: report.pages,
+                batches: report.batches,
+                retries: report.retries,
+                caught_up: report.caught_up,
+                watermark_ms: report.watermark_ms,
+            })
+        })
+    }
+
+    fn checkpoint() -> Vec<u8> {
+        SOURCE.with_borrow(|source| source.as_ref().map(Source::checkpoint).unwrap_or_default())
+    }
+}
+
+struct HostPipeline;
+
+impl pass::Pipeline for HostPipeline {
+    fn emit(&mut self, batch: pass::Batch) -> Result<(), error::EmitError> {
+        harness::audit::emit::emit(&wit::Batch {
+            lines: batch.lines,
+            event_count: batch.event_count,
+            first_event_ms: batch.first_event_ms,
+            last_event_ms: batch.last_event_ms,
+            window_start_ms: batch.window_start_ms,
+            window_end_ms: batch.window_end_ms,
+            checkpoint: batch.checkpoint,
+        })
+        .map_err(|e| match e {
+            EmitError::Rejected(m) => error::EmitError::Rejected(m),
+            EmitError::Unavailable(m) => error::EmitError::Unavailable(m),
+        })
+    }
+}
+
+impl From<error::ApiFailure> for ApiFailure {
+    fn from(f: error::ApiFailure) -> Self {
+        Self {
+            status: f.status,
+            code: f.code,
+            message: f.message,
+            correlation_id: f.correlation_id,
+        }
+    }
+}
+
+impl From<error::SourceError> for SourceError {
+    fn from(e: error::SourceError) -> Self {
+        use error::SourceError as E;
+        match e {
+            E::InvalidSettings(m) => Self::InvalidSettings(m),
+            E::NotConfigured => Self::NotConfigured,
+            E::Unauthorized(f) => Self::Unauthorized(f.into()),
+            E::Forbidden(f) => Self::Forbidden(f.into()),
+            E::BadRequest(f) => Self::BadRequest(f.into()),
+            E::RateLimited {
+                retry_after_secs,
+                message,
+            } => Self::RateLimited(wit::RateLimit {
+                retry_after_secs,
+                message,
+            }),
+            E::ServerError(f) => Self::ServerError(f.into()),
+            E::Transport(m) => Self::Transport(m),
+            E::MalformedResponse(m) => Self::MalformedResponse(m),
+            E::SinkFailure(error::EmitError::Rejected(m)) => {
+                Self::SinkFailure(EmitError::Rejected(m))
+            }
+            E::SinkFailure(error::EmitError::Unavailable(m)) => {
+                Self::SinkFailure(EmitError::Unavailable(m))
+            }
+        }
+    }
+}
+
+export!(Component);

@@ -1,0 +1,149 @@
+//! The core's effects on WASI 0.2: HTTP, clocks and randomness.
+
+use super::wasi::clocks::{monotonic_clock, wall_clock};
+use super::wasi::http::outgoing_handler;
+use super::wasi::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+use super::wasi::io::streams::StreamError;
+use super::wasi::random::random;
+use crate::pass::{Clock, HttpResponse, Transport};
+
+/// Largest response body read; a page of 100 events is far below it.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+const CONNECT_TIMEOUT_SECS: u64 = 10;
+const FIRST_BYTE_TIMEOUT_SECS: u64 = 60;
+const BETWEEN_BYTES_TIMEOUT_SECS: u64 = 30;
+/// `blocking-write-and-flush` accepts at most 4096 bytes per call.
+const WRITE_CHUNK: usize = 4096;
+
+pub fn now_ms() -> u64 {
+    let now = wall_clock::now();
+    now.seconds * 1000 + u64::from(now.nanoseconds) / 1_000_000
+}
+
+pub struct WasiClock;
+
+impl Clock for WasiClock {
+    fn now_ms(&mut self) -> u64 {
+        now_ms()
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        random::get_random_u64()
+    }
+}
+
+pub struct WasiHttp;
+
+impl Transport for WasiHttp {
+    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+        let (scheme, rest) = match url.split_once("://") {
+            Some(("https", rest)) => (Scheme::Https, rest),
+            Some(("http", rest)) => (Scheme::Http, rest),
+            _ => return Err(format!("unsupported URL `{url}`")),
+        };
+        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+
+        let headers = Fields::from_list(&[
+            ("content-type".into(), b"application/json".to_vec()),
+            ("accept".into(), b"application/json".to_vec()),
+        ])
+        .map_err(|e| format!("building headers: {e:?}"))?;
+        let request = OutgoingRequest::new(headers);
+        let bad = |what: &str| format!("the host refused the request's {what} for `{url}`");
+        request
+            .set_method(&Method::Post)
+            .map_err(|()| bad("method"))?;
+        request
+            .set_scheme(Some(&scheme))
+            .map_err(|()| bad("scheme"))?;
+        request
+            .set_authority(Some(authority))
+            .map_err(|()| bad("authority"))?;
+        request
+            .set_path_with_query(Some(path))
+            .map_err(|()| bad("path"))?;
+        let outgoing = request.body().map_err(|()| bad("body"))?;
+
+        let options = RequestOptions::new();
+        // The host caps these further; setting them keeps a slow server from
+        // holding a poll for the host's full limit.
+        let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_SECS * NANOS_PER_SEC));
+        let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_SECS * NANOS_PER_SEC));
+        let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_SECS * NANOS_PER_SEC));
+
+        let pending = outgoing_handler::handle(request, Some(options)).map_err(describe)?;
+        {
+            let stream = outgoing.write().map_err(|()| bad("body stream"))?;
+            for chunk in body.chunks(WRITE_CHUNK) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| format!("sending the body: {e:?}"))?;
+            }
+        }
+        OutgoingBody::finish(outgoing, None).map_err(describe)?;
+
+        pending.subscribe().block();
+        let response = pending
+            .get()
+            .ok_or("the response future was not ready after blocking")?
+            .map_err(|()| "the response was already taken")?
+            .map_err(describe)?;
+        let status = response.status();
+        let retry_after_secs = response
+            .headers()
+            .get("retry-after")
+            .first()
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+        let incoming = response
+            .consume()
+            .map_err(|()| "the response body was already taken")?;
+        let body = read_all(&incoming)?;
+        let _trailers = IncomingBody::finish(incoming);
+        Ok(HttpResponse {
+            status,
+            body,
+            retry_after_secs,
+        })
+    }
+}
+
+fn read_all(incoming: &IncomingBody) -> Result<Vec<u8>, String> {
+    let stream = incoming
+        .stream()
+        .map_err(|()| "the response stream was already taken")?;
+    let mut body = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY_BYTES {
+                    return Err(format!("response body exceeds {MAX_BODY_BYTES} bytes"));
+                }
+            }
+            Err(StreamError::Closed) => return Ok(body),
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(format!(
+                    "reading the response body failed after {} bytes: {}",
+                    body.len(),
+                    e.to_debug_string()
+                ));
+            }
+        }
+    }
+}
+
+fn describe(code: ErrorCode) -> String {
+    match code {
+        ErrorCode::HttpRequestDenied => {
+            "the host's egress policy denied the request (only the configured API origin is allowed)".into()
+        }
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,177 @@
+//! Settings as the component receives them, checked before any request is made.
+
+/// Largest `pageSize` the list endpoint accepts (`@Max(100)`).
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
+
+/// Validated, non-secret settings for one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Base URL without a trailing slash.
+    pub api_base: String,
+    /// Harness account identifier.
+    pub account_id: String,
+    /// Events per page, `1..=MAX_PAGE_SIZE`.
+    pub page_size: u32,
+    /// Start of the first window, in minutes before now, when there is no checkpoint.
+    pub start_minutes_back: u32,
+    /// `modules` filter; empty means all.
+    pub modules: Vec<String>,
+    /// `actions` filter; empty means all.
+    pub actions: Vec<String>,
+    /// `staticFilter`, if any.
+    pub static_filter: Option<String>,
+    /// Retries per request.
+    pub max_retries: u32,
+    /// First backoff delay in milliseconds.
+    pub retry_base_ms: u32,
+}
+
+impl Settings {
+    /// Checks every field and normalises the base URL. The error names the field.
+    pub fn validate(mut self) -> Result<Self, String> {
+        let base = self.api_base.trim().trim_end_matches('/').to_owned();
+        let rest = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("http://"))
+            .ok_or_else(|| format!("api-base `{base}` must start with https:// or http://"))?;
+        if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "api-base `{base}` must be a plain URL with a host and no query or fragment"
+            ));
+        }
+        self.api_base = base;
+        if self.account_id.is_empty() || !self.account_id.chars().all(is_identifier_char) {
+            return Err(format!(
+                "account-id `{}` must be a non-empty Harness identifier (letters, digits, `_`, `-`)",
+                self.account_id
+            ));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(format!(
+                "page-size {} is out of range: use 1 to {MAX_PAGE_SIZE}",
+                self.page_size
+            ));
+        }
+        for (name, values) in [("modules", &self.modules), ("actions", &self.actions)] {
+            if let Some(bad) = values
+                .iter()
+                .find(|v| v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                return Err(format!(
+                    "{name} value `{bad}` is not an enum name (A-Z, 0-9, `_`)"
+                ));
+            }
+        }
+        if let Some(filter) = &self.static_filter
+            && !STATIC_FILTERS.contains(&filter.as_str())
+        {
+            return Err(format!(
+                "static-filter `{filter}` is not one of {}",
+                STATIC_FILTERS.join(", ")
+            ));
+        }
+        Ok(self)
+    }
+}
+
+fn is_identifier_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+#[cfg(test)]
+pub(crate) fn example() -> Settings {
+    Settings {
+        api_base: "https://app.harness.io".into(),
+        account_id: "Xy3kQ9mTR0aWb1cD2eF4gH".into(),
+        page_size: 50,
+        start_minutes_back: 60,
+        modules: vec![],
+        actions: vec![],
+        static_filter: None,
+        max_retries: 3,
+        retry_base_ms: 1000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_slash_is_removed() {
+        let s = Settings {
+            api_base: "https://app.harness.io/gateway/".into(),
+            ..example()
+        };
+        assert_eq!(
+            s.validate().unwrap().api_base,
+            "https://app.harness.io/gateway"
+        );
+    }
+
+    #[test]
+    fn page_size_bounds_are_inclusive() {
+        for ok in [1, 100] {
+            assert!(
+                Settings {
+                    page_size: ok,
+                    ..example()
+                }
+                .validate()
+                .is_ok()
+            );
+        }
+        for bad in [0, 101] {
+            let err = Settings {
+                page_size: bad,
+                ..example()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(err.contains("page-size"), "{err}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_urls_accounts_and_filters() {
+        let cases = [
+            Settings {
+                api_base: "ftp://x".into(),
+                ..example()
+            },
+            Settings {
+                api_base: "https://".into(),
+                ..example()
+            },
+            Settings {
+                api_base: "https://h/?a=1".into(),
+                ..example()
+            },
+            Settings {
+                account_id: "".into(),
+                ..example()
+            },
+            Settings {
+                account_id: "a&b".into(),
+                ..example()
+            },
+            Settings {
+                modules: vec!["C D".into()],
+                ..example()
+            },
+            Settings {
+                actions: vec!["".into()],
+                ..example()
+            },
+            Settings {
+                static_filter: Some("EXCLUDE_EVERYTHING".into()),
+                ..example()
+            },
+        ];
+        for case in cases {
+            assert!(case.clone().validate().is_err(), "accepted {case:?}");
+        }
+    }
+}
