@@ -1,1 +1,9 @@
+//! Test support for harness-audit: a faithful mock of the Harness audit API
+//! and a generator of realistic audit events. Used by the end-to-end tests,
+//! the demo (`mock-harness` binary) and the benchmarks.
 
+pub mod mock;
+pub mod seed;
+
+pub use mock::{Fault, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key};
+pub use seed::{AuditEvent, SeedSpec, generate};

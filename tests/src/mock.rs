@@ -1,0 +1,803 @@
+//! A mock of the Harness audit API, faithful to `shared/docs/harness-audit-api.md`:
+//! auth outcomes, offset paging with totals, `sortOrders` semantics, every body
+//! filter with inclusive bounds, verbatim validation messages, and injectable
+//! faults. It binds 127.0.0.1 on a free port and runs on its own thread.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::seed::{AuditEvent, Rng};
+
+/// Modules the API knows (HC `ModuleType` plus APIDOCS' `PLATFORM`).
+pub const MODULES: [&str; 19] = [
+    "CD",
+    "CI",
+    "CV",
+    "CF",
+    "CE",
+    "STO",
+    "CHAOS",
+    "SRM",
+    "IACM",
+    "CET",
+    "IDP",
+    "CODE",
+    "CORE",
+    "PMS",
+    "TEMPLATESERVICE",
+    "SSCA",
+    "GOVERNANCE",
+    "SEI",
+    "PLATFORM",
+];
+
+/// Actions the API knows (HC `Action` plus later values).
+pub const ACTIONS: [&str; 45] = [
+    "CREATE",
+    "UPDATE",
+    "RESTORE",
+    "DELETE",
+    "FORCE_DELETE",
+    "UPSERT",
+    "INVITE",
+    "RESEND_INVITE",
+    "REVOKE_INVITE",
+    "ADD_COLLABORATOR",
+    "REMOVE_COLLABORATOR",
+    "CREATE_TOKEN",
+    "REVOKE_TOKEN",
+    "LOGIN",
+    "LOGIN2FA",
+    "UNSUCCESSFUL_LOGIN",
+    "ADD_MEMBERSHIP",
+    "REMOVE_MEMBERSHIP",
+    "ERROR_BUDGET_RESET",
+    "START",
+    "END",
+    "STAGE_START",
+    "STAGE_END",
+    "PAUSE",
+    "RESUME",
+    "ABORT",
+    "TIMEOUT",
+    "SIGNED_EULA",
+    "ROLE_ASSIGNMENT_CREATED",
+    "ROLE_ASSIGNMENT_UPDATED",
+    "ROLE_ASSIGNMENT_DELETED",
+    "MOVE",
+    "ENABLED",
+    "DISABLED",
+    "DISMISS_ANOMALY",
+    "RERUN",
+    "BYPASS",
+    "STABLE_VERSION_CHANGED",
+    "SYNC_START",
+    "START_IMPERSONATION",
+    "END_IMPERSONATION",
+    "MOVE_TO_GIT",
+    "FREEZE_BYPASS",
+    "EXPIRED",
+    "FORCE_PUSH",
+];
+
+const LOGIN_ACTIONS: [&str; 3] = ["LOGIN", "LOGIN2FA", "UNSUCCESSFUL_LOGIN"];
+
+/// An API key the mock accepts.
+#[derive(Debug, Clone)]
+pub struct KeyGrant {
+    /// The full token, `pat.<account>.<id>.<secret>`.
+    pub key: String,
+    /// Whether its principal has `core_audit_view`.
+    pub can_view: bool,
+}
+
+/// What to do when `pageSize` exceeds 100 (unverified against SaaS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OversizePages {
+    /// 400 FailureDTO (default).
+    Reject,
+    /// Serve 100.
+    Clamp,
+}
+
+/// An injected failure for list requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status, content type and body.
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// `Content-Type`.
+        content_type: &'static str,
+        /// Body.
+        body: String,
+    },
+    /// Serve the real response cut in half (as a dropped connection would).
+    Truncate,
+}
+
+impl Fault {
+    /// A gateway error page.
+    pub fn html_502() -> Self {
+        Self::Respond {
+            status: 502,
+            content_type: "text/html",
+            body:
+                "<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>"
+                    .into(),
+        }
+    }
+
+    /// Cloud Armor's 429: no `Retry-After`, not JSON.
+    pub fn rate_limited() -> Self {
+        Self::Respond {
+            status: 429,
+            content_type: "text/plain",
+            body: "Too Many Requests".into(),
+        }
+    }
+}
+
+/// A request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Path.
+    pub path: String,
+    /// Decoded query pairs.
+    pub query: Vec<(String, String)>,
+    /// `x-api-key` header, if sent.
+    pub api_key: Option<String>,
+    /// JSON body, if any and parseable.
+    pub body: Option<Value>,
+}
+
+impl RecordedRequest {
+    /// First value of a query parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Stored {
+    event: AuditEvent,
+    json: String,
+}
+
+struct MockState {
+    account_id: String,
+    keys: Vec<KeyGrant>,
+    events: Vec<Stored>,
+    requests: Vec<RecordedRequest>,
+    faults: VecDeque<Fault>,
+    persistent_fault: Option<Fault>,
+    oversize: OversizePages,
+    rng: Rng,
+}
+
+/// A running mock; stops when dropped.
+#[derive(Debug)]
+pub struct MockHarness {
+    addr: SocketAddr,
+    state: Arc<Mutex<MockState>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockState")
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A well-formed key for `account` (the format Harness issues).
+pub fn make_key(account: &str, token_id: &str) -> String {
+    format!(
+        "pat.{account}.{token_id}.{}",
+        "s3cr3tV4lu3x".repeat(2).get(..20).unwrap()
+    )
+}
+
+impl MockHarness {
+    /// Starts a mock for `account_id` accepting `keys`.
+    pub fn start(account_id: &str, keys: Vec<KeyGrant>) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(MockState {
+            account_id: account_id.to_owned(),
+            keys,
+            events: Vec::new(),
+            requests: Vec::new(),
+            faults: VecDeque::new(),
+            persistent_fault: None,
+            oversize: OversizePages::Reject,
+            rng: Rng::new(0x5eed),
+        }));
+        let app = Router::new()
+            .route("/audit/api/audits/list", post(list))
+            .route("/gateway/audit/api/audits/list", post(list))
+            .fallback(not_found)
+            .with_state(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("mock-harness-{}", addr.port()))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("mock runtime");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("mock listener");
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await
+                        .expect("mock server");
+                });
+            })?;
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, MockState> {
+        self.state.lock().expect("mock state lock")
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Adds events (any order); they are kept sorted by timestamp, ties in insertion order.
+    pub fn insert(&self, events: impl IntoIterator<Item = AuditEvent>) {
+        let mut state = self.lock();
+        for event in events {
+            let at = state
+                .events
+                .partition_point(|s| s.event.timestamp <= event.timestamp);
+            let json = event.to_json();
+            state.events.insert(at, Stored { event, json });
+        }
+    }
+
+    /// Every event's JSON, oldest first.
+    pub fn events_json(&self) -> Vec<String> {
+        self.lock().events.iter().map(|s| s.json.clone()).collect()
+    }
+
+    /// Events matching `keep`, as JSON, oldest first.
+    pub fn events_json_where(&self, keep: impl Fn(&AuditEvent) -> bool) -> Vec<String> {
+        self.lock()
+            .events
+            .iter()
+            .filter(|s| keep(&s.event))
+            .map(|s| s.json.clone())
+            .collect()
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// Queues a fault for the next list request.
+    pub fn push_fault(&self, fault: Fault) {
+        self.lock().faults.push_back(fault);
+    }
+
+    /// Fails every list request with `fault` until cleared with `None`.
+    pub fn set_persistent_fault(&self, fault: Option<Fault>) {
+        self.lock().persistent_fault = fault;
+    }
+
+    /// Chooses the `pageSize > 100` behaviour.
+    pub fn set_oversize_pages(&self, mode: OversizePages) {
+        self.lock().oversize = mode;
+    }
+}
+
+impl Drop for MockHarness {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn correlation_id(rng: &mut Rng) -> String {
+    let (a, b) = (rng.next_u64(), rng.next_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        a >> 32,
+        a & 0xffff,
+        (b >> 52) & 0xfff,
+        (b >> 40) & 0xfff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn json_response(status: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(status).expect("valid status"),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `ErrorDTO` as `WingsExceptionMapperV2` renders it.
+fn error_dto(rng: &mut Rng, status: u16, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        json!({
+            "status": "ERROR", "code": code, "message": message, "correlationId": correlation_id(rng),
+            "detailedMessage": null,
+            "responseMessages": [{"code": code, "level": "ERROR", "message": message, "exception": null, "failureTypes": []}],
+            "metadata": null,
+        }),
+    )
+}
+
+/// `FailureDTO` for bean-validation errors.
+fn failure_dto(rng: &mut Rng, field: &str, error: &str) -> Response {
+    json_response(
+        400,
+        json!({
+            "status": "FAILURE", "code": "INVALID_REQUEST", "message": format!("{field}: {error}"),
+            "correlationId": correlation_id(rng), "errors": [{"fieldId": field, "error": error}],
+        }),
+    )
+}
+
+fn invalid_request(rng: &mut Rng, message: &str) -> Response {
+    error_dto(
+        rng,
+        400,
+        "INVALID_REQUEST",
+        &format!("Invalid request: {message}"),
+    )
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "HTTP 404 Not Found",
+    )
+        .into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct FilterBody {
+    filter_type: Option<String>,
+    scopes: Option<Vec<ScopeFilter>>,
+    resources: Option<Vec<ResourceFilter>>,
+    modules: Option<Vec<String>>,
+    actions: Option<Vec<String>>,
+    environments: Option<Vec<EnvironmentFilter>>,
+    principals: Option<Vec<PrincipalFilter>>,
+    static_filter: Option<String>,
+    start_time: Option<i64>,
+    end_time: Option<i64>,
+    include_child_scopes: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeFilter {
+    account_identifier: Option<String>,
+    org_identifier: Option<String>,
+    project_identifier: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResourceFilter {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    identifier: Option<String>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct EnvironmentFilter {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    identifier: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PrincipalFilter {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    identifier: Option<String>,
+}
+
+enum Sort {
+    Asc,
+    Desc,
+}
+
+async fn list(
+    State(state): State<Arc<Mutex<MockState>>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    let mut guard = state.lock().expect("mock state lock");
+    let state = &mut *guard;
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    state.requests.push(RecordedRequest {
+        path: uri.path().to_owned(),
+        query: query.clone(),
+        api_key: api_key.clone(),
+        body: serde_json::from_slice(&body).ok(),
+    });
+    let rng = &mut state.rng;
+
+    // NextGenAuthenticationFilter: key, then account, then the key's validity.
+    let Some(key) = api_key else {
+        return error_dto(rng, 401, "INVALID_TOKEN", "Invalid token");
+    };
+    let account = headers
+        .get("harness-account")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| param("account"))
+        .or_else(|| param("accountIdentifier"));
+    let Some(account) = account else {
+        return invalid_request(rng, "Account detail is not present in the request");
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if !(3..=4).contains(&parts.len()) {
+        return error_dto(
+            rng,
+            401,
+            "INVALID_TOKEN",
+            "Invalid API Token: Token length not matching for API token",
+        );
+    }
+    let grant = state.keys.iter().find(|g| g.key == key);
+    let Some(grant) = grant.filter(|_| parts[1] == account && account == state.account_id) else {
+        return error_dto(
+            rng,
+            401,
+            "INVALID_TOKEN",
+            &format!(
+                "Invalid call: Invalid token or token expired. Account id for API called: {account}"
+            ),
+        );
+    };
+    let can_view = grant.can_view;
+
+    // Bean validation of the query parameters.
+    if param("accountIdentifier").is_none() {
+        return failure_dto(rng, "accountIdentifier", "must not be null");
+    }
+    let page_index: i64 = match param("pageIndex").map(|v| v.parse()) {
+        None => 0,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return failure_dto(rng, "pageIndex", "must be a number"),
+    };
+    let mut page_size: i64 = match param("pageSize").map(|v| v.parse()) {
+        None => 50,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return failure_dto(rng, "pageSize", "must be a number"),
+    };
+    if page_size > 100 {
+        match state.oversize {
+            OversizePages::Reject => {
+                return failure_dto(rng, "pageSize", "must be less than or equal to 100");
+            }
+            OversizePages::Clamp => page_size = 100,
+        }
+    }
+    if page_size <= 0 || page_index < 0 {
+        // Spring's PageRequest.of throws; GenericExceptionMapperV2 answers 500.
+        return error_dto(
+            rng,
+            500,
+            "UNKNOWN_ERROR",
+            "Oops, something went wrong on our end. Please contact Harness Support.",
+        );
+    }
+    if !can_view {
+        return error_dto(
+            rng,
+            403,
+            "ACCESS_DENIED",
+            &format!(
+                "User not authorized: You need core_audit_view permission on ACCOUNT with identifier: {account} to perform this action"
+            ),
+        );
+    }
+
+    let filter: FilterBody = if body.iter().all(u8::is_ascii_whitespace) {
+        FilterBody::default()
+    } else {
+        match serde_json::from_slice::<FilterBody>(&body) {
+            Ok(f) if f.filter_type.as_deref() == Some("Audit") => f,
+            _ => {
+                return json_response(
+                    400,
+                    json!({"code": 400, "message": "Unable to process JSON"}),
+                );
+            }
+        }
+    };
+    if let Err(message) = validate(&filter, &account) {
+        return invalid_request(rng, &message);
+    }
+    let modules: Option<Vec<String>> = filter
+        .modules
+        .as_ref()
+        .map(|m| m.iter().map(|v| v.to_ascii_uppercase()).collect());
+    let unknown_module = modules
+        .iter()
+        .flatten()
+        .any(|m| !MODULES.contains(&m.as_str()));
+    let unknown_action = filter
+        .actions
+        .iter()
+        .flatten()
+        .any(|a| !ACTIONS.contains(&a.as_str()));
+    let unknown_static = filter
+        .static_filter
+        .as_deref()
+        .is_some_and(|s| !["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"].contains(&s));
+    if unknown_module || unknown_action || unknown_static {
+        return json_response(
+            400,
+            json!({"code": 400, "message": "Unable to process JSON"}),
+        );
+    }
+
+    if let Some(fault) = state
+        .faults
+        .pop_front()
+        .or_else(|| state.persistent_fault.clone())
+    {
+        if let Fault::Respond {
+            status,
+            content_type,
+            body,
+        } = fault
+        {
+            return (
+                StatusCode::from_u16(status).expect("valid status"),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response();
+        }
+        let full = page_response(
+            state,
+            &filter,
+            modules.as_deref(),
+            &query,
+            page_index,
+            page_size,
+        );
+        let cut = full.len() / 2;
+        return json_text(full[..cut].to_owned());
+    }
+    json_text(page_response(
+        state,
+        &filter,
+        modules.as_deref(),
+        &query,
+        page_index,
+        page_size,
+    ))
+}
+
+fn json_text(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `AuditFilterPropertiesValidator`, messages verbatim.
+fn validate(f: &FilterBody, account: &str) -> Result<(), String> {
+    for scope in f.scopes.iter().flatten() {
+        let acct = scope.account_identifier.as_deref().unwrap_or("null");
+        if acct != account {
+            return Err(format!(
+                "Invalid resource scope filter with accountIdentifier {acct}."
+            ));
+        }
+        if let (Some(project), None) = (&scope.project_identifier, &scope.org_identifier) {
+            return Err(format!(
+                "Invalid resource scope filter with projectIdentifier {project} but missing orgIdentifier."
+            ));
+        }
+    }
+    if f.resources.iter().flatten().any(|r| r.kind.is_none()) {
+        return Err("Invalid resource filter with missing resource type.".into());
+    }
+    for p in f.principals.iter().flatten() {
+        if p.kind.is_none() {
+            return Err("Invalid principal filter with missing principal type.".into());
+        }
+        if p.identifier.is_none() {
+            return Err("Invalid principal filter with missing principal identifier.".into());
+        }
+    }
+    if f.environments
+        .iter()
+        .flatten()
+        .any(|e| e.kind.is_none() && e.identifier.is_none())
+    {
+        return Err("Invalid environment filter with missing both type and identifier.".into());
+    }
+    if let Some(start) = f.start_time.filter(|s| *s < 0) {
+        return Err(format!(
+            "Invalid time filter with start time {start} less than zero."
+        ));
+    }
+    if let Some(end) = f.end_time.filter(|e| *e < 0) {
+        return Err(format!(
+            "Invalid time filter with end time {end} less than zero."
+        ));
+    }
+    if let (Some(start), Some(end)) = (f.start_time, f.end_time)
+        && start > end
+    {
+        return Err(format!(
+            "Invalid time filter with start time {start} after end time {end}."
+        ));
+    }
+    Ok(())
+}
+
+/// An absent or empty list matches everything; otherwise any entry may match.
+fn any_of<T>(list: &Option<Vec<T>>, test: impl Fn(&T) -> bool) -> bool {
+    list.as_ref()
+        .is_none_or(|l| l.is_empty() || l.iter().any(test))
+}
+
+fn matches(e: &AuditEvent, f: &FilterBody, modules: Option<&[String]>, now_ms: u64) -> bool {
+    let start = f.start_time.unwrap_or(0) as u64;
+    let end = f.end_time.map_or(now_ms, |t| t as u64);
+    if e.timestamp < start || e.timestamp > end {
+        return false;
+    }
+    let child_scopes = f.include_child_scopes.unwrap_or(true);
+    let scope = &e.resource_scope;
+    let scope_ok = |s: &ScopeFilter| {
+        let org_ok = match &s.org_identifier {
+            None => child_scopes || scope.org_identifier.is_none(),
+            Some(org) => scope.org_identifier.as_ref() == Some(org),
+        };
+        let project_ok = match &s.project_identifier {
+            None => child_scopes || scope.project_identifier.is_none(),
+            Some(p) => scope.project_identifier.as_ref() == Some(p),
+        };
+        org_ok && project_ok
+    };
+    any_of(&f.scopes, scope_ok)
+        && any_of(&f.resources, |r| {
+            r.kind.as_deref() == Some(e.resource.kind.as_str())
+                && r.identifier
+                    .as_ref()
+                    .is_none_or(|id| *id == e.resource.identifier)
+                && r.labels.as_ref().is_none_or(|want| {
+                    want.iter()
+                        .all(|(k, v)| e.resource.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+                })
+        })
+        && modules.is_none_or(|m| m.is_empty() || m.contains(&e.module))
+        && f.actions
+            .as_ref()
+            .is_none_or(|a| a.is_empty() || a.contains(&e.action))
+        && any_of(&f.environments, |env| {
+            e.environment.as_ref().is_some_and(|have| {
+                env.kind.as_ref().is_none_or(|k| *k == have.kind)
+                    && env
+                        .identifier
+                        .as_ref()
+                        .is_none_or(|i| *i == have.identifier)
+            })
+        })
+        && any_of(&f.principals, |p| {
+            let have = &e.authentication_info.principal;
+            p.kind.as_deref() == Some(have.kind.as_str())
+                && p.identifier.as_deref() == Some(have.identifier.as_str())
+        })
+        && match f.static_filter.as_deref() {
+            Some("EXCLUDE_LOGIN_EVENTS") => !LOGIN_ACTIONS.contains(&e.action.as_str()),
+            Some("EXCLUDE_SYSTEM_EVENTS") => e.authentication_info.principal.kind != "SYSTEM",
+            _ => true,
+        }
+}
+
+fn page_response(
+    state: &mut MockState,
+    filter: &FilterBody,
+    modules: Option<&[String]>,
+    query: &[(String, String)],
+    page_index: i64,
+    page_size: i64,
+) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let sorts: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "sortOrders")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    // Only a single order on `timestamp` is honoured; anything else means newest first.
+    let sort = match sorts.as_slice() {
+        ["timestamp,ASC"] => Sort::Asc,
+        _ => Sort::Desc,
+    };
+    let mut hits: Vec<&Stored> = state
+        .events
+        .iter()
+        .filter(|s| matches(&s.event, filter, modules, now_ms))
+        .collect();
+    if let Sort::Desc = sort {
+        hits.sort_by(|a, b| b.event.timestamp.cmp(&a.event.timestamp));
+    }
+    let total = hits.len() as i64;
+    let content: Vec<&str> = hits
+        .iter()
+        .skip((page_index * page_size) as usize)
+        .take(page_size as usize)
+        .map(|s| s.json.as_str())
+        .collect();
+    format!(
+        r#"{{"status":"SUCCESS","data":{{"totalPages":{},"totalItems":{total},"pageItemCount":{},"pageSize":{page_size},"content":[{}],"pageIndex":{page_index},"empty":{},"pageToken":null}},"metaData":null,"correlationId":"{}"}}"#,
+        (total + page_size - 1) / page_size,
+        content.len(),
+        content.join(","),
+        content.is_empty(),
+        correlation_id(&mut state.rng),
+    )
+}
+
+#[cfg(test)]
+mod tests;

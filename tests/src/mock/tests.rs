@@ -1,0 +1,343 @@
+use std::io::{Read, Write};
+
+use super::*;
+use crate::seed::{SeedSpec, generate};
+
+const ACCOUNT: &str = "Xy3kQ9mTR0aWb1cD2eF4gH";
+
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client: the mock is the system under test here.
+fn post(mock: &MockHarness, path_query: &str, key: Option<&str>, body: &str) -> Reply {
+    let mut stream = std::net::TcpStream::connect(mock.addr()).unwrap();
+    let key_header = key
+        .map(|k| format!("x-api-key: {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "POST {path_query} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n{key_header}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        mock.addr(),
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    Reply {
+        status,
+        body: body.to_owned(),
+    }
+}
+
+fn mock_with(count: usize) -> (MockHarness, String) {
+    let key = make_key(ACCOUNT, "tok");
+    let grants = vec![
+        KeyGrant {
+            key: key.clone(),
+            can_view: true,
+        },
+        KeyGrant {
+            key: make_key(ACCOUNT, "viewless"),
+            can_view: false,
+        },
+    ];
+    let mock = MockHarness::start(ACCOUNT, grants).unwrap();
+    mock.insert(generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count,
+        start_ms: 1_000_000,
+        end_ms: 2_000_000,
+        seed: 3,
+    }));
+    (mock, key)
+}
+
+fn list_path(index: u32, size: u32, sort: &str) -> String {
+    format!(
+        "/audit/api/audits/list?accountIdentifier={ACCOUNT}&pageIndex={index}&pageSize={size}{sort}"
+    )
+}
+
+const ASC: &str = "&sortOrders=timestamp,ASC";
+const BODY: &str = r#"{"filterType":"Audit","startTime":0,"endTime":9999999999999}"#;
+
+fn content(r: &Reply) -> Vec<Value> {
+    r.json()["data"]["content"].as_array().unwrap().clone()
+}
+
+#[test]
+fn auth_outcomes_follow_the_real_filter() {
+    let (mock, key) = mock_with(5);
+    let path = list_path(0, 10, ASC);
+    let cases = [
+        (None, 401, "INVALID_TOKEN", "Invalid token".to_owned()),
+        (
+            Some("pat.only-two".to_owned()),
+            401,
+            "INVALID_TOKEN",
+            "Invalid API Token: Token length not matching for API token".into(),
+        ),
+        (
+            Some(make_key("OtherAccount", "tok")),
+            401,
+            "INVALID_TOKEN",
+            format!(
+                "Invalid call: Invalid token or token expired. Account id for API called: {ACCOUNT}"
+            ),
+        ),
+        (
+            Some(make_key(ACCOUNT, "viewless")),
+            403,
+            "ACCESS_DENIED",
+            format!(
+                "User not authorized: You need core_audit_view permission on ACCOUNT with identifier: \
+                 {ACCOUNT} to perform this action"
+            ),
+        ),
+    ];
+    for (key, status, code, message) in cases {
+        let r = post(&mock, &path, key.as_deref(), BODY);
+        assert_eq!(
+            (r.status, r.json()["code"].as_str().unwrap()),
+            (status, code),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.json()["message"], message);
+        assert_eq!(r.json()["status"], "ERROR");
+    }
+    let r = post(
+        &mock,
+        "/audit/api/audits/list?pageSize=10",
+        Some(&key),
+        BODY,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "Invalid request: Account detail is not present in the request"
+    );
+}
+
+#[test]
+fn offset_pages_carry_totals_and_both_prefixes_work() {
+    let (mock, key) = mock_with(25);
+    let all = mock.events_json();
+    let mut seen = vec![];
+    for index in 0..4 {
+        let prefix = if index % 2 == 0 { "" } else { "/gateway" };
+        let r = post(
+            &mock,
+            &format!("{prefix}{}", list_path(index, 10, ASC)),
+            Some(&key),
+            BODY,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let json = r.json();
+        let data = &json["data"];
+        assert_eq!(
+            (data["totalItems"].as_u64(), data["totalPages"].as_u64()),
+            (Some(25), Some(3))
+        );
+        assert_eq!(data["pageIndex"].as_u64(), Some(u64::from(index)));
+        assert!(data["pageToken"].is_null() && data.get("hasNext").is_none());
+        let page = content(&r);
+        assert_eq!(data["pageItemCount"].as_u64(), Some(page.len() as u64));
+        assert_eq!(data["empty"].as_bool(), Some(page.is_empty()));
+        // Compare raw text: find each event's exact JSON in the body.
+        seen.extend(all.iter().filter(|e| r.body.contains(e.as_str())).cloned());
+        assert_eq!(seen.len(), (index as usize * 10 + 10).min(25));
+    }
+    assert_eq!(
+        seen, all,
+        "ascending pages concatenate to every event, byte for byte"
+    );
+}
+
+#[test]
+fn sort_defaults_to_newest_first_and_only_a_single_timestamp_order_counts() {
+    let (mock, key) = mock_with(30);
+    let stamps = |sort: &str| {
+        let r = post(&mock, &list_path(0, 100, sort), Some(&key), BODY);
+        content(&r)
+            .iter()
+            .map(|e| e["timestamp"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let asc = stamps(ASC);
+    assert!(asc.windows(2).all(|w| w[0] <= w[1]) && asc.first() < asc.last());
+    for sort in [
+        "",
+        "&sortOrders=timestamp,DESC",
+        "&sortOrders=auditId,ASC",
+        "&sortOrders=timestamp,ASC&sortOrders=module,ASC",
+    ] {
+        let ts = stamps(sort);
+        assert!(ts.windows(2).all(|w| w[0] >= w[1]), "{sort}");
+    }
+}
+
+#[test]
+fn time_bounds_are_inclusive_and_body_filters_combine() {
+    let (mock, key) = mock_with(300);
+    let events = mock.events_json();
+    let pick: Value = serde_json::from_str(&events[100]).unwrap();
+    let ts = pick["timestamp"].as_u64().unwrap();
+    let body = format!(r#"{{"filterType":"Audit","startTime":{ts},"endTime":{ts}}}"#);
+    let page = content(&post(&mock, &list_path(0, 100, ASC), Some(&key), &body));
+    assert!(!page.is_empty() && page.iter().all(|e| e["timestamp"] == ts));
+
+    let body = r#"{"filterType":"Audit","modules":["pms"],"actions":["START","END"],"staticFilter":"EXCLUDE_SYSTEM_EVENTS","someFutureField":1}"#;
+    let r = post(&mock, &list_path(0, 100, ASC), Some(&key), body);
+    let expected =
+        mock.events_json_where(|e| e.module == "PMS" && (e.action == "START" || e.action == "END"));
+    assert_eq!(content(&r).len(), expected.len());
+    assert!(expected.iter().all(|e| r.body.contains(e.as_str())));
+
+    let body = r#"{"filterType":"Audit","staticFilter":"EXCLUDE_LOGIN_EVENTS","principals":[{"type":"SERVICE_ACCOUNT","identifier":"terraform_sa"}],"scopes":[{"accountIdentifier":"Xy3kQ9mTR0aWb1cD2eF4gH","orgIdentifier":"default"}]}"#;
+    let got = content(&post(&mock, &list_path(0, 100, ASC), Some(&key), body)).len();
+    let expected = mock.events_json_where(|e| {
+        e.authentication_info.principal.identifier == "terraform_sa"
+            && e.resource_scope.org_identifier.as_deref() == Some("default")
+    });
+    assert!(got > 0);
+    assert_eq!(got, expected.len());
+
+    let body = r#"{"filterType":"Audit","resources":[{"type":"USER"}],"environments":[{"type":"Production"}]}"#;
+    let r = post(&mock, &list_path(0, 100, ASC), Some(&key), body);
+    assert_eq!(
+        r.json()["data"]["totalItems"],
+        0,
+        "resource and environment filters are AND-ed"
+    );
+}
+
+#[test]
+fn validation_messages_are_verbatim() {
+    let (mock, key) = mock_with(1);
+    let cases = [
+        (
+            r#"{"filterType":"Audit","startTime":5,"endTime":4}"#,
+            "Invalid request: Invalid time filter with start time 5 after end time 4.",
+        ),
+        (
+            r#"{"filterType":"Audit","startTime":-1}"#,
+            "Invalid request: Invalid time filter with start time -1 less than zero.",
+        ),
+        (
+            r#"{"filterType":"Audit","scopes":[{"accountIdentifier":"other"}]}"#,
+            "Invalid request: Invalid resource scope filter with accountIdentifier other.",
+        ),
+        (
+            r#"{"filterType":"Audit","scopes":[{"accountIdentifier":"Xy3kQ9mTR0aWb1cD2eF4gH","projectIdentifier":"p"}]}"#,
+            "Invalid request: Invalid resource scope filter with projectIdentifier p but missing orgIdentifier.",
+        ),
+        (
+            r#"{"filterType":"Audit","resources":[{"identifier":"x"}]}"#,
+            "Invalid request: Invalid resource filter with missing resource type.",
+        ),
+        (
+            r#"{"filterType":"Audit","principals":[{"type":"USER"}]}"#,
+            "Invalid request: Invalid principal filter with missing principal identifier.",
+        ),
+        (
+            r#"{"filterType":"Audit","environments":[{}]}"#,
+            "Invalid request: Invalid environment filter with missing both type and identifier.",
+        ),
+    ];
+    for (body, message) in cases {
+        let r = post(&mock, &list_path(0, 10, ASC), Some(&key), body);
+        assert_eq!(
+            (r.status, r.json()["message"].as_str().unwrap()),
+            (400, message)
+        );
+    }
+    for body in [
+        r#"{"filterType":"Audit","modules":["NOPE"]}"#,
+        r#"{"filterType":"Audit","actions":["create"]}"#,
+        "{not json",
+    ] {
+        let r = post(&mock, &list_path(0, 10, ASC), Some(&key), body);
+        assert_eq!(
+            (r.status, r.json()["message"].as_str().unwrap()),
+            (400, "Unable to process JSON"),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn page_size_over_100_is_a_failure_dto_or_clamped() {
+    let (mock, key) = mock_with(150);
+    let r = post(&mock, &list_path(0, 101, ASC), Some(&key), BODY);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["status"], "FAILURE");
+    assert_eq!(
+        r.json()["message"],
+        "pageSize: must be less than or equal to 100"
+    );
+    assert_eq!(r.json()["errors"][0]["fieldId"], "pageSize");
+    mock.set_oversize_pages(OversizePages::Clamp);
+    assert_eq!(
+        content(&post(&mock, &list_path(0, 500, ASC), Some(&key), BODY)).len(),
+        100
+    );
+    let r = post(&mock, &list_path(0, 0, ASC), Some(&key), BODY);
+    assert_eq!(
+        (r.status, r.json()["code"].as_str().unwrap()),
+        (500, "UNKNOWN_ERROR")
+    );
+}
+
+#[test]
+fn out_of_range_page_is_empty_with_the_same_totals() {
+    let (mock, key) = mock_with(12);
+    let r = post(&mock, &list_path(7, 10, ASC), Some(&key), BODY);
+    let json = r.json();
+    let data = &json["data"];
+    assert_eq!(
+        (
+            data["empty"].as_bool(),
+            data["totalItems"].as_u64(),
+            data["pageItemCount"].as_u64()
+        ),
+        (Some(true), Some(12), Some(0))
+    );
+}
+
+#[test]
+fn faults_are_served_once_or_persistently_and_requests_are_recorded() {
+    let (mock, key) = mock_with(12);
+    mock.push_fault(Fault::html_502());
+    mock.push_fault(Fault::Truncate);
+    let r = post(&mock, &list_path(0, 10, ASC), Some(&key), BODY);
+    assert_eq!((r.status, r.body.starts_with("<html>")), (502, true));
+    let r = post(&mock, &list_path(0, 10, ASC), Some(&key), BODY);
+    assert!(r.status == 200 && serde_json::from_str::<Value>(&r.body).is_err());
+    assert_eq!(
+        post(&mock, &list_path(0, 10, ASC), Some(&key), BODY).status,
+        200
+    );
+    mock.set_persistent_fault(Some(Fault::rate_limited()));
+    for _ in 0..2 {
+        assert_eq!(
+            post(&mock, &list_path(0, 10, ASC), Some(&key), BODY).body,
+            "Too Many Requests"
+        );
+    }
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 5);
+    assert_eq!(requests[0].api_key.as_deref(), Some(key.as_str()));
+    assert_eq!(requests[0].param("sortOrders"), Some("timestamp,ASC"));
+    assert_eq!(requests[0].body.as_ref().unwrap()["filterType"], "Audit");
+}
