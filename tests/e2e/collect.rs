@@ -1,0 +1,180 @@
+use harness_tests::SeedSpec;
+use serde_json::Value;
+
+use crate::support::{ACCOUNT, Env, now_ms, sorted};
+
+/// 2,500 events over many pages arrive as exactly 2,500 lines, byte-identical
+/// to what the API served; a second run writes nothing.
+#[test]
+fn collects_every_event_once_byte_for_byte() {
+    let env = Env::new(2500);
+    let run = env.run(&[("PAGE_SIZE", "37")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("collected 2500 events in "),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "one summary line");
+
+    let lines = env.sorted_lines();
+    assert_eq!(lines.len(), 2500);
+    assert_eq!(lines, sorted(env.mock.events_json()));
+    for (name, bytes) in env.objects() {
+        let name = name.strip_prefix(env.out()).unwrap().display().to_string();
+        assert!(
+            name.starts_with("harness/audit/20") && name.contains("/harness-audit-20"),
+            "{name}"
+        );
+        let stamps: Vec<u64> = String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["timestamp"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            stamps.windows(2).all(|w| w[0] <= w[1]),
+            "events inside an object are in time order"
+        );
+    }
+
+    let requests = env.mock.requests();
+    assert!(requests.len() >= 2500 / 37);
+    let end_time = &requests[0].body.as_ref().unwrap()["endTime"];
+    for r in &requests {
+        assert_eq!(
+            r.api_key.as_deref(),
+            Some(env.key.as_str()),
+            "the host injects the key"
+        );
+        assert_eq!(r.param("sortOrders"), Some("timestamp,ASC"));
+        assert_eq!(r.param("accountIdentifier"), Some(ACCOUNT));
+        assert_eq!(r.param("pageSize"), Some("37"));
+        assert_eq!(
+            &r.body.as_ref().unwrap()["endTime"],
+            end_time,
+            "the window end is fixed for the pass"
+        );
+        assert_eq!(r.body.as_ref().unwrap()["filterType"], "Audit");
+    }
+
+    let before = env.snapshot();
+    let again = env.run(&[("PAGE_SIZE", "37")]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.starts_with("collected 0 events"),
+        "{}",
+        again.stdout
+    );
+    let after = env.snapshot();
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "no new object"
+    );
+    assert_eq!(env.sorted_lines().len(), 2500);
+}
+
+/// Events that appear after a run are collected by the next one, and only they.
+#[test]
+fn the_next_run_collects_only_new_events() {
+    let env = Env::new(300);
+    assert_eq!(env.run(&[]).code, 0);
+    let now = now_ms();
+    let fresh = harness_tests::generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 120,
+        start_ms: now - 500,
+        end_ms: now,
+        seed: 99,
+    });
+    let fresh_json: Vec<String> = fresh.iter().map(|e| e.to_json()).collect();
+    env.mock.insert(fresh);
+    let run = env.run(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("collected 120 events"),
+        "{}",
+        run.stdout
+    );
+    let lines = env.sorted_lines();
+    assert_eq!(lines.len(), 420);
+    assert!(fresh_json.iter().all(|e| lines.contains(e)));
+}
+
+/// The recipe's filter variables reach the request body, and what comes back
+/// is exactly the matching events.
+#[test]
+fn filters_reach_the_request_body() {
+    let env = Env::new(1500);
+    let run = env.run(&[
+        ("FILTER_MODULES", "pms,CORE"),
+        ("FILTER_ACTIONS", "CREATE,LOGIN,TIMEOUT"),
+        ("STATIC_FILTER", "EXCLUDE_SYSTEM_EVENTS"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let body = env.mock.requests()[0].body.clone().unwrap();
+    assert_eq!(body["modules"], serde_json::json!(["PMS", "CORE"]));
+    assert_eq!(
+        body["actions"],
+        serde_json::json!(["CREATE", "LOGIN", "TIMEOUT"])
+    );
+    assert_eq!(body["staticFilter"], "EXCLUDE_SYSTEM_EVENTS");
+    let expected = env.mock.events_json_where(|e| {
+        ["PMS", "CORE"].contains(&e.module.as_str())
+            && ["CREATE", "LOGIN", "TIMEOUT"].contains(&e.action.as_str())
+            && e.authentication_info.principal.kind != "SYSTEM"
+    });
+    assert!(expected.len() > 50);
+    assert_eq!(env.sorted_lines(), sorted(expected));
+}
+
+/// `SINK=stdout` streams NDJSON for shippers; the summary moves to stderr.
+#[test]
+fn stdout_sink_streams_ndjson() {
+    let env = Env::new(400);
+    let run = env.run(&[("SINK", "stdout"), ("PAGE_SIZE", "100")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+    assert_eq!(lines, env.mock.events_json(), "API order, byte for byte");
+    assert!(run.stderr.contains("collected 400 events"));
+    assert!(env.objects().is_empty());
+    assert!(env.checkpoint().is_some());
+}
+
+/// A TOML file supplies settings; flags override the environment.
+#[test]
+fn config_file_and_flags_layer_over_the_environment() {
+    let env = Env::new(200);
+    let file = env.out().join("harness-audit.toml");
+    std::fs::write(&file, "[harness]\npage_size = 10\n[filters]\nmodules = [\"CE\"]\n[output]\ngcs_prefix = \"siem/harness\"\n").unwrap();
+    let run = env.run_with(
+        &[
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--page-size",
+            "7",
+        ],
+        &[("PAGE_SIZE", "9")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let first = &env.mock.requests()[0];
+    assert_eq!(first.param("pageSize"), Some("7"));
+    assert_eq!(
+        first.body.as_ref().unwrap()["modules"],
+        serde_json::json!(["CE"])
+    );
+    assert!(env.objects().keys().all(|p| {
+        p.strip_prefix(env.out())
+            .unwrap()
+            .starts_with("siem/harness")
+    }));
+    assert_eq!(
+        env.sorted_lines(),
+        sorted(env.mock.events_json_where(|e| e.module == "CE"))
+    );
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `harness-audit` binary against the mock Harness
+//! on loopback. Every run also checks that the API key never reaches stdout,
+//! stderr or the stored data.
+
+mod collect;
+mod failures;
+mod sandbox;
+mod support;

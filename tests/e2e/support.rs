@@ -1,0 +1,173 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use harness_tests::{KeyGrant, MockHarness, SeedSpec, generate, make_key};
+
+pub const ACCOUNT: &str = "Xy3kQ9mTR0aWb1cD2eF4gH";
+/// No single run may take longer; a hung run is killed and the test fails.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A mock with seeded events, a key for it, and an output directory.
+pub struct Env {
+    pub mock: MockHarness,
+    pub key: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Env {
+    /// `events` events spread over the 50 minutes before now.
+    pub fn new(events: usize) -> Self {
+        let key = make_key(ACCOUNT, "E2eToken00000000000000");
+        let grants = vec![
+            KeyGrant {
+                key: key.clone(),
+                can_view: true,
+            },
+            KeyGrant {
+                key: make_key(ACCOUNT, "NoAuditView00000000000"),
+                can_view: false,
+            },
+        ];
+        let mock = MockHarness::start(ACCOUNT, grants).unwrap();
+        let now = now_ms();
+        mock.insert(generate(&SeedSpec {
+            account_id: ACCOUNT.into(),
+            count: events,
+            start_ms: now - 50 * 60_000,
+            end_ms: now - 2_000,
+            seed: 11,
+        }));
+        Self {
+            mock,
+            key,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn out(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `harness-audit run` with the recipe's variables plus `extra`.
+    pub fn run(&self, extra: &[(&str, &str)]) -> Run {
+        self.run_with(&["run"], extra)
+    }
+
+    pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut vars: BTreeMap<&str, &str> = BTreeMap::from([
+            ("HARNESS_API_BASE", ""),
+            ("HARNESS_ACCOUNT_ID", ACCOUNT),
+            ("HARNESS_API_KEY", self.key.as_str()),
+            ("OUTPUT_DIR", self.out().to_str().unwrap()),
+            ("RETRY_BASE_MS", "1"),
+        ]);
+        let base = self.mock.base_url();
+        vars.insert("HARNESS_API_BASE", &base);
+        vars.extend(extra.iter().copied());
+        let child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
+            .args(args)
+            .env_clear()
+            .envs(vars.iter().filter(|(_, v)| !v.is_empty()))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Output is collected on another thread so a full pipe can never stall the child.
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = match rx.recv_timeout(RUN_TIMEOUT) {
+            Ok(output) => output.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("harness-audit did not finish within {RUN_TIMEOUT:?}");
+            }
+        };
+        let run = Run {
+            code: status.code().expect("exited, not killed"),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        };
+        for key in [self.key.as_str(), vars["HARNESS_API_KEY"]] {
+            let secret = key.rsplit('.').next().unwrap();
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "the API key leaked:\n{}",
+                run.stderr
+            );
+        }
+        run
+    }
+
+    /// Every file under the output directory with its content.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.insert(path.clone(), std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        let mut files = BTreeMap::new();
+        walk(self.out(), &mut files);
+        files
+    }
+
+    /// The data objects (`.jsonl` under the prefix).
+    pub fn objects(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        self.snapshot()
+            .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect()
+    }
+
+    /// Every stored line, sorted (object names are not time-ordered within a second).
+    pub fn sorted_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .objects()
+            .values()
+            .flat_map(|bytes| {
+                String::from_utf8(bytes.clone())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    pub fn checkpoint(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.out().join("harness-audit-state/checkpoint.json")).ok()
+    }
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
