@@ -77,8 +77,7 @@ impl Checkpoint {
 
     /// Whether `event` was emitted before.
     pub fn has_seen(&self, event: &Event) -> bool {
-        event.timestamp_ms == self.cursor_ms
-            && self.seen_at_cursor.iter().any(|id| *id == event.audit_id)
+        event.timestamp_ms == self.cursor_ms && self.seen_at_cursor.contains(&event.audit_id)
     }
 
     /// The state after `emitted` (new events in ascending time order) is durable.

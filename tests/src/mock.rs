@@ -780,7 +780,7 @@ fn page_response(
         .filter(|s| matches(&s.event, filter, modules, now_ms))
         .collect();
     if let Sort::Desc = sort {
-        hits.sort_by(|a, b| b.event.timestamp.cmp(&a.event.timestamp));
+        hits.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
     }
     let total = hits.len() as i64;
     let content: Vec<&str> = hits

@@ -319,7 +319,8 @@ fn event(rng: &mut Rng, account: &str, ts: u64, n: u64) -> AuditEvent {
                 ("SERVICE", "checkout_api", "Checkout API"),
             ]);
             e.resource_scope = scope(Some(org), None);
-            e.authentication_info = principal("SERVICE_ACCOUNT", *rng.pick(&SERVICE_ACCOUNTS));
+            let account = *rng.pick(&SERVICE_ACCOUNTS);
+            e.authentication_info = principal("SERVICE_ACCOUNT", account);
             e.module = "CORE".into();
             e.resource = Resource {
                 kind: kind.into(),

@@ -209,3 +209,34 @@ fn every_setting_has_an_env_name_and_all_flags_are_distinct() {
         "only the key itself has no flag"
     );
 }
+
+#[test]
+fn shipped_examples_parse_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, KEY.replace("acct1", "Xy3kQ9mTR0aWb1cD2eF4gH")).unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("/run/secrets/harness-api-key", key_file.to_str().unwrap());
+        let file =
+            RawConfig::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let key = env(&[(
+            "HARNESS_API_KEY",
+            &KEY.replace("acct1", "Xy3kQ9mTR0aWb1cD2eF4gH"),
+        )]);
+        let cfg = key
+            .over(file)
+            .validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(cfg.harness.account_id, "Xy3kQ9mTR0aWb1cD2eF4gH");
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "minimal.toml and advanced.toml");
+}

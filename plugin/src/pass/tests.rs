@@ -5,6 +5,9 @@ use serde_json::Value;
 use super::*;
 use crate::settings::example;
 
+/// Runs before each page is served, with the stored events and the request number.
+type InsertHook = Box<dyn FnMut(&mut Vec<(u64, String)>, usize)>;
+
 /// An in-memory list endpoint: ascending by timestamp, ties in insertion
 /// order, inclusive bounds, offset pages, as the real `/list` behaves.
 struct FakeHarness {
@@ -13,7 +16,7 @@ struct FakeHarness {
     /// Responses served before the real ones (fault injection).
     faults: VecDeque<Result<HttpResponse, String>>,
     /// Called before each page is served, to insert events mid-pass.
-    on_request: Option<Box<dyn FnMut(&mut Vec<(u64, String)>, usize)>>,
+    on_request: Option<InsertHook>,
 }
 
 impl FakeHarness {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds everything, starts the mock Harness with a few thousand events on
+# 127.0.0.1, collects them into ./harness-audit-data with the real binary,
+# and prints where they are and how many.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target add wasm32-wasip2 >/dev/null
+cargo build --release --locked -p harness-audit -p harness-tests --bin harness-audit --bin mock-harness
+
+out="${OUTPUT_DIR:-./harness-audit-data}"
+info=$(mktemp)
+./target/release/mock-harness --events "${DEMO_EVENTS:-3000}" --exit-after-secs 600 >"$info" &
+mock=$!
+trap 'kill $mock 2>/dev/null || true; rm -f "$info"' EXIT
+for _ in $(seq 100); do [ -s "$info" ] && break; sleep 0.1; done
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$info" "$1"; }
+
+HARNESS_API_BASE=$(field base_url) HARNESS_ACCOUNT_ID=$(field account_id) HARNESS_API_KEY=$(field api_key) \
+  OUTPUT_DIR="$out" ./target/release/harness-audit run
+
+objects=$(find "$out" -name '*.jsonl' | wc -l)
+events=$(find "$out" -name '*.jsonl' -exec cat {} + | wc -l)
+echo "demo: $events events in $objects objects under $out/harness/audit (checkpoint: $out/harness-audit-state/checkpoint.json)"
