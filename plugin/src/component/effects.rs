@@ -79,22 +79,16 @@ impl Transport for WasiHttp {
         let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_SECS * NANOS_PER_SEC));
 
         let pending = outgoing_handler::handle(request, Some(options)).map_err(describe)?;
-        {
-            let stream = outgoing.write().map_err(|()| bad("body stream"))?;
-            for chunk in body.chunks(WRITE_CHUNK) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| format!("sending the body: {e:?}"))?;
-            }
-        }
-        OutgoingBody::finish(outgoing, None).map_err(describe)?;
-
+        let sent = write_body(outgoing, body);
         pending.subscribe().block();
+        // When the connection fails, the body stream closes first; the response
+        // future carries the cause (refused, timed out, denied), so prefer it.
         let response = pending
             .get()
             .ok_or("the response future was not ready after blocking")?
             .map_err(|()| "the response was already taken")?
             .map_err(describe)?;
+        sent?;
         let status = response.status();
         let retry_after_secs = response
             .headers()
@@ -112,6 +106,20 @@ impl Transport for WasiHttp {
             retry_after_secs,
         })
     }
+}
+
+fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), String> {
+    {
+        let stream = outgoing
+            .write()
+            .map_err(|()| "the request body stream was already taken")?;
+        for chunk in body.chunks(WRITE_CHUNK) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| format!("sending the body: {e:?}"))?;
+        }
+    }
+    OutgoingBody::finish(outgoing, None).map_err(describe)
 }
 
 fn read_all(incoming: &IncomingBody) -> Result<Vec<u8>, String> {
