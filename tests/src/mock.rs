@@ -591,43 +591,31 @@ async fn list(
         );
     }
 
-    if let Some(fault) = state
+    let fault = state
         .faults
         .pop_front()
-        .or_else(|| state.persistent_fault.clone())
+        .or_else(|| state.persistent_fault.clone());
+    if let Some(Fault::Respond {
+        status,
+        content_type,
+        body,
+    }) = fault
     {
-        if let Fault::Respond {
-            status,
-            content_type,
-            body,
-        } = fault
-        {
-            return (
-                StatusCode::from_u16(status).expect("valid status"),
-                [(header::CONTENT_TYPE, content_type)],
-                body,
-            )
-                .into_response();
-        }
-        let full = page_response(
-            state,
-            &filter,
-            modules.as_deref(),
-            &query,
-            page_index,
-            page_size,
-        );
-        let cut = full.len() / 2;
-        return json_text(full[..cut].to_owned());
+        let status = StatusCode::from_u16(status).expect("valid status");
+        return (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
     }
-    json_text(page_response(
+    let body = page_response(
         state,
         &filter,
         modules.as_deref(),
         &query,
         page_index,
         page_size,
-    ))
+    );
+    if fault == Some(Fault::Truncate) {
+        return json_text(body[..body.len() / 2].to_owned());
+    }
+    json_text(body)
 }
 
 fn json_text(body: String) -> Response {

@@ -186,7 +186,12 @@ fn file_errors_name_the_key() {
         "{err}"
     );
     let err = RawConfig::from_toml("[harness]\napi_key = \"x\"\n").unwrap_err();
-    assert!(err.contains("unknown field `api_key`"), "{err}");
+    assert!(
+        err.contains("`api_key` is not accepted in a config file") && !err.contains("\"x\""),
+        "{err}"
+    );
+    let err = RawConfig::from_toml("[harness]\naccount = \"x\"\n").unwrap_err();
+    assert!(err.contains("unknown field `account`"), "{err}");
     assert!(
         RawConfig::from_toml("[sinks]\n")
             .unwrap_err()
