@@ -80,12 +80,11 @@ pub trait CheckpointStore: Send + Sync {
 }
 
 /// `<prefix>/YYYY/MM/DD/harness-audit-YYYYMMDD-HHMMSS-<hash>.jsonl`, the
-/// recipe's layout; the hash of the content makes the name unique per batch.
-pub fn object_name(prefix: &str, collected_at: SystemTime, lines: &[u8]) -> String {
-    let secs = collected_at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, mo, d, h, mi, s) = utc(secs);
+/// recipe's layout. Date and time are those of the batch's first event and the
+/// hash is of its content, so the name depends only on the batch: the same
+/// events written again after a crash land on the same name and are recognised.
+pub fn object_name(prefix: &str, first_event_ms: u64, lines: &[u8]) -> String {
+    let (y, mo, d, h, mi, s) = utc(first_event_ms / 1000);
     let digest = Sha256::digest(lines);
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -128,8 +127,6 @@ pub fn rfc3339_ms(epoch_ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -143,7 +140,7 @@ mod tests {
 
     #[test]
     fn object_names_follow_the_recipe_layout_and_depend_on_content() {
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_749_564_191);
+        let at = 1_749_564_191_482;
         let a = object_name("harness/audit", at, b"{\"a\":1}\n");
         assert!(
             a.starts_with("harness/audit/2025/06/10/harness-audit-20250610-140311-"),

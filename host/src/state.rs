@@ -119,7 +119,7 @@ impl HostState {
             policy,
             limits: StoreLimitsBuilder::new()
                 .memory_size(max_memory_bytes)
-                .instances(4)
+                .instances(16)
                 .build(),
             pipeline,
             stderr,

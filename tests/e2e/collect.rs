@@ -178,3 +178,20 @@ fn config_file_and_flags_layer_over_the_environment() {
         sorted(env.mock.events_json_where(|e| e.module == "CE"))
     );
 }
+
+/// A run that died after writing its objects but before its checkpoint is
+/// re-run: the same pages come back, land on the same names, and nothing is
+/// written twice.
+#[test]
+fn rerun_after_a_lost_checkpoint_writes_no_duplicate() {
+    let env = Env::new(300);
+    assert_eq!(env.run(&[]).code, 0);
+    let objects = env.objects();
+    std::fs::remove_file(env.out().join("harness-audit-state/checkpoint.json")).unwrap();
+    let run = env.run(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("into 0 new objects"), "{}", run.stdout);
+    assert!(run.stderr.contains("already stored"), "{}", run.stderr);
+    assert_eq!(env.objects(), objects);
+    assert!(env.checkpoint().is_some());
+}

@@ -86,7 +86,7 @@ fn write_object(path: &Path, name: String, lines: &[u8]) -> Result<Written, Sink
 #[async_trait::async_trait]
 impl Sink for LocalDirSink {
     async fn write(&self, meta: &BatchMeta, lines: &[u8]) -> Result<Written, SinkError> {
-        let name = object_name(&self.prefix, meta.collected_at, lines);
+        let name = object_name(&self.prefix, meta.first_event_ms, lines);
         let path = self.root.join(&name);
         let lines = lines.to_vec();
         tokio::task::spawn_blocking(move || write_object(&path, name, &lines))
