@@ -9,12 +9,7 @@ use crate::support::{ACCOUNT, Env, now_ms, sorted};
 fn collects_every_event_once_byte_for_byte() {
     let env = Env::new(2500);
     let run = env.run(&[("PAGE_SIZE", "37")]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stdout.starts_with("collected 2500 events in "),
-        "{}",
-        run.stdout
-    );
+    run.assert_collected(2500);
     assert_eq!(run.stdout.lines().count(), 1, "one summary line");
 
     let lines = env.sorted_lines();
@@ -63,12 +58,7 @@ fn collects_every_event_once_byte_for_byte() {
 
     let before = env.snapshot();
     let again = env.run(&[("PAGE_SIZE", "37")]);
-    assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(
-        again.stdout.starts_with("collected 0 events"),
-        "{}",
-        again.stdout
-    );
+    again.assert_collected(0);
     let after = env.snapshot();
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
@@ -94,12 +84,7 @@ fn the_next_run_collects_only_new_events() {
     let fresh_json: Vec<String> = fresh.iter().map(|e| e.to_json()).collect();
     env.mock.insert(fresh);
     let run = env.run(&[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stdout.starts_with("collected 120 events"),
-        "{}",
-        run.stdout
-    );
+    run.assert_collected(120);
     let lines = env.sorted_lines();
     assert_eq!(lines.len(), 420);
     assert!(fresh_json.iter().all(|e| lines.contains(e)));

@@ -92,12 +92,7 @@ fn html_or_truncated_responses_fail_without_checkpoint_change() {
 
     env.mock.set_persistent_fault(None);
     let run = env.run(&[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        run.stdout.starts_with("collected 25 events"),
-        "{}",
-        run.stdout
-    );
+    run.assert_collected(25);
     assert_eq!(env.sorted_lines().len(), 225);
 }
 

@@ -29,6 +29,15 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// Asserts a successful pass that collected exactly `events` events.
+    pub fn assert_collected(&self, events: usize) {
+        assert_eq!(self.code, 0, "{}", self.stderr);
+        let expected = format!("collected {events} events in ");
+        assert!(self.stdout.starts_with(&expected), "{}", self.stdout);
+    }
+}
+
 impl Env {
     /// `events` events spread over the 50 minutes before now.
     pub fn new(events: usize) -> Self {
