@@ -31,24 +31,40 @@ pub struct PassSummary {
     pub pages: u64,
     /// Retried requests.
     pub retries: u64,
+    /// Events the API returned.
+    pub events_read: u64,
     /// Events dropped as already emitted.
     pub duplicates_dropped: u64,
     /// Newest event time written so far (epoch ms).
     pub watermark_ms: Option<u64>,
+    /// The window read (epoch ms, inclusive); none when nothing new had settled.
+    pub window: Option<(u64, u64)>,
 }
 
 impl PassSummary {
-    /// The one-line summary printed at exit.
-    pub fn line(&self, data: &str, checkpoint: &str) -> String {
-        let watermark = self
-            .watermark_ms
-            .map_or_else(|| "none yet".to_owned(), rfc3339_ms);
+    /// The one-line summary printed at exit; `now_ms` gives how far behind the newest event is.
+    pub fn line(&self, data: &str, checkpoint: &str, now_ms: u64) -> String {
+        let window = self.window.map_or_else(
+            || "none (nothing new has settled)".to_owned(),
+            |(s, e)| format!("{}..{}", rfc3339_ms(s), rfc3339_ms(e)),
+        );
+        let newest = self.watermark_ms.map_or_else(
+            || "none yet".to_owned(),
+            |w| {
+                format!(
+                    "{} ({} s behind now)",
+                    rfc3339_ms(w),
+                    now_ms.saturating_sub(w) / 1000
+                )
+            },
+        );
         format!(
-            "collected {} events in {} pages into {} new objects at {data} ({} duplicates dropped, {} retries); \
-             checkpoint {checkpoint}, newest event {watermark}",
+            "collected {} events in {} pages into {} new objects at {data} (read {}, {} duplicates dropped, {} retries); \
+             window {window}; checkpoint {checkpoint}; newest event {newest}",
             self.stored.events,
             self.pages,
             self.stored.objects,
+            self.events_read,
             self.duplicates_dropped,
             self.retries
         )
@@ -103,8 +119,8 @@ impl Collector {
             Duration::from_secs(u64::from(harness.http_timeout_secs)),
         )
         .map_err(|e| RunError::Component(e.to_string()))?;
-        let loaded = checkpoints.load().await?;
-        let pipeline = Pipeline::new(sink, checkpoints, loaded.clone());
+        let pipeline = Pipeline::open(sink, checkpoints).await?;
+        let loaded = pipeline.committed.clone().map(String::into_bytes);
         let mut store = Store::new(
             &self.engine,
             HostState::new(policy, pipeline, MAX_MEMORY_BYTES),
@@ -152,7 +168,13 @@ impl Collector {
             summary.pages += u64::from(report.pages);
             summary.retries += u64::from(report.retries);
             summary.duplicates_dropped += report.duplicates_dropped;
+            summary.events_read += report.events_read;
             summary.watermark_ms = report.watermark_ms;
+            if let (None, Some(start), Some(end)) =
+                (summary.window, report.window_start_ms, report.window_end_ms)
+            {
+                summary.window = Some((start, end));
+            }
             tracing::debug!(
                 stage = "poll",
                 pages = report.pages,
@@ -178,6 +200,8 @@ impl Collector {
             Ok(c) => c,
             Err(e) => return Err(trapped(&store, e)),
         };
+        let checkpoint = String::from_utf8(checkpoint)
+            .map_err(|_| RunError::Component("the final checkpoint is not UTF-8 text".into()))?;
         let pipeline = &mut store.data_mut().pipeline;
         pipeline.save_checkpoint(checkpoint).await?;
         summary.stored = pipeline.stats.clone();
@@ -197,5 +221,9 @@ fn settings(config: &Config) -> Settings {
         static_filter: config.filters.static_filter.clone(),
         max_retries: h.max_retries,
         retry_base_ms: h.retry_base_ms,
+        retry_budget_secs: h.retry_budget_secs,
+        max_requests_per_minute: h.max_requests_per_minute,
+        settle_lag_secs: h.settle_lag_secs,
+        overlap_secs: h.overlap_secs,
     }
 }

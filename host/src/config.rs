@@ -19,6 +19,14 @@ pub const DEFAULT_START_MINUTES_BACK: u32 = 60;
 pub const DEFAULT_MAX_RETRIES: u32 = 5;
 /// Default first backoff delay, in milliseconds.
 pub const DEFAULT_RETRY_BASE_MS: u32 = 1000;
+/// Default total retry wait per pass, in seconds.
+pub const DEFAULT_RETRY_BUDGET_SECS: u32 = 300;
+/// Default request rate cap: below Harness's 400 external calls a minute per key.
+pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = 300;
+/// Default settle lag: Harness events can take minutes to become visible.
+pub const DEFAULT_SETTLE_LAG_SECS: u32 = 120;
+/// Default overlap between windows.
+pub const DEFAULT_OVERLAP_SECS: u32 = 900;
 /// Default object prefix (the recipe's).
 pub const DEFAULT_PREFIX: &str = "harness/audit";
 /// Default checkpoint key: outside the data prefix, so a SIEM feed never ingests or deletes it.
@@ -58,6 +66,14 @@ pub struct HarnessConfig {
     pub max_retries: u32,
     /// First backoff delay, in milliseconds.
     pub retry_base_ms: u32,
+    /// Total retry wait per pass, in seconds.
+    pub retry_budget_secs: u32,
+    /// Request rate cap per minute; 0 disables it.
+    pub max_requests_per_minute: u32,
+    /// Window end lag behind now, in seconds.
+    pub settle_lag_secs: u32,
+    /// Window overlap, in seconds.
+    pub overlap_secs: u32,
     /// Cap on each HTTP timeout, in seconds.
     pub http_timeout_secs: u32,
 }
@@ -191,6 +207,14 @@ pub struct RawConfig {
     pub retry_base_ms: Option<Sourced<String>>,
     /// `HTTP_TIMEOUT_SECS`.
     pub http_timeout_secs: Option<Sourced<String>>,
+    /// `RETRY_BUDGET_SECONDS`.
+    pub retry_budget_secs: Option<Sourced<String>>,
+    /// `MAX_REQUESTS_PER_MINUTE`.
+    pub max_requests_per_minute: Option<Sourced<String>>,
+    /// `SETTLE_LAG_SECONDS`.
+    pub settle_lag_secs: Option<Sourced<String>>,
+    /// `OVERLAP_SECONDS`.
+    pub overlap_secs: Option<Sourced<String>>,
     /// `FILTER_MODULES`.
     pub modules: Option<Sourced<Vec<String>>>,
     /// `FILTER_ACTIONS`.
@@ -210,7 +234,7 @@ pub struct RawConfig {
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 17] = [
+pub const SETTINGS: [(&str, &str, &str); 21] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -228,6 +252,18 @@ pub const SETTINGS: [(&str, &str, &str); 17] = [
         "HTTP_TIMEOUT_SECS",
         "--http-timeout-secs",
     ),
+    (
+        "retry_budget_secs",
+        "RETRY_BUDGET_SECONDS",
+        "--retry-budget-secs",
+    ),
+    (
+        "max_requests_per_minute",
+        "MAX_REQUESTS_PER_MINUTE",
+        "--max-requests-per-minute",
+    ),
+    ("settle_lag_secs", "SETTLE_LAG_SECONDS", "--settle-lag-secs"),
+    ("overlap_secs", "OVERLAP_SECONDS", "--overlap-secs"),
     ("modules", "FILTER_MODULES", "--modules"),
     ("actions", "FILTER_ACTIONS", "--actions"),
     ("static_filter", "STATIC_FILTER", "--static-filter"),
@@ -299,6 +335,10 @@ impl RawConfig {
             "max_retries" => &mut self.max_retries,
             "retry_base_ms" => &mut self.retry_base_ms,
             "http_timeout_secs" => &mut self.http_timeout_secs,
+            "retry_budget_secs" => &mut self.retry_budget_secs,
+            "max_requests_per_minute" => &mut self.max_requests_per_minute,
+            "settle_lag_secs" => &mut self.settle_lag_secs,
+            "overlap_secs" => &mut self.overlap_secs,
             "static_filter" => &mut self.static_filter,
             "sink" => &mut self.sink,
             "output_dir" => &mut self.output_dir,
@@ -377,6 +417,12 @@ impl RawConfig {
             max_retries: self.max_retries.or(lower.max_retries),
             retry_base_ms: self.retry_base_ms.or(lower.retry_base_ms),
             http_timeout_secs: self.http_timeout_secs.or(lower.http_timeout_secs),
+            retry_budget_secs: self.retry_budget_secs.or(lower.retry_budget_secs),
+            max_requests_per_minute: self
+                .max_requests_per_minute
+                .or(lower.max_requests_per_minute),
+            settle_lag_secs: self.settle_lag_secs.or(lower.settle_lag_secs),
+            overlap_secs: self.overlap_secs.or(lower.overlap_secs),
             modules: self.modules.or(lower.modules),
             actions: self.actions.or(lower.actions),
             static_filter: self.static_filter.or(lower.static_filter),
@@ -415,6 +461,18 @@ impl RawConfig {
             max_retries: number(self.max_retries, DEFAULT_MAX_RETRIES, 0..=20)?,
             retry_base_ms: number(self.retry_base_ms, DEFAULT_RETRY_BASE_MS, 0..=60_000)?,
             http_timeout_secs: number(self.http_timeout_secs, DEFAULT_HTTP_TIMEOUT_SECS, 1..=600)?,
+            retry_budget_secs: number(
+                self.retry_budget_secs,
+                DEFAULT_RETRY_BUDGET_SECS,
+                0..=86_400,
+            )?,
+            max_requests_per_minute: number(
+                self.max_requests_per_minute,
+                DEFAULT_MAX_REQUESTS_PER_MINUTE,
+                0..=100_000,
+            )?,
+            settle_lag_secs: number(self.settle_lag_secs, DEFAULT_SETTLE_LAG_SECS, 0..=604_800)?,
+            overlap_secs: number(self.overlap_secs, DEFAULT_OVERLAP_SECS, 0..=604_800)?,
             account_id: account_id.value,
         };
         let filters = FilterConfig {
@@ -494,6 +552,10 @@ struct HarnessSection {
     max_retries: Option<u32>,
     retry_base_ms: Option<u32>,
     http_timeout_secs: Option<u32>,
+    retry_budget_secs: Option<u32>,
+    max_requests_per_minute: Option<u32>,
+    settle_lag_secs: Option<u32>,
+    overlap_secs: Option<u32>,
 }
 
 /// `[filters]` table.
@@ -536,6 +598,13 @@ impl HarnessSection {
             ("max_retries", scalar(self.max_retries)),
             ("retry_base_ms", scalar(self.retry_base_ms)),
             ("http_timeout_secs", scalar(self.http_timeout_secs)),
+            ("retry_budget_secs", scalar(self.retry_budget_secs)),
+            (
+                "max_requests_per_minute",
+                scalar(self.max_requests_per_minute),
+            ),
+            ("settle_lag_secs", scalar(self.settle_lag_secs)),
+            ("overlap_secs", scalar(self.overlap_secs)),
         ])
     }
 }

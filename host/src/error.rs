@@ -22,6 +22,9 @@ pub enum RunError {
     /// The configuration is unusable.
     #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
+    /// The stored state is not usable; it was left untouched.
+    #[error("{0}")]
+    CorruptState(String),
     /// The component refused its settings or the stored checkpoint.
     #[error(
         "invalid settings or checkpoint: {0}. Fix the setting named, or move the checkpoint at {1} aside"
@@ -65,7 +68,7 @@ impl RunError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::InvalidSettings(..) => EXIT_CONFIG,
+            Self::Config(_) | Self::InvalidSettings(..) | Self::CorruptState(_) => EXIT_CONFIG,
             Self::Unauthorized(..) | Self::Forbidden(..) | Self::BadRequest(_) => EXIT_REFUSED,
             Self::RateLimited(_) | Self::Unavailable(_) => EXIT_UNAVAILABLE,
             Self::Storage(_) => EXIT_STORAGE,
@@ -93,6 +96,15 @@ impl RunError {
             SourceError::SinkFailure(EmitError::Rejected(m)) => {
                 Self::Component(format!("the host rejected a batch: {m}"))
             }
+        }
+    }
+}
+
+impl From<crate::state::StateError> for RunError {
+    fn from(e: crate::state::StateError) -> Self {
+        match e {
+            crate::state::StateError::Storage(e) => e.into(),
+            corrupt => Self::CorruptState(corrupt.to_string()),
         }
     }
 }

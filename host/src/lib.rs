@@ -23,6 +23,7 @@ pub mod bindings;
 pub mod collector;
 pub mod config;
 pub mod error;
+pub mod journal;
 pub mod policy;
 pub mod sink;
 pub mod state;

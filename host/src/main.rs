@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::EMBEDDED_COMPONENT;
 use harness_audit::collector::Collector;
 use harness_audit::config::{Config, RawConfig, SinkKind};
-use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
+use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, EXIT_STORAGE, RunError};
 use harness_audit::sink::{CheckpointStore, LocalDirSink, Sink, StdoutSink};
 
 /// Collects the Harness audit trail (who did what, when, where) for a SIEM.
@@ -48,6 +48,10 @@ struct RunArgs {
     /// TOML file with [harness], [filters] and [output] tables.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Move the stored checkpoint aside (it is kept, renamed) and start over
+    /// START_MINUTES_BACK minutes ago; events already written since then are written again.
+    #[arg(long)]
+    reset_checkpoint: bool,
     /// Harness API base URL [env: HARNESS_API_BASE] [default: https://app.harness.io].
     #[arg(long)]
     api_base: Option<String>,
@@ -72,6 +76,18 @@ struct RunArgs {
     /// Cap on each HTTP timeout in seconds [env: HTTP_TIMEOUT_SECS] [default: 60].
     #[arg(long)]
     http_timeout_secs: Option<String>,
+    /// Total retry wait per pass in seconds [env: RETRY_BUDGET_SECONDS] [default: 300].
+    #[arg(long)]
+    retry_budget_secs: Option<String>,
+    /// Client-side request cap per minute, 0 = off [env: MAX_REQUESTS_PER_MINUTE] [default: 300].
+    #[arg(long)]
+    max_requests_per_minute: Option<String>,
+    /// Read only events at least this old, in seconds [env: SETTLE_LAG_SECONDS] [default: 120].
+    #[arg(long)]
+    settle_lag_secs: Option<String>,
+    /// Re-read this much before the previous window end, in seconds [env: OVERLAP_SECONDS] [default: 900].
+    #[arg(long)]
+    overlap_secs: Option<String>,
     /// Comma-separated modules, e.g. CD,PMS [env: FILTER_MODULES].
     #[arg(long)]
     modules: Option<String>,
@@ -109,6 +125,13 @@ impl RunArgs {
             ("--max-retries", self.max_retries.clone()),
             ("--retry-base-ms", self.retry_base_ms.clone()),
             ("--http-timeout-secs", self.http_timeout_secs.clone()),
+            ("--retry-budget-secs", self.retry_budget_secs.clone()),
+            (
+                "--max-requests-per-minute",
+                self.max_requests_per_minute.clone(),
+            ),
+            ("--settle-lag-secs", self.settle_lag_secs.clone()),
+            ("--overlap-secs", self.overlap_secs.clone()),
             ("--modules", self.modules.clone()),
             ("--actions", self.actions.clone()),
             ("--static-filter", self.static_filter.clone()),
@@ -175,9 +198,23 @@ fn main() -> ExitCode {
         checkpoint = %store.checkpoint_location(),
         "starting collection pass"
     );
+    if args.reset_checkpoint {
+        match runtime.block_on(store.set_aside()) {
+            Ok(Some(aside)) => eprintln!(
+                "harness-audit: checkpoint moved to {aside}; this run starts over {} minutes ago \
+                 (START_MINUTES_BACK) and writes again any event already written since then",
+                config.harness.start_minutes_back
+            ),
+            Ok(None) => eprintln!("harness-audit: there was no checkpoint to reset"),
+            Err(e) => return fail(&format!("resetting the checkpoint: {e}"), EXIT_STORAGE),
+        }
+    }
     match runtime.block_on(collector.run_pass(&config, sink.clone(), store.clone())) {
         Ok(summary) => {
-            let line = summary.line(&sink.location(), &store.checkpoint_location());
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let line = summary.line(&sink.location(), &store.checkpoint_location(), now_ms);
             if config.output.sink == SinkKind::Stdout {
                 eprintln!("{line}");
             } else {

@@ -61,8 +61,20 @@ pub enum SinkError {
 /// Stores batches durably.
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync {
-    /// Stores `lines` (NDJSON) and returns once they are durable.
-    async fn write(&self, meta: &BatchMeta, lines: &[u8]) -> Result<Written, SinkError>;
+    /// The name the batch will be stored under, derived from the batch alone;
+    /// `None` for a stream, which has no objects.
+    fn object_name(&self, meta: &BatchMeta, lines: &[u8]) -> Option<String>;
+
+    /// Stores `lines` (NDJSON) under `name` and returns once they are durable.
+    async fn write(
+        &self,
+        name: Option<&str>,
+        meta: &BatchMeta,
+        lines: &[u8],
+    ) -> Result<Written, SinkError>;
+
+    /// Whether an object of that name exists.
+    async fn exists(&self, name: &str) -> Result<bool, SinkError>;
 
     /// Where the data goes, for the summary line.
     fn location(&self) -> String;
@@ -75,6 +87,8 @@ pub trait CheckpointStore: Send + Sync {
     async fn load(&self) -> Result<Option<Vec<u8>>, SinkError>;
     /// Replaces the checkpoint atomically.
     async fn save(&self, checkpoint: &[u8]) -> Result<(), SinkError>;
+    /// Moves the stored checkpoint aside (never deletes it); returns where it went.
+    async fn set_aside(&self) -> Result<Option<String>, SinkError>;
     /// Where it lives, for messages.
     fn checkpoint_location(&self) -> String;
 }

@@ -12,13 +12,14 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::harness::audit::{emit, types};
 use crate::bindings::{Batch, EmitError};
+use crate::journal::{Pending, StateFile};
 use crate::policy::EgressPolicy;
-use crate::sink::{BatchMeta, CheckpointStore, Sink, Written, rfc3339_ms};
+use crate::sink::{BatchMeta, CheckpointStore, Sink, SinkError, Written, rfc3339_ms};
 
 /// Largest batch accepted from a component.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Largest checkpoint accepted from a component.
-pub const MAX_CHECKPOINT_BYTES: usize = 1024 * 1024;
+pub const MAX_CHECKPOINT_BYTES: usize = 32 * 1024 * 1024;
 /// Guest stderr kept for error reports (panic messages).
 const GUEST_STDERR_BYTES: usize = 64 * 1024;
 
@@ -37,37 +38,121 @@ pub struct PipelineStats {
 pub struct Pipeline {
     sink: Arc<dyn Sink>,
     checkpoints: Arc<dyn CheckpointStore>,
-    /// The last checkpoint made durable.
-    pub last_saved: Option<Vec<u8>>,
+    /// The committed checkpoint (the component's JSON).
+    pub committed: Option<String>,
     /// Totals so far.
     pub stats: PipelineStats,
 }
 
+/// Why the stored state could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] SinkError),
+    /// The state object is not ours or is damaged; it is left untouched.
+    #[error(
+        "the checkpoint at {location} is unusable: {reason}. It was left untouched; fix or remove it, or run with --reset-checkpoint"
+    )]
+    Corrupt {
+        /// Where it is.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
 impl Pipeline {
-    /// A pipeline writing to `sink` and `checkpoints`; `loaded` is the checkpoint read at start.
-    pub fn new(
+    /// Loads the stored state and settles a write that a previous run left
+    /// in flight: committed if its object exists, dropped otherwise.
+    pub async fn open(
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
-        loaded: Option<Vec<u8>>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StateError> {
+        let corrupt = |reason: String| StateError::Corrupt {
+            location: checkpoints.checkpoint_location(),
+            reason,
+        };
+        let committed = match checkpoints.load().await? {
+            None => None,
+            Some(bytes) => {
+                let state = StateFile::parse(&bytes).map_err(corrupt)?;
+                match state.pending {
+                    None => Some(state.checkpoint),
+                    Some(pending) => {
+                        let written = sink.exists(&pending.object).await?;
+                        let settled = if written {
+                            pending.checkpoint
+                        } else {
+                            state.checkpoint
+                        };
+                        tracing::warn!(
+                            stage = "recovery",
+                            object = %pending.object,
+                            written,
+                            "settled a batch left in flight by an interrupted run: {}",
+                            if written { "its object exists, so its checkpoint is now committed" }
+                            else { "its object was never written, so it will be read again" }
+                        );
+                        checkpoints
+                            .save(&StateFile::committed(settled.clone()).to_bytes())
+                            .await?;
+                        Some(settled)
+                    }
+                }
+            }
+        };
+        Ok(Self {
             sink,
             checkpoints,
-            last_saved: loaded,
+            committed,
             stats: PipelineStats::default(),
-        }
+        })
     }
 
-    /// Saves a checkpoint unless it is the one already stored.
-    pub async fn save_checkpoint(
-        &mut self,
-        checkpoint: Vec<u8>,
-    ) -> Result<(), crate::sink::SinkError> {
-        if self.last_saved.as_ref() != Some(&checkpoint) {
-            self.checkpoints.save(&checkpoint).await?;
-            self.last_saved = Some(checkpoint);
+    /// Commits `checkpoint` unless it is the one already committed.
+    pub async fn save_checkpoint(&mut self, checkpoint: String) -> Result<(), SinkError> {
+        if self.committed.as_ref() != Some(&checkpoint) {
+            self.checkpoints
+                .save(&StateFile::committed(checkpoint.clone()).to_bytes())
+                .await?;
+            self.committed = Some(checkpoint);
         }
         Ok(())
+    }
+
+    /// Intent, object, commit: the order that makes a crash at any instant harmless.
+    async fn store(
+        &mut self,
+        meta: &BatchMeta,
+        lines: &[u8],
+        checkpoint: String,
+    ) -> Result<Written, String> {
+        let name = self.sink.object_name(meta, lines);
+        if let Some(object) = &name {
+            let intent = StateFile {
+                format: crate::journal::FORMAT.to_owned(),
+                checkpoint: self.committed.clone().unwrap_or_default(),
+                pending: Some(Pending {
+                    object: object.clone(),
+                    checkpoint: checkpoint.clone(),
+                }),
+            };
+            self.checkpoints
+                .save(&intent.to_bytes())
+                .await
+                .map_err(|e| format!("recording the write intent: {e}"))?;
+        }
+        let written = self
+            .sink
+            .write(name.as_deref(), meta, lines)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.save_checkpoint(checkpoint)
+            .await
+            .map_err(|e| format!("the batch was stored but its checkpoint was not: {e}"))?;
+        Ok(written)
     }
 }
 
@@ -166,13 +251,11 @@ impl emit::Host for HostState {
             window_end_ms: batch.window_end_ms,
             collected_at: SystemTime::now(),
         };
-        let written = self.pipeline.sink.write(&meta, &batch.lines).await.map_err(|e| {
-            tracing::error!(stage = "sink", error_type = "write_failed", error = %e, "batch not stored");
-            EmitError::Unavailable(e.to_string())
-        })?;
-        self.pipeline.save_checkpoint(batch.checkpoint).await.map_err(|e| {
-            tracing::error!(stage = "checkpoint", error_type = "save_failed", error = %e, "checkpoint not stored");
-            EmitError::Unavailable(format!("the batch was stored but its checkpoint was not: {e}"))
+        let checkpoint = String::from_utf8(batch.checkpoint)
+            .map_err(|_| EmitError::Rejected("the checkpoint is not UTF-8 text".into()))?;
+        let written = self.pipeline.store(&meta, &batch.lines, checkpoint).await.map_err(|e| {
+            tracing::error!(stage = "sink", error_type = "store_failed", error = %e, "batch not committed");
+            EmitError::Unavailable(e)
         })?;
         let stats = &mut self.pipeline.stats;
         stats.events += u64::from(batch.event_count);

@@ -37,6 +37,10 @@ impl Guest for Component {
             static_filter: settings.static_filter,
             max_retries: settings.max_retries,
             retry_base_ms: settings.retry_base_ms,
+            retry_budget_secs: settings.retry_budget_secs,
+            max_requests_per_minute: settings.max_requests_per_minute,
+            settle_lag_secs: settings.settle_lag_secs,
+            overlap_secs: settings.overlap_secs,
         };
         let source = Source::new(settings, checkpoint.as_deref(), effects::now_ms())
             .map_err(SourceError::from)?;
@@ -54,6 +58,7 @@ impl Guest for Component {
                 &mut effects::WasiClock,
             )?;
             Ok(PollReport {
+                events_read: report.events_read,
                 events_emitted: report.events_emitted,
                 duplicates_dropped: report.duplicates_dropped,
                 pages: report.pages,
@@ -61,6 +66,8 @@ impl Guest for Component {
                 retries: report.retries,
                 caught_up: report.caught_up,
                 watermark_ms: report.watermark_ms,
+                window_start_ms: report.window.map(|w| w.start_ms),
+                window_end_ms: report.window.map(|w| w.end_ms),
             })
         })
     }

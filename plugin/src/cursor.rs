@@ -1,20 +1,38 @@
-//! The resume state: where the next request starts and which events at that
-//! exact millisecond were already emitted.
+//! The resume state: the pass window, where the next request starts inside
+//! it, and which events a later request may return again.
 //!
-//! The cursor moves `startTime` forward to the newest emitted `timestamp`
-//! instead of walking offsets across the whole window: offsets shift when
-//! Harness inserts events while we page, timestamps do not. Offsets are used
-//! only to step past events that share the cursor's millisecond.
+//! A pass reads a settled window `[start, end]`: `end` is `now - settle lag`,
+//! fixed when the pass begins and kept here, so a pass resumed after a crash
+//! reads the same window. The next window starts `overlap` before the previous
+//! end, to pick up events Harness made visible late.
+//!
+//! Inside a window the cursor moves `startTime` forward to the newest
+//! timestamp read, instead of walking offsets across the window: offsets shift
+//! when Harness inserts events while we page, timestamps do not. Offsets are
+//! used only to step past events that share the cursor's millisecond.
+//!
+//! Size bound: `seen_at_cursor` holds the ids of one millisecond, `recent` the
+//! ids emitted in the last `overlap` of the window (about 30 bytes per event:
+//! 1 event/s with a 900 s overlap is about 27 KB).
 
 use serde::{Deserialize, Serialize};
 
 use crate::page::Event;
 
 /// Version of the serialized checkpoint; bumped on incompatible changes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
-/// Serialized resume state. Its size is bounded by the number of events that
-/// share one millisecond, since only those ids are kept.
+/// An inclusive time window, epoch ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// `startTime`.
+    pub start_ms: u64,
+    /// `endTime`.
+    pub end_ms: u64,
+}
+
+/// Serialized resume state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
@@ -22,44 +40,64 @@ pub struct Checkpoint {
     pub version: u32,
     /// The account this state belongs to, so a misplaced state file is refused.
     pub account_id: String,
-    /// `startTime` of the next request (epoch ms, inclusive).
+    /// Start of the very first window (used while no pass has completed).
+    pub initial_start_ms: u64,
+    /// End of the last completed pass.
+    pub last_end_ms: Option<u64>,
+    /// The pass in progress.
+    pub window: Option<Window>,
+    /// `startTime` of the next request inside `window`.
     pub cursor_ms: u64,
-    /// `auditId`s with `timestamp == cursor_ms` already emitted.
+    /// `auditId`s at `cursor_ms` already read in this pass.
     pub seen_at_cursor: Vec<String>,
-    /// End of the pass in progress; `None` between passes.
-    pub window_end_ms: Option<u64>,
+    /// `(timestamp, auditId)` of emitted events that a later window may return
+    /// again, sorted.
+    pub recent: Vec<(u64, String)>,
     /// Newest `timestamp` emitted so far.
     pub watermark_ms: Option<u64>,
 }
 
 impl Checkpoint {
-    /// State for an account with no history: start `start_ms`.
+    /// State for an account with no history: the first window starts at `start_ms`.
     pub fn fresh(account_id: &str, start_ms: u64) -> Self {
         Self {
             version: VERSION,
             account_id: account_id.to_owned(),
+            initial_start_ms: start_ms,
+            last_end_ms: None,
+            window: None,
             cursor_ms: start_ms,
             seen_at_cursor: Vec::new(),
-            window_end_ms: None,
+            recent: Vec::new(),
             watermark_ms: None,
         }
     }
 
     /// Parses and checks a stored checkpoint against the configured account.
     pub fn load(bytes: &[u8], account_id: &str) -> Result<Self, String> {
-        let cp: Self = serde_json::from_slice(bytes)
-            .map_err(|e| format!("checkpoint is not valid harness-audit state: {e}"))?;
-        if cp.version != VERSION {
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: Option<u32>,
+        }
+        let version = serde_json::from_slice::<Versioned>(bytes)
+            .map_err(|e| format!("checkpoint is not valid harness-audit state: {e}"))?
+            .version;
+        if version != Some(VERSION) {
             return Err(format!(
-                "checkpoint version {} is not supported (expected {VERSION})",
-                cp.version
+                "checkpoint version {version:?} is not supported (expected {VERSION}); \
+                 use --reset-checkpoint to start over"
             ));
         }
+        let cp: Self = serde_json::from_slice(bytes)
+            .map_err(|e| format!("checkpoint is not valid harness-audit state: {e}"))?;
         if cp.account_id != account_id {
             return Err(format!(
                 "checkpoint belongs to account `{}`, not `{account_id}`: use a separate state location per account",
                 cp.account_id
             ));
+        }
+        if cp.recent.windows(2).any(|w| w[0] > w[1]) {
+            return Err("checkpoint is corrupt: `recent` is not sorted".into());
         }
         Ok(cp)
     }
@@ -69,38 +107,97 @@ impl Checkpoint {
         serde_json::to_vec(self).expect("checkpoint fields always serialize")
     }
 
+    /// The window of the pass in progress, starting one if none is. `None`
+    /// when nothing new has settled since the last pass.
+    pub fn begin_pass(
+        &mut self,
+        now_ms: u64,
+        settle_lag_ms: u64,
+        overlap_ms: u64,
+    ) -> Option<Window> {
+        if let Some(window) = self.window {
+            return Some(window);
+        }
+        let end_ms = now_ms.saturating_sub(settle_lag_ms);
+        let start_ms = match self.last_end_ms {
+            Some(last) if end_ms <= last => return None,
+            Some(last) => last.saturating_sub(overlap_ms),
+            None if end_ms < self.initial_start_ms => return None,
+            None => self.initial_start_ms,
+        };
+        let window = Window { start_ms, end_ms };
+        self.window = Some(window);
+        self.cursor_ms = start_ms;
+        self.seen_at_cursor.clear();
+        self.recent.retain(|(ts, _)| *ts >= start_ms);
+        Some(window)
+    }
+
     /// `pageIndex` for the next request: skips whole pages of events already
-    /// seen at the cursor's millisecond.
+    /// read at the cursor's millisecond.
     pub fn page_index(&self, page_size: u32) -> u32 {
         u32::try_from(self.seen_at_cursor.len() / page_size as usize).unwrap_or(u32::MAX)
     }
 
-    /// Whether `event` was emitted before.
-    pub fn has_seen(&self, event: &Event) -> bool {
+    /// Whether `event` was read before in this pass, at the cursor's millisecond.
+    pub fn read_at_cursor(&self, event: &Event) -> bool {
         event.timestamp_ms == self.cursor_ms && self.seen_at_cursor.contains(&event.audit_id)
     }
 
-    /// The state after `emitted` (new events in ascending time order) is durable.
-    pub fn advanced(&self, emitted: &[&Event]) -> Self {
+    /// Whether `event` was emitted before (this pass or an earlier one).
+    pub fn has_seen(&self, event: &Event) -> bool {
+        self.read_at_cursor(event)
+            || self
+                .recent
+                .binary_search_by(|(ts, id)| {
+                    (*ts, id.as_str()).cmp(&(event.timestamp_ms, event.audit_id.as_str()))
+                })
+                .is_ok()
+    }
+
+    /// The state once `page` (every event of a page, ascending) was read and
+    /// `emitted` (its new events) is durable. `overlap_ms` decides which ids
+    /// the next window needs for deduplication.
+    pub fn advanced(&self, page: &[Event], emitted: &[&Event], overlap_ms: u64) -> Self {
         let mut next = self.clone();
-        let Some(last) = emitted.last() else {
-            return next;
-        };
-        if last.timestamp_ms != next.cursor_ms {
-            next.cursor_ms = last.timestamp_ms;
-            next.seen_at_cursor.clear();
+        if let Some(last) = page.last() {
+            if last.timestamp_ms != next.cursor_ms {
+                next.cursor_ms = last.timestamp_ms;
+                next.seen_at_cursor.clear();
+            }
+            for event in page.iter().filter(|e| e.timestamp_ms == next.cursor_ms) {
+                if !next.seen_at_cursor.contains(&event.audit_id) {
+                    next.seen_at_cursor.push(event.audit_id.clone());
+                }
+            }
         }
-        next.seen_at_cursor.extend(
-            emitted
-                .iter()
-                .filter(|e| e.timestamp_ms == next.cursor_ms)
-                .map(|e| e.audit_id.clone()),
-        );
-        next.watermark_ms = Some(
-            next.watermark_ms
-                .map_or(last.timestamp_ms, |w| w.max(last.timestamp_ms)),
-        );
+        let keep_from = self
+            .window
+            .map_or(0, |w| w.end_ms.saturating_sub(overlap_ms));
+        for event in emitted.iter().filter(|e| e.timestamp_ms >= keep_from) {
+            let key = (event.timestamp_ms, event.audit_id.clone());
+            if let Err(at) = next.recent.binary_search(&key) {
+                next.recent.insert(at, key);
+            }
+        }
+        if let Some(last) = emitted.last() {
+            next.watermark_ms = Some(
+                next.watermark_ms
+                    .map_or(last.timestamp_ms, |w| w.max(last.timestamp_ms)),
+            );
+        }
         next
+    }
+
+    /// Closes the pass in progress: the next window starts `overlap_ms` before its end.
+    pub fn finish_pass(&mut self, overlap_ms: u64) {
+        if let Some(window) = self.window.take() {
+            self.last_end_ms = Some(window.end_ms);
+            let keep_from = window.end_ms.saturating_sub(overlap_ms);
+            self.recent.retain(|(ts, _)| *ts >= keep_from);
+            self.seen_at_cursor.clear();
+            self.cursor_ms = keep_from;
+        }
     }
 }
 
@@ -117,63 +214,4 @@ pub(crate) fn event(id: &str, ts: u64) -> Event {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trips_and_checks_account_and_version() {
-        let cp = Checkpoint {
-            seen_at_cursor: vec!["a".into()],
-            window_end_ms: Some(9),
-            ..Checkpoint::fresh("acct", 5)
-        };
-        assert_eq!(Checkpoint::load(&cp.to_bytes(), "acct").unwrap(), cp);
-        assert!(
-            Checkpoint::load(&cp.to_bytes(), "other")
-                .unwrap_err()
-                .contains("belongs to account `acct`")
-        );
-        let v2 = String::from_utf8(cp.to_bytes())
-            .unwrap()
-            .replace("\"version\":1", "\"version\":2");
-        assert!(
-            Checkpoint::load(v2.as_bytes(), "acct")
-                .unwrap_err()
-                .contains("version 2")
-        );
-        assert!(Checkpoint::load(b"{\"since\":1}", "acct").is_err());
-    }
-
-    #[test]
-    fn advancing_moves_cursor_to_newest_and_keeps_only_its_ids() {
-        let (a, b, c) = (event("a", 10), event("b", 20), event("c", 20));
-        let next = Checkpoint::fresh("x", 5).advanced(&[&a, &b, &c]);
-        assert_eq!(next.cursor_ms, 20);
-        assert_eq!(next.seen_at_cursor, ["b", "c"]);
-        assert_eq!(next.watermark_ms, Some(20));
-        assert!(next.has_seen(&b) && !next.has_seen(&a));
-        assert!(!next.has_seen(&event("d", 20)));
-    }
-
-    #[test]
-    fn advancing_within_the_same_millisecond_accumulates_ids() {
-        let cp = Checkpoint {
-            cursor_ms: 20,
-            seen_at_cursor: vec!["b".into()],
-            ..Checkpoint::fresh("x", 0)
-        };
-        let next = cp.advanced(&[&event("c", 20)]);
-        assert_eq!(next.seen_at_cursor, ["b", "c"]);
-        assert_eq!(cp.advanced(&[]), cp);
-    }
-
-    #[test]
-    fn page_index_skips_only_whole_pages_of_seen_ids() {
-        let mut cp = Checkpoint::fresh("x", 0);
-        cp.seen_at_cursor = (0..249).map(|i| i.to_string()).collect();
-        assert_eq!(cp.page_index(100), 2);
-        assert_eq!(cp.page_index(50), 4);
-        cp.seen_at_cursor.truncate(99);
-        assert_eq!(cp.page_index(100), 0);
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@
 
 pub mod cursor;
 pub mod error;
+pub mod pacing;
 pub mod page;
 pub mod pass;
 pub mod request;

@@ -2,8 +2,9 @@
 //! emitted, and hands each page to the pipeline with the checkpoint that
 //! covers it. Generic over its effects so it runs natively in tests.
 
-use crate::cursor::Checkpoint;
+use crate::cursor::{Checkpoint, Window};
 use crate::error::{EmitError, SourceError};
+use crate::pacing::Pacer;
 use crate::page::{self, Event, Page};
 use crate::request::{self, ListRequest};
 use crate::retry;
@@ -64,6 +65,8 @@ pub trait Pipeline {
 /// Counters for one `poll` call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PollReport {
+    /// Events the API returned.
+    pub events_read: u64,
     /// Events emitted.
     pub events_emitted: u64,
     /// Events dropped as already emitted.
@@ -78,6 +81,8 @@ pub struct PollReport {
     pub caught_up: bool,
     /// Newest emitted `timestamp`.
     pub watermark_ms: Option<u64>,
+    /// The window of the pass this call worked on, if any.
+    pub window: Option<Window>,
 }
 
 /// The source's state between calls.
@@ -85,6 +90,8 @@ pub struct PollReport {
 pub struct Source {
     settings: Settings,
     checkpoint: Checkpoint,
+    pacer: Pacer,
+    retry_waited_ms: u64,
 }
 
 impl Source {
@@ -103,9 +110,12 @@ impl Source {
                 Checkpoint::fresh(&settings.account_id, now_ms.saturating_sub(back_ms))
             }
         };
+        let pacer = Pacer::new(settings.max_requests_per_minute);
         Ok(Self {
             settings,
             checkpoint,
+            pacer,
+            retry_waited_ms: 0,
         })
     }
 
@@ -114,7 +124,12 @@ impl Source {
         self.checkpoint.to_bytes()
     }
 
-    /// Pages forward until the window is exhausted or `max_pages` pages were read.
+    fn overlap_ms(&self) -> u64 {
+        u64::from(self.settings.overlap_secs) * 1000
+    }
+
+    /// Pages through the current settled window until it is exhausted or
+    /// `max_pages` pages were read.
     pub fn poll(
         &mut self,
         max_pages: u32,
@@ -126,54 +141,58 @@ impl Source {
             watermark_ms: self.checkpoint.watermark_ms,
             ..PollReport::default()
         };
-        let window_end = match self.checkpoint.window_end_ms {
-            Some(end) => end,
-            None => {
-                // Fixed once per pass and kept in the checkpoint, so a pass resumed
-                // after a crash reads the same window.
-                let end = clock.now_ms().max(self.checkpoint.cursor_ms);
-                self.checkpoint.window_end_ms = Some(end);
-                end
-            }
+        let settle_lag_ms = u64::from(self.settings.settle_lag_secs) * 1000;
+        let overlap_ms = self.overlap_ms();
+        let Some(window) = self
+            .checkpoint
+            .begin_pass(clock.now_ms(), settle_lag_ms, overlap_ms)
+        else {
+            report.caught_up = true;
+            return Ok(report);
         };
+        report.window = Some(window);
         while report.pages < max_pages.max(1) {
             let req = ListRequest {
                 start_ms: self.checkpoint.cursor_ms,
-                end_ms: window_end,
+                end_ms: window.end_ms,
                 page_index: self.checkpoint.page_index(self.settings.page_size),
             };
             let page = self.fetch(&req, transport, clock, &mut report)?;
             report.pages += 1;
+            report.events_read += page.events.len() as u64;
             check_order(&page, &req)?;
             let full = page.events.len() >= self.settings.page_size as usize;
+            if full
+                && page
+                    .events
+                    .iter()
+                    .all(|e| self.checkpoint.read_at_cursor(e))
+            {
+                return Err(SourceError::MalformedResponse(format!(
+                    "a full page at startTime {} pageIndex {} held only events already read; the API is not \
+                     honouring the time filter",
+                    req.start_ms, req.page_index
+                )));
+            }
             let fresh: Vec<&Event> = page
                 .events
                 .iter()
                 .filter(|e| !self.checkpoint.has_seen(e))
                 .collect();
             report.duplicates_dropped += (page.events.len() - fresh.len()) as u64;
-            if full && fresh.is_empty() {
-                return Err(SourceError::MalformedResponse(format!(
-                    "a full page at startTime {} pageIndex {} held only events already emitted; the API is not \
-                     honouring the time filter",
-                    req.start_ms, req.page_index
-                )));
+            let mut next = self.checkpoint.advanced(&page.events, &fresh, overlap_ms);
+            if !full {
+                next.finish_pass(overlap_ms);
             }
             if !fresh.is_empty() {
-                let mut next = self.checkpoint.advanced(&fresh);
-                if !full {
-                    next.window_end_ms = None;
-                }
-                let batch = batch(&fresh, &req, next.to_bytes());
-                let count = u64::from(batch.event_count);
+                let batch = batch(&fresh, window, next.to_bytes());
                 pipeline.emit(batch).map_err(SourceError::SinkFailure)?;
-                self.checkpoint = next;
                 report.batches += 1;
-                report.events_emitted += count;
-                report.watermark_ms = self.checkpoint.watermark_ms;
+                report.events_emitted += fresh.len() as u64;
             }
+            self.checkpoint = next;
+            report.watermark_ms = self.checkpoint.watermark_ms;
             if !full {
-                self.checkpoint.window_end_ms = None;
                 report.caught_up = true;
                 break;
             }
@@ -182,7 +201,7 @@ impl Source {
     }
 
     fn fetch(
-        &self,
+        &mut self,
         req: &ListRequest,
         transport: &mut impl Transport,
         clock: &mut impl Clock,
@@ -190,32 +209,37 @@ impl Source {
     ) -> Result<Page, SourceError> {
         let url = request::url(&self.settings, req);
         let body = request::body(&self.settings, req);
+        let budget_ms = u64::from(self.settings.retry_budget_secs) * 1000;
         let mut attempt = 0;
         loop {
+            let wait = self.pacer.delay_ms(clock.now_ms());
+            if wait > 0 {
+                clock.sleep_ms(wait);
+            }
             let result = transport
                 .post_json(&url, &body)
                 .map_err(SourceError::Transport)
                 .and_then(|resp| page::parse(resp.status, &resp.body, resp.retry_after_secs));
-            match result {
-                Err(err) if err.is_retryable() && attempt < self.settings.max_retries => {
-                    let retry_after = match &err {
-                        SourceError::RateLimited {
-                            retry_after_secs, ..
-                        } => *retry_after_secs,
-                        _ => None,
-                    };
-                    let random = clock.random_u64();
-                    clock.sleep_ms(retry::delay_ms(
-                        attempt,
-                        self.settings.retry_base_ms,
-                        retry_after,
-                        random,
-                    ));
-                    attempt += 1;
-                    report.retries += 1;
-                }
+            let err = match result {
+                Err(err) if err.is_retryable() && attempt < self.settings.max_retries => err,
                 other => return other,
+            };
+            let retry_after = match &err {
+                SourceError::RateLimited {
+                    retry_after_secs, ..
+                } => *retry_after_secs,
+                _ => None,
+            };
+            let random = clock.random_u64();
+            let delay = retry::delay_ms(attempt, self.settings.retry_base_ms, retry_after, random);
+            // The budget bounds how long one pass can stall on a failing API.
+            if self.retry_waited_ms + delay > budget_ms {
+                return Err(err);
             }
+            clock.sleep_ms(delay);
+            self.retry_waited_ms += delay;
+            attempt += 1;
+            report.retries += 1;
         }
     }
 }
@@ -236,7 +260,7 @@ fn check_order(page: &Page, req: &ListRequest) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn batch(events: &[&Event], req: &ListRequest, checkpoint: Vec<u8>) -> Batch {
+fn batch(events: &[&Event], window: Window, checkpoint: Vec<u8>) -> Batch {
     let mut lines = Vec::with_capacity(events.iter().map(|e| e.raw.get().len() + 1).sum());
     for event in events {
         let raw = event.raw.get().as_bytes();
@@ -257,8 +281,8 @@ fn batch(events: &[&Event], req: &ListRequest, checkpoint: Vec<u8>) -> Batch {
         event_count: u32::try_from(events.len()).expect("a page holds at most 100 events"),
         first_event_ms: events.first().map_or(0, |e| e.timestamp_ms),
         last_event_ms: events.last().map_or(0, |e| e.timestamp_ms),
-        window_start_ms: req.start_ms,
-        window_end_ms: req.end_ms,
+        window_start_ms: window.start_ms,
+        window_end_ms: window.end_ms,
         checkpoint,
     }
 }

@@ -3,6 +3,9 @@
 /// Largest `pageSize` the list endpoint accepts (`@Max(100)`).
 pub const MAX_PAGE_SIZE: u32 = 100;
 
+/// Longest settle lag or overlap accepted, in seconds.
+pub const MAX_WINDOW_SECS: u32 = 7 * 24 * 3600;
+
 const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
 
 /// Validated, non-secret settings for one account.
@@ -26,6 +29,14 @@ pub struct Settings {
     pub max_retries: u32,
     /// First backoff delay in milliseconds.
     pub retry_base_ms: u32,
+    /// Total time one pass may spend waiting between retries, in seconds.
+    pub retry_budget_secs: u32,
+    /// Requests per minute at most; 0 disables pacing.
+    pub max_requests_per_minute: u32,
+    /// Only events at least this old are read (window end = now - lag), in seconds.
+    pub settle_lag_secs: u32,
+    /// How far each window reaches back before the previous end, in seconds.
+    pub overlap_secs: u32,
 }
 
 impl Settings {
@@ -64,6 +75,16 @@ impl Settings {
                 ));
             }
         }
+        for (name, value) in [
+            ("settle-lag-secs", self.settle_lag_secs),
+            ("overlap-secs", self.overlap_secs),
+        ] {
+            if value > MAX_WINDOW_SECS {
+                return Err(format!(
+                    "{name} {value} is over {MAX_WINDOW_SECS} (one week)"
+                ));
+            }
+        }
         if let Some(filter) = &self.static_filter
             && !STATIC_FILTERS.contains(&filter.as_str())
         {
@@ -92,6 +113,10 @@ pub(crate) fn example() -> Settings {
         static_filter: None,
         max_retries: 3,
         retry_base_ms: 1000,
+        retry_budget_secs: 300,
+        max_requests_per_minute: 0,
+        settle_lag_secs: 0,
+        overlap_secs: 0,
     }
 }
 

@@ -84,6 +84,8 @@ impl Env {
             ("HARNESS_API_KEY", self.key.as_str()),
             ("OUTPUT_DIR", self.out().to_str().unwrap()),
             ("RETRY_BASE_MS", "1"),
+            ("SETTLE_LAG_SECONDS", "0"),
+            ("MAX_REQUESTS_PER_MINUTE", "0"),
         ]);
         let base = self.mock.base_url();
         vars.insert("HARNESS_API_BASE", &base);

@@ -85,13 +85,32 @@ fn write_object(path: &Path, name: String, lines: &[u8]) -> Result<Written, Sink
 
 #[async_trait::async_trait]
 impl Sink for LocalDirSink {
-    async fn write(&self, meta: &BatchMeta, lines: &[u8]) -> Result<Written, SinkError> {
-        let name = object_name(&self.prefix, meta.first_event_ms, lines);
+    fn object_name(&self, meta: &BatchMeta, lines: &[u8]) -> Option<String> {
+        Some(object_name(&self.prefix, meta.first_event_ms, lines))
+    }
+
+    async fn write(
+        &self,
+        name: Option<&str>,
+        meta: &BatchMeta,
+        lines: &[u8],
+    ) -> Result<Written, SinkError> {
+        let name = name.map_or_else(
+            || object_name(&self.prefix, meta.first_event_ms, lines),
+            str::to_owned,
+        );
         let path = self.root.join(&name);
         let lines = lines.to_vec();
         tokio::task::spawn_blocking(move || write_object(&path, name, &lines))
             .await
             .expect("the blocking write task does not panic")
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool, SinkError> {
+        let path = self.root.join(name);
+        tokio::fs::try_exists(&path)
+            .await
+            .map_err(io("checking", &path))
     }
 
     fn location(&self) -> String {
@@ -122,6 +141,24 @@ impl CheckpointStore for LocalDirSink {
         .expect("the blocking save task does not panic")
     }
 
+    async fn set_aside(&self) -> Result<Option<String>, SinkError> {
+        let path = self.state_path();
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = path.with_file_name(format!(
+            "{}.reset-{secs}",
+            path.file_name()
+                .expect("the state path has a file name")
+                .to_string_lossy()
+        ));
+        match tokio::fs::rename(&path, &aside).await {
+            Ok(()) => Ok(Some(aside.display().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("moving checkpoint aside", &path)(e)),
+        }
+    }
+
     fn checkpoint_location(&self) -> String {
         self.state_path().display().to_string()
     }
@@ -149,12 +186,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sink = LocalDirSink::new(dir.path(), "harness/audit", "state/cp.json");
         let meta = meta();
-        let Written::Created(name) = sink.write(&meta, b"{\"a\":1}\n").await.unwrap() else {
+        let name = sink.object_name(&meta, b"{\"a\":1}\n");
+        assert!(!sink.exists(name.as_deref().unwrap()).await.unwrap());
+        let Written::Created(name) = sink
+            .write(name.as_deref(), &meta, b"{\"a\":1}\n")
+            .await
+            .unwrap()
+        else {
             panic!()
         };
         assert_eq!(fs::read(dir.path().join(&name)).unwrap(), b"{\"a\":1}\n");
         assert_eq!(
-            sink.write(&meta, b"{\"a\":1}\n").await.unwrap(),
+            sink.write(Some(&name), &meta, b"{\"a\":1}\n")
+                .await
+                .unwrap(),
             Written::AlreadyPresent(name)
         );
         let leftovers: Vec<_> = walk(dir.path())
@@ -184,7 +229,11 @@ mod tests {
         let blocker = dir.path().join("file");
         fs::write(&blocker, b"").unwrap();
         let sink = LocalDirSink::new(&blocker, "p", "s");
-        let err = sink.write(&meta(), b"{}\n").await.unwrap_err().to_string();
+        let err = sink
+            .write(None, &meta(), b"{}\n")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("creating directory") && err.contains("file/p"),
             "{err}"

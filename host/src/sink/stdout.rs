@@ -1,4 +1,5 @@
 //! NDJSON on standard output, for log shippers' exec and subprocess inputs.
+//! A stream cannot be checked after a crash, so delivery here is at least once.
 
 use std::io::Write;
 
@@ -10,7 +11,20 @@ pub struct StdoutSink;
 
 #[async_trait::async_trait]
 impl Sink for StdoutSink {
-    async fn write(&self, _meta: &BatchMeta, lines: &[u8]) -> Result<Written, SinkError> {
+    fn object_name(&self, _meta: &BatchMeta, _lines: &[u8]) -> Option<String> {
+        None
+    }
+
+    async fn exists(&self, _name: &str) -> Result<bool, SinkError> {
+        Ok(false)
+    }
+
+    async fn write(
+        &self,
+        _name: Option<&str>,
+        _meta: &BatchMeta,
+        lines: &[u8],
+    ) -> Result<Written, SinkError> {
         let mut out = std::io::stdout().lock();
         out.write_all(lines)
             .and_then(|()| out.flush())

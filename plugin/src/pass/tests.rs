@@ -136,6 +136,7 @@ impl Clock for FakeClock {
     }
     fn sleep_ms(&mut self, ms: u64) {
         self.slept.push(ms);
+        self.now += ms;
     }
     fn random_u64(&mut self) -> u64 {
         u64::MAX
@@ -200,21 +201,78 @@ fn drains_many_pages_once_each_in_order() {
 }
 
 #[test]
-fn second_pass_emits_no_duplicate_and_picks_up_new_events() {
+fn later_passes_emit_no_duplicate_and_pick_up_new_and_late_events() {
     let mut h = FakeHarness::new([NOW - 10, NOW - 5, NOW - 5]);
-    let (mut src, mut out, mut c) = (source(50), Collected::default(), clock());
+    let mut src = Source::new(
+        Settings {
+            overlap_secs: 1,
+            ..settings(50)
+        },
+        None,
+        NOW,
+    )
+    .unwrap();
+    let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids().len(), 3);
     c.now = NOW + 100;
     let report = drain(&mut src, &mut h, &mut out, &mut c);
-    assert_eq!((report.events_emitted, report.duplicates_dropped), (0, 2));
+    assert_eq!(
+        (report.events_emitted, report.duplicates_dropped),
+        (0, 3),
+        "the overlap is re-read and deduplicated"
+    );
     h.insert(NOW + 50);
     h.insert(NOW - 5);
+    c.now = NOW + 200;
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(
         out.ids(),
         ["id00000", "id00001", "id00002", "id00004", "id00003"]
     );
+}
+
+#[test]
+fn only_settled_events_are_read() {
+    let mut h = FakeHarness::new([NOW - 5_000, NOW - 1_000]);
+    let mut src = Source::new(
+        Settings {
+            settle_lag_secs: 2,
+            ..settings(50)
+        },
+        None,
+        NOW,
+    )
+    .unwrap();
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), ["id00000"]);
+    assert_eq!(h.requests[0].1["endTime"], NOW - 2_000);
+    c.now = NOW + 1_500;
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), ["id00000", "id00001"]);
+}
+
+#[test]
+fn late_events_are_caught_exactly_within_the_overlap() {
+    let mut h = FakeHarness::new([NOW - 50_000]);
+    let mut src = Source::new(
+        Settings {
+            overlap_secs: 10,
+            ..settings(50)
+        },
+        None,
+        NOW,
+    )
+    .unwrap();
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    // Both arrive after the pass that covered them; only one is inside the overlap.
+    h.insert(NOW - 10_000);
+    h.insert(NOW - 10_001);
+    c.now = NOW + 60_000;
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), ["id00000", "id00001"]);
 }
 
 #[test]
@@ -228,8 +286,8 @@ fn events_sharing_one_millisecond_beyond_a_page_are_all_emitted_once() {
 #[test]
 fn inserts_while_paging_are_neither_lost_nor_duplicated() {
     let mut h = FakeHarness::new((0..100).map(|i| NOW - 100_000 + i * 100));
-    // Before every request, insert one event earlier than the current offset
-    // and one later: offset paging would skip or repeat here.
+    // Before every request, insert one event behind the current position and
+    // one ahead of it: offset paging would skip or repeat events here.
     h.on_request = Some(Box::new(|events, n| {
         let n = n as u64;
         for ts in [NOW - 100_000 + n * 250 + 1, NOW - 1000 + n] {
@@ -238,22 +296,89 @@ fn inserts_while_paging_are_neither_lost_nor_duplicated() {
             events.insert(at, (ts, id));
         }
     }));
-    let (mut src, mut out, mut c) = (source(10), Collected::default(), clock());
+    let mut src = Source::new(
+        Settings {
+            overlap_secs: 200,
+            ..settings(10)
+        },
+        None,
+        NOW,
+    )
+    .unwrap();
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    h.on_request = None;
+    c.now = NOW + 1;
     drain(&mut src, &mut h, &mut out, &mut c);
     let ids = out.ids();
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "duplicates emitted");
-    let cursor_after = |id: &str| h.events.iter().find(|(_, i)| i == id).unwrap().0;
-    for (ts, id) in &h.events {
-        // Events inserted behind the cursor are late arrivals (handled by the
-        // overlap re-read); every event at or ahead of it must arrive.
-        if !id.starts_with("ins")
-            || *ts >= cursor_after(ids.last().unwrap()) - 100_000 && *ts > NOW - 1000
-        {
-            assert!(ids.contains(id), "lost {id}");
-        }
+    assert_eq!(
+        sorted(ids),
+        sorted(all_ids(&h)),
+        "every event, inserted ahead or behind, arrives once"
+    );
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn the_retry_time_budget_stops_a_pass_before_max_retries() {
+    let mut h = FakeHarness::new([NOW - 1]);
+    for _ in 0..10 {
+        h.faults.push_back(Ok(HttpResponse {
+            status: 429,
+            body: vec![],
+            retry_after_secs: Some(30),
+        }));
     }
-    assert!(ids.iter().all(|id| h.events.iter().any(|(_, i)| i == id)));
+    let settings = Settings {
+        max_retries: 10,
+        retry_budget_secs: 70,
+        ..settings(50)
+    };
+    let mut src = Source::new(settings, None, NOW).unwrap();
+    let mut c = clock();
+    let err = src
+        .poll(5, &mut h, &mut Collected::default(), &mut c)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SourceError::RateLimited {
+                retry_after_secs: Some(30),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        c.slept,
+        [30_000, 30_000],
+        "a third wait would pass the 70 s budget"
+    );
+    assert_eq!(h.requests.len(), 3);
+}
+
+#[test]
+fn requests_are_paced_to_the_configured_rate() {
+    let mut h = FakeHarness::new((0..30).map(|i| NOW - 100 + i));
+    let mut src = Source::new(
+        Settings {
+            max_requests_per_minute: 600,
+            ..settings(10)
+        },
+        None,
+        NOW,
+    )
+    .unwrap();
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(h.requests.len(), 4);
+    assert_eq!(c.slept, [100, 100, 100]);
 }
 
 #[test]
@@ -404,12 +529,14 @@ fn pretty_printed_events_stay_on_one_line() {
         audit_id: "a".into(),
         timestamp_ms: 5,
     };
-    let req = ListRequest {
-        start_ms: 0,
-        end_ms: 9,
-        page_index: 0,
-    };
-    let b = batch(&[&event], &req, vec![]);
+    let b = batch(
+        &[&event],
+        Window {
+            start_ms: 0,
+            end_ms: 9,
+        },
+        vec![],
+    );
     let text = String::from_utf8(b.lines).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert_eq!(

@@ -13,9 +13,12 @@ struct Args {
     /// Events to generate.
     #[arg(long, default_value_t = 3000)]
     events: usize,
-    /// Spread them over this many minutes before now.
+    /// Spread them over this many minutes...
     #[arg(long, default_value_t = 50)]
     minutes: u64,
+    /// ...ending this many seconds ago (the default lies beyond the collector's 120 s settle lag).
+    #[arg(long, default_value_t = 300)]
+    settled_secs: u64,
     /// Account identifier.
     #[arg(long, default_value = "Xy3kQ9mTR0aWb1cD2eF4gH")]
     account: String,
@@ -41,8 +44,8 @@ fn main() -> anyhow::Result<()> {
     mock.insert(generate(&SeedSpec {
         account_id: args.account.clone(),
         count: args.events,
-        start_ms: now - args.minutes * 60_000,
-        end_ms: now - 1000,
+        start_ms: now - args.settled_secs * 1000 - args.minutes * 60_000,
+        end_ms: now - args.settled_secs * 1000,
         seed: args.seed,
     }));
     println!(

@@ -1,0 +1,99 @@
+//! The state object's envelope. Besides the committed checkpoint it records
+//! the one batch being written (its object name and the checkpoint it
+//! carries), so a run that died between writing an object and committing its
+//! checkpoint is settled on restart without loss or duplicate: if the object
+//! exists its checkpoint is committed, otherwise the intent is dropped and the
+//! batch is read again.
+
+use serde::{Deserialize, Serialize};
+
+/// Format tag of the envelope.
+pub const FORMAT: &str = "harness-audit-state/1";
+
+/// What is stored at `STATE_KEY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateFile {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The component's last committed checkpoint (its own JSON, as text).
+    pub checkpoint: String,
+    /// A batch whose object may or may not have been written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// An object write in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    /// Name of the object being written.
+    pub object: String,
+    /// Checkpoint that becomes committed once the object exists.
+    pub checkpoint: String,
+}
+
+impl StateFile {
+    /// A state with `checkpoint` committed and nothing in flight.
+    pub fn committed(checkpoint: String) -> Self {
+        Self {
+            format: FORMAT.to_owned(),
+            checkpoint,
+            pending: None,
+        }
+    }
+
+    /// Parses stored bytes; the error says what is wrong, never what to overwrite.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let state: Self =
+            serde_json::from_slice(bytes).map_err(|e| format!("not harness-audit state ({e})"))?;
+        if state.format != FORMAT {
+            return Err(format!(
+                "state format `{}` is not supported (expected `{FORMAT}`)",
+                state.format
+            ));
+        }
+        Ok(state)
+    }
+
+    /// JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("state fields always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_and_without_a_pending_write() {
+        let mut state = StateFile::committed("{\"v\":1}".into());
+        assert_eq!(StateFile::parse(&state.to_bytes()).unwrap(), state);
+        assert!(
+            !String::from_utf8(state.to_bytes())
+                .unwrap()
+                .contains("pending")
+        );
+        state.pending = Some(Pending {
+            object: "a/b.jsonl".into(),
+            checkpoint: "{\"v\":2}".into(),
+        });
+        assert_eq!(StateFile::parse(&state.to_bytes()).unwrap(), state);
+    }
+
+    #[test]
+    fn foreign_or_corrupt_state_is_refused() {
+        assert!(
+            StateFile::parse(b"{\"since\": 1700000000}")
+                .unwrap_err()
+                .contains("not harness-audit state")
+        );
+        assert!(
+            StateFile::parse(b"{\"format\":\"other/9\",\"checkpoint\":\"\"}")
+                .unwrap_err()
+                .contains("other/9")
+        );
+        assert!(StateFile::parse(b"\x00\x01").is_err());
+    }
+}
