@@ -5,7 +5,9 @@
 pub mod mock;
 pub mod seed;
 
-pub use mock::{Fault, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key};
+pub use mock::{
+    Fault, FaultRates, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key,
+};
 pub use seed::{AuditEvent, SeedSpec, generate};
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));

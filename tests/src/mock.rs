@@ -124,6 +124,87 @@ pub enum Fault {
     },
     /// Serve the real response cut in half (as a dropped connection would).
     Truncate,
+    /// Send a 200 status line, then break the connection instead of a body.
+    Reset,
+}
+
+/// Probabilities (0.0 to 1.0, per list request) of each injected fault, and
+/// the most latency added to every request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FaultRates {
+    /// 429 with a plain-text body and no `Retry-After`, as Cloud Armor sends.
+    pub rate_limited: f64,
+    /// 500 `ErrorDTO` `UNKNOWN_ERROR`.
+    pub server_error: f64,
+    /// 502 or 503 with an HTML body.
+    pub gateway: f64,
+    /// A 200 whose JSON body is cut short.
+    pub truncated: f64,
+    /// A connection broken after the status line.
+    pub reset: f64,
+    /// Up to this much latency, uniformly, on every request.
+    pub max_latency_ms: u64,
+}
+
+impl FaultRates {
+    fn pick(&self, rng: &mut Rng) -> Option<Fault> {
+        let roll = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let error_dto = json!({
+            "status": "ERROR", "code": "UNKNOWN_ERROR",
+            "message": "Oops, something went wrong on our end. Please contact Harness Support.",
+            "correlationId": correlation_id(rng), "detailedMessage": null, "responseMessages": [], "metadata": null,
+        });
+        let gateway_status = if rng.below(2) == 0 { 502 } else { 503 };
+        let choices = [
+            (self.rate_limited, Fault::rate_limited()),
+            (
+                self.server_error,
+                Fault::Respond {
+                    status: 500,
+                    content_type: "application/json",
+                    body: error_dto.to_string(),
+                },
+            ),
+            (
+                self.gateway,
+                Fault::Respond {
+                    status: gateway_status,
+                    content_type: "text/html",
+                    body: format!(
+                        "<html><body><h1>{gateway_status} Service Unavailable</h1></body></html>"
+                    ),
+                },
+            ),
+            (self.truncated, Fault::Truncate),
+            (self.reset, Fault::Reset),
+        ];
+        let mut threshold = 0.0;
+        for (p, fault) in choices {
+            threshold += p;
+            if roll < threshold {
+                return Some(fault);
+            }
+        }
+        None
+    }
+}
+
+/// A body that fails on first read: hyper then aborts the connection.
+struct BrokenBody;
+
+impl http_body::Body for BrokenBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected reset",
+        ))))
+    }
 }
 
 impl Fault {
@@ -174,6 +255,8 @@ impl RecordedRequest {
 struct Stored {
     event: AuditEvent,
     json: String,
+    /// Harness's async outbox makes events visible late; hidden until then.
+    visible_at_ms: u64,
 }
 
 struct MockState {
@@ -183,6 +266,7 @@ struct MockState {
     requests: Vec<RecordedRequest>,
     faults: VecDeque<Fault>,
     persistent_fault: Option<Fault>,
+    fault_rates: Option<FaultRates>,
     oversize: OversizePages,
     rng: Rng,
 }
@@ -225,12 +309,14 @@ impl MockHarness {
             requests: Vec::new(),
             faults: VecDeque::new(),
             persistent_fault: None,
+            fault_rates: None,
             oversize: OversizePages::Reject,
             rng: Rng::new(0x5eed),
         }));
         let app = Router::new()
             .route("/audit/api/audits/list", post(list))
             .route("/gateway/audit/api/audits/list", post(list))
+            .route("/__mock/ground-truth", axum::routing::get(ground_truth))
             .fallback(not_found)
             .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -274,16 +360,34 @@ impl MockHarness {
         self.addr
     }
 
-    /// Adds events (any order); they are kept sorted by timestamp, ties in insertion order.
+    /// Adds events (any order), visible at once; they are kept sorted by
+    /// timestamp, ties in insertion order.
     pub fn insert(&self, events: impl IntoIterator<Item = AuditEvent>) {
+        self.insert_visible_at(events.into_iter().map(|e| (e, 0)));
+    }
+
+    /// Adds events that become visible only at the given epoch ms (an ingest delay).
+    pub fn insert_visible_at(&self, events: impl IntoIterator<Item = (AuditEvent, u64)>) {
         let mut state = self.lock();
-        for event in events {
+        for (event, visible_at_ms) in events {
             let at = state
                 .events
                 .partition_point(|s| s.event.timestamp <= event.timestamp);
             let json = event.to_json();
-            state.events.insert(at, Stored { event, json });
+            state.events.insert(
+                at,
+                Stored {
+                    event,
+                    json,
+                    visible_at_ms,
+                },
+            );
         }
+    }
+
+    /// Injects faults at random into list requests, or stops with `None`.
+    pub fn set_fault_rates(&self, rates: Option<FaultRates>) {
+        self.lock().fault_rates = rates;
     }
 
     /// Every event's JSON, oldest first.
@@ -454,8 +558,45 @@ async fn list(
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    let mut guard = state.lock().expect("mock state lock");
-    let state = &mut *guard;
+    let (response, latency_ms) = {
+        let mut guard = state.lock().expect("mock state lock");
+        let state = &mut *guard;
+        let latency_ms = match state.fault_rates {
+            Some(r) if r.max_latency_ms > 0 => state.rng.below(r.max_latency_ms + 1),
+            _ => 0,
+        };
+        (respond(state, &headers, &query, &uri, &body), latency_ms)
+    };
+    if latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
+    }
+    response
+}
+
+/// Ground truth for tests driving a separate mock process: every stored
+/// event, visible or not yet, as NDJSON, oldest first.
+async fn ground_truth(State(state): State<Arc<Mutex<MockState>>>) -> Response {
+    let state = state.lock().expect("mock state lock");
+    let mut body = String::new();
+    for stored in &state.events {
+        body.push_str(&stored.json);
+        body.push('\n');
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response()
+}
+
+fn respond(
+    state: &mut MockState,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    uri: &axum::http::Uri,
+    body: &Bytes,
+) -> Response {
     let param = |name: &str| {
         query
             .iter()
@@ -468,9 +609,9 @@ async fn list(
         .map(str::to_owned);
     state.requests.push(RecordedRequest {
         path: uri.path().to_owned(),
-        query: query.clone(),
+        query: query.to_vec(),
         api_key: api_key.clone(),
-        body: serde_json::from_slice(&body).ok(),
+        body: serde_json::from_slice(body).ok(),
     });
     let rng = &mut state.rng;
 
@@ -554,7 +695,7 @@ async fn list(
     let filter: FilterBody = if body.iter().all(u8::is_ascii_whitespace) {
         FilterBody::default()
     } else {
-        match serde_json::from_slice::<FilterBody>(&body) {
+        match serde_json::from_slice::<FilterBody>(body) {
             Ok(f) if f.filter_type.as_deref() == Some("Audit") => f,
             _ => {
                 return json_response(
@@ -591,10 +732,19 @@ async fn list(
         );
     }
 
+    let rates = state.fault_rates;
     let fault = state
         .faults
         .pop_front()
-        .or_else(|| state.persistent_fault.clone());
+        .or_else(|| state.persistent_fault.clone())
+        .or_else(|| rates.and_then(|r| r.pick(&mut state.rng)));
+    if fault == Some(Fault::Reset) {
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::new(BrokenBody))
+            .expect("a valid response");
+    }
     if let Some(Fault::Respond {
         status,
         content_type,
@@ -608,7 +758,7 @@ async fn list(
         state,
         &filter,
         modules.as_deref(),
-        &query,
+        query,
         page_index,
         page_size,
     );
@@ -765,7 +915,7 @@ fn page_response(
     let mut hits: Vec<&Stored> = state
         .events
         .iter()
-        .filter(|s| matches(&s.event, filter, modules, now_ms))
+        .filter(|s| s.visible_at_ms <= now_ms && matches(&s.event, filter, modules, now_ms))
         .collect();
     if let Sort::Desc = sort {
         hits.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));

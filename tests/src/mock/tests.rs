@@ -341,3 +341,132 @@ fn faults_are_served_once_or_persistently_and_requests_are_recorded() {
     assert_eq!(requests[0].param("sortOrders"), Some("timestamp,ASC"));
     assert_eq!(requests[0].body.as_ref().unwrap()["filterType"], "Audit");
 }
+
+#[test]
+fn events_stay_hidden_until_their_ingest_delay_passes() {
+    let (mock, key) = mock_with(3);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let late = generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 2,
+        start_ms: 1_500_000,
+        end_ms: 1_500_001,
+        seed: 9,
+    });
+    mock.insert_visible_at(late.into_iter().zip([now + 60_000, now - 1]));
+    let total = |m: &MockHarness| {
+        post(m, &list_path(0, 100, ASC), Some(&key), BODY).json()["data"]["totalItems"].clone()
+    };
+    assert_eq!(total(&mock), 4, "the event visible in a minute is hidden");
+    assert_eq!(mock.events_json().len(), 5, "ground truth holds it");
+}
+
+#[test]
+fn fault_rates_inject_each_kind() {
+    let (mock, key) = mock_with(3);
+    let cases: [(FaultRates, &str); 5] = [
+        (
+            FaultRates {
+                rate_limited: 1.0,
+                ..FaultRates::default()
+            },
+            "429",
+        ),
+        (
+            FaultRates {
+                server_error: 1.0,
+                ..FaultRates::default()
+            },
+            "500",
+        ),
+        (
+            FaultRates {
+                gateway: 1.0,
+                ..FaultRates::default()
+            },
+            "50x",
+        ),
+        (
+            FaultRates {
+                truncated: 1.0,
+                ..FaultRates::default()
+            },
+            "truncated",
+        ),
+        (
+            FaultRates {
+                reset: 1.0,
+                ..FaultRates::default()
+            },
+            "reset",
+        ),
+    ];
+    for (rates, kind) in cases {
+        mock.set_fault_rates(Some(rates));
+        let mut stream = std::net::TcpStream::connect(mock.addr()).unwrap();
+        write!(
+            stream,
+            "POST {} HTTP/1.1\r\nhost: x\r\nx-api-key: {key}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+            list_path(0, 10, ASC),
+            BODY.len()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        let read = stream.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        match kind {
+            "429" => assert!(
+                text.starts_with("HTTP/1.1 429") && text.ends_with("Too Many Requests"),
+                "{text}"
+            ),
+            "500" => assert!(
+                text.starts_with("HTTP/1.1 500") && text.contains("UNKNOWN_ERROR"),
+                "{text}"
+            ),
+            "50x" => assert!(
+                text.starts_with("HTTP/1.1 50") && text.contains("<html>"),
+                "{text}"
+            ),
+            "truncated" => {
+                let body = text.split_once("\r\n\r\n").unwrap().1;
+                assert!(
+                    text.starts_with("HTTP/1.1 200")
+                        && serde_json::from_str::<Value>(body).is_err()
+                );
+            }
+            _ => assert!(
+                read.is_err() || !text.contains("SUCCESS"),
+                "a reset connection never delivers a page: {text}"
+            ),
+        }
+    }
+    mock.set_fault_rates(Some(FaultRates {
+        max_latency_ms: 30,
+        ..FaultRates::default()
+    }));
+    assert_eq!(
+        post(&mock, &list_path(0, 10, ASC), Some(&key), BODY).status,
+        200
+    );
+}
+
+#[test]
+fn ground_truth_endpoint_lists_every_event() {
+    let (mock, _) = mock_with(7);
+    let mut stream = std::net::TcpStream::connect(mock.addr()).unwrap();
+    write!(
+        stream,
+        "GET /__mock/ground-truth HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(
+        body.lines().map(str::to_owned).collect::<Vec<_>>(),
+        mock.events_json()
+    );
+}
