@@ -2,6 +2,7 @@
 //! and a generator of realistic audit events. Used by the end-to-end tests,
 //! the demo (`mock-harness` binary) and the benchmarks.
 
+pub mod chaos;
 pub mod mock;
 pub mod seed;
 

@@ -390,6 +390,16 @@ impl MockHarness {
         self.lock().fault_rates = rates;
     }
 
+    /// When the last hidden event becomes visible (epoch ms; 0 if none is delayed).
+    pub fn events_visible_by(&self) -> u64 {
+        self.lock()
+            .events
+            .iter()
+            .map(|s| s.visible_at_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every event's JSON, oldest first.
     pub fn events_json(&self) -> Vec<String> {
         self.lock().events.iter().map(|s| s.json.clone()).collect()
@@ -403,6 +413,11 @@ impl MockHarness {
             .filter(|s| keep(&s.event))
             .map(|s| s.json.clone())
             .collect()
+    }
+
+    /// Number of requests received so far.
+    pub fn request_count(&self) -> usize {
+        self.lock().requests.len()
     }
 
     /// Requests received so far.

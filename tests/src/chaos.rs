@@ -1,0 +1,323 @@
+//! The no-loss proof: the real binary against a mock that injects every fault,
+//! makes some events visible late, inserts events while it pages, and is
+//! SIGKILLed at random instants. Afterwards the output must equal the mock's
+//! ground truth exactly. Used by the end-to-end test (small) and by
+//! `bench/chaos.sh` (large).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::mock::{FaultRates, KeyGrant, MockHarness, make_key};
+use crate::seed::{self, Rng, SeedSpec};
+
+const ACCOUNT: &str = "ChaosAccount0000000000";
+/// Bound on one settling run; a run that takes longer is a failure.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What to throw at the collector.
+#[derive(Debug, Clone)]
+pub struct ChaosSpec {
+    /// Events present before the first run.
+    pub preload: usize,
+    /// They span this long before the start, in ms.
+    pub preload_span_ms: u64,
+    /// Events inserted per second while the collector runs.
+    pub live_per_second: u64,
+    /// For how long live inserts go on, in ms.
+    pub live_ms: u64,
+    /// Share of events that become visible late.
+    pub late_fraction: f64,
+    /// A late event becomes visible up to this long after its timestamp, in ms.
+    pub max_delay_ms: u64,
+    /// SIGKILLs to deliver.
+    pub kills: usize,
+    /// A run is killed this long after its first request reaches the mock
+    /// (so kills land while it pages and writes, not during start-up),
+    /// uniformly in the range, in ms.
+    pub kill_after_ms: (u64, u64),
+    /// Injected HTTP faults.
+    pub faults: FaultRates,
+    /// `PAGE_SIZE`.
+    pub page_size: u32,
+    /// `SETTLE_LAG_SECONDS`.
+    pub settle_lag_secs: u64,
+    /// `OVERLAP_SECONDS`; must exceed the largest delay.
+    pub overlap_secs: u64,
+    /// Seed for events, delays, faults and kill instants.
+    pub seed: u64,
+    /// Settling runs allowed after the kills.
+    pub max_settle_runs: usize,
+}
+
+/// What happened, and whether the output matched.
+#[derive(Debug, Clone, Default)]
+pub struct ChaosReport {
+    /// Events in the mock's ground truth.
+    pub expected: usize,
+    /// Lines written across all objects.
+    pub written_lines: usize,
+    /// `auditId`s in the ground truth but not in the output.
+    pub lost: Vec<String>,
+    /// `auditId`s written more than once.
+    pub duplicated: Vec<String>,
+    /// Whether the sorted lines equal the sorted ground truth, byte for byte.
+    pub bytes_equal: bool,
+    /// SIGKILLs delivered.
+    pub kills: usize,
+    /// Runs started, killed ones included.
+    pub runs: usize,
+    /// Runs that exited non-zero (all retries spent on faults).
+    pub failed_runs: usize,
+    /// Wall time of the whole exercise.
+    pub elapsed: Duration,
+}
+
+impl ChaosReport {
+    /// True when nothing was lost or duplicated and the bytes match.
+    pub fn exact(&self) -> bool {
+        self.lost.is_empty()
+            && self.duplicated.is_empty()
+            && self.bytes_equal
+            && self.written_lines == self.expected
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Each event visible at once, or (with `late_fraction`) up to `max_delay_ms` after its timestamp.
+fn with_visibility(
+    events: Vec<seed::AuditEvent>,
+    spec: &ChaosSpec,
+    rng: &mut Rng,
+) -> Vec<(seed::AuditEvent, u64)> {
+    events
+        .into_iter()
+        .map(|e| {
+            let late = (rng.below(1_000_000) as f64) < spec.late_fraction * 1_000_000.0;
+            let visible_at = if late {
+                e.timestamp + rng.below(spec.max_delay_ms + 1)
+            } else {
+                0
+            };
+            (e, visible_at)
+        })
+        .collect()
+}
+
+struct Runner<'a> {
+    binary: &'a Path,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Runner<'_> {
+    fn spawn(&self, capture: bool) -> Child {
+        let output = || {
+            if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        Command::new(self.binary)
+            .arg("run")
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .expect("starting harness-audit")
+    }
+}
+
+/// Runs the exercise; `out_dir` receives the objects and the checkpoint.
+pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
+    let started = Instant::now();
+    let mut rng = Rng::new(spec.seed);
+    let key = make_key(ACCOUNT, "ChaosToken000000000000");
+    let mock = MockHarness::start(
+        ACCOUNT,
+        vec![KeyGrant {
+            key: key.clone(),
+            can_view: true,
+        }],
+    )
+    .expect("mock starts");
+    let start = now_ms();
+    let preload = seed::generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: spec.preload,
+        start_ms: start - spec.preload_span_ms,
+        end_ms: start - 1,
+        seed: spec.seed,
+    });
+    mock.insert_visible_at(with_visibility(preload, spec, &mut rng));
+    mock.set_fault_rates(Some(spec.faults));
+
+    let runner = Runner {
+        binary,
+        env: vec![
+            ("HARNESS_API_BASE", mock.base_url()),
+            ("HARNESS_ACCOUNT_ID", ACCOUNT.into()),
+            ("HARNESS_API_KEY", key),
+            ("OUTPUT_DIR", out_dir.display().to_string()),
+            ("PAGE_SIZE", spec.page_size.to_string()),
+            (
+                "START_MINUTES_BACK",
+                (spec.preload_span_ms / 60_000 + 2).to_string(),
+            ),
+            ("SETTLE_LAG_SECONDS", spec.settle_lag_secs.to_string()),
+            ("OVERLAP_SECONDS", spec.overlap_secs.to_string()),
+            ("MAX_RETRIES", "12".into()),
+            ("RETRY_BASE_MS", "5".into()),
+            ("RETRY_BUDGET_SECONDS", "120".into()),
+            ("MAX_REQUESTS_PER_MINUTE", "0".into()),
+            ("RUST_LOG", "warn".into()),
+        ],
+    };
+    let mut report = ChaosReport::default();
+    let live_done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut rng = Rng::new(spec.seed ^ 0x11fe);
+            let until = Instant::now() + Duration::from_millis(spec.live_ms);
+            let mut batch = 0u64;
+            while Instant::now() < until {
+                let now = now_ms();
+                let count = (spec.live_per_second / 10).max(1) as usize;
+                let events = seed::generate(&SeedSpec {
+                    account_id: ACCOUNT.into(),
+                    count,
+                    start_ms: now.saturating_sub(2_000),
+                    end_ms: now,
+                    seed: spec.seed.wrapping_add(1_000 + batch),
+                });
+                // Ids must stay unique across batches: generated ids restart their counter.
+                let events = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut e)| {
+                        e.audit_id =
+                            seed::object_id(&mut rng, e.timestamp, (batch + 1) << 24 | i as u64);
+                        e
+                    })
+                    .collect();
+                mock.insert_visible_at(with_visibility(events, spec, &mut rng));
+                batch += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            live_done.store(true, Ordering::SeqCst);
+        });
+
+        // Runs back to back while events arrive: two in three are killed at a
+        // random instant, the others complete their pass, and the required
+        // number of kills is always reached.
+        let mut attempts = 0;
+        while (report.kills < spec.kills || !live_done.load(Ordering::SeqCst))
+            && attempts < spec.kills * 10 + 200
+        {
+            attempts += 1;
+            let kill_this_one = rng.below(3) != 0;
+            let requests_before = mock.request_count();
+            let mut child = runner.spawn(false);
+            report.runs += 1;
+            let (lo, hi) = spec.kill_after_ms;
+            let delay = Duration::from_millis(lo + rng.below(hi - lo + 1));
+            let mut deadline = None;
+            loop {
+                if let Some(status) = child.try_wait().expect("waiting on harness-audit") {
+                    report.failed_runs += usize::from(!status.success());
+                    break;
+                }
+                if deadline.is_none() && mock.request_count() > requests_before {
+                    deadline = Some(Instant::now() + delay);
+                }
+                if kill_this_one && deadline.is_some_and(|d| Instant::now() >= d) {
+                    child.kill().expect("SIGKILL");
+                    child.wait().expect("reaping harness-audit");
+                    report.kills += 1;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+
+    // Settle: wait until every event is visible and older than the settle lag,
+    // then run until a successful pass finds nothing new.
+    let last_visible = mock.events_visible_by();
+    let settled_at = last_visible.max(now_ms()) + spec.settle_lag_secs * 1000 + 1_000;
+    while now_ms() < settled_at {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..spec.max_settle_runs {
+        let child = runner.spawn(true);
+        report.runs += 1;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pid = child.id();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let Ok(Ok(output)) = rx.recv_timeout(RUN_TIMEOUT) else {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("a settling run did not finish within {RUN_TIMEOUT:?}");
+        };
+        if !output.status.success() {
+            report.failed_runs += 1;
+            continue;
+        }
+        if String::from_utf8_lossy(&output.stdout).starts_with("collected 0 events") {
+            break;
+        }
+    }
+
+    let expected = mock.events_json();
+    report.expected = expected.len();
+    let mut written = Vec::new();
+    collect_lines(out_dir, &mut written);
+    report.written_lines = written.len();
+    let id_of = |line: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(line).expect("each line is JSON")["auditId"]
+            .as_str()
+            .expect("each event has an auditId")
+            .to_owned()
+    };
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for line in &written {
+        *counts.entry(id_of(line)).or_default() += 1;
+    }
+    report.duplicated = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let expected_ids: BTreeSet<String> = expected.iter().map(|l| id_of(l)).collect();
+    report.lost = expected_ids
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .cloned()
+        .collect();
+    let mut expected_sorted = expected;
+    expected_sorted.sort();
+    written.sort();
+    report.bytes_equal = expected_sorted == written;
+    report.elapsed = started.elapsed();
+    report
+}
+
+fn collect_lines(dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            collect_lines(&path, out);
+        } else if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).expect("object is UTF-8");
+            out.extend(text.lines().map(str::to_owned));
+        }
+    }
+}
