@@ -17,5 +17,5 @@ wasmtime::component::bindgen!({
 });
 
 pub use harness::audit::types::{
-    ApiFailure, Batch, Budget, EmitError, PollReport, RateLimit, Settings, SourceError,
+    ApiFailure, ApiFlavor, Batch, Budget, EmitError, PollReport, RateLimit, Settings, SourceError,
 };

@@ -225,5 +225,6 @@ fn settings(config: &Config) -> Settings {
         max_requests_per_minute: h.max_requests_per_minute,
         settle_lag_secs: h.settle_lag_secs,
         overlap_secs: h.overlap_secs,
+        api_flavor: h.api_flavor,
     }
 }

@@ -9,6 +9,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+use crate::bindings::ApiFlavor;
+
 /// Default Harness API base.
 pub const DEFAULT_API_BASE: &str = "https://app.harness.io";
 /// Default events per page (the recipe's default).
@@ -74,6 +76,8 @@ pub struct HarnessConfig {
     pub settle_lag_secs: u32,
     /// Window overlap, in seconds.
     pub overlap_secs: u32,
+    /// Which list endpoint to page.
+    pub api_flavor: ApiFlavor,
     /// Cap on each HTTP timeout, in seconds.
     pub http_timeout_secs: u32,
 }
@@ -215,6 +219,8 @@ pub struct RawConfig {
     pub settle_lag_secs: Option<Sourced<String>>,
     /// `OVERLAP_SECONDS`.
     pub overlap_secs: Option<Sourced<String>>,
+    /// `HARNESS_API_FLAVOR`.
+    pub api_flavor: Option<Sourced<String>>,
     /// `FILTER_MODULES`.
     pub modules: Option<Sourced<Vec<String>>>,
     /// `FILTER_ACTIONS`.
@@ -234,7 +240,7 @@ pub struct RawConfig {
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 21] = [
+pub const SETTINGS: [(&str, &str, &str); 22] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -264,6 +270,7 @@ pub const SETTINGS: [(&str, &str, &str); 21] = [
     ),
     ("settle_lag_secs", "SETTLE_LAG_SECONDS", "--settle-lag-secs"),
     ("overlap_secs", "OVERLAP_SECONDS", "--overlap-secs"),
+    ("api_flavor", "HARNESS_API_FLAVOR", "--api-flavor"),
     ("modules", "FILTER_MODULES", "--modules"),
     ("actions", "FILTER_ACTIONS", "--actions"),
     ("static_filter", "STATIC_FILTER", "--static-filter"),
@@ -339,6 +346,7 @@ impl RawConfig {
             "max_requests_per_minute" => &mut self.max_requests_per_minute,
             "settle_lag_secs" => &mut self.settle_lag_secs,
             "overlap_secs" => &mut self.overlap_secs,
+            "api_flavor" => &mut self.api_flavor,
             "static_filter" => &mut self.static_filter,
             "sink" => &mut self.sink,
             "output_dir" => &mut self.output_dir,
@@ -423,6 +431,7 @@ impl RawConfig {
                 .or(lower.max_requests_per_minute),
             settle_lag_secs: self.settle_lag_secs.or(lower.settle_lag_secs),
             overlap_secs: self.overlap_secs.or(lower.overlap_secs),
+            api_flavor: self.api_flavor.or(lower.api_flavor),
             modules: self.modules.or(lower.modules),
             actions: self.actions.or(lower.actions),
             static_filter: self.static_filter.or(lower.static_filter),
@@ -473,6 +482,19 @@ impl RawConfig {
             )?,
             settle_lag_secs: number(self.settle_lag_secs, DEFAULT_SETTLE_LAG_SECS, 0..=604_800)?,
             overlap_secs: number(self.overlap_secs, DEFAULT_OVERLAP_SECS, 0..=604_800)?,
+            api_flavor: match self.api_flavor {
+                None => ApiFlavor::List,
+                Some(f) => match f.value.as_str() {
+                    "list" => ApiFlavor::List,
+                    "list-v2" => ApiFlavor::ListV2,
+                    _ => {
+                        return Err(invalid(
+                            &f,
+                            "must be `list` (the verified offset-paged API) or `list-v2` (cursor-paged, unverified)",
+                        ));
+                    }
+                },
+            },
             account_id: account_id.value,
         };
         let filters = FilterConfig {
@@ -556,6 +578,7 @@ struct HarnessSection {
     max_requests_per_minute: Option<u32>,
     settle_lag_secs: Option<u32>,
     overlap_secs: Option<u32>,
+    api_flavor: Option<String>,
 }
 
 /// `[filters]` table.
@@ -605,6 +628,7 @@ impl HarnessSection {
             ),
             ("settle_lag_secs", scalar(self.settle_lag_secs)),
             ("overlap_secs", scalar(self.overlap_secs)),
+            ("api_flavor", scalar(self.api_flavor)),
         ])
     }
 }

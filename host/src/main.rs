@@ -55,6 +55,9 @@ struct RunArgs {
     /// Harness API base URL [env: HARNESS_API_BASE] [default: https://app.harness.io].
     #[arg(long)]
     api_base: Option<String>,
+    /// list (verified, offset pages) or list-v2 (pageToken, unverified) [env: HARNESS_API_FLAVOR] [default: list].
+    #[arg(long)]
+    api_flavor: Option<String>,
     /// Harness account identifier [env: HARNESS_ACCOUNT_ID].
     #[arg(long)]
     account_id: Option<String>,
@@ -118,6 +121,7 @@ impl RunArgs {
     fn layer(&self) -> RawConfig {
         RawConfig::from_flags([
             ("--api-base", self.api_base.clone()),
+            ("--api-flavor", self.api_flavor.clone()),
             ("--account-id", self.account_id.clone()),
             ("--api-key-file", self.api_key_file.clone()),
             ("--page-size", self.page_size.clone()),

@@ -41,6 +41,10 @@ impl Guest for Component {
             max_requests_per_minute: settings.max_requests_per_minute,
             settle_lag_secs: settings.settle_lag_secs,
             overlap_secs: settings.overlap_secs,
+            api_flavor: match settings.api_flavor {
+                wit::ApiFlavor::List => settings::ApiFlavor::List,
+                wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,
+            },
         };
         let source = Source::new(settings, checkpoint.as_deref(), effects::now_ms())
             .map_err(SourceError::from)?;

@@ -55,6 +55,23 @@ pub struct Checkpoint {
     pub recent: Vec<(u64, String)>,
     /// Newest `timestamp` emitted so far.
     pub watermark_ms: Option<u64>,
+    /// `listV2` only: the token for the next page of a request body.
+    #[serde(default)]
+    pub chain: Option<Chain>,
+}
+
+/// A `listV2` page token and the body it belongs to. A token is sent only
+/// with that exact body, inside the same window; anything else starts a new
+/// chain at the cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chain {
+    /// `startTime` of the chain's body.
+    pub start_ms: u64,
+    /// [`crate::request::body_hash`] of that body.
+    pub body_hash: u64,
+    /// The token for the next page.
+    pub token: String,
 }
 
 impl Checkpoint {
@@ -70,6 +87,7 @@ impl Checkpoint {
             seen_at_cursor: Vec::new(),
             recent: Vec::new(),
             watermark_ms: None,
+            chain: None,
         }
     }
 
@@ -129,6 +147,7 @@ impl Checkpoint {
         self.window = Some(window);
         self.cursor_ms = start_ms;
         self.seen_at_cursor.clear();
+        self.chain = None;
         self.recent.retain(|(ts, _)| *ts >= start_ms);
         Some(window)
     }
@@ -197,6 +216,7 @@ impl Checkpoint {
             self.recent.retain(|(ts, _)| *ts >= keep_from);
             self.seen_at_cursor.clear();
             self.cursor_ms = keep_from;
+            self.chain = None;
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct Page {
     pub events: Vec<Event>,
     /// `totalItems` as reported (informational: it moves while events arrive).
     pub total_items: Option<u64>,
+    /// `hasNext` (`listV2` only).
+    pub has_next: Option<bool>,
+    /// `pageToken` for the next page (`listV2` only; `/list` sends null).
+    pub next_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +48,8 @@ struct Envelope {
 struct PageData {
     content: Option<Vec<Box<RawValue>>>,
     total_items: Option<u64>,
+    has_next: Option<bool>,
+    page_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +143,8 @@ pub fn parse(status: u16, body: &[u8], retry_after_secs: Option<u32>) -> Result<
     Ok(Page {
         events,
         total_items: data.total_items,
+        has_next: data.has_next,
+        next_token: data.page_token,
     })
 }
 

@@ -2,13 +2,13 @@
 //! emitted, and hands each page to the pipeline with the checkpoint that
 //! covers it. Generic over its effects so it runs natively in tests.
 
-use crate::cursor::{Checkpoint, Window};
+use crate::cursor::{Chain, Checkpoint, Window};
 use crate::error::{EmitError, SourceError};
 use crate::pacing::Pacer;
 use crate::page::{self, Event, Page};
 use crate::request::{self, ListRequest};
 use crate::retry;
-use crate::settings::Settings;
+use crate::settings::{ApiFlavor, Settings};
 
 /// A raw HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,24 +152,24 @@ impl Source {
         };
         report.window = Some(window);
         while report.pages < max_pages.max(1) {
-            let req = ListRequest {
-                start_ms: self.checkpoint.cursor_ms,
-                end_ms: window.end_ms,
-                page_index: self.checkpoint.page_index(self.settings.page_size),
-            };
+            let req = self.next_request(window);
             let page = self.fetch(&req, transport, clock, &mut report)?;
             report.pages += 1;
             report.events_read += page.events.len() as u64;
             check_order(&page, &req)?;
-            let full = page.events.len() >= self.settings.page_size as usize;
-            if full
+            let more = match self.settings.api_flavor {
+                ApiFlavor::List => page.events.len() >= self.settings.page_size as usize,
+                ApiFlavor::ListV2 => page.has_next == Some(true),
+            };
+            if more
+                && req.page_token.is_none()
                 && page
                     .events
                     .iter()
                     .all(|e| self.checkpoint.read_at_cursor(e))
             {
                 return Err(SourceError::MalformedResponse(format!(
-                    "a full page at startTime {} pageIndex {} held only events already read; the API is not \
+                    "a page at startTime {} pageIndex {} held only events already read; the API is not \
                      honouring the time filter",
                     req.start_ms, req.page_index
                 )));
@@ -181,7 +181,17 @@ impl Source {
                 .collect();
             report.duplicates_dropped += (page.events.len() - fresh.len()) as u64;
             let mut next = self.checkpoint.advanced(&page.events, &fresh, overlap_ms);
-            if !full {
+            next.chain = match (more, page.next_token) {
+                (true, Some(token)) if self.settings.api_flavor == ApiFlavor::ListV2 => {
+                    Some(Chain {
+                        start_ms: req.start_ms,
+                        body_hash: request::body_hash(&request::body(&self.settings, &req)),
+                        token,
+                    })
+                }
+                _ => None,
+            };
+            if !more {
                 next.finish_pass(overlap_ms);
             }
             if !fresh.is_empty() {
@@ -192,12 +202,39 @@ impl Source {
             }
             self.checkpoint = next;
             report.watermark_ms = self.checkpoint.watermark_ms;
-            if !full {
+            if !more {
                 report.caught_up = true;
                 break;
             }
         }
         Ok(report)
+    }
+
+    /// Continues a `listV2` token chain when its body is unchanged; otherwise
+    /// starts at the cursor (for `list`, with an offset inside its millisecond).
+    fn next_request(&self, window: Window) -> ListRequest {
+        let cp = &self.checkpoint;
+        if let Some(chain) = &cp.chain {
+            let req = ListRequest {
+                start_ms: chain.start_ms,
+                end_ms: window.end_ms,
+                page_index: 0,
+                page_token: Some(chain.token.clone()),
+            };
+            if request::body_hash(&request::body(&self.settings, &req)) == chain.body_hash {
+                return req;
+            }
+        }
+        let page_index = match self.settings.api_flavor {
+            ApiFlavor::List => cp.page_index(self.settings.page_size),
+            ApiFlavor::ListV2 => 0,
+        };
+        ListRequest {
+            start_ms: cp.cursor_ms,
+            end_ms: window.end_ms,
+            page_index,
+            page_token: None,
+        }
     }
 
     fn fetch(

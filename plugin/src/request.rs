@@ -1,18 +1,21 @@
-//! Builds the `POST /audit/api/audits/list` request.
+//! Builds the list request: `POST /audit/api/audits/list` (offset pages, the
+//! verified API) or `POST /audit/api/audits/listV2` (cursor pages, unverified).
 
 use serde::Serialize;
 
-use crate::settings::Settings;
+use crate::settings::{ApiFlavor, Settings};
 
-/// One page request: an inclusive time window and an offset page inside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One page request: an inclusive time window and a position inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListRequest {
     /// `startTime`, epoch ms, inclusive.
     pub start_ms: u64,
     /// `endTime`, epoch ms, inclusive.
     pub end_ms: u64,
-    /// 0-based `pageIndex`.
+    /// 0-based `pageIndex` (`list` only).
     pub page_index: u32,
+    /// `pageToken` from the previous page of the same body (`list-v2` only).
+    pub page_token: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -31,10 +34,44 @@ struct Body<'a> {
 
 /// The full URL: oldest first, because the cursor only moves forward in time.
 pub fn url(settings: &Settings, req: &ListRequest) -> String {
-    format!(
-        "{}/audit/api/audits/list?accountIdentifier={}&pageIndex={}&pageSize={}&sortOrders=timestamp,ASC",
-        settings.api_base, settings.account_id, req.page_index, settings.page_size
-    )
+    match settings.api_flavor {
+        ApiFlavor::List => format!(
+            "{}/audit/api/audits/list?accountIdentifier={}&pageIndex={}&pageSize={}&sortOrders=timestamp,ASC",
+            settings.api_base, settings.account_id, req.page_index, settings.page_size
+        ),
+        ApiFlavor::ListV2 => {
+            let token = req
+                .page_token
+                .as_deref()
+                .map(|t| format!("&pageToken={}", percent_encode(t)))
+                .unwrap_or_default();
+            format!(
+                "{}/audit/api/audits/listV2?accountIdentifier={}&pageSize={}&sortOrders=timestamp,ASC{token}",
+                settings.api_base, settings.account_id, settings.page_size
+            )
+        }
+    }
+}
+
+/// Encodes everything but RFC 3986 unreserved characters: a token is opaque.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// A stable fingerprint of a request body, so a page token is only ever
+/// sent with the body it was issued for (FNV-1a).
+pub fn body_hash(body: &[u8]) -> u64 {
+    body.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The JSON body (`AuditFilterPropertiesDTO`).
@@ -59,7 +96,40 @@ mod tests {
         start_ms: 1_749_564_191_482,
         end_ms: 1_749_570_491_741,
         page_index: 3,
+        page_token: None,
     };
+
+    #[test]
+    fn list_v2_url_carries_the_encoded_token_and_no_page_index() {
+        let settings = Settings {
+            api_flavor: ApiFlavor::ListV2,
+            ..example()
+        };
+        let req = ListRequest {
+            page_token: Some("a+b/c=".into()),
+            ..REQ
+        };
+        assert_eq!(
+            url(&settings, &req),
+            "https://app.harness.io/audit/api/audits/listV2?accountIdentifier=Xy3kQ9mTR0aWb1cD2eF4gH\
+             &pageSize=50&sortOrders=timestamp,ASC&pageToken=a%2Bb%2Fc%3D"
+        );
+        assert!(!url(&settings, &REQ).contains("pageToken"));
+    }
+
+    #[test]
+    fn body_hash_tells_bodies_apart() {
+        let a = body(&example(), &REQ);
+        let b = body(
+            &example(),
+            &ListRequest {
+                start_ms: REQ.start_ms + 1,
+                ..REQ
+            },
+        );
+        assert_eq!(body_hash(&a), body_hash(&a.clone()));
+        assert_ne!(body_hash(&a), body_hash(&b));
+    }
 
     #[test]
     fn url_carries_account_paging_and_ascending_sort() {

@@ -8,6 +8,17 @@ pub const MAX_WINDOW_SECS: u32 = 7 * 24 * 3600;
 
 const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
 
+/// Which list endpoint to page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiFlavor {
+    /// `POST /audit/api/audits/list`, offset pages: the verified API.
+    #[default]
+    List,
+    /// `POST /audit/api/audits/listV2` with `pageToken`/`hasNext`, as the
+    /// SecOps recipe assumes; not found in any Harness source.
+    ListV2,
+}
+
 /// Validated, non-secret settings for one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -37,6 +48,8 @@ pub struct Settings {
     pub settle_lag_secs: u32,
     /// How far each window reaches back before the previous end, in seconds.
     pub overlap_secs: u32,
+    /// Which list endpoint to page.
+    pub api_flavor: ApiFlavor,
 }
 
 impl Settings {
@@ -117,6 +130,7 @@ pub(crate) fn example() -> Settings {
         max_requests_per_minute: 0,
         settle_lag_secs: 0,
         overlap_secs: 0,
+        api_flavor: ApiFlavor::List,
     }
 }
 

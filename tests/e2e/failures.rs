@@ -147,3 +147,99 @@ fn unreachable_api_exits_4() {
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("ConnectionRefused"), "{}", run.stderr);
 }
+
+/// A corrupt or unknown-version checkpoint stops the run with exit 2 and is
+/// never overwritten; `--reset-checkpoint` keeps it aside and starts over.
+#[test]
+fn bad_checkpoints_stop_the_run_untouched_until_reset() {
+    let env = Env::new(50);
+    let state = env.out().join("harness-audit-state/checkpoint.json");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    for (content, expected) in [
+        (
+            "{\"since\": 1700000000}".to_owned(),
+            "not harness-audit state",
+        ),
+        (
+            r#"{"format":"harness-audit-state/1","checkpoint":"{\"version\":7}"}"#.to_owned(),
+            "checkpoint version Some(7) is not supported",
+        ),
+    ] {
+        std::fs::write(&state, &content).unwrap();
+        let run = env.run(&[]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+        assert!(run.stderr.contains("--reset-checkpoint"), "{}", run.stderr);
+        assert_eq!(
+            std::fs::read_to_string(&state).unwrap(),
+            content,
+            "left untouched"
+        );
+        assert!(env.objects().is_empty());
+    }
+    let run = env.run_with(&["run", "--reset-checkpoint"], &[]);
+    run.assert_collected(50);
+    assert!(
+        run.stderr.contains("checkpoint moved to")
+            && run.stderr.contains("starts over 60 minutes ago"),
+        "{}",
+        run.stderr
+    );
+    let kept: Vec<_> = std::fs::read_dir(state.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint.json.reset-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the old checkpoint is kept: {kept:?}");
+}
+
+/// A write left in flight by a killed run is settled on restart: committed
+/// when its object exists, dropped (and read again) when it does not.
+#[test]
+fn a_write_left_in_flight_is_settled_on_restart() {
+    let env = Env::new(120);
+    env.run(&[("PAGE_SIZE", "50")]).assert_collected(120);
+    let state_path = env.out().join("harness-audit-state/checkpoint.json");
+    let committed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let objects = env.objects();
+    let (object, _) = objects.iter().next().unwrap();
+    let object = object
+        .strip_prefix(env.out())
+        .unwrap()
+        .display()
+        .to_string();
+    // An intent whose object exists, carrying the committed checkpoint: settled as written.
+    let intent = serde_json::json!({
+        "format": "harness-audit-state/1",
+        "checkpoint": committed["checkpoint"],
+        "pending": {"object": object, "checkpoint": committed["checkpoint"]},
+    });
+    std::fs::write(&state_path, intent.to_string()).unwrap();
+    let run = env.run(&[]);
+    run.assert_collected(0);
+    assert!(
+        run.stderr
+            .contains("its object exists, so its checkpoint is now committed"),
+        "{}",
+        run.stderr
+    );
+    // An intent whose object was never written: dropped, nothing lost.
+    let intent = serde_json::json!({
+        "format": "harness-audit-state/1",
+        "checkpoint": committed["checkpoint"],
+        "pending": {"object": "harness/audit/never-written.jsonl", "checkpoint": "{\"version\":2}"},
+    });
+    std::fs::write(&state_path, intent.to_string()).unwrap();
+    let run = env.run(&[]);
+    run.assert_collected(0);
+    assert!(
+        run.stderr.contains("its object was never written"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.objects(), objects);
+    let settled: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    assert!(settled.get("pending").is_none());
+}

@@ -268,6 +268,7 @@ struct MockState {
     persistent_fault: Option<Fault>,
     fault_rates: Option<FaultRates>,
     oversize: OversizePages,
+    list_v2: bool,
     rng: Rng,
 }
 
@@ -311,11 +312,14 @@ impl MockHarness {
             persistent_fault: None,
             fault_rates: None,
             oversize: OversizePages::Reject,
+            list_v2: false,
             rng: Rng::new(0x5eed),
         }));
         let app = Router::new()
             .route("/audit/api/audits/list", post(list))
             .route("/gateway/audit/api/audits/list", post(list))
+            .route("/audit/api/audits/listV2", post(list_v2))
+            .route("/gateway/audit/api/audits/listV2", post(list_v2))
             .route("/__mock/ground-truth", axum::routing::get(ground_truth))
             .fallback(not_found)
             .with_state(state.clone());
@@ -435,6 +439,12 @@ impl MockHarness {
         self.lock().persistent_fault = fault;
     }
 
+    /// Serves `/audits/listV2` (cursor pages with `pageToken`/`hasNext`, no
+    /// totals). Inferred from the SecOps recipe only: off (404) by default.
+    pub fn enable_list_v2(&self, enabled: bool) {
+        self.lock().list_v2 = enabled;
+    }
+
     /// Chooses the `pageSize > 100` behaviour.
     pub fn set_oversize_pages(&self, mode: OversizePages) {
         self.lock().oversize = mode;
@@ -507,6 +517,10 @@ fn invalid_request(rng: &mut Rng, message: &str) -> Response {
 }
 
 async fn not_found() -> Response {
+    not_found_response()
+}
+
+fn not_found_response() -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain")],
@@ -566,6 +580,12 @@ enum Sort {
     Desc,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    List,
+    ListV2,
+}
+
 async fn list(
     State(state): State<Arc<Mutex<MockState>>>,
     headers: HeaderMap,
@@ -573,19 +593,53 @@ async fn list(
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
+    serve(&state, Flavor::List, &headers, &query, &uri, &body).await
+}
+
+async fn list_v2(
+    State(state): State<Arc<Mutex<MockState>>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    serve(&state, Flavor::ListV2, &headers, &query, &uri, &body).await
+}
+
+async fn serve(
+    state: &Mutex<MockState>,
+    flavor: Flavor,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    uri: &axum::http::Uri,
+    body: &Bytes,
+) -> Response {
     let (response, latency_ms) = {
         let mut guard = state.lock().expect("mock state lock");
         let state = &mut *guard;
+        if flavor == Flavor::ListV2 && !state.list_v2 {
+            return not_found_response();
+        }
         let latency_ms = match state.fault_rates {
             Some(r) if r.max_latency_ms > 0 => state.rng.below(r.max_latency_ms + 1),
             _ => 0,
         };
-        (respond(state, &headers, &query, &uri, &body), latency_ms)
+        (
+            respond(state, flavor, headers, query, uri, body),
+            latency_ms,
+        )
     };
     if latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
     }
     response
+}
+
+/// FNV-1a of a request body: a `listV2` token is valid only with its body.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Ground truth for tests driving a separate mock process: every stored
@@ -607,6 +661,7 @@ async fn ground_truth(State(state): State<Arc<Mutex<MockState>>>) -> Response {
 
 fn respond(
     state: &mut MockState,
+    flavor: Flavor,
     headers: &HeaderMap,
     query: &[(String, String)],
     uri: &axum::http::Uri,
@@ -747,6 +802,27 @@ fn respond(
         );
     }
 
+    let body_hash = fnv(body);
+    let offset = match flavor {
+        Flavor::List => (page_index * page_size) as usize,
+        Flavor::ListV2 => match param("pageToken").filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(token) => {
+                let parsed = token.split_once('.').and_then(|(o, h)| {
+                    Some((o.parse::<usize>().ok()?, u64::from_str_radix(h, 16).ok()?))
+                });
+                match parsed {
+                    Some((offset, issued_for)) if issued_for == body_hash => offset,
+                    _ => {
+                        return invalid_request(
+                            &mut state.rng,
+                            "pageToken is not valid for this request body",
+                        );
+                    }
+                }
+            }
+        },
+    };
     let rates = state.fault_rates;
     let fault = state
         .faults
@@ -771,14 +847,23 @@ fn respond(
     }
     let body = page_response(
         state,
+        flavor,
         &filter,
         modules.as_deref(),
         query,
-        page_index,
+        offset,
         page_size,
+        body_hash,
     );
     if fault == Some(Fault::Truncate) {
-        return json_text(body[..body.len() / 2].to_owned());
+        // Cut bytes, not characters: a dropped connection can split a UTF-8 sequence.
+        let cut = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            cut,
+        )
+            .into_response();
     }
     json_text(body)
 }
@@ -906,13 +991,19 @@ fn matches(e: &AuditEvent, f: &FilterBody, modules: Option<&[String]>, now_ms: u
         }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename the arguments"
+)]
 fn page_response(
     state: &mut MockState,
+    flavor: Flavor,
     filter: &FilterBody,
     modules: Option<&[String]>,
     query: &[(String, String)],
-    page_index: i64,
+    offset: usize,
     page_size: i64,
+    body_hash: u64,
 ) -> String {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -935,21 +1026,37 @@ fn page_response(
     if let Sort::Desc = sort {
         hits.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
     }
-    let total = hits.len() as i64;
+    let total = hits.len();
+    let size = page_size as usize;
     let content: Vec<&str> = hits
         .iter()
-        .skip((page_index * page_size) as usize)
-        .take(page_size as usize)
+        .skip(offset)
+        .take(size)
         .map(|s| s.json.as_str())
         .collect();
-    format!(
-        r#"{{"status":"SUCCESS","data":{{"totalPages":{},"totalItems":{total},"pageItemCount":{},"pageSize":{page_size},"content":[{}],"pageIndex":{page_index},"empty":{},"pageToken":null}},"metaData":null,"correlationId":"{}"}}"#,
-        (total + page_size - 1) / page_size,
-        content.len(),
-        content.join(","),
-        content.is_empty(),
-        correlation_id(&mut state.rng),
-    )
+    let correlation = correlation_id(&mut state.rng);
+    match flavor {
+        Flavor::List => format!(
+            r#"{{"status":"SUCCESS","data":{{"totalPages":{},"totalItems":{total},"pageItemCount":{},"pageSize":{page_size},"content":[{}],"pageIndex":{},"empty":{},"pageToken":null}},"metaData":null,"correlationId":"{correlation}"}}"#,
+            total.div_ceil(size),
+            content.len(),
+            content.join(","),
+            offset / size,
+            content.is_empty(),
+        ),
+        Flavor::ListV2 => {
+            let has_next = offset + size < total;
+            let token = if has_next {
+                format!(r#""{}.{body_hash:016x}""#, offset + size)
+            } else {
+                "null".into()
+            };
+            format!(
+                r#"{{"status":"SUCCESS","data":{{"content":[{}],"hasNext":{has_next},"pageToken":{token}}},"metaData":null,"correlationId":"{correlation}"}}"#,
+                content.join(","),
+            )
+        }
+    }
 }
 
 #[cfg(test)]

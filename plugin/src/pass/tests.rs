@@ -45,8 +45,8 @@ fn event_json(ts: u64, id: &str) -> String {
 }
 
 impl Transport for FakeHarness {
-    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
-        let body: Value = serde_json::from_slice(body).unwrap();
+    fn post_json(&mut self, url: &str, raw_body: &[u8]) -> Result<HttpResponse, String> {
+        let body: Value = serde_json::from_slice(raw_body).unwrap();
         self.requests.push((url.to_owned(), body.clone()));
         if let Some(fault) = self.faults.pop_front() {
             return fault;
@@ -58,7 +58,7 @@ impl Transport for FakeHarness {
             let start = url.find(&format!("{key}=")).unwrap() + key.len() + 1;
             url[start..].split('&').next().unwrap().parse().unwrap()
         };
-        let (index, size) = (query("pageIndex"), query("pageSize"));
+        let size = query("pageSize");
         let (start, end) = (
             body["startTime"].as_u64().unwrap(),
             body["endTime"].as_u64().unwrap(),
@@ -69,17 +69,52 @@ impl Transport for FakeHarness {
             .filter(|(ts, _)| (start..=end).contains(ts))
             .map(|(ts, id)| event_json(*ts, id))
             .collect();
-        let content: Vec<&str> = matching
-            .iter()
-            .skip(index * size)
-            .take(size)
-            .map(String::as_str)
-            .collect();
-        let json = format!(
-            r#"{{"status":"SUCCESS","data":{{"totalItems":{},"content":[{}]}},"correlationId":"x"}}"#,
-            matching.len(),
-            content.join(",")
-        );
+        let json = if url.contains("/listV2?") {
+            // Token = "<offset>:<hash of the body it was issued for>".
+            let hash = crate::request::body_hash(raw_body);
+            let offset = match url.split("pageToken=").nth(1) {
+                None => 0,
+                Some(token) => {
+                    let token = token.replace("%3A", ":");
+                    let (offset, issued_for) = token.split_once(':').unwrap();
+                    assert_eq!(
+                        issued_for.parse::<u64>().unwrap(),
+                        hash,
+                        "a token was sent with another body"
+                    );
+                    offset.parse().unwrap()
+                }
+            };
+            let content: Vec<&str> = matching
+                .iter()
+                .skip(offset)
+                .take(size)
+                .map(String::as_str)
+                .collect();
+            let has_next = offset + size < matching.len();
+            let token = if has_next {
+                format!(r#""{}:{hash}""#, offset + size)
+            } else {
+                "null".into()
+            };
+            format!(
+                r#"{{"status":"SUCCESS","data":{{"content":[{}],"hasNext":{has_next},"pageToken":{token}}}}}"#,
+                content.join(",")
+            )
+        } else {
+            let index = query("pageIndex");
+            let content: Vec<&str> = matching
+                .iter()
+                .skip(index * size)
+                .take(size)
+                .map(String::as_str)
+                .collect();
+            format!(
+                r#"{{"status":"SUCCESS","data":{{"totalItems":{},"content":[{}]}},"correlationId":"x"}}"#,
+                matching.len(),
+                content.join(",")
+            )
+        };
         Ok(HttpResponse {
             status: 200,
             body: json.into_bytes(),
@@ -554,4 +589,35 @@ fn bad_settings_and_foreign_checkpoints_are_invalid_settings() {
         Source::new(settings(5), Some(&other), NOW),
         Err(SourceError::InvalidSettings(_))
     ));
+}
+
+#[test]
+fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
+    let mut h = FakeHarness::new((0..95).map(|i| NOW - 10_000 + i * 7));
+    let v2 = Settings {
+        api_flavor: crate::settings::ApiFlavor::ListV2,
+        ..settings(10)
+    };
+    let mut src = Source::new(v2.clone(), None, NOW).unwrap();
+    let (mut out, mut c) = (Collected::default(), clock());
+    let report = src.poll(3, &mut h, &mut out, &mut c).unwrap();
+    assert!(!report.caught_up);
+    assert!(h.requests[0].0.contains("/listV2?") && !h.requests[0].0.contains("pageToken"));
+    assert!(
+        h.requests[1..]
+            .iter()
+            .all(|(url, _)| url.contains("pageToken="))
+    );
+    // Resumed with different filters: the stored token's body no longer
+    // matches, so a new chain starts at the cursor instead of reusing it.
+    let stored = out.batches.last().unwrap().checkpoint.clone();
+    let changed = Settings {
+        modules: vec!["CORE".into()],
+        ..v2
+    };
+    let mut resumed = Source::new(changed, Some(&stored), NOW).unwrap();
+    let before = h.requests.len();
+    drain(&mut resumed, &mut h, &mut out, &mut c);
+    assert!(!h.requests[before].0.contains("pageToken"));
+    assert_eq!(out.ids(), all_ids(&h));
 }

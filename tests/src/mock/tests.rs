@@ -470,3 +470,38 @@ fn ground_truth_endpoint_lists_every_event() {
         mock.events_json()
     );
 }
+
+#[test]
+fn list_v2_is_off_by_default_and_pages_by_token_bound_to_the_body() {
+    let (mock, key) = mock_with(25);
+    let path = |token: Option<&str>| {
+        let token = token.map(|t| format!("&pageToken={t}")).unwrap_or_default();
+        format!("/audit/api/audits/listV2?accountIdentifier={ACCOUNT}&pageSize=10{ASC}{token}")
+    };
+    assert_eq!(post(&mock, &path(None), Some(&key), BODY).status, 404);
+    mock.enable_list_v2(true);
+    let (mut token, mut seen) = (None::<String>, 0);
+    for _ in 0..5 {
+        let r = post(&mock, &path(token.as_deref()), Some(&key), BODY);
+        let data = r.json()["data"].clone();
+        assert!(data.get("totalItems").is_none() && data.get("pageIndex").is_none());
+        seen += data["content"].as_array().unwrap().len();
+        if !data["hasNext"].as_bool().unwrap() {
+            assert!(data["pageToken"].is_null());
+            break;
+        }
+        token = Some(data["pageToken"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, 25);
+    let first = post(&mock, &path(None), Some(&key), BODY).json()["data"]["pageToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_body = r#"{"filterType":"Audit","startTime":1,"endTime":9999999999999}"#;
+    let r = post(&mock, &path(Some(&first)), Some(&key), other_body);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "Invalid request: pageToken is not valid for this request body"
+    );
+}
