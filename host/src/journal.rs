@@ -16,8 +16,9 @@ pub const FORMAT: &str = "harness-audit-state/1";
 pub struct StateFile {
     /// Always [`FORMAT`].
     pub format: String,
-    /// The component's last committed checkpoint (its own JSON, as text).
-    pub checkpoint: String,
+    /// The component's last committed checkpoint (its own JSON, as text);
+    /// `None` before the first commit.
+    pub checkpoint: Option<String>,
     /// A batch whose object may or may not have been written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
@@ -38,7 +39,7 @@ impl StateFile {
     pub fn committed(checkpoint: String) -> Self {
         Self {
             format: FORMAT.to_owned(),
-            checkpoint,
+            checkpoint: Some(checkpoint),
             pending: None,
         }
     }
@@ -80,6 +81,12 @@ mod tests {
             checkpoint: "{\"v\":2}".into(),
         });
         assert_eq!(StateFile::parse(&state.to_bytes()).unwrap(), state);
+        state.checkpoint = None;
+        assert_eq!(
+            StateFile::parse(&state.to_bytes()).unwrap(),
+            state,
+            "an intent before the first commit"
+        );
     }
 
     #[test]

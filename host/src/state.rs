@@ -12,7 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::harness::audit::{emit, types};
 use crate::bindings::{Batch, EmitError};
-use crate::journal::{Pending, StateFile};
+use crate::journal::{FORMAT, Pending, StateFile};
 use crate::policy::EgressPolicy;
 use crate::sink::{BatchMeta, CheckpointStore, Sink, SinkError, Written, rfc3339_ms};
 
@@ -79,11 +79,11 @@ impl Pipeline {
             Some(bytes) => {
                 let state = StateFile::parse(&bytes).map_err(corrupt)?;
                 match state.pending {
-                    None => Some(state.checkpoint),
+                    None => state.checkpoint,
                     Some(pending) => {
                         let written = sink.exists(&pending.object).await?;
                         let settled = if written {
-                            pending.checkpoint
+                            Some(pending.checkpoint)
                         } else {
                             state.checkpoint
                         };
@@ -95,10 +95,13 @@ impl Pipeline {
                             if written { "its object exists, so its checkpoint is now committed" }
                             else { "its object was never written, so it will be read again" }
                         );
-                        checkpoints
-                            .save(&StateFile::committed(settled.clone()).to_bytes())
-                            .await?;
-                        Some(settled)
+                        let cleaned = StateFile {
+                            format: FORMAT.to_owned(),
+                            checkpoint: settled.clone(),
+                            pending: None,
+                        };
+                        checkpoints.save(&cleaned.to_bytes()).await?;
+                        settled
                     }
                 }
             }
@@ -132,8 +135,8 @@ impl Pipeline {
         let name = self.sink.object_name(meta, lines);
         if let Some(object) = &name {
             let intent = StateFile {
-                format: crate::journal::FORMAT.to_owned(),
-                checkpoint: self.committed.clone().unwrap_or_default(),
+                format: FORMAT.to_owned(),
+                checkpoint: self.committed.clone(),
                 pending: Some(Pending {
                     object: object.clone(),
                     checkpoint: checkpoint.clone(),

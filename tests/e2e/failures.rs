@@ -243,3 +243,19 @@ fn a_write_left_in_flight_is_settled_on_restart() {
         serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
     assert!(settled.get("pending").is_none());
 }
+
+/// A first run killed after recording its intent but before writing its
+/// object has no committed checkpoint yet: the restart starts fresh.
+#[test]
+fn an_intent_before_the_first_commit_restarts_fresh() {
+    let env = Env::new(40);
+    let state_path = env.out().join("harness-audit-state/checkpoint.json");
+    std::fs::create_dir_all(state_path.parent().unwrap()).unwrap();
+    let intent = serde_json::json!({
+        "format": "harness-audit-state/1",
+        "checkpoint": null,
+        "pending": {"object": "harness/audit/never-written.jsonl", "checkpoint": "{\"version\":2}"},
+    });
+    std::fs::write(&state_path, intent.to_string()).unwrap();
+    env.run(&[]).assert_collected(40);
+}
