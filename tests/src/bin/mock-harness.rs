@@ -5,7 +5,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use harness_tests::{KeyGrant, MockHarness, SeedSpec, generate, make_key};
+use harness_tests::seed::Rng;
+use harness_tests::{FaultRates, KeyGrant, MockHarness, SeedSpec, generate, make_key};
 
 /// Mock Harness audit API on loopback.
 #[derive(Parser, Debug)]
@@ -28,6 +29,21 @@ struct Args {
     /// Seed for the generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Probability of each fault kind (429, 500, 502/503, truncated, reset) per request.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Most latency added to each request, in ms.
+    #[arg(long, default_value_t = 0)]
+    max_latency_ms: u64,
+    /// Share of events that become visible late...
+    #[arg(long, default_value_t = 0.0)]
+    late_fraction: f64,
+    /// ...up to this long after their timestamp, in ms.
+    #[arg(long, default_value_t = 0)]
+    max_delay_ms: u64,
+    /// Also serve the unverified `/audits/listV2`.
+    #[arg(long)]
+    list_v2: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,16 +57,42 @@ fn main() -> anyhow::Result<()> {
         }],
     )?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
-    mock.insert(generate(&SeedSpec {
+    let events = generate(&SeedSpec {
         account_id: args.account.clone(),
         count: args.events,
         start_ms: now - args.settled_secs * 1000 - args.minutes * 60_000,
         end_ms: now - args.settled_secs * 1000,
         seed: args.seed,
+    });
+    let mut rng = Rng::new(args.seed);
+    mock.insert_visible_at(events.into_iter().map(|e| {
+        let late = (rng.below(1_000_000) as f64) < args.late_fraction * 1_000_000.0;
+        let visible_at = if late {
+            e.timestamp + rng.below(args.max_delay_ms + 1)
+        } else {
+            0
+        };
+        (e, visible_at)
     }));
+    let rate = args.fault_rate;
+    mock.set_fault_rates(Some(FaultRates {
+        rate_limited: rate,
+        server_error: rate,
+        gateway: rate,
+        truncated: rate,
+        reset: rate,
+        max_latency_ms: args.max_latency_ms,
+    }));
+    mock.enable_list_v2(args.list_v2);
     println!(
         "{}",
-        serde_json::json!({"base_url": mock.base_url(), "account_id": args.account, "api_key": key, "events": args.events})
+        serde_json::json!({
+            "base_url": mock.base_url(),
+            "account_id": args.account,
+            "api_key": key,
+            "events": args.events,
+            "ground_truth": format!("{}/__mock/ground-truth", mock.base_url()),
+        })
     );
     std::thread::sleep(Duration::from_secs(args.exit_after_secs));
     Ok(())
