@@ -14,7 +14,7 @@ fn survives_faults_late_events_live_inserts_and_sigkills_exactly() {
         late_fraction: 0.10,
         max_delay_ms: 8_000,
         kills: 10,
-        kill_after_ms: (0, 600),
+        kill_within_ms: 600,
         faults: FaultRates {
             rate_limited: 0.03,
             server_error: 0.03,

@@ -34,10 +34,12 @@ pub struct ChaosSpec {
     pub max_delay_ms: u64,
     /// SIGKILLs to deliver.
     pub kills: usize,
-    /// A run is killed this long after its first request reaches the mock
-    /// (so kills land while it pages and writes, not during start-up),
-    /// uniformly in the range, in ms.
-    pub kill_after_ms: (u64, u64),
+    /// A run is killed at a uniformly random instant after its first request
+    /// reaches the mock (so kills land while it pages and writes, not during
+    /// start-up), within this many ms at first and afterwards within the
+    /// active time of the last run that finished, so kills keep landing
+    /// mid-pass as runs get shorter.
+    pub kill_within_ms: u64,
     /// Injected HTTP faults.
     pub faults: FaultRates,
     /// `PAGE_SIZE`.
@@ -220,6 +222,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
         // random instant, the others complete their pass, and the required
         // number of kills is always reached.
         let mut attempts = 0;
+        let mut active_ms = spec.kill_within_ms;
         while (report.kills < spec.kills || !live_done.load(Ordering::SeqCst))
             && attempts < spec.kills * 10 + 200
         {
@@ -228,24 +231,26 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
             let requests_before = mock.request_count();
             let mut child = runner.spawn(false);
             report.runs += 1;
-            let (lo, hi) = spec.kill_after_ms;
-            let delay = Duration::from_millis(lo + rng.below(hi - lo + 1));
-            let mut deadline = None;
+            let delay = Duration::from_millis(rng.below(active_ms + 1));
+            let mut first_request: Option<Instant> = None;
             loop {
                 if let Some(status) = child.try_wait().expect("waiting on harness-audit") {
                     report.failed_runs += usize::from(!status.success());
+                    if let Some(at) = first_request {
+                        active_ms = (at.elapsed().as_millis() as u64).max(1);
+                    }
                     break;
                 }
-                if deadline.is_none() && mock.request_count() > requests_before {
-                    deadline = Some(Instant::now() + delay);
+                if first_request.is_none() && mock.request_count() > requests_before {
+                    first_request = Some(Instant::now());
                 }
-                if kill_this_one && deadline.is_some_and(|d| Instant::now() >= d) {
+                if kill_this_one && first_request.is_some_and(|at| at.elapsed() >= delay) {
                     child.kill().expect("SIGKILL");
                     child.wait().expect("reaping harness-audit");
                     report.kills += 1;
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     });

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         late_fraction: 0.10,
         max_delay_ms: 8_000,
         kills: args.kills,
-        kill_after_ms: (0, 1_500),
+        kill_within_ms: 1_500,
         faults: FaultRates {
             rate_limited: rate,
             server_error: rate,
