@@ -196,7 +196,11 @@ fn settings(page_size: u32) -> Settings {
 }
 
 fn source(page_size: u32) -> Source {
-    Source::new(settings(page_size), None, NOW).unwrap()
+    source_with(settings(page_size))
+}
+
+fn source_with(settings: Settings) -> Source {
+    Source::new(settings, None, NOW).unwrap()
 }
 
 fn all_ids(h: &FakeHarness) -> Vec<String> {
@@ -238,15 +242,10 @@ fn drains_many_pages_once_each_in_order() {
 #[test]
 fn later_passes_emit_no_duplicate_and_pick_up_new_and_late_events() {
     let mut h = FakeHarness::new([NOW - 10, NOW - 5, NOW - 5]);
-    let mut src = Source::new(
-        Settings {
-            overlap_secs: 1,
-            ..settings(50)
-        },
-        None,
-        NOW,
-    )
-    .unwrap();
+    let mut src = source_with(Settings {
+        overlap_secs: 1,
+        ..settings(50)
+    });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids().len(), 3);
@@ -270,15 +269,10 @@ fn later_passes_emit_no_duplicate_and_pick_up_new_and_late_events() {
 #[test]
 fn only_settled_events_are_read() {
     let mut h = FakeHarness::new([NOW - 5_000, NOW - 1_000]);
-    let mut src = Source::new(
-        Settings {
-            settle_lag_secs: 2,
-            ..settings(50)
-        },
-        None,
-        NOW,
-    )
-    .unwrap();
+    let mut src = source_with(Settings {
+        settle_lag_secs: 2,
+        ..settings(50)
+    });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), ["id00000"]);
@@ -291,15 +285,10 @@ fn only_settled_events_are_read() {
 #[test]
 fn late_events_are_caught_exactly_within_the_overlap() {
     let mut h = FakeHarness::new([NOW - 50_000]);
-    let mut src = Source::new(
-        Settings {
-            overlap_secs: 10,
-            ..settings(50)
-        },
-        None,
-        NOW,
-    )
-    .unwrap();
+    let mut src = source_with(Settings {
+        overlap_secs: 10,
+        ..settings(50)
+    });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     // Both arrive after the pass that covered them; only one is inside the overlap.
@@ -331,15 +320,10 @@ fn inserts_while_paging_are_neither_lost_nor_duplicated() {
             events.insert(at, (ts, id));
         }
     }));
-    let mut src = Source::new(
-        Settings {
-            overlap_secs: 200,
-            ..settings(10)
-        },
-        None,
-        NOW,
-    )
-    .unwrap();
+    let mut src = source_with(Settings {
+        overlap_secs: 200,
+        ..settings(10)
+    });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     h.on_request = None;
@@ -401,15 +385,10 @@ fn the_retry_time_budget_stops_a_pass_before_max_retries() {
 #[test]
 fn requests_are_paced_to_the_configured_rate() {
     let mut h = FakeHarness::new((0..30).map(|i| NOW - 100 + i));
-    let mut src = Source::new(
-        Settings {
-            max_requests_per_minute: 600,
-            ..settings(10)
-        },
-        None,
-        NOW,
-    )
-    .unwrap();
+    let mut src = source_with(Settings {
+        max_requests_per_minute: 600,
+        ..settings(10)
+    });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(h.requests.len(), 4);
@@ -448,15 +427,10 @@ fn retries_are_bounded_and_the_last_error_is_returned() {
             retry_after_secs: None,
         }));
     }
-    let mut src = Source::new(
-        Settings {
-            max_retries: 2,
-            ..settings(50)
-        },
-        None,
-        NOW,
-    )
-    .unwrap();
+    let mut src = source_with(Settings {
+        max_retries: 2,
+        ..settings(50)
+    });
     let before = src.checkpoint();
     let err = src
         .poll(5, &mut h, &mut Collected::default(), &mut clock())
@@ -538,15 +512,10 @@ fn out_of_order_pages_are_refused() {
         body: body.into_bytes(),
         retry_after_secs: None,
     }));
-    let mut src = Source::new(
-        Settings {
-            max_retries: 0,
-            ..settings(50)
-        },
-        None,
-        NOW,
-    )
-    .unwrap();
+    let mut src = source_with(Settings {
+        max_retries: 0,
+        ..settings(50)
+    });
     let err = src
         .poll(1, &mut h, &mut Collected::default(), &mut clock())
         .unwrap_err();
