@@ -372,13 +372,17 @@ impl RawConfig {
 
     /// Parses TOML text.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        if text.lines().any(|l| {
-            l.trim_start().starts_with("api_key ") || l.trim_start().starts_with("api_key=")
-        }) {
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        if table
+            .get("harness")
+            .and_then(|h| h.get("api_key"))
+            .is_some()
+        {
             return Err("`api_key` is not accepted in a config file, which tends to be committed and copied: \
                         set HARNESS_API_KEY, or `api_key_file` to a file holding the key"
                 .into());
         }
+        // Parsed again from text so errors keep their line and column.
         let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut raw = Self::default();
         let sections: [(&str, BTreeMap<&str, Option<TomlValue>>); 3] = [
