@@ -318,8 +318,8 @@ impl MockHarness {
         let app = Router::new()
             .route("/audit/api/audits/list", post(list))
             .route("/gateway/audit/api/audits/list", post(list))
-            .route("/audit/api/audits/listV2", post(list_v2))
-            .route("/gateway/audit/api/audits/listV2", post(list_v2))
+            .route("/audit/api/audits/listV2", post(list))
+            .route("/gateway/audit/api/audits/listV2", post(list))
             .route("/__mock/ground-truth", axum::routing::get(ground_truth))
             .fallback(not_found)
             .with_state(state.clone());
@@ -593,17 +593,12 @@ async fn list(
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    serve(&state, Flavor::List, &headers, &query, &uri, &body).await
-}
-
-async fn list_v2(
-    State(state): State<Arc<Mutex<MockState>>>,
-    headers: HeaderMap,
-    Query(query): Query<Vec<(String, String)>>,
-    uri: axum::http::Uri,
-    body: Bytes,
-) -> Response {
-    serve(&state, Flavor::ListV2, &headers, &query, &uri, &body).await
+    let flavor = if uri.path().ends_with("/listV2") {
+        Flavor::ListV2
+    } else {
+        Flavor::List
+    };
+    serve(&state, flavor, &headers, &query, &uri, &body).await
 }
 
 async fn serve(
