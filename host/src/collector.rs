@@ -226,5 +226,6 @@ fn settings(config: &Config) -> Settings {
         settle_lag_secs: h.settle_lag_secs,
         overlap_secs: h.overlap_secs,
         api_flavor: h.api_flavor,
+        batch_max_events: config.output.batch_max_events,
     }
 }

@@ -35,6 +35,9 @@ pub const DEFAULT_PREFIX: &str = "harness/audit";
 pub const DEFAULT_STATE_KEY: &str = "harness-audit-state/checkpoint.json";
 /// Default local output directory.
 pub const DEFAULT_OUTPUT_DIR: &str = "./harness-audit-data";
+/// Default events per object: checkpoint work is per batch, so larger
+/// batches drain a backlog faster; a crash re-reads at most one batch.
+pub const DEFAULT_BATCH_MAX_EVENTS: u32 = 1000;
 /// Default cap on each HTTP timeout (connect, first byte, between bytes), in seconds.
 pub const DEFAULT_HTTP_TIMEOUT_SECS: u32 = 60;
 
@@ -113,6 +116,8 @@ pub struct OutputConfig {
     pub prefix: String,
     /// Checkpoint key inside the store.
     pub state_key: String,
+    /// Events per object at most.
+    pub batch_max_events: u32,
 }
 
 /// An API key that never prints itself.
@@ -237,10 +242,12 @@ pub struct RawConfig {
     pub prefix: Option<Sourced<String>>,
     /// `STATE_KEY`.
     pub state_key: Option<Sourced<String>>,
+    /// `BATCH_MAX_EVENTS`.
+    pub batch_max_events: Option<Sourced<String>>,
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 22] = [
+pub const SETTINGS: [(&str, &str, &str); 23] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -279,6 +286,7 @@ pub const SETTINGS: [(&str, &str, &str); 22] = [
     ("gcs_bucket", "GCS_BUCKET", "--gcs-bucket"),
     ("prefix", "GCS_PREFIX", "--prefix"),
     ("state_key", "STATE_KEY", "--state-key"),
+    ("batch_max_events", "BATCH_MAX_EVENTS", "--batch-max-events"),
 ];
 
 impl RawConfig {
@@ -353,6 +361,7 @@ impl RawConfig {
             "gcs_bucket" => &mut self.gcs_bucket,
             "prefix" => &mut self.prefix,
             "state_key" => &mut self.state_key,
+            "batch_max_events" => &mut self.batch_max_events,
             other => unreachable!("SETTINGS names an unknown field {other}"),
         };
         *slot = Some(Sourced { value, origin });
@@ -444,6 +453,7 @@ impl RawConfig {
             gcs_bucket: self.gcs_bucket.or(lower.gcs_bucket),
             prefix: self.prefix.or(lower.prefix),
             state_key: self.state_key.or(lower.state_key),
+            batch_max_events: self.batch_max_events.or(lower.batch_max_events),
         }
     }
 
@@ -543,6 +553,11 @@ impl RawConfig {
                 output_dir,
                 prefix,
                 state_key,
+                batch_max_events: number(
+                    self.batch_max_events,
+                    DEFAULT_BATCH_MAX_EVENTS,
+                    1..=20_000,
+                )?,
             },
         })
     }
@@ -603,6 +618,7 @@ struct OutputSection {
     gcs_bucket: Option<String>,
     gcs_prefix: Option<String>,
     state_key: Option<String>,
+    batch_max_events: Option<u32>,
 }
 
 enum TomlValue {
@@ -655,6 +671,7 @@ impl OutputSection {
             ("gcs_bucket", scalar(self.gcs_bucket)),
             ("gcs_prefix", scalar(self.gcs_prefix)),
             ("state_key", scalar(self.state_key)),
+            ("batch_max_events", scalar(self.batch_max_events)),
         ])
     }
 }

@@ -115,6 +115,9 @@ struct RunArgs {
     /// Checkpoint key [env: STATE_KEY] [default: harness-audit-state/checkpoint.json].
     #[arg(long)]
     state_key: Option<String>,
+    /// Events per object at most, 1-20000 [env: BATCH_MAX_EVENTS] [default: 1000].
+    #[arg(long)]
+    batch_max_events: Option<String>,
 }
 
 impl RunArgs {
@@ -144,6 +147,7 @@ impl RunArgs {
             ("--gcs-bucket", self.gcs_bucket.clone()),
             ("--prefix", self.prefix.clone()),
             ("--state-key", self.state_key.clone()),
+            ("--batch-max-events", self.batch_max_events.clone()),
         ])
     }
 

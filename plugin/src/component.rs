@@ -41,6 +41,7 @@ impl Guest for Component {
             max_requests_per_minute: settings.max_requests_per_minute,
             settle_lag_secs: settings.settle_lag_secs,
             overlap_secs: settings.overlap_secs,
+            batch_max_events: settings.batch_max_events,
             api_flavor: match settings.api_flavor {
                 wit::ApiFlavor::List => settings::ApiFlavor::List,
                 wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,

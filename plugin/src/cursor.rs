@@ -174,19 +174,18 @@ impl Checkpoint {
                 .is_ok()
     }
 
-    /// The state once `page` (every event of a page, ascending) was read and
-    /// `emitted` (its new events) is durable. `overlap_ms` decides which ids
-    /// the next window needs for deduplication.
-    pub fn advanced(&self, page: &[Event], emitted: &[&Event], overlap_ms: u64) -> Self {
-        let mut next = self.clone();
+    /// Records that `page` (every event of a page, ascending) was read and
+    /// that `emitted` (its new events) will be emitted. In place, because the
+    /// state can be large (`recent`) and changes with every page.
+    pub fn advance(&mut self, page: &[Event], emitted: &[&Event], overlap_ms: u64) {
         if let Some(last) = page.last() {
-            if last.timestamp_ms != next.cursor_ms {
-                next.cursor_ms = last.timestamp_ms;
-                next.seen_at_cursor.clear();
+            if last.timestamp_ms != self.cursor_ms {
+                self.cursor_ms = last.timestamp_ms;
+                self.seen_at_cursor.clear();
             }
-            for event in page.iter().filter(|e| e.timestamp_ms == next.cursor_ms) {
-                if !next.seen_at_cursor.contains(&event.audit_id) {
-                    next.seen_at_cursor.push(event.audit_id.clone());
+            for event in page.iter().filter(|e| e.timestamp_ms == self.cursor_ms) {
+                if !self.seen_at_cursor.contains(&event.audit_id) {
+                    self.seen_at_cursor.push(event.audit_id.clone());
                 }
             }
         }
@@ -195,17 +194,16 @@ impl Checkpoint {
             .map_or(0, |w| w.end_ms.saturating_sub(overlap_ms));
         for event in emitted.iter().filter(|e| e.timestamp_ms >= keep_from) {
             let key = (event.timestamp_ms, event.audit_id.clone());
-            if let Err(at) = next.recent.binary_search(&key) {
-                next.recent.insert(at, key);
+            if let Err(at) = self.recent.binary_search(&key) {
+                self.recent.insert(at, key);
             }
         }
         if let Some(last) = emitted.last() {
-            next.watermark_ms = Some(
-                next.watermark_ms
+            self.watermark_ms = Some(
+                self.watermark_ms
                     .map_or(last.timestamp_ms, |w| w.max(last.timestamp_ms)),
             );
         }
-        next
     }
 
     /// Closes the pass in progress: the next window starts `overlap_ms` before its end.

@@ -89,7 +89,10 @@ pub struct PollReport {
 #[derive(Debug)]
 pub struct Source {
     settings: Settings,
+    /// The working state, advanced page by page.
     checkpoint: Checkpoint,
+    /// The state as of the last emitted batch.
+    committed: Checkpoint,
     pacer: Pacer,
     retry_waited_ms: u64,
 }
@@ -113,6 +116,7 @@ impl Source {
         let pacer = Pacer::new(settings.max_requests_per_minute);
         Ok(Self {
             settings,
+            committed: checkpoint.clone(),
             checkpoint,
             pacer,
             retry_waited_ms: 0,
@@ -129,8 +133,23 @@ impl Source {
     }
 
     /// Pages through the current settled window until it is exhausted or
-    /// `max_pages` pages were read.
+    /// `max_pages` pages were read. On error the state returns to the last
+    /// emitted batch's checkpoint, so nothing read but not emitted is skipped.
     pub fn poll(
+        &mut self,
+        max_pages: u32,
+        transport: &mut impl Transport,
+        pipeline: &mut impl Pipeline,
+        clock: &mut impl Clock,
+    ) -> Result<PollReport, SourceError> {
+        let result = self.poll_pages(max_pages, transport, pipeline, clock);
+        if result.is_err() {
+            self.checkpoint = self.committed.clone();
+        }
+        result
+    }
+
+    fn poll_pages(
         &mut self,
         max_pages: u32,
         transport: &mut impl Transport,
@@ -151,7 +170,9 @@ impl Source {
             return Ok(report);
         };
         report.window = Some(window);
-        while report.pages < max_pages.max(1) {
+        let max_pages = max_pages.max(1);
+        let mut pending = Vec::new();
+        while report.pages < max_pages {
             let req = self.next_request(window);
             let page = self.fetch(&req, transport, clock, &mut report)?;
             report.pages += 1;
@@ -174,14 +195,21 @@ impl Source {
                     req.start_ms, req.page_index
                 )));
             }
+            let is_fresh: Vec<bool> = page
+                .events
+                .iter()
+                .map(|e| !self.checkpoint.has_seen(e))
+                .collect();
             let fresh: Vec<&Event> = page
                 .events
                 .iter()
-                .filter(|e| !self.checkpoint.has_seen(e))
+                .zip(&is_fresh)
+                .filter(|(_, f)| **f)
+                .map(|(e, _)| e)
                 .collect();
             report.duplicates_dropped += (page.events.len() - fresh.len()) as u64;
-            let mut next = self.checkpoint.advanced(&page.events, &fresh, overlap_ms);
-            next.chain = match (more, page.next_token) {
+            self.checkpoint.advance(&page.events, &fresh, overlap_ms);
+            self.checkpoint.chain = match (more, page.next_token) {
                 (true, Some(token)) if self.settings.api_flavor == ApiFlavor::ListV2 => {
                     Some(Chain {
                         start_ms: req.start_ms,
@@ -192,22 +220,47 @@ impl Source {
                 _ => None,
             };
             if !more {
-                next.finish_pass(overlap_ms);
+                self.checkpoint.finish_pass(overlap_ms);
             }
-            if !fresh.is_empty() {
-                let batch = batch(&fresh, window, next.to_bytes());
-                pipeline.emit(batch).map_err(SourceError::SinkFailure)?;
-                report.batches += 1;
-                report.events_emitted += fresh.len() as u64;
+            pending.extend(
+                page.events
+                    .into_iter()
+                    .zip(is_fresh)
+                    .filter_map(|(e, fresh)| fresh.then_some(e)),
+            );
+            let last_page = !more || report.pages >= max_pages;
+            if pending.len() >= self.settings.batch_max_events as usize
+                || (last_page && !pending.is_empty())
+            {
+                self.emit(&mut pending, window, pipeline, &mut report)?;
             }
-            self.checkpoint = next;
-            report.watermark_ms = self.checkpoint.watermark_ms;
             if !more {
                 report.caught_up = true;
                 break;
             }
         }
         Ok(report)
+    }
+
+    /// Emits the events read since the last batch with the checkpoint that
+    /// covers them; only then does that checkpoint count as committed.
+    fn emit(
+        &mut self,
+        pending: &mut Vec<Event>,
+        window: Window,
+        pipeline: &mut impl Pipeline,
+        report: &mut PollReport,
+    ) -> Result<(), SourceError> {
+        let events: Vec<&Event> = pending.iter().collect();
+        pipeline
+            .emit(batch(&events, window, self.checkpoint.to_bytes()))
+            .map_err(SourceError::SinkFailure)?;
+        self.committed = self.checkpoint.clone();
+        report.batches += 1;
+        report.events_emitted += pending.len() as u64;
+        report.watermark_ms = self.checkpoint.watermark_ms;
+        pending.clear();
+        Ok(())
     }
 
     /// Continues a `listV2` token chain when its body is unchanged; otherwise

@@ -3,6 +3,9 @@
 /// Largest `pageSize` the list endpoint accepts (`@Max(100)`).
 pub const MAX_PAGE_SIZE: u32 = 100;
 
+/// Largest batch accepted, in events.
+pub const MAX_BATCH_EVENTS: u32 = 20_000;
+
 /// Longest settle lag or overlap accepted, in seconds.
 pub const MAX_WINDOW_SECS: u32 = 7 * 24 * 3600;
 
@@ -50,6 +53,8 @@ pub struct Settings {
     pub overlap_secs: u32,
     /// Which list endpoint to page.
     pub api_flavor: ApiFlavor,
+    /// Events per emitted batch at most (one object each).
+    pub batch_max_events: u32,
 }
 
 impl Settings {
@@ -87,6 +92,12 @@ impl Settings {
                     "{name} value `{bad}` is not an enum name (A-Z, 0-9, `_`)"
                 ));
             }
+        }
+        if !(1..=MAX_BATCH_EVENTS).contains(&self.batch_max_events) {
+            return Err(format!(
+                "batch-max-events {} is out of range: use 1 to {MAX_BATCH_EVENTS}",
+                self.batch_max_events
+            ));
         }
         for (name, value) in [
             ("settle-lag-secs", self.settle_lag_secs),
@@ -131,6 +142,7 @@ pub(crate) fn example() -> Settings {
         settle_lag_secs: 0,
         overlap_secs: 0,
         api_flavor: ApiFlavor::List,
+        batch_max_events: 1,
     }
 }
 

@@ -78,7 +78,7 @@ fn overlap_ids_are_kept_for_the_next_window_and_pruned_after_it() {
     cp.begin_pass(1_000, 0, 100);
     let page = [event("old", 100), event("a", 950), event("b", 1_000)];
     let emitted: Vec<&Event> = page.iter().collect();
-    cp = cp.advanced(&page, &emitted, 100);
+    cp.advance(&page, &emitted, 100);
     assert_eq!(
         cp.recent,
         [(950, "a".to_owned()), (1_000, "b".to_owned())],
@@ -107,13 +107,15 @@ fn cursor_moves_over_every_read_event_and_accumulates_one_millisecond() {
     let mut cp = Checkpoint::fresh("x", 5);
     cp.begin_pass(100, 0, 0);
     let page = [event("a", 10), event("b", 20), event("c", 20)];
-    let next = cp.advanced(&page, &[], 0);
+    let mut next = cp.clone();
+    next.advance(&page, &[], 0);
     assert_eq!(
         (next.cursor_ms, next.seen_at_cursor.clone()),
         (20, vec!["b".to_owned(), "c".to_owned()])
     );
     assert_eq!(next.watermark_ms, None, "nothing emitted");
-    let again = next.advanced(&[event("c", 20), event("d", 20)], &[], 0);
+    let mut again = next.clone();
+    again.advance(&[event("c", 20), event("d", 20)], &[], 0);
     assert_eq!(again.seen_at_cursor, ["b", "c", "d"]);
     assert!(again.read_at_cursor(&event("d", 20)) && !again.read_at_cursor(&event("a", 10)));
 }
@@ -144,7 +146,7 @@ fn size_is_bounded_by_the_overlap() {
             })
             .collect();
         let emitted: Vec<&Event> = page.iter().collect();
-        cp = cp.advanced(&page, &emitted, overlap);
+        cp.advance(&page, &emitted, overlap);
         cp.finish_pass(overlap);
     }
     assert!(cp.recent.len() <= 61, "{}", cp.recent.len());

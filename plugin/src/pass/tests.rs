@@ -17,6 +17,8 @@ struct FakeHarness {
     faults: VecDeque<Result<HttpResponse, String>>,
     /// Called before each page is served, to insert events mid-pass.
     on_request: Option<InsertHook>,
+    /// Answers the request with this number (1-based) with this response.
+    fail_on_request: Option<(usize, HttpResponse)>,
 }
 
 impl FakeHarness {
@@ -26,6 +28,7 @@ impl FakeHarness {
             requests: vec![],
             faults: VecDeque::new(),
             on_request: None,
+            fail_on_request: None,
         };
         for ts in timestamps {
             h.insert(ts);
@@ -50,6 +53,11 @@ impl Transport for FakeHarness {
         self.requests.push((url.to_owned(), body.clone()));
         if let Some(fault) = self.faults.pop_front() {
             return fault;
+        }
+        if let Some((n, response)) = &self.fail_on_request
+            && *n == self.requests.len()
+        {
+            return Ok(response.clone());
         }
         if let Some(hook) = self.on_request.as_mut() {
             hook(&mut self.events, self.requests.len());
@@ -588,5 +596,70 @@ fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
     let before = h.requests.len();
     drain(&mut resumed, &mut h, &mut out, &mut c);
     assert!(!h.requests[before].0.contains("pageToken"));
+    assert_eq!(out.ids(), all_ids(&h));
+}
+
+#[test]
+fn pages_are_gathered_into_batches_of_the_configured_size() {
+    let mut h = FakeHarness::new((0..95).map(|i| NOW - 1_000 + i));
+    let mut src = source_with(Settings {
+        batch_max_events: 25,
+        ..settings(10)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    assert!(src.poll(100, &mut h, &mut out, &mut c).unwrap().caught_up);
+    // Pages bring 10, then 9 new events (each re-reads the cursor's event): a
+    // batch closes on the page that reaches 25, and at the end of the pass.
+    let sizes: Vec<u32> = out.batches.iter().map(|b| b.event_count).collect();
+    assert_eq!(sizes, [28, 27, 27, 13]);
+    assert_eq!(out.ids(), all_ids(&h));
+    // Each batch's checkpoint resumes exactly after it.
+    let stored = out.batches[1].checkpoint.clone();
+    let mut resumed = Source::new(
+        Settings {
+            batch_max_events: 25,
+            ..settings(10)
+        },
+        Some(&stored),
+        NOW,
+    )
+    .unwrap();
+    let mut rest = Collected::default();
+    drain(&mut resumed, &mut h, &mut rest, &mut c);
+    assert_eq!(rest.ids(), all_ids(&h)[55..]);
+}
+
+#[test]
+fn an_error_mid_batch_returns_to_the_last_emitted_checkpoint() {
+    let mut h = FakeHarness::new((0..50).map(|i| NOW - 1_000 + i));
+    let mut src = source_with(Settings {
+        batch_max_events: 20,
+        max_retries: 0,
+        ..settings(10)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    src.poll(2, &mut h, &mut out, &mut c).unwrap();
+    let committed = src.checkpoint();
+    assert_eq!(out.batches.last().unwrap().checkpoint, committed);
+    // The next page is read into a batch that is not full; the one after fails.
+    let body =
+        br#"{"status":"ERROR","code":"INVALID_TOKEN","message":"Token is not valid."}"#.to_vec();
+    h.fail_on_request = Some((
+        4,
+        HttpResponse {
+            status: 401,
+            body,
+            retry_after_secs: None,
+        },
+    ));
+    let err = src.poll(5, &mut h, &mut out, &mut c).unwrap_err();
+    assert!(matches!(err, SourceError::Unauthorized(_)));
+    assert_eq!(h.requests.len(), 4);
+    assert_eq!(
+        src.checkpoint(),
+        committed,
+        "events read but not emitted are read again"
+    );
+    drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), all_ids(&h));
 }
