@@ -174,7 +174,8 @@ impl Source {
         let mut pending = Vec::new();
         while report.pages < max_pages {
             let req = self.next_request(window);
-            let page = self.fetch(&req, transport, clock, &mut report)?;
+            let body = request::body(&self.settings, &req);
+            let page = self.fetch(&req, &body, transport, clock, &mut report)?;
             report.pages += 1;
             report.events_read += page.events.len() as u64;
             check_order(&page, &req)?;
@@ -213,7 +214,7 @@ impl Source {
                 (true, Some(token)) if self.settings.api_flavor == ApiFlavor::ListV2 => {
                     Some(Chain {
                         start_ms: req.start_ms,
-                        body_hash: request::body_hash(&request::body(&self.settings, &req)),
+                        body_hash: request::body_hash(&body),
                         token,
                     })
                 }
@@ -251,9 +252,8 @@ impl Source {
         pipeline: &mut impl Pipeline,
         report: &mut PollReport,
     ) -> Result<(), SourceError> {
-        let events: Vec<&Event> = pending.iter().collect();
         pipeline
-            .emit(batch(&events, window, self.checkpoint.to_bytes()))
+            .emit(batch(pending, window, self.checkpoint.to_bytes()))
             .map_err(SourceError::SinkFailure)?;
         self.committed = self.checkpoint.clone();
         report.batches += 1;
@@ -293,12 +293,12 @@ impl Source {
     fn fetch(
         &mut self,
         req: &ListRequest,
+        body: &[u8],
         transport: &mut impl Transport,
         clock: &mut impl Clock,
         report: &mut PollReport,
     ) -> Result<Page, SourceError> {
         let url = request::url(&self.settings, req);
-        let body = request::body(&self.settings, req);
         let budget_ms = u64::from(self.settings.retry_budget_secs) * 1000;
         let mut attempt = 0;
         loop {
@@ -307,7 +307,7 @@ impl Source {
                 clock.sleep_ms(wait);
             }
             let result = transport
-                .post_json(&url, &body)
+                .post_json(&url, body)
                 .map_err(SourceError::Transport)
                 .and_then(|resp| page::parse(resp.status, &resp.body, resp.retry_after_secs));
             let err = match result {
@@ -350,7 +350,7 @@ fn check_order(page: &Page, req: &ListRequest) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn batch(events: &[&Event], window: Window, checkpoint: Vec<u8>) -> Batch {
+fn batch(events: &[Event], window: Window, checkpoint: Vec<u8>) -> Batch {
     let mut lines = Vec::with_capacity(events.iter().map(|e| e.raw.get().len() + 1).sum());
     for event in events {
         let raw = event.raw.get().as_bytes();

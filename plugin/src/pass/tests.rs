@@ -542,7 +542,7 @@ fn pretty_printed_events_stay_on_one_line() {
         timestamp_ms: 5,
     };
     let b = batch(
-        &[&event],
+        &[event],
         Window {
             start_ms: 0,
             end_ms: 9,
