@@ -21,3 +21,12 @@ HARNESS_API_BASE=$(field base_url) HARNESS_ACCOUNT_ID=$(field account_id) HARNES
 objects=$(find "$out" -name '*.jsonl' | wc -l)
 events=$(find "$out" -name '*.jsonl' -exec cat {} + | wc -l)
 echo "demo: $events events in $objects objects under $out/harness/audit (checkpoint: $out/harness-audit-state/checkpoint.json)"
+
+# Under scripts/with-gcs-emulator.sh, the same events go to the emulator's bucket too.
+if [ -n "${STORAGE_EMULATOR_HOST:-}" ]; then
+  HARNESS_API_BASE=$(field base_url) HARNESS_ACCOUNT_ID=$(field account_id) HARNESS_API_KEY=$(field api_key) \
+    GCS_BUCKET=harness-audit-demo GZIP=true ./target/release/harness-audit run
+  gcs_objects=$(curl -fsS "$STORAGE_EMULATOR_HOST/storage/v1/b/harness-audit-demo/o?prefix=harness/audit/" \
+    | python3 -c "import json,sys; print(len(json.load(sys.stdin).get('items', [])))")
+  echo "demo: $gcs_objects gzip objects in gs://harness-audit-demo/harness/audit/ (emulator at $STORAGE_EMULATOR_HOST)"
+fi

@@ -10,4 +10,5 @@ git diff --exit-code -- wit/deps || { echo "wit/deps differs from the host's WAS
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked -p harness-audit-plugin -p guest-probe --target wasm32-wasip2 -- -D warnings
-cargo test --locked --workspace
+# End-to-end tests write to fake-gcs-server, started on 127.0.0.1 for the run and stopped after it.
+./scripts/with-gcs-emulator.sh cargo test --locked --workspace

@@ -11,7 +11,7 @@ use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
 use crate::config::Config;
 use crate::error::RunError;
 use crate::policy::EgressPolicy;
-use crate::sink::{CheckpointStore, Sink, rfc3339_ms};
+use crate::sink::{CheckpointStore, Sink, now_ms, rfc3339_ms};
 use crate::state::{HostState, Pipeline, PipelineStats};
 
 /// Pages one `poll` call may read before control returns to the host.
@@ -87,6 +87,7 @@ impl Collector {
     /// Compiles `component` (a `.wasm` component binary) and links it against
     /// WASI p2, wasi:http and `emit`. Fails if it does not match the world.
     pub fn new(component: &[u8]) -> wasmtime::Result<Self> {
+        crate::gcs::install_crypto_provider();
         let mut config = EngineConfig::new();
         config.wasm_component_model(true);
         let engine = Engine::new(&config)?;
@@ -141,13 +142,40 @@ impl Collector {
             Err(e) => return Err(trapped(&store, e)),
         };
         let source = instance.harness_audit_source();
-        let settings = settings(config);
+        let takeover = store.data().pipeline.takeover.clone();
+        let mut settings = settings(config);
+        // A `since` ahead of this host's clock (skew between hosts) starts now:
+        // there is nothing later than now to skip.
+        settings.start_at_ms = takeover.as_ref().map(|t| t.since_ms.min(now_ms()));
         match source
             .call_configure(&mut store, &settings, loaded.as_deref())
             .await
         {
             Ok(result) => result.map_err(source_error)?,
             Err(e) => return Err(trapped(&store, e)),
+        }
+        if let Some(takeover) = takeover {
+            // Recorded before any read, so the takeover happens once even if this pass fails.
+            let checkpoint = match source.call_checkpoint(&mut store).await {
+                Ok(c) => c,
+                Err(e) => return Err(trapped(&store, e)),
+            };
+            let checkpoint = String::from_utf8(checkpoint)
+                .map_err(|_| RunError::Component("the checkpoint is not UTF-8 text".into()))?;
+            store
+                .data_mut()
+                .pipeline
+                .save_checkpoint(checkpoint)
+                .await?;
+            tracing::warn!(
+                stage = "takeover",
+                recipe_state = %takeover.from,
+                since = %rfc3339_ms(takeover.since_ms),
+                checkpoint = %state_location,
+                "took over the Cloud Run recipe's checkpoint: collection continues from its `since`, so nothing \
+                 is read twice or skipped. The recipe's object was left untouched; delete it once you no longer \
+                 need to roll back"
+            );
         }
 
         let mut summary = PassSummary::default();
@@ -162,7 +190,13 @@ impl Collector {
                 )
                 .await
             {
-                Ok(result) => result.map_err(source_error)?,
+                Ok(Ok(report)) => report,
+                Ok(Err(e)) => {
+                    return Err(match store.data_mut().pipeline.superseded.take() {
+                        Some(lost) => lost.into(),
+                        None => source_error(e),
+                    });
+                }
                 Err(e) => return Err(trapped(&store, e)),
             };
             summary.pages += u64::from(report.pages);
@@ -216,6 +250,7 @@ fn settings(config: &Config) -> Settings {
         account_id: h.account_id.clone(),
         page_size: h.page_size,
         start_minutes_back: h.start_minutes_back,
+        start_at_ms: None,
         modules: config.filters.modules.clone(),
         actions: config.filters.actions.clone(),
         static_filter: config.filters.static_filter.clone(),

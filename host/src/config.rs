@@ -40,6 +40,8 @@ pub const DEFAULT_OUTPUT_DIR: &str = "./harness-audit-data";
 pub const DEFAULT_BATCH_MAX_EVENTS: u32 = 1000;
 /// Default cap on each HTTP timeout (connect, first byte, between bytes), in seconds.
 pub const DEFAULT_HTTP_TIMEOUT_SECS: u32 = 60;
+/// Default lifetime of the GCS lease, in seconds; a live holder renews it every third of that.
+pub const DEFAULT_LEASE_SECS: u32 = 300;
 
 const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
 
@@ -103,6 +105,8 @@ pub enum SinkKind {
     Local,
     /// NDJSON on standard output, for log shippers' exec inputs.
     Stdout,
+    /// Objects in a Google Cloud Storage bucket, the checkpoint and lease beside them.
+    Gcs,
 }
 
 /// Output and checkpoint location.
@@ -118,6 +122,12 @@ pub struct OutputConfig {
     pub state_key: String,
     /// Events per object at most.
     pub batch_max_events: u32,
+    /// The bucket, for the `gcs` sink.
+    pub gcs_bucket: Option<String>,
+    /// Whether GCS objects are gzip-compressed (`.jsonl.gz`, `contentEncoding: gzip`).
+    pub gzip: bool,
+    /// Lifetime of the GCS lease, in seconds.
+    pub lease_secs: u32,
 }
 
 /// An API key that never prints itself.
@@ -244,10 +254,14 @@ pub struct RawConfig {
     pub state_key: Option<Sourced<String>>,
     /// `BATCH_MAX_EVENTS`.
     pub batch_max_events: Option<Sourced<String>>,
+    /// `GZIP`.
+    pub gzip: Option<Sourced<String>>,
+    /// `LEASE_SECONDS`.
+    pub lease_secs: Option<Sourced<String>>,
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 23] = [
+pub const SETTINGS: [(&str, &str, &str); 25] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -287,6 +301,8 @@ pub const SETTINGS: [(&str, &str, &str); 23] = [
     ("prefix", "GCS_PREFIX", "--prefix"),
     ("state_key", "STATE_KEY", "--state-key"),
     ("batch_max_events", "BATCH_MAX_EVENTS", "--batch-max-events"),
+    ("gzip", "GZIP", "--gzip"),
+    ("lease_secs", "LEASE_SECONDS", "--lease-secs"),
 ];
 
 impl RawConfig {
@@ -362,6 +378,8 @@ impl RawConfig {
             "prefix" => &mut self.prefix,
             "state_key" => &mut self.state_key,
             "batch_max_events" => &mut self.batch_max_events,
+            "gzip" => &mut self.gzip,
+            "lease_secs" => &mut self.lease_secs,
             other => unreachable!("SETTINGS names an unknown field {other}"),
         };
         *slot = Some(Sourced { value, origin });
@@ -454,6 +472,8 @@ impl RawConfig {
             prefix: self.prefix.or(lower.prefix),
             state_key: self.state_key.or(lower.state_key),
             batch_max_events: self.batch_max_events.or(lower.batch_max_events),
+            gzip: self.gzip.or(lower.gzip),
+            lease_secs: self.lease_secs.or(lower.lease_secs),
         }
     }
 
@@ -525,20 +545,38 @@ impl RawConfig {
                 None => None,
             },
         };
-        if let Some(bucket) = self.gcs_bucket {
-            return Err(invalid(
-                &bucket,
-                "the GCS sink is not part of this release; unset it to write objects under OUTPUT_DIR, or use SINK=stdout",
-            ));
-        }
-        let sink = match self.sink {
+        let gcs_bucket = self.gcs_bucket.map(bucket_name).transpose()?;
+        // The recipe sets only GCS_BUCKET, so a bucket alone selects the GCS sink.
+        let sink = match &self.sink {
+            None if gcs_bucket.is_some() => SinkKind::Gcs,
             None => SinkKind::Local,
             Some(s) => match s.value.as_str() {
                 "local" => SinkKind::Local,
                 "stdout" => SinkKind::Stdout,
-                _ => return Err(invalid(&s, "must be `local` or `stdout`")),
+                "gcs" => SinkKind::Gcs,
+                _ => return Err(invalid(s, "must be `gcs`, `local` or `stdout`")),
             },
         };
+        if sink == SinkKind::Gcs && gcs_bucket.is_none() {
+            return Err(ConfigError::Missing {
+                what: "GCS_BUCKET",
+                hint: "SINK=gcs needs the bucket name, e.g. GCS_BUCKET=my-secops-bucket",
+            });
+        }
+        let gzip = match self.gzip {
+            None => false,
+            Some(g) => match g.value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => return Err(invalid(&g, "must be `true` or `false`")),
+            },
+        };
+        if gzip && sink != SinkKind::Gcs {
+            return Err(ConfigError::Missing {
+                what: "GCS_BUCKET",
+                hint: "GZIP=true compresses GCS objects only; set GCS_BUCKET, or unset GZIP",
+            });
+        }
         let prefix = relative_key(self.prefix, DEFAULT_PREFIX)?;
         let state_key = relative_key(self.state_key, DEFAULT_STATE_KEY)?;
         let output_dir = PathBuf::from(
@@ -558,6 +596,9 @@ impl RawConfig {
                     DEFAULT_BATCH_MAX_EVENTS,
                     1..=20_000,
                 )?,
+                gcs_bucket,
+                gzip,
+                lease_secs: number(self.lease_secs, DEFAULT_LEASE_SECS, 30..=86_400)?,
             },
         })
     }
@@ -619,6 +660,8 @@ struct OutputSection {
     gcs_prefix: Option<String>,
     state_key: Option<String>,
     batch_max_events: Option<u32>,
+    gzip: Option<bool>,
+    lease_secs: Option<u32>,
 }
 
 enum TomlValue {
@@ -672,6 +715,8 @@ impl OutputSection {
             ("gcs_prefix", scalar(self.gcs_prefix)),
             ("state_key", scalar(self.state_key)),
             ("batch_max_events", scalar(self.batch_max_events)),
+            ("gzip", scalar(self.gzip)),
+            ("lease_secs", scalar(self.lease_secs)),
         ])
     }
 }
@@ -816,6 +861,37 @@ fn enum_list(
             }
         })
         .collect()
+}
+
+/// GCS bucket naming rules, checked here so a typo fails before any request.
+fn bucket_name(raw: Sourced<String>) -> Result<String, ConfigError> {
+    let name = raw
+        .value
+        .trim()
+        .trim_start_matches("gs://")
+        .trim_end_matches('/');
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    let ends_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .last()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if !(3..=222).contains(&name.len()) || !valid_chars || !ends_ok {
+        return Err(invalid(
+            &raw,
+            &format!(
+                "`{}` is not a GCS bucket name: use the bare name (3-63 lower-case letters, digits, `-`, `_`, `.`), \
+                 e.g. my-secops-bucket; put any path in GCS_PREFIX",
+                raw.value
+            ),
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 fn relative_key(raw: Option<Sourced<String>>, default: &str) -> Result<String, ConfigError> {

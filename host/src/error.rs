@@ -14,6 +14,9 @@ pub const EXIT_UNAVAILABLE: u8 = 4;
 pub const EXIT_STORAGE: u8 = 5;
 /// Exit code when the component itself failed (trap, contract breach).
 pub const EXIT_COMPONENT: u8 = 6;
+/// Exit code when another instance holds the lease or advanced the checkpoint:
+/// this run stopped without writing; the other one carries on.
+pub const EXIT_ANOTHER_INSTANCE: u8 = 7;
 
 /// A failed pass. Batches committed before the failure stay committed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,9 @@ pub enum RunError {
     /// The stored state is not usable; it was left untouched.
     #[error("{0}")]
     CorruptState(String),
+    /// Storage credentials are missing or unusable.
+    #[error("{0}")]
+    Credentials(String),
     /// The component refused its settings or the stored checkpoint.
     #[error(
         "invalid settings or checkpoint: {0}. Fix the setting named, or move the checkpoint at {1} aside"
@@ -57,8 +63,11 @@ pub enum RunError {
     )]
     Unavailable(String),
     /// The sink or checkpoint store failed.
-    #[error("storage failed: {0}. Fix: check that the output location is writable and has space")]
+    #[error("storage failed: {0}")]
     Storage(String),
+    /// Another instance holds the lease or advanced the checkpoint.
+    #[error("{0}")]
+    AnotherInstance(String),
     /// The component trapped or broke the contract.
     #[error("the source component failed: {0}")]
     Component(String),
@@ -68,10 +77,14 @@ impl RunError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::InvalidSettings(..) | Self::CorruptState(_) => EXIT_CONFIG,
+            Self::Config(_)
+            | Self::InvalidSettings(..)
+            | Self::CorruptState(_)
+            | Self::Credentials(_) => EXIT_CONFIG,
             Self::Unauthorized(..) | Self::Forbidden(..) | Self::BadRequest(_) => EXIT_REFUSED,
             Self::RateLimited(_) | Self::Unavailable(_) => EXIT_UNAVAILABLE,
             Self::Storage(_) => EXIT_STORAGE,
+            Self::AnotherInstance(_) => EXIT_ANOTHER_INSTANCE,
             Self::Component(_) => EXIT_COMPONENT,
         }
     }
@@ -111,7 +124,19 @@ impl From<crate::state::StateError> for RunError {
 
 impl From<SinkError> for RunError {
     fn from(e: SinkError) -> Self {
-        Self::Storage(e.to_string())
+        match e {
+            SinkError::Superseded(_) => Self::AnotherInstance(e.to_string()),
+            other => Self::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::lease::LeaseError> for RunError {
+    fn from(e: crate::lease::LeaseError) -> Self {
+        match e {
+            crate::lease::LeaseError::Held { .. } => Self::AnotherInstance(e.to_string()),
+            crate::lease::LeaseError::Gcs(g) => Self::Storage(g.to_string()),
+        }
     }
 }
 

@@ -23,8 +23,11 @@ pub mod bindings;
 pub mod collector;
 pub mod config;
 pub mod error;
+pub mod gcs;
 pub mod journal;
+pub mod lease;
 pub mod policy;
+pub mod recipe;
 pub mod sink;
 pub mod state;
 

@@ -4,14 +4,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::EMBEDDED_COMPONENT;
-use harness_audit::collector::Collector;
+use harness_audit::collector::{Collector, PassSummary};
 use harness_audit::config::{Config, RawConfig, SinkKind};
-use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, EXIT_STORAGE, RunError};
-use harness_audit::sink::{CheckpointStore, LocalDirSink, Sink, StdoutSink};
+use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
+use harness_audit::gcs::{GcsClient, RetryPolicy};
+use harness_audit::lease::{self, Lease};
+use harness_audit::sink::{self, CheckpointStore, GcsSink, LocalDirSink, Sink, StdoutSink};
 
 /// Collects the Harness audit trail (who did what, when, where) for a SIEM.
 ///
@@ -100,13 +103,13 @@ struct RunArgs {
     /// EXCLUDE_LOGIN_EVENTS or EXCLUDE_SYSTEM_EVENTS [env: STATIC_FILTER].
     #[arg(long)]
     static_filter: Option<String>,
-    /// local or stdout [env: SINK] [default: local].
+    /// gcs, local or stdout [env: SINK] [default: gcs when GCS_BUCKET is set, else local].
     #[arg(long)]
     sink: Option<String>,
     /// Local store root [env: OUTPUT_DIR] [default: ./harness-audit-data].
     #[arg(long)]
     output_dir: Option<String>,
-    /// GCS bucket [env: GCS_BUCKET] (the GCS sink is not in this release).
+    /// GCS bucket, bare name [env: GCS_BUCKET].
     #[arg(long)]
     gcs_bucket: Option<String>,
     /// Object prefix [env: GCS_PREFIX] [default: harness/audit].
@@ -118,6 +121,12 @@ struct RunArgs {
     /// Events per object at most, 1-20000 [env: BATCH_MAX_EVENTS] [default: 1000].
     #[arg(long)]
     batch_max_events: Option<String>,
+    /// Gzip GCS objects (.jsonl.gz, contentEncoding gzip): true or false [env: GZIP] [default: false].
+    #[arg(long)]
+    gzip: Option<String>,
+    /// Lifetime of the GCS lease in seconds, 30-86400 [env: LEASE_SECONDS] [default: 300].
+    #[arg(long)]
+    lease_secs: Option<String>,
 }
 
 impl RunArgs {
@@ -148,6 +157,8 @@ impl RunArgs {
             ("--prefix", self.prefix.clone()),
             ("--state-key", self.state_key.clone()),
             ("--batch-max-events", self.batch_max_events.clone()),
+            ("--gzip", self.gzip.clone()),
+            ("--lease-secs", self.lease_secs.clone()),
         ])
     }
 
@@ -190,39 +201,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
     };
-    let store = Arc::new(LocalDirSink::new(
-        &config.output.output_dir,
-        &config.output.prefix,
-        &config.output.state_key,
-    ));
-    let sink: Arc<dyn Sink> = match config.output.sink {
-        SinkKind::Local => store.clone(),
-        SinkKind::Stdout => Arc::new(StdoutSink),
-    };
-    tracing::info!(
-        account = %config.harness.account_id,
-        api_base = %config.harness.api_base,
-        sink = %sink.location(),
-        checkpoint = %store.checkpoint_location(),
-        "starting collection pass"
-    );
-    if args.reset_checkpoint {
-        match runtime.block_on(store.set_aside()) {
-            Ok(Some(aside)) => eprintln!(
-                "harness-audit: checkpoint moved to {aside}; this run starts over {} minutes ago \
-                 (START_MINUTES_BACK) and writes again any event already written since then",
-                config.harness.start_minutes_back
-            ),
-            Ok(None) => eprintln!("harness-audit: there was no checkpoint to reset"),
-            Err(e) => return fail(&format!("resetting the checkpoint: {e}"), EXIT_STORAGE),
-        }
-    }
-    match runtime.block_on(collector.run_pass(&config, sink.clone(), store.clone())) {
-        Ok(summary) => {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            let line = summary.line(&sink.location(), &store.checkpoint_location(), now_ms);
+    match runtime.block_on(run(&config, args.reset_checkpoint, &collector)) {
+        Ok(line) => {
             if config.output.sink == SinkKind::Stdout {
                 eprintln!("{line}");
             } else {
@@ -232,6 +212,105 @@ fn main() -> ExitCode {
         }
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }
+}
+
+/// One pass against the configured storage; returns the summary line.
+async fn run(config: &Config, reset: bool, collector: &Collector) -> Result<String, RunError> {
+    let output = &config.output;
+    let (sink, store, lease): (Arc<dyn Sink>, Arc<dyn CheckpointStore>, _) = match output.sink {
+        SinkKind::Local | SinkKind::Stdout => {
+            let store = Arc::new(LocalDirSink::new(
+                &output.output_dir,
+                &output.prefix,
+                &output.state_key,
+            ));
+            let sink: Arc<dyn Sink> = if output.sink == SinkKind::Stdout {
+                Arc::new(StdoutSink)
+            } else {
+                store.clone()
+            };
+            (sink, store, None)
+        }
+        SinkKind::Gcs => {
+            let bucket = output
+                .gcs_bucket
+                .as_deref()
+                .expect("validation requires a bucket for the gcs sink");
+            let h = &config.harness;
+            let retry = RetryPolicy {
+                max_retries: h.max_retries,
+                base: Duration::from_millis(u64::from(h.retry_base_ms)),
+                timeout: Duration::from_secs(u64::from(h.http_timeout_secs)),
+            };
+            let client = Arc::new(
+                GcsClient::connect(bucket, retry)
+                    .await
+                    .map_err(|e| RunError::Credentials(e.to_string()))?,
+            );
+            tracing::info!(stage = "gcs", credentials = %client.credentials().source(), "resolved storage credentials");
+            let holder = lease::holder_id();
+            let sink = Arc::new(GcsSink::new(
+                client.clone(),
+                &output.prefix,
+                &output.state_key,
+                output.gzip,
+                &holder,
+            ));
+            let lease = Lease::acquire(
+                client,
+                &format!("{}.lease", output.state_key),
+                &holder,
+                Duration::from_secs(u64::from(output.lease_secs)),
+            )
+            .await?;
+            (sink.clone(), sink, Some(lease.keep()))
+        }
+    };
+    tracing::info!(
+        account = %config.harness.account_id,
+        api_base = %config.harness.api_base,
+        sink = %sink.location(),
+        checkpoint = %store.checkpoint_location(),
+        "starting collection pass"
+    );
+    let result = pass(config, reset, collector, sink.clone(), store.clone()).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    let summary = result?;
+    Ok(summary.line(
+        &sink.location(),
+        &store.checkpoint_location(),
+        sink::now_ms(),
+    ))
+}
+
+async fn pass(
+    config: &Config,
+    reset: bool,
+    collector: &Collector,
+    sink: Arc<dyn Sink>,
+    store: Arc<dyn CheckpointStore>,
+) -> Result<PassSummary, RunError> {
+    if reset {
+        match store.set_aside().await {
+            Ok(Some(aside)) => eprintln!(
+                "harness-audit: checkpoint moved to {aside}; this run starts over {} minutes ago \
+                 (START_MINUTES_BACK) and writes again any event already written since then",
+                config.harness.start_minutes_back
+            ),
+            Ok(None) => eprintln!("harness-audit: there was no checkpoint to reset"),
+            Err(e) => {
+                return Err(match RunError::from(e) {
+                    RunError::Storage(m) => {
+                        RunError::Storage(format!("resetting the checkpoint: {m}"))
+                    }
+                    other => other,
+                });
+            }
+        }
+    }
+    collector.run_pass(config, sink, store).await
 }
 
 fn load_collector(path: Option<&std::path::Path>) -> anyhow::Result<Collector> {

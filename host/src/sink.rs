@@ -1,11 +1,13 @@
 //! Where batches go. Every sink stores a batch as one immutable object whose
 //! name derives from the batch, so re-writing the same batch is recognised.
 
+mod gcs;
 mod local;
 mod stdout;
 
 use std::time::SystemTime;
 
+pub use gcs::GcsSink;
 pub use local::LocalDirSink;
 pub use stdout::StdoutSink;
 
@@ -44,7 +46,7 @@ pub enum Written {
 #[non_exhaustive]
 pub enum SinkError {
     /// Filesystem or stream I/O failed.
-    #[error("{action} `{path}`: {source}")]
+    #[error("{action} `{path}`: {source}. Fix: check that the location is writable and has space")]
     Io {
         /// What was being done.
         action: &'static str,
@@ -56,6 +58,15 @@ pub enum SinkError {
     /// An object with this name but other content exists.
     #[error("object `{0}` already exists with different content; refusing to overwrite it")]
     Conflict(String),
+    /// Another instance replaced the checkpoint after this one read it.
+    #[error(
+        "another instance advanced the checkpoint at {0} after this run read it; this run stopped without \
+         writing anything more (the other instance continues from its own checkpoint)"
+    )]
+    Superseded(String),
+    /// A Google Cloud Storage call failed.
+    #[error(transparent)]
+    Gcs(#[from] crate::gcs::GcsError),
 }
 
 /// Stores batches durably.
@@ -91,6 +102,11 @@ pub trait CheckpointStore: Send + Sync {
     async fn set_aside(&self) -> Result<Option<String>, SinkError>;
     /// Where it lives, for messages.
     fn checkpoint_location(&self) -> String;
+    /// The checkpoint of the Cloud Run recipe this collector replaces (its
+    /// location and content), looked for when there is no checkpoint of ours.
+    async fn recipe_state(&self) -> Result<Option<(String, Vec<u8>)>, SinkError> {
+        Ok(None)
+    }
 }
 
 /// `<prefix>/YYYY/MM/DD/harness-audit-YYYYMMDD-HHMMSS-<hash>.jsonl`, the
@@ -128,6 +144,13 @@ pub fn utc(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
         (rem % 3600 / 60) as u32,
         (rem % 60) as u32,
     )
+}
+
+/// The wall clock in epoch milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// RFC 3339 UTC with milliseconds, for logs and summaries.

@@ -14,6 +14,7 @@ use crate::bindings::harness::audit::{emit, types};
 use crate::bindings::{Batch, EmitError};
 use crate::journal::{FORMAT, Pending, StateFile};
 use crate::policy::EgressPolicy;
+use crate::recipe;
 use crate::sink::{BatchMeta, CheckpointStore, Sink, SinkError, Written, rfc3339_ms};
 
 /// Largest batch accepted from a component.
@@ -42,6 +43,20 @@ pub struct Pipeline {
     pub committed: Option<String>,
     /// Totals so far.
     pub stats: PipelineStats,
+    /// Set when no checkpoint of ours exists but the Cloud Run recipe's does:
+    /// the first pass starts at its `since`.
+    pub takeover: Option<Takeover>,
+    /// Set when a write found the checkpoint advanced by another instance.
+    pub superseded: Option<SinkError>,
+}
+
+/// Where collection resumes when taking over from the Cloud Run recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// The recipe's state object.
+    pub from: String,
+    /// Its `since`, in epoch milliseconds.
+    pub since_ms: u64,
 }
 
 /// Why the stored state could not be used.
@@ -74,10 +89,40 @@ impl Pipeline {
             location: checkpoints.checkpoint_location(),
             reason,
         };
+        let mut takeover = None;
         let committed = match checkpoints.load().await? {
-            None => None,
+            None => {
+                if let Some((from, bytes)) = checkpoints.recipe_state().await? {
+                    let since_ms =
+                        recipe::parse_since(&bytes).map_err(|reason| StateError::Corrupt {
+                            location: from.clone(),
+                            reason: format!(
+                                "the Cloud Run recipe's state cannot be taken over: {reason}"
+                            ),
+                        })?;
+                    takeover = Some(Takeover { from, since_ms });
+                }
+                None
+            }
             Some(bytes) => {
-                let state = StateFile::parse(&bytes).map_err(corrupt)?;
+                let state = match StateFile::parse(&bytes) {
+                    Ok(state) => state,
+                    // STATE_KEY kept at the recipe's own state object: take it over in place.
+                    Err(reason) => match recipe::parse_since(&bytes) {
+                        Ok(since_ms) => {
+                            takeover = Some(Takeover {
+                                from: checkpoints.checkpoint_location(),
+                                since_ms,
+                            });
+                            StateFile {
+                                format: FORMAT.to_owned(),
+                                checkpoint: None,
+                                pending: None,
+                            }
+                        }
+                        Err(_) => return Err(corrupt(reason)),
+                    },
+                };
                 match state.pending {
                     None => state.checkpoint,
                     Some(pending) => {
@@ -111,6 +156,8 @@ impl Pipeline {
             checkpoints,
             committed,
             stats: PipelineStats::default(),
+            takeover,
+            superseded: None,
         })
     }
 
@@ -145,17 +192,27 @@ impl Pipeline {
             self.checkpoints
                 .save(&intent.to_bytes())
                 .await
-                .map_err(|e| format!("recording the write intent: {e}"))?;
+                .map_err(|e| self.failed("recording the write intent", e))?;
         }
         let written = self
             .sink
             .write(name.as_deref(), meta, lines)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.failed("writing the batch", e))?;
         self.save_checkpoint(checkpoint)
             .await
-            .map_err(|e| format!("the batch was stored but its checkpoint was not: {e}"))?;
+            .map_err(|e| self.failed("the batch was stored but its checkpoint was not", e))?;
         Ok(written)
+    }
+
+    /// Describes a storage failure for the component, keeping a lost
+    /// compare-and-swap aside so the run can report it as such.
+    fn failed(&mut self, what: &str, e: SinkError) -> String {
+        let message = format!("{what}: {e}");
+        if matches!(e, SinkError::Superseded(_)) {
+            self.superseded = Some(e);
+        }
+        message
     }
 }
 

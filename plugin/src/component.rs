@@ -32,6 +32,7 @@ impl Guest for Component {
             account_id: settings.account_id,
             page_size: settings.page_size,
             start_minutes_back: settings.start_minutes_back,
+            start_at_ms: settings.start_at_ms,
             modules: settings.modules,
             actions: settings.actions,
             static_filter: settings.static_filter,

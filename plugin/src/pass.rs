@@ -108,10 +108,18 @@ impl Source {
         let checkpoint = match checkpoint {
             Some(bytes) => Checkpoint::load(bytes, &settings.account_id)
                 .map_err(SourceError::InvalidSettings)?,
-            None => {
-                let back_ms = u64::from(settings.start_minutes_back) * 60_000;
-                Checkpoint::fresh(&settings.account_id, now_ms.saturating_sub(back_ms))
-            }
+            None => match settings.start_at_ms {
+                Some(start) if start > now_ms => {
+                    return Err(SourceError::InvalidSettings(format!(
+                        "start-at-ms {start} is in the future (now is {now_ms})"
+                    )));
+                }
+                Some(start) => Checkpoint::fresh(&settings.account_id, start),
+                None => {
+                    let back_ms = u64::from(settings.start_minutes_back) * 60_000;
+                    Checkpoint::fresh(&settings.account_id, now_ms.saturating_sub(back_ms))
+                }
+            },
         };
         let pacer = Pacer::new(settings.max_requests_per_minute);
         Ok(Self {

@@ -33,6 +33,9 @@ pub struct Settings {
     pub page_size: u32,
     /// Start of the first window, in minutes before now, when there is no checkpoint.
     pub start_minutes_back: u32,
+    /// Start of the first window (epoch ms) when there is no checkpoint; wins over
+    /// `start_minutes_back`.
+    pub start_at_ms: Option<u64>,
     /// `modules` filter; empty means all.
     pub modules: Vec<String>,
     /// `actions` filter; empty means all.
@@ -132,6 +135,7 @@ pub(crate) fn example() -> Settings {
         account_id: "Xy3kQ9mTR0aWb1cD2eF4gH".into(),
         page_size: 50,
         start_minutes_back: 60,
+        start_at_ms: None,
         modules: vec![],
         actions: vec![],
         static_filter: None,

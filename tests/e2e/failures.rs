@@ -157,7 +157,7 @@ fn bad_checkpoints_stop_the_run_untouched_until_reset() {
     std::fs::create_dir_all(state.parent().unwrap()).unwrap();
     for (content, expected) in [
         (
-            "{\"since\": 1700000000}".to_owned(),
+            "{\"cursor\": 1700000000}".to_owned(),
             "not harness-audit state",
         ),
         (

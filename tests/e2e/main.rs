@@ -5,5 +5,6 @@
 mod chaos;
 mod collect;
 mod failures;
+mod gcs;
 mod sandbox;
 mod support;

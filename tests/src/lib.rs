@@ -3,9 +3,12 @@
 //! the demo (`mock-harness` binary) and the benchmarks.
 
 pub mod chaos;
+pub mod gcs;
 pub mod mock;
 pub mod seed;
+pub mod server;
 
+pub use gcs::{Emulator, FaultProxy, ProxyFaults, StoredObject};
 pub use mock::{
     Fault, FaultRates, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key,
 };

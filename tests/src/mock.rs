@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::seed::{AuditEvent, Rng};
+use crate::server::LoopbackServer;
 
 /// Modules the API knows (HC `ModuleType` plus APIDOCS' `PLATFORM`).
 pub const MODULES: [&str; 19] = [
@@ -190,7 +191,7 @@ impl FaultRates {
 }
 
 /// A body that fails on first read: hyper then aborts the connection.
-struct BrokenBody;
+pub(crate) struct BrokenBody;
 
 impl http_body::Body for BrokenBody {
     type Data = Bytes;
@@ -275,10 +276,8 @@ struct MockState {
 /// A running mock; stops when dropped.
 #[derive(Debug)]
 pub struct MockHarness {
-    addr: SocketAddr,
     state: Arc<Mutex<MockState>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: LoopbackServer,
 }
 
 impl std::fmt::Debug for MockState {
@@ -300,9 +299,6 @@ pub fn make_key(account: &str, token_id: &str) -> String {
 impl MockHarness {
     /// Starts a mock for `account_id` accepting `keys`.
     pub fn start(account_id: &str, keys: Vec<KeyGrant>) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(MockState {
             account_id: account_id.to_owned(),
             keys,
@@ -323,31 +319,8 @@ impl MockHarness {
             .route("/__mock/ground-truth", axum::routing::get(ground_truth))
             .fallback(not_found)
             .with_state(state.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("mock-harness-{}", addr.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("mock runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("mock listener");
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await
-                        .expect("mock server");
-                });
-            })?;
-        Ok(Self {
-            addr,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+        let server = LoopbackServer::start("mock-harness", app)?;
+        Ok(Self { state, server })
     }
 
     fn lock(&self) -> MutexGuard<'_, MockState> {
@@ -356,12 +329,12 @@ impl MockHarness {
 
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Adds events (any order), visible at once; they are kept sorted by
@@ -448,17 +421,6 @@ impl MockHarness {
     /// Chooses the `pageSize > 100` behaviour.
     pub fn set_oversize_pages(&self, mode: OversizePages) {
         self.lock().oversize = mode;
-    }
-}
-
-impl Drop for MockHarness {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

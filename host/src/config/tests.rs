@@ -58,7 +58,7 @@ fn recipe_filter_variables_are_parsed() {
 
 #[test]
 fn errors_name_the_variable_and_the_accepted_values() {
-    let cases: [(&str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str); 11] = [
         (
             "PAGE_SIZE",
             "101",
@@ -81,7 +81,14 @@ fn errors_name_the_variable_and_the_accepted_values() {
             "must use https://",
         ),
         ("HARNESS_API_BASE", "not a url", "is not a URL"),
-        ("SINK", "s3", "must be `local` or `stdout`"),
+        ("SINK", "s3", "must be `gcs`, `local` or `stdout`"),
+        (
+            "GCS_BUCKET",
+            "gs://My_Bucket/path",
+            "is not a GCS bucket name",
+        ),
+        ("GZIP", "maybe", "must be `true` or `false`"),
+        ("LEASE_SECONDS", "5", "from 30 to 86400"),
         ("STATE_KEY", "../escape", "without `.` or `..` parts"),
     ];
     for (name, value, expected) in cases {
@@ -149,10 +156,24 @@ fn key_file_is_read_and_trimmed() {
 }
 
 #[test]
-fn gcs_bucket_is_refused_until_the_gcs_sink_exists() {
+fn a_bucket_alone_selects_the_gcs_sink_as_in_the_recipe() {
     let mut pairs = minimal();
-    pairs.push(("GCS_BUCKET", "my-bucket"));
-    assert!(error_of(&pairs).contains("GCS_BUCKET: the GCS sink is not part of this release"));
+    pairs.push(("GCS_BUCKET", "gs://my-bucket/"));
+    let cfg = env(&pairs).validate().unwrap();
+    assert_eq!(cfg.output.sink, SinkKind::Gcs);
+    assert_eq!(cfg.output.gcs_bucket.as_deref(), Some("my-bucket"));
+    assert!(!cfg.output.gzip);
+    assert_eq!(cfg.output.lease_secs, 300);
+
+    pairs.push(("SINK", "local"));
+    assert_eq!(env(&pairs).validate().unwrap().output.sink, SinkKind::Local);
+
+    let mut gcs_without_bucket = minimal();
+    gcs_without_bucket.push(("SINK", "gcs"));
+    assert!(error_of(&gcs_without_bucket).contains("GCS_BUCKET is not set"));
+    let mut gzip_locally = minimal();
+    gzip_locally.push(("GZIP", "true"));
+    assert!(error_of(&gzip_locally).contains("compresses GCS objects only"));
 }
 
 #[test]

@@ -663,3 +663,30 @@ fn an_error_mid_batch_returns_to_the_last_emitted_checkpoint() {
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), all_ids(&h));
 }
+
+#[test]
+fn an_explicit_start_reads_from_that_millisecond_and_not_before() {
+    let start = NOW - 1_000_000;
+    let mut h = FakeHarness::new([start - 1, start, start + 1]);
+    let mut src = source_with(Settings {
+        start_at_ms: Some(start),
+        start_minutes_back: 1,
+        ..settings(10)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), all_ids(&h)[1..].to_vec());
+    assert_eq!(h.requests[0].1["startTime"], start);
+
+    let future = Source::new(
+        Settings {
+            start_at_ms: Some(NOW + 1),
+            ..settings(10)
+        },
+        None,
+        NOW,
+    );
+    assert!(
+        matches!(future, Err(SourceError::InvalidSettings(ref m)) if m.contains("in the future"))
+    );
+}

@@ -1,0 +1,120 @@
+//! The Cloud Run recipe's checkpoint, `{"since": ...}`, read once when this
+//! collector takes over, so the switch re-reads nothing and skips nothing.
+
+/// Epoch seconds below this are seconds; at or above, milliseconds (the
+/// boundary is in the year 5138 as seconds and 1973 as milliseconds).
+const MS_THRESHOLD: f64 = 1e11;
+
+/// The recipe's `since` as epoch milliseconds. Accepts epoch seconds or
+/// milliseconds (integer or fractional) and RFC 3339 UTC text.
+pub fn parse_since(bytes: &[u8]) -> Result<u64, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not JSON (line {}, column {})", e.line(), e.column()))?;
+    let since = value
+        .get("since")
+        .ok_or("it has no `since` field, so it is not the Cloud Run recipe's state")?;
+    if let Some(n) = since.as_f64().filter(|n| n.is_finite() && *n > 0.0) {
+        // Rounded: 1749564191.482 s is 1749564191481.9998 ms in binary floating point.
+        let ms = if n < MS_THRESHOLD { n * 1000.0 } else { n }.round();
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "positive, finite, whole and far below 2^64"
+        )]
+        return Ok(ms as u64);
+    }
+    if let Some(text) = since.as_str() {
+        return parse_rfc3339_utc(text)
+            .ok_or_else(|| format!("`since` is `{text}`, not epoch seconds or RFC 3339 UTC time"));
+    }
+    Err(format!(
+        "`since` is {since}, not epoch seconds or RFC 3339 UTC time"
+    ))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff...](Z|+00:00)` to epoch milliseconds.
+fn parse_rfc3339_utc(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let body = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = body.split_once(['T', ' '])?;
+    let mut d = date.splitn(3, '-').map(str::parse::<u32>);
+    let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(str::parse::<u32>);
+    let (h, mi, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || mi > 59
+        || s > 60
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let millis: u64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = u64::try_from(days).ok()? * 86_400 + u64::from(h * 3600 + mi * 60 + s);
+    Some(secs * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::rfc3339_ms;
+
+    #[test]
+    fn seconds_milliseconds_and_text_all_mean_the_same_instant() {
+        let ms = 1_749_564_191_482;
+        for state in [
+            r#"{"since": 1749564191.482}"#,
+            r#"{"since": 1749564191482}"#,
+            r#"{"since": "2025-06-10T14:03:11.482Z"}"#,
+            r#"{"since": "2025-06-10T14:03:11.482+00:00", "other": 1}"#,
+        ] {
+            assert_eq!(parse_since(state.as_bytes()), Ok(ms), "{state}");
+        }
+        assert_eq!(
+            parse_since(br#"{"since": 1749564191}"#),
+            Ok(1_749_564_191_000)
+        );
+    }
+
+    #[test]
+    fn text_parsing_inverts_the_formatter() {
+        for ms in [0, 951_782_400_000, 1_749_564_191_482, 4_102_444_799_999] {
+            assert_eq!(parse_rfc3339_utc(&rfc3339_ms(ms)), Some(ms));
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_the_reason() {
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"{\"format\":\"harness-audit-state/1\"}",
+                "no `since` field",
+            ),
+            (b"not json", "not JSON"),
+            (br#"{"since": "yesterday"}"#, "`since` is `yesterday`"),
+            (br#"{"since": "2025-06-10T14:03:11+02:00"}"#, "RFC 3339 UTC"),
+            (br#"{"since": -5}"#, "`since` is -5"),
+        ];
+        for (bytes, expected) in cases {
+            let err = parse_since(bytes).unwrap_err();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
+}
