@@ -10,7 +10,9 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
-use super::{BatchMeta, CheckpointStore, Sink, SinkError, Written, object_name, rfc3339_ms};
+use super::{
+    BatchMeta, CheckpointStore, Sink, SinkError, Written, now_ms, object_name, rfc3339_ms,
+};
 use crate::gcs::{GcsClient, GcsError, Upload};
 
 /// `content-type` of data objects, as SIEM feeds expect.
@@ -69,7 +71,8 @@ impl GcsSink {
             .expect("no panic while holding the lock") = generation;
     }
 
-    /// Whether the object was written by `expected` metadata (same content and, when given, same writer).
+    /// The generation of `object` if it holds content with this SHA-256 (and,
+    /// when given, was written by `writer`); `None` otherwise.
     async fn written_by(
         &self,
         object: &str,
@@ -229,10 +232,7 @@ impl CheckpointStore for GcsSink {
         let Some((bytes, generation)) = self.client.read(&self.state_key).await? else {
             return Ok(None);
         };
-        let secs = std::time::SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let aside = format!("{}.reset-{secs}", self.state_key);
+        let aside = format!("{}.reset-{}", self.state_key, now_ms() / 1000);
         let metadata = BTreeMap::new();
         let upload = Upload::json(&bytes, &metadata);
         self.client.insert(&aside, upload, 0).await?;
