@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness_audit::gcs::{Credentials, GcsClient, RetryPolicy};
+use harness_audit::lease::{Lease, LeaseError};
 use harness_audit::sink::{CheckpointStore, GcsSink, SinkError};
 use harness_tests::{Emulator, FaultProxy, ProxyFaults, SeedSpec};
 
@@ -419,5 +420,63 @@ fn the_checkpoint_is_replaced_only_by_compare_and_swap() {
             Err(SinkError::Superseded(_))
         ));
         assert_eq!(ours.load().await.unwrap().unwrap(), b"{\"v\":3}");
+    });
+}
+
+/// A kept lease is renewed past its lifetime and blocks others until
+/// released; one nobody renews expires and can be taken.
+#[test]
+fn the_lease_is_renewed_while_held_and_expires_when_abandoned() {
+    let gcs = Emulator::from_env();
+    let bucket = gcs.fresh_bucket("lease");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let credentials = Credentials::resolve(|name| {
+            (name == "STORAGE_EMULATOR_HOST").then(|| gcs.base_url().to_owned())
+        })
+        .await
+        .unwrap();
+        let retry = RetryPolicy {
+            max_retries: 2,
+            base: Duration::from_millis(1),
+            timeout: Duration::from_secs(10),
+        };
+        let client = Arc::new(GcsClient::new(&bucket, credentials, retry));
+        let ttl = Duration::from_millis(900);
+        let object = "state/checkpoint.json.lease";
+
+        let held = Lease::acquire(client.clone(), object, "first", ttl)
+            .await
+            .unwrap()
+            .keep();
+        tokio::time::sleep(ttl * 2).await;
+        let refused = Lease::acquire(client.clone(), object, "second", ttl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, LeaseError::Held { ref holder, .. } if holder == "first"),
+            "renewed beyond its first lifetime: {refused}"
+        );
+        assert!(
+            refused
+                .to_string()
+                .contains("another instance (first) holds the lease")
+        );
+        held.release().await;
+        assert!(client.read(object).await.unwrap().is_none(), "released");
+
+        let abandoned = Lease::acquire(client.clone(), object, "third", ttl)
+            .await
+            .unwrap();
+        assert!(
+            Lease::acquire(client.clone(), object, "fourth", ttl)
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        Lease::acquire(client.clone(), object, "fourth", ttl)
+            .await
+            .expect("an expired lease can be taken");
+        drop(abandoned);
     });
 }
