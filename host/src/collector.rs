@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config as EngineConfig, Engine, Store};
+use wasmtime::{Config as EngineConfig, Engine, Store, Trap};
 
 use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
 use crate::config::Config;
 use crate::error::RunError;
+use crate::limits::{EpochTicker, deadline_ticks};
 use crate::policy::EgressPolicy;
 use crate::sink::{CheckpointStore, Sink, now_ms, rfc3339_ms};
 use crate::state::{HostState, Pipeline, PipelineStats};
@@ -19,8 +20,6 @@ pub const PAGES_PER_POLL: u32 = 20;
 /// Upper bound on `poll` calls in one pass, so a misbehaving API cannot keep a run alive forever
 /// (at 100 events a page, this is 200 million events).
 pub const MAX_POLLS_PER_PASS: u32 = 100_000;
-/// Linear memory a component instance may use.
-pub const MAX_MEMORY_BYTES: usize = 256 * 1024 * 1024;
 
 /// What a successful pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,6 +74,7 @@ impl PassSummary {
 pub struct Collector {
     engine: Engine,
     pre: AuditSourcePre<HostState>,
+    _ticker: EpochTicker,
 }
 
 impl std::fmt::Debug for Collector {
@@ -90,7 +90,10 @@ impl Collector {
         crate::gcs::install_crypto_provider();
         let mut config = EngineConfig::new();
         config.wasm_component_model(true);
+        // Stops a component that never returns: each call gets a deadline.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
+        let ticker = EpochTicker::start(&engine)?;
         let component = Component::new(&engine, component)?;
         let mut linker = Linker::<HostState>::new(&engine);
         // A std-Rust component imports wasi:cli and friends even when unused;
@@ -100,7 +103,11 @@ impl Collector {
         audit::types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         audit::emit::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         let pre = AuditSourcePre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Self { engine, pre })
+        Ok(Self {
+            engine,
+            pre,
+            _ticker: ticker,
+        })
     }
 
     /// One pass: resume from the stored checkpoint, poll until caught up,
@@ -122,13 +129,38 @@ impl Collector {
         .map_err(|e| RunError::Component(e.to_string()))?;
         let pipeline = Pipeline::open(sink, checkpoints).await?;
         let loaded = pipeline.committed.clone().map(String::into_bytes);
+        let limits = config.limits;
+        let max_memory_bytes =
+            usize::try_from(limits.max_memory_mib).expect("u32 fits in usize") << 20;
         let mut store = Store::new(
             &self.engine,
-            HostState::new(policy, pipeline, MAX_MEMORY_BYTES),
+            HostState::new(
+                policy,
+                pipeline,
+                max_memory_bytes,
+                config.output.batch_max_events,
+            ),
         );
         store.limiter(|s| &mut s.limits);
+        // Waits on host HTTP count too, so the deadline is re-armed before every call.
+        let deadline = deadline_ticks(limits.poll_timeout_secs);
+        store.set_epoch_deadline(deadline);
+        store.epoch_deadline_trap();
 
         let trapped = |store: &Store<HostState>, e: wasmtime::Error| {
+            if let Some(desired) = store.data().limits.memory_refused {
+                return RunError::LimitExceeded(format!(
+                    "the component asked for {} MiB of memory, over MAX_MEMORY_MIB ({} MiB), and was stopped",
+                    desired.div_ceil(1 << 20),
+                    limits.max_memory_mib
+                ));
+            }
+            if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                return RunError::LimitExceeded(format!(
+                    "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
+                    limits.poll_timeout_secs
+                ));
+            }
             let stderr = store.data().guest_stderr();
             let detail = if stderr.is_empty() {
                 String::new()
@@ -156,6 +188,7 @@ impl Collector {
         }
         if let Some(takeover) = takeover {
             // Recorded before any read, so the takeover happens once even if this pass fails.
+            store.set_epoch_deadline(deadline);
             let checkpoint = match source.call_checkpoint(&mut store).await {
                 Ok(c) => c,
                 Err(e) => return Err(trapped(&store, e)),
@@ -181,6 +214,7 @@ impl Collector {
         let mut summary = PassSummary::default();
         let mut caught_up = false;
         for _ in 0..MAX_POLLS_PER_PASS {
+            store.set_epoch_deadline(deadline);
             let report = match source
                 .call_poll(
                     &mut store,
@@ -230,6 +264,7 @@ impl Collector {
                 "not caught up after {MAX_POLLS_PER_PASS} polls; progress so far is committed, run again"
             )));
         }
+        store.set_epoch_deadline(deadline);
         let checkpoint = match source.call_checkpoint(&mut store).await {
             Ok(c) => c,
             Err(e) => return Err(trapped(&store, e)),

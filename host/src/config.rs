@@ -40,6 +40,12 @@ pub const DEFAULT_OUTPUT_DIR: &str = "./harness-audit-data";
 pub const DEFAULT_BATCH_MAX_EVENTS: u32 = 1000;
 /// Default cap on each HTTP timeout (connect, first byte, between bytes), in seconds.
 pub const DEFAULT_HTTP_TIMEOUT_SECS: u32 = 60;
+/// Default linear-memory ceiling of the component, in MiB.
+pub const DEFAULT_MAX_MEMORY_MIB: u32 = 256;
+/// Default limit on one call into the component, in seconds. A poll reads up
+/// to 20 pages, each of which may wait out timeouts and retries, so this is a
+/// backstop against a component that never returns, not a pace setter.
+pub const DEFAULT_POLL_TIMEOUT_SECS: u32 = 3600;
 /// Default lifetime of the GCS lease, in seconds; a live holder renews it every third of that.
 pub const DEFAULT_LEASE_SECS: u32 = 300;
 
@@ -54,6 +60,17 @@ pub struct Config {
     pub filters: FilterConfig,
     /// Where events and the checkpoint go.
     pub output: OutputConfig,
+    /// What the component may use.
+    pub limits: LimitsConfig,
+}
+
+/// Resource limits of the component's sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Linear-memory ceiling, in MiB.
+    pub max_memory_mib: u32,
+    /// Wall-clock limit on each call into the component (including its waits on HTTP), in seconds.
+    pub poll_timeout_secs: u32,
 }
 
 /// Connection to the Harness API.
@@ -258,10 +275,14 @@ pub struct RawConfig {
     pub gzip: Option<Sourced<String>>,
     /// `LEASE_SECONDS`.
     pub lease_secs: Option<Sourced<String>>,
+    /// `MAX_MEMORY_MIB`.
+    pub max_memory_mib: Option<Sourced<String>>,
+    /// `POLL_TIMEOUT_SECS`.
+    pub poll_timeout_secs: Option<Sourced<String>>,
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 25] = [
+pub const SETTINGS: [(&str, &str, &str); 27] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -303,6 +324,12 @@ pub const SETTINGS: [(&str, &str, &str); 25] = [
     ("batch_max_events", "BATCH_MAX_EVENTS", "--batch-max-events"),
     ("gzip", "GZIP", "--gzip"),
     ("lease_secs", "LEASE_SECONDS", "--lease-secs"),
+    ("max_memory_mib", "MAX_MEMORY_MIB", "--max-memory-mib"),
+    (
+        "poll_timeout_secs",
+        "POLL_TIMEOUT_SECS",
+        "--poll-timeout-secs",
+    ),
 ];
 
 impl RawConfig {
@@ -380,6 +407,8 @@ impl RawConfig {
             "batch_max_events" => &mut self.batch_max_events,
             "gzip" => &mut self.gzip,
             "lease_secs" => &mut self.lease_secs,
+            "max_memory_mib" => &mut self.max_memory_mib,
+            "poll_timeout_secs" => &mut self.poll_timeout_secs,
             other => unreachable!("SETTINGS names an unknown field {other}"),
         };
         *slot = Some(Sourced { value, origin });
@@ -412,10 +441,11 @@ impl RawConfig {
         // Parsed again from text so errors keep their line and column.
         let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut raw = Self::default();
-        let sections: [(&str, BTreeMap<&str, Option<TomlValue>>); 3] = [
+        let sections: [(&str, BTreeMap<&str, Option<TomlValue>>); 4] = [
             ("harness", file.harness.into_map()),
             ("filters", file.filters.into_map()),
             ("output", file.output.into_map()),
+            ("limits", file.limits.into_map()),
         ];
         for (section, map) in sections {
             for (key, value) in map {
@@ -474,6 +504,8 @@ impl RawConfig {
             batch_max_events: self.batch_max_events.or(lower.batch_max_events),
             gzip: self.gzip.or(lower.gzip),
             lease_secs: self.lease_secs.or(lower.lease_secs),
+            max_memory_mib: self.max_memory_mib.or(lower.max_memory_mib),
+            poll_timeout_secs: self.poll_timeout_secs.or(lower.poll_timeout_secs),
         }
     }
 
@@ -579,6 +611,18 @@ impl RawConfig {
         }
         let prefix = relative_key(self.prefix, DEFAULT_PREFIX)?;
         let state_key = relative_key(self.state_key, DEFAULT_STATE_KEY)?;
+        // A batch holds whole pages, so it could not stay under a limit below one page.
+        let batch_origin = self.batch_max_events.as_ref().map(|s| s.origin.clone());
+        let batch_max_events = number(self.batch_max_events, DEFAULT_BATCH_MAX_EVENTS, 1..=20_000)?;
+        if batch_max_events < harness.page_size {
+            return Err(ConfigError::Invalid {
+                origin: batch_origin.unwrap_or(Origin::Env("BATCH_MAX_EVENTS")),
+                message: format!(
+                    "{batch_max_events} is below PAGE_SIZE ({}): a batch holds whole pages; raise it or lower PAGE_SIZE",
+                    harness.page_size
+                ),
+            });
+        }
         let output_dir = PathBuf::from(
             self.output_dir
                 .map_or_else(|| DEFAULT_OUTPUT_DIR.to_owned(), |d| d.value),
@@ -591,14 +635,18 @@ impl RawConfig {
                 output_dir,
                 prefix,
                 state_key,
-                batch_max_events: number(
-                    self.batch_max_events,
-                    DEFAULT_BATCH_MAX_EVENTS,
-                    1..=20_000,
-                )?,
+                batch_max_events,
                 gcs_bucket,
                 gzip,
                 lease_secs: number(self.lease_secs, DEFAULT_LEASE_SECS, 30..=86_400)?,
+            },
+            limits: LimitsConfig {
+                max_memory_mib: number(self.max_memory_mib, DEFAULT_MAX_MEMORY_MIB, 16..=4096)?,
+                poll_timeout_secs: number(
+                    self.poll_timeout_secs,
+                    DEFAULT_POLL_TIMEOUT_SECS,
+                    1..=86_400,
+                )?,
             },
         })
     }
@@ -620,6 +668,25 @@ struct FileConfig {
     filters: FiltersSection,
     #[serde(default)]
     output: OutputSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+/// `[limits]` table.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_memory_mib: Option<u32>,
+    poll_timeout_secs: Option<u32>,
+}
+
+impl LimitsSection {
+    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
+        BTreeMap::from([
+            ("max_memory_mib", scalar(self.max_memory_mib)),
+            ("poll_timeout_secs", scalar(self.poll_timeout_secs)),
+        ])
+    }
 }
 
 /// `[harness]` table.

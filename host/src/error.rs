@@ -71,6 +71,9 @@ pub enum RunError {
     /// The component trapped or broke the contract.
     #[error("the source component failed: {0}")]
     Component(String),
+    /// The component hit a sandbox limit.
+    #[error("the source component hit a limit: {0}")]
+    LimitExceeded(String),
 }
 
 impl RunError {
@@ -85,7 +88,7 @@ impl RunError {
             Self::RateLimited(_) | Self::Unavailable(_) => EXIT_UNAVAILABLE,
             Self::Storage(_) => EXIT_STORAGE,
             Self::AnotherInstance(_) => EXIT_ANOTHER_INSTANCE,
-            Self::Component(_) => EXIT_COMPONENT,
+            Self::Component(_) | Self::LimitExceeded(_) => EXIT_COMPONENT,
         }
     }
 

@@ -26,6 +26,7 @@ pub mod error;
 pub mod gcs;
 pub mod journal;
 pub mod lease;
+pub mod limits;
 pub mod policy;
 pub mod recipe;
 pub mod sink;

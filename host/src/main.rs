@@ -127,6 +127,12 @@ struct RunArgs {
     /// Lifetime of the GCS lease in seconds, 30-86400 [env: LEASE_SECONDS] [default: 300].
     #[arg(long)]
     lease_secs: Option<String>,
+    /// Memory ceiling of the component in MiB, 16-4096 [env: MAX_MEMORY_MIB] [default: 256].
+    #[arg(long)]
+    max_memory_mib: Option<String>,
+    /// Limit on each call into the component in seconds, 1-86400 [env: POLL_TIMEOUT_SECS] [default: 3600].
+    #[arg(long)]
+    poll_timeout_secs: Option<String>,
 }
 
 impl RunArgs {
@@ -159,6 +165,8 @@ impl RunArgs {
             ("--batch-max-events", self.batch_max_events.clone()),
             ("--gzip", self.gzip.clone()),
             ("--lease-secs", self.lease_secs.clone()),
+            ("--max-memory-mib", self.max_memory_mib.clone()),
+            ("--poll-timeout-secs", self.poll_timeout_secs.clone()),
         ])
     }
 

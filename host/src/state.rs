@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -13,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::bindings::harness::audit::{emit, types};
 use crate::bindings::{Batch, EmitError};
 use crate::journal::{FORMAT, Pending, StateFile};
+use crate::limits::SandboxLimits;
 use crate::policy::EgressPolicy;
 use crate::recipe;
 use crate::sink::{BatchMeta, CheckpointStore, Sink, SinkError, Written, rfc3339_ms};
@@ -241,7 +241,9 @@ pub struct HostState {
     table: ResourceTable,
     policy: EgressPolicy,
     /// Memory and instance limits.
-    pub limits: StoreLimits,
+    pub limits: SandboxLimits,
+    /// Events a batch may hold at most.
+    max_batch_events: u32,
     /// Receives emitted batches.
     pub pipeline: Pipeline,
     stderr: MemoryOutputPipe,
@@ -249,7 +251,12 @@ pub struct HostState {
 
 impl HostState {
     /// A sandbox that grants no environment, arguments, files or sockets.
-    pub fn new(policy: EgressPolicy, pipeline: Pipeline, max_memory_bytes: usize) -> Self {
+    pub fn new(
+        policy: EgressPolicy,
+        pipeline: Pipeline,
+        max_memory_bytes: usize,
+        max_batch_events: u32,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(GUEST_STDERR_BYTES);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -262,10 +269,8 @@ impl HostState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             policy,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(max_memory_bytes)
-                .instances(16)
-                .build(),
+            limits: SandboxLimits::new(max_memory_bytes),
+            max_batch_events,
             pipeline,
             stderr,
         }
@@ -302,7 +307,7 @@ impl types::Host for HostState {}
 
 impl emit::Host for HostState {
     async fn emit(&mut self, batch: Batch) -> Result<(), EmitError> {
-        check_batch(&batch).map_err(EmitError::Rejected)?;
+        check_batch(&batch, self.max_batch_events).map_err(EmitError::Rejected)?;
         let meta = BatchMeta {
             event_count: batch.event_count,
             first_event_ms: batch.first_event_ms,
@@ -345,7 +350,13 @@ impl emit::Host for HostState {
 
 /// The contract a batch must meet before it reaches storage: what lands in a
 /// SIEM bucket is exactly `event_count` JSON objects, one per line.
-fn check_batch(batch: &Batch) -> Result<(), String> {
+fn check_batch(batch: &Batch, max_events: u32) -> Result<(), String> {
+    if batch.event_count > max_events {
+        return Err(format!(
+            "batch of {} events exceeds BATCH_MAX_EVENTS ({max_events})",
+            batch.event_count
+        ));
+    }
     if batch.lines.len() > MAX_BATCH_BYTES {
         return Err(format!(
             "batch of {} bytes exceeds the {MAX_BATCH_BYTES}-byte limit",
@@ -406,7 +417,7 @@ mod tests {
 
     #[test]
     fn accepts_well_formed_batches() {
-        check_batch(&batch("{\"a\":1}\n{\"b\":\"x\\ny\"}\n", 2)).unwrap();
+        check_batch(&batch("{\"a\":1}\n{\"b\":\"x\\ny\"}\n", 2), 2).unwrap();
     }
 
     #[test]
@@ -417,6 +428,10 @@ mod tests {
                 "event-count is 2 but the batch holds 1 lines",
             ),
             (batch("{\"a\":1}", 1), "must end with a newline"),
+            (
+                batch(&"{}\n".repeat(6), 6),
+                "batch of 6 events exceeds BATCH_MAX_EVENTS (5)",
+            ),
             (batch("", 0), "at least one event"),
             (batch("{\"a\":1}\n[1]\n", 2), "line 2 is not a JSON object"),
             (batch("{\"a\":\n", 1), "line 1 is not a JSON object"),
@@ -436,7 +451,7 @@ mod tests {
             ),
         ];
         for (b, expected) in cases {
-            let err = check_batch(&b).unwrap_err();
+            let err = check_batch(&b, 5).unwrap_err();
             assert!(err.contains(expected), "{err} / {expected}");
         }
     }

@@ -216,6 +216,13 @@ impl Source {
                 .filter(|(_, f)| **f)
                 .map(|(e, _)| e)
                 .collect();
+            // A batch holds whole pages (its checkpoint marks a page end), so the
+            // batch this page would push past the limit is emitted before it.
+            if !pending.is_empty()
+                && pending.len() + fresh.len() > self.settings.batch_max_events as usize
+            {
+                self.emit(&mut pending, window, pipeline, &mut report)?;
+            }
             report.duplicates_dropped += (page.events.len() - fresh.len()) as u64;
             self.checkpoint.advance(&page.events, &fresh, overlap_ms);
             self.checkpoint.chain = match (more, page.next_token) {

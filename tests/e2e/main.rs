@@ -6,5 +6,6 @@ mod chaos;
 mod collect;
 mod failures;
 mod gcs;
+mod limits;
 mod sandbox;
 mod support;

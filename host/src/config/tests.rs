@@ -58,7 +58,7 @@ fn recipe_filter_variables_are_parsed() {
 
 #[test]
 fn errors_name_the_variable_and_the_accepted_values() {
-    let cases: [(&str, &str, &str); 11] = [
+    let cases: [(&str, &str, &str); 12] = [
         (
             "PAGE_SIZE",
             "101",
@@ -89,6 +89,11 @@ fn errors_name_the_variable_and_the_accepted_values() {
         ),
         ("GZIP", "maybe", "must be `true` or `false`"),
         ("LEASE_SECONDS", "5", "from 30 to 86400"),
+        (
+            "BATCH_MAX_EVENTS",
+            "49",
+            "49 is below PAGE_SIZE (50): a batch holds whole pages",
+        ),
         ("STATE_KEY", "../escape", "without `.` or `..` parts"),
     ];
     for (name, value, expected) in cases {
