@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config as EngineConfig, Engine, Store, Trap};
 
@@ -38,6 +40,8 @@ pub struct PassSummary {
     pub watermark_ms: Option<u64>,
     /// The window read (epoch ms, inclusive); none when nothing new had settled.
     pub window: Option<(u64, u64)>,
+    /// The pass was asked to stop (shutdown) before it caught up.
+    pub stopped_early: bool,
 }
 
 impl PassSummary {
@@ -57,9 +61,14 @@ impl PassSummary {
                 )
             },
         );
+        let stopped = if self.stopped_early {
+            " (stopped early for shutdown; the next pass continues)"
+        } else {
+            ""
+        };
         format!(
             "collected {} events in {} pages into {} new objects at {data} (read {}, {} duplicates dropped, {} retries); \
-             window {window}; checkpoint {checkpoint}; newest event {newest}",
+             window {window}; checkpoint {checkpoint}; newest event {newest}{stopped}",
             self.stored.events,
             self.pages,
             self.stored.objects,
@@ -117,6 +126,7 @@ impl Collector {
         config: &Config,
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
+        stop: Option<watch::Receiver<bool>>,
     ) -> Result<PassSummary, RunError> {
         let harness = &config.harness;
         let state_location = checkpoints.checkpoint_location();
@@ -214,6 +224,12 @@ impl Collector {
         let mut summary = PassSummary::default();
         let mut caught_up = false;
         for _ in 0..MAX_POLLS_PER_PASS {
+            if stop.as_ref().is_some_and(|s| *s.borrow()) {
+                // Every emitted batch is committed; what was read since is read again next time.
+                summary.stopped_early = true;
+                summary.stored = store.data().pipeline.stats.clone();
+                return Ok(summary);
+            }
             store.set_epoch_deadline(deadline);
             let report = match source
                 .call_poll(

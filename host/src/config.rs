@@ -52,7 +52,7 @@ pub const DEFAULT_LEASE_SECS: u32 = 300;
 const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
 
 /// The whole validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where and how to call Harness.
     pub harness: HarnessConfig,
@@ -74,7 +74,7 @@ pub struct LimitsConfig {
 }
 
 /// Connection to the Harness API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HarnessConfig {
     /// API base URL (`https://app.harness.io`, a vanity host, or `.../gateway`).
     pub api_base: Url,
@@ -364,7 +364,7 @@ impl RawConfig {
         raw
     }
 
-    fn set(&mut self, field: &str, value: String, origin: Origin) {
+    pub(crate) fn set(&mut self, field: &str, value: String, origin: Origin) {
         let list = |v: &str| {
             v.split(',')
                 .map(|s| s.trim().to_owned())

@@ -92,6 +92,25 @@ impl RunError {
         }
     }
 
+    /// A short, stable name of the cause, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::CorruptState(_) => "corrupt_state",
+            Self::Credentials(_) => "credentials",
+            Self::InvalidSettings(..) => "invalid_settings",
+            Self::Unauthorized(..) => "unauthorized",
+            Self::Forbidden(..) => "forbidden",
+            Self::BadRequest(_) => "bad_request",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Storage(_) => "storage",
+            Self::AnotherInstance(_) => "another_instance",
+            Self::Component(_) => "component",
+            Self::LimitExceeded(_) => "limit",
+        }
+    }
+
     /// Maps a component error; `account` and `state` name what to fix.
     pub fn from_source(err: SourceError, account: &str, state: &str) -> Self {
         match err {

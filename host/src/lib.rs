@@ -12,7 +12,7 @@
 //! let config = RawConfig::from_env().validate()?;
 //! let collector = Collector::new(EMBEDDED_COMPONENT)?;
 //! let store = Arc::new(LocalDirSink::new("./data", &config.output.prefix, &config.output.state_key));
-//! let summary = collector.run_pass(&config, store.clone(), store).await?;
+//! let summary = collector.run_pass(&config, store.clone(), store, None).await?;
 //! println!("{} events", summary.stored.events);
 //! # Ok(()) }
 //! ```
@@ -27,10 +27,14 @@ pub mod gcs;
 pub mod journal;
 pub mod lease;
 pub mod limits;
+pub mod metrics;
 pub mod policy;
 pub mod recipe;
+pub mod runner;
+pub mod serve;
 pub mod sink;
 pub mod state;
+pub mod tenants;
 
 /// The source component built from `plugin/` by the build script.
 pub const EMBEDDED_COMPONENT: &[u8] =

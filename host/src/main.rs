@@ -1,20 +1,19 @@
 //! `harness-audit`: collects the Harness audit trail into a local directory or
 //! stdout through the sandboxed source component.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::EMBEDDED_COMPONENT;
-use harness_audit::collector::{Collector, PassSummary};
+use harness_audit::collector::Collector;
 use harness_audit::config::{Config, RawConfig, SinkKind};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
-use harness_audit::gcs::{GcsClient, RetryPolicy};
-use harness_audit::lease::{self, Lease};
-use harness_audit::sink::{self, CheckpointStore, GcsSink, LocalDirSink, Sink, StdoutSink};
+use harness_audit::runner;
+use harness_audit::serve::{self, ServeOptions};
 
 /// Collects the Harness audit trail (who did what, when, where) for a SIEM.
 ///
@@ -37,7 +36,43 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one collection pass until caught up, then exit.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Collect many tenants on schedules until SIGTERM (SIGHUP reloads the tenant file).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Tenant file: a [defaults] table and [[tenant]] entries (see examples/tenants.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Passes running at once, across tenants.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent: u16,
+    /// Serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// /healthz fails for a tenant without a successful pass in this many of its intervals.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    health_intervals: u32,
+    /// Serve only shard I of N (tenants by a stable hash of their id), e.g. 0/3.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
+    /// Seconds to wait at shutdown for running passes to reach a batch boundary.
+    #[arg(long, default_value_t = 120)]
+    shutdown_grace_secs: u64,
+}
+
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((index, count)) if count > 0 && index < count => Ok((index, count)),
+        _ => Err(format!(
+            "`{text}` is not a shard: use I/N with 0 <= I < N, e.g. 0/3"
+        )),
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -185,7 +220,10 @@ impl RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let Command::Run(args) = &cli.command;
+    let args = match &cli.command {
+        Command::Run(args) => args,
+        Command::Serve(args) => return serve(args, cli.component),
+    };
     let config = match args.config() {
         Ok(c) => c,
         Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
@@ -209,8 +247,14 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
     };
-    match runtime.block_on(run(&config, args.reset_checkpoint, &collector)) {
-        Ok(line) => {
+    match runtime.block_on(runner::run_once(
+        &config,
+        args.reset_checkpoint,
+        &collector,
+        None,
+    )) {
+        Ok(outcome) => {
+            let line = outcome.line();
             if config.output.sink == SinkKind::Stdout {
                 eprintln!("{line}");
             } else {
@@ -222,103 +266,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// One pass against the configured storage; returns the summary line.
-async fn run(config: &Config, reset: bool, collector: &Collector) -> Result<String, RunError> {
-    let output = &config.output;
-    let (sink, store, lease): (Arc<dyn Sink>, Arc<dyn CheckpointStore>, _) = match output.sink {
-        SinkKind::Local | SinkKind::Stdout => {
-            let store = Arc::new(LocalDirSink::new(
-                &output.output_dir,
-                &output.prefix,
-                &output.state_key,
-            ));
-            let sink: Arc<dyn Sink> = if output.sink == SinkKind::Stdout {
-                Arc::new(StdoutSink)
-            } else {
-                store.clone()
-            };
-            (sink, store, None)
-        }
-        SinkKind::Gcs => {
-            let bucket = output
-                .gcs_bucket
-                .as_deref()
-                .expect("validation requires a bucket for the gcs sink");
-            let h = &config.harness;
-            let retry = RetryPolicy {
-                max_retries: h.max_retries,
-                base: Duration::from_millis(u64::from(h.retry_base_ms)),
-                timeout: Duration::from_secs(u64::from(h.http_timeout_secs)),
-            };
-            let client = Arc::new(
-                GcsClient::connect(bucket, retry)
-                    .await
-                    .map_err(|e| RunError::Credentials(e.to_string()))?,
-            );
-            tracing::info!(stage = "gcs", credentials = %client.credentials().source(), "resolved storage credentials");
-            let holder = lease::holder_id();
-            let sink = Arc::new(GcsSink::new(
-                client.clone(),
-                &output.prefix,
-                &output.state_key,
-                output.gzip,
-                &holder,
-            ));
-            let lease = Lease::acquire(
-                client,
-                &format!("{}.lease", output.state_key),
-                &holder,
-                Duration::from_secs(u64::from(output.lease_secs)),
-            )
-            .await?;
-            (sink.clone(), sink, Some(lease.keep()))
-        }
+fn serve(args: &ServeArgs, component: Option<PathBuf>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
     };
-    tracing::info!(
-        account = %config.harness.account_id,
-        api_base = %config.harness.api_base,
-        sink = %sink.location(),
-        checkpoint = %store.checkpoint_location(),
-        "starting collection pass"
-    );
-    let result = pass(config, reset, collector, sink.clone(), store.clone()).await;
-    if let Some(lease) = lease {
-        lease.release().await;
+    let options = ServeOptions {
+        tenants_file: args.config.clone(),
+        max_concurrent: usize::from(args.max_concurrent),
+        metrics_addr: args.metrics_addr,
+        health_intervals: args.health_intervals,
+        shard: args.shard,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        default_component: component,
+    };
+    match runtime.block_on(serve::serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), e.exit_code()),
     }
-    let summary = result?;
-    Ok(summary.line(
-        &sink.location(),
-        &store.checkpoint_location(),
-        sink::now_ms(),
-    ))
-}
-
-async fn pass(
-    config: &Config,
-    reset: bool,
-    collector: &Collector,
-    sink: Arc<dyn Sink>,
-    store: Arc<dyn CheckpointStore>,
-) -> Result<PassSummary, RunError> {
-    if reset {
-        match store.set_aside().await {
-            Ok(Some(aside)) => eprintln!(
-                "harness-audit: checkpoint moved to {aside}; this run starts over {} minutes ago \
-                 (START_MINUTES_BACK) and writes again any event already written since then",
-                config.harness.start_minutes_back
-            ),
-            Ok(None) => eprintln!("harness-audit: there was no checkpoint to reset"),
-            Err(e) => {
-                return Err(match RunError::from(e) {
-                    RunError::Storage(m) => {
-                        RunError::Storage(format!("resetting the checkpoint: {m}"))
-                    }
-                    other => other,
-                });
-            }
-        }
-    }
-    collector.run_pass(config, sink, store).await
 }
 
 fn load_collector(path: Option<&std::path::Path>) -> anyhow::Result<Collector> {
@@ -345,8 +313,10 @@ fn fail(message: &str, code: u8) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a terminal: in files and log shippers they break searches.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -8,4 +8,5 @@ mod failures;
 mod gcs;
 mod limits;
 mod sandbox;
+mod serve;
 mod support;

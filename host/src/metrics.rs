@@ -1,0 +1,337 @@
+//! Per-tenant and process figures for `serve`, as Prometheus text, and the
+//! health verdict behind `/healthz`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::collector::PassSummary;
+use crate::error::RunError;
+use crate::sink::now_ms;
+
+/// What is known about one tenant.
+#[derive(Debug, Clone, Default)]
+struct TenantStats {
+    interval: Duration,
+    passes: u64,
+    events: u64,
+    objects: u64,
+    pages: u64,
+    retries: u64,
+    errors: BTreeMap<&'static str, u64>,
+    newest_event_ms: Option<u64>,
+    last_success_ms: Option<u64>,
+    last_error: Option<String>,
+    consecutive_failures: u32,
+    backoff: Duration,
+    running: bool,
+}
+
+/// Figures of every tenant served.
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    started_ms: u64,
+    tenants: Mutex<BTreeMap<String, TenantStats>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            started_ms: now_ms(),
+            tenants: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// `/healthz`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Every tenant succeeded within its allowance.
+    pub healthy: bool,
+    /// One line per tenant.
+    pub report: String,
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    fn with(&self, id: &str, f: impl FnOnce(&mut TenantStats)) {
+        let mut tenants = self
+            .tenants
+            .lock()
+            .expect("no panic while holding the lock");
+        f(tenants.entry(id.to_owned()).or_default());
+    }
+
+    /// Starts tracking `id`, or updates its interval.
+    pub fn register(&self, id: &str, interval: Duration) {
+        self.with(id, |t| t.interval = interval);
+    }
+
+    /// Stops tracking `id` (removed from the tenant file).
+    pub fn remove(&self, id: &str) {
+        self.tenants
+            .lock()
+            .expect("no panic while holding the lock")
+            .remove(id);
+    }
+
+    /// A pass of `id` began.
+    pub fn pass_started(&self, id: &str) {
+        self.with(id, |t| t.running = true);
+    }
+
+    /// A pass of `id` succeeded.
+    pub fn pass_succeeded(&self, id: &str, summary: &PassSummary) {
+        self.with(id, |t| {
+            t.running = false;
+            t.passes += 1;
+            t.events += summary.stored.events;
+            t.objects += summary.stored.objects;
+            t.pages += summary.pages;
+            t.retries += summary.retries;
+            t.newest_event_ms = summary.watermark_ms.or(t.newest_event_ms);
+            t.last_success_ms = Some(now_ms());
+            t.consecutive_failures = 0;
+            t.backoff = Duration::ZERO;
+        });
+    }
+
+    /// A pass of `id` failed; the next one waits `backoff`.
+    pub fn pass_failed(&self, id: &str, error: &RunError, backoff: Duration) {
+        self.with(id, |t| {
+            t.running = false;
+            t.passes += 1;
+            *t.errors.entry(error.kind()).or_default() += 1;
+            t.last_error = Some(error.kind().to_owned());
+            t.consecutive_failures += 1;
+            t.backoff = backoff;
+        });
+    }
+
+    /// Whether every tenant succeeded within `intervals` of its interval. A
+    /// tenant that has not succeeded yet is measured from the process start.
+    pub fn health(&self, intervals: u32) -> Health {
+        let now = now_ms();
+        let tenants = self
+            .tenants
+            .lock()
+            .expect("no panic while holding the lock");
+        let mut healthy = true;
+        let mut report = String::new();
+        for (id, t) in tenants.iter() {
+            let allowance = u64::try_from((t.interval * intervals).as_millis()).unwrap_or(u64::MAX);
+            let since = t.last_success_ms.unwrap_or(self.started_ms);
+            let ok =
+                now.saturating_sub(since) <= allowance && t.consecutive_failures < intervals.max(1);
+            healthy &= ok;
+            let _ = writeln!(
+                report,
+                "{id}: {} (last success {}, consecutive failures {}{})",
+                if ok { "ok" } else { "failing" },
+                t.last_success_ms
+                    .map_or_else(|| "never".to_owned(), crate::sink::rfc3339_ms),
+                t.consecutive_failures,
+                t.last_error
+                    .as_ref()
+                    .filter(|_| t.consecutive_failures > 0)
+                    .map_or_else(String::new, |e| format!(", last error {e}"))
+            );
+        }
+        Health { healthy, report }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let now = now_ms();
+        let tenants = self
+            .tenants
+            .lock()
+            .expect("no panic while holding the lock");
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+        let per = |f: &dyn Fn(&TenantStats) -> Option<String>| -> Vec<(String, String)> {
+            tenants
+                .iter()
+                .filter_map(|(id, t)| f(t).map(|v| (format!("tenant=\"{}\"", label(id)), v)))
+                .collect()
+        };
+        family(
+            "harness_audit_events_written_total",
+            "counter",
+            "Events stored.",
+            per(&|t| Some(t.events.to_string())),
+        );
+        family(
+            "harness_audit_objects_written_total",
+            "counter",
+            "Objects created.",
+            per(&|t| Some(t.objects.to_string())),
+        );
+        family(
+            "harness_audit_pages_total",
+            "counter",
+            "Pages read from Harness.",
+            per(&|t| Some(t.pages.to_string())),
+        );
+        family(
+            "harness_audit_retries_total",
+            "counter",
+            "Requests retried.",
+            per(&|t| Some(t.retries.to_string())),
+        );
+        family(
+            "harness_audit_passes_total",
+            "counter",
+            "Passes finished, successful or not.",
+            per(&|t| Some(t.passes.to_string())),
+        );
+        family(
+            "harness_audit_errors_total",
+            "counter",
+            "Failed passes by cause.",
+            tenants
+                .iter()
+                .flat_map(|(id, t)| {
+                    t.errors.iter().map(move |(kind, n)| {
+                        (
+                            format!("tenant=\"{}\",kind=\"{kind}\"", label(id)),
+                            n.to_string(),
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "harness_audit_seconds_behind",
+            "gauge",
+            "Seconds between now and the newest event stored.",
+            per(&|t| {
+                t.newest_event_ms
+                    .map(|w| (now.saturating_sub(w) / 1000).to_string())
+            }),
+        );
+        family(
+            "harness_audit_last_success_timestamp_seconds",
+            "gauge",
+            "When the last successful pass ended (Unix time).",
+            per(&|t| t.last_success_ms.map(|s| (s / 1000).to_string())),
+        );
+        family(
+            "harness_audit_consecutive_failures",
+            "gauge",
+            "Failed passes since the last success.",
+            per(&|t| Some(t.consecutive_failures.to_string())),
+        );
+        family(
+            "harness_audit_backoff_seconds",
+            "gauge",
+            "Current wait before the next pass after failures (0 when healthy).",
+            per(&|t| Some(t.backoff.as_secs().to_string())),
+        );
+        family(
+            "harness_audit_pass_running",
+            "gauge",
+            "1 while a pass runs.",
+            per(&|t| Some(u8::from(t.running).to_string())),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP harness_audit_tenants Tenants served.\n# TYPE harness_audit_tenants gauge\nharness_audit_tenants {}",
+            tenants.len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP harness_audit_process_start_time_seconds Process start (Unix time).\n\
+             # TYPE harness_audit_process_start_time_seconds gauge\nharness_audit_process_start_time_seconds {}",
+            self.started_ms / 1000
+        );
+        let _ = writeln!(
+            out,
+            "# HELP harness_audit_process_uptime_seconds Seconds since start.\n\
+             # TYPE harness_audit_process_uptime_seconds gauge\nharness_audit_process_uptime_seconds {}",
+            self.started.elapsed().as_secs()
+        );
+        if let Some(rss) = resident_bytes() {
+            let _ = writeln!(
+                out,
+                "# HELP harness_audit_process_resident_memory_bytes Resident set size.\n\
+                 # TYPE harness_audit_process_resident_memory_bytes gauge\nharness_audit_process_resident_memory_bytes {rss}"
+            );
+        }
+        out
+    }
+}
+
+/// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::PipelineStats;
+
+    #[test]
+    fn passes_show_in_the_exposition_and_the_health_verdict() {
+        let metrics = Metrics::default();
+        metrics.register("good", Duration::from_secs(60));
+        metrics.register("bad\"one", Duration::from_secs(60));
+        let summary = PassSummary {
+            stored: PipelineStats {
+                events: 120,
+                objects: 2,
+                already_present: 0,
+            },
+            pages: 3,
+            watermark_ms: Some(now_ms() - 30_000),
+            ..PassSummary::default()
+        };
+        metrics.pass_succeeded("good", &summary);
+        let err = RunError::Unauthorized("HTTP 401".into(), "acct".into());
+        metrics.pass_failed("bad\"one", &err, Duration::from_secs(30));
+        metrics.pass_failed("bad\"one", &err, Duration::from_secs(60));
+
+        let text = metrics.render();
+        for line in [
+            "harness_audit_events_written_total{tenant=\"good\"} 120",
+            "harness_audit_objects_written_total{tenant=\"good\"} 2",
+            "harness_audit_errors_total{tenant=\"bad\\\"one\",kind=\"unauthorized\"} 2",
+            "harness_audit_backoff_seconds{tenant=\"bad\\\"one\"} 60",
+            "harness_audit_consecutive_failures{tenant=\"bad\\\"one\"} 2",
+            "harness_audit_tenants 2",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        assert!(text.contains("harness_audit_seconds_behind{tenant=\"good\"} 3"));
+
+        let health = metrics.health(2);
+        assert!(!health.healthy);
+        assert!(health.report.contains("good: ok"), "{}", health.report);
+        assert!(
+            health.report.contains("bad\"one: failing")
+                && health.report.contains("last error unauthorized"),
+            "{}",
+            health.report
+        );
+        metrics.remove("bad\"one");
+        assert!(metrics.health(2).healthy);
+    }
+}

@@ -1,0 +1,372 @@
+//! The tenant list of `serve`: a `[defaults]` table and `[[tenant]]` entries
+//! in one TOML file. Each tenant's keys are the settings of `run` (by their
+//! TOML names, flat), plus its id, its key by reference and its schedule; the
+//! merged table goes through the same validation as `run`, so every tenant
+//! gets exactly the checks and defaults a single run would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{Config, Origin, RawConfig, SETTINGS, SinkKind};
+
+/// Default pause between a tenant's passes, in seconds.
+pub const DEFAULT_INTERVAL_SECS: u64 = 3600;
+
+/// Keys that only a tenant entry (or `[defaults]`) has, beside the settings of `run`.
+const TENANT_KEYS: [&str; 5] = [
+    "id",
+    "api_key_env",
+    "interval_secs",
+    "jitter_secs",
+    "component",
+];
+
+/// One validated tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSpec {
+    /// Unique id, carried by every log line and metric of the tenant.
+    pub id: String,
+    /// The tenant's settings, validated as `run` validates them.
+    pub config: Config,
+    /// Pause between successful passes.
+    pub interval: Duration,
+    /// Up to this much is added to each pause, so tenants do not fire together.
+    pub jitter: Duration,
+    /// Component to run instead of the embedded one.
+    pub component: Option<PathBuf>,
+}
+
+/// The TOML name of a `run` setting, and the field it sets.
+fn setting_field(key: &str) -> Option<&'static str> {
+    let field = match key {
+        "gcs_prefix" => "prefix",
+        "prefix" | "api_key" => return None,
+        other => other,
+    };
+    SETTINGS.iter().map(|(f, _, _)| *f).find(|f| *f == field)
+}
+
+fn valid_keys() -> String {
+    let mut keys: Vec<&str> = SETTINGS
+        .iter()
+        .map(|(f, _, _)| if *f == "prefix" { "gcs_prefix" } else { *f })
+        .filter(|k| *k != "api_key")
+        .chain(TENANT_KEYS)
+        .collect();
+    keys.sort_unstable();
+    keys.join(", ")
+}
+
+fn text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
+        _ => None,
+    }
+}
+
+fn seconds(table: &toml::Table, key: &str, id: &str, default: u64) -> Result<u64, String> {
+    match table.get(key) {
+        None => Ok(default),
+        Some(toml::Value::Integer(n)) if (0..=604_800).contains(n) => {
+            Ok(u64::try_from(*n).expect("checked non-negative"))
+        }
+        Some(other) => Err(format!(
+            "tenant `{id}`: {key} = {} is not a whole number of seconds from 0 to 604800",
+            text(other).unwrap_or_else(|| "that value".into())
+        )),
+    }
+}
+
+/// Reads and validates `path`; `env` resolves `api_key_env` references.
+pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Vec<TenantSpec>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("tenant file {}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base, env).map_err(|e| format!("tenant file {}: {e}", path.display()))
+}
+
+/// Parses a tenant file; relative `component` paths are taken from `base`.
+pub fn parse(
+    text: &str,
+    base: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<TenantSpec>, String> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    if let Some(key) = table.keys().find(|k| *k != "defaults" && *k != "tenant") {
+        return Err(format!(
+            "unknown top-level key `{key}`: expected a [defaults] table and [[tenant]] entries"
+        ));
+    }
+    let defaults = match table.get("defaults") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(t)) if !t.contains_key("id") => t.clone(),
+        Some(toml::Value::Table(_)) => return Err("[defaults] cannot set `id`".into()),
+        Some(_) => return Err("`defaults` must be a table".into()),
+    };
+    let entries = match table.get("tenant") {
+        Some(toml::Value::Array(entries)) if !entries.is_empty() => entries,
+        _ => return Err("no [[tenant]] entries".into()),
+    };
+    let mut tenants = Vec::with_capacity(entries.len());
+    let mut ids = BTreeSet::new();
+    let mut checkpoints: BTreeMap<String, String> = BTreeMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let toml::Value::Table(entry) = entry else {
+            return Err(format!("tenant #{} is not a table", index + 1));
+        };
+        let id = match entry.get("id") {
+            Some(toml::Value::String(id))
+                if !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+            {
+                id.clone()
+            }
+            _ => {
+                return Err(format!(
+                    "tenant #{} needs an `id` of letters, digits, `-` or `_`",
+                    index + 1
+                ));
+            }
+        };
+        if !ids.insert(id.clone()) {
+            return Err(format!("tenant id `{id}` appears twice"));
+        }
+        let mut merged = defaults.clone();
+        merged.extend(entry.clone());
+        let spec = tenant(&id, &merged, base, &env)?;
+        let checkpoint = match spec.config.output.sink {
+            SinkKind::Gcs => format!(
+                "gs://{}/{}",
+                spec.config.output.gcs_bucket.as_deref().unwrap_or_default(),
+                spec.config.output.state_key
+            ),
+            SinkKind::Local | SinkKind::Stdout => spec
+                .config
+                .output
+                .output_dir
+                .join(&spec.config.output.state_key)
+                .display()
+                .to_string(),
+        };
+        if let Some(other) = checkpoints.insert(checkpoint.clone(), id.clone()) {
+            return Err(format!(
+                "tenants `{other}` and `{id}` share the checkpoint {checkpoint}; give each its own state_key \
+                 (or output_dir)"
+            ));
+        }
+        tenants.push(spec);
+    }
+    Ok(tenants)
+}
+
+fn tenant(
+    id: &str,
+    merged: &toml::Table,
+    base: &Path,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<TenantSpec, String> {
+    let mut raw = RawConfig::default();
+    for (key, value) in merged {
+        if TENANT_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        if key == "api_key" {
+            return Err(format!(
+                "tenant `{id}`: an inline `api_key` is refused, since tenant files get committed and copied; \
+                 use api_key_env = \"VAR\" or api_key_file = \"/path\""
+            ));
+        }
+        let field = setting_field(key).ok_or_else(|| {
+            format!(
+                "tenant `{id}`: unknown key `{key}`; valid keys are {}",
+                valid_keys()
+            )
+        })?;
+        let value = text(value).ok_or_else(|| {
+            format!("tenant `{id}`: {key} must be a string, number, boolean or list of strings")
+        })?;
+        raw.set(
+            field,
+            value,
+            Origin::File(format!("tenant `{id}` key {key}")),
+        );
+    }
+    match merged.get("api_key_env") {
+        Some(toml::Value::String(var)) => {
+            let key = env(var).filter(|k| !k.trim().is_empty()).ok_or_else(|| {
+                format!(
+                    "tenant `{id}`: api_key_env names {var}, which is not set in the environment"
+                )
+            })?;
+            raw.set(
+                "api_key",
+                key,
+                Origin::File(format!("tenant `{id}` key api_key_env ({var})")),
+            );
+        }
+        Some(_) => {
+            return Err(format!(
+                "tenant `{id}`: api_key_env must be a variable name"
+            ));
+        }
+        None if !merged.contains_key("api_key_file") => {
+            return Err(format!(
+                "tenant `{id}`: set api_key_env (a variable holding the key) or api_key_file"
+            ));
+        }
+        None => {}
+    }
+    let config = raw.validate().map_err(|e| format!("tenant `{id}`: {e}"))?;
+    let interval_secs = seconds(merged, "interval_secs", id, DEFAULT_INTERVAL_SECS)?;
+    if interval_secs == 0 {
+        return Err(format!("tenant `{id}`: interval_secs must be at least 1"));
+    }
+    let jitter_secs = seconds(merged, "jitter_secs", id, (interval_secs / 10).min(300))?;
+    let component = match merged.get("component") {
+        None => None,
+        Some(toml::Value::String(p)) => Some(base.join(p)),
+        Some(_) => return Err(format!("tenant `{id}`: component must be a path")),
+    };
+    Ok(TenantSpec {
+        id: id.to_owned(),
+        config,
+        interval: Duration::from_secs(interval_secs),
+        jitter: Duration::from_secs(jitter_secs),
+        component,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "pat.acctA.tokenA.secretsecretsecret";
+    const KEY_B: &str = "pat.acctB.tokenB.secretsecretsecret";
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KEY_A" => Some(KEY_A.into()),
+            "KEY_B" => Some(KEY_B.into()),
+            _ => None,
+        }
+    }
+
+    fn parse_ok(text: &str) -> Vec<TenantSpec> {
+        parse(text, Path::new("/etc/harness"), env).unwrap()
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse(text, Path::new("/etc/harness"), env).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_apply_and_tenants_override_them() {
+        let tenants = parse_ok(
+            r#"
+            [defaults]
+            page_size = 100
+            interval_secs = 600
+            output_dir = "/var/lib/audit"
+            modules = ["cd", "PMS"]
+
+            [[tenant]]
+            id = "payments"
+            account_id = "acctA"
+            api_key_env = "KEY_A"
+            state_key = "state/payments.json"
+
+            [[tenant]]
+            id = "platform"
+            account_id = "acctB"
+            api_key_env = "KEY_B"
+            state_key = "state/platform.json"
+            page_size = 20
+            jitter_secs = 0
+            component = "custom.wasm"
+            "#,
+        );
+        assert_eq!(tenants.len(), 2);
+        let (a, b) = (&tenants[0], &tenants[1]);
+        assert_eq!(a.config.harness.page_size, 100);
+        assert_eq!(b.config.harness.page_size, 20);
+        assert_eq!(a.config.filters.modules, ["CD", "PMS"]);
+        assert_eq!(a.config.harness.api_key.expose(), KEY_A);
+        assert_eq!(a.interval, Duration::from_secs(600));
+        assert_eq!(a.jitter, Duration::from_secs(60));
+        assert_eq!(b.jitter, Duration::ZERO);
+        assert_eq!(
+            b.component.as_deref(),
+            Some(Path::new("/etc/harness/custom.wasm"))
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_named_with_its_tenant() {
+        let one = |extra: &str| {
+            format!(
+                "[[tenant]]\nid = \"t1\"\naccount_id = \"acctA\"\napi_key_env = \"KEY_A\"\n{extra}\n"
+            )
+        };
+        let cases = [
+            (
+                one("colour = \"blue\""),
+                "tenant `t1`: unknown key `colour`; valid keys are",
+            ),
+            (
+                one("api_key = \"pat.x.y.z\""),
+                "an inline `api_key` is refused",
+            ),
+            (
+                one("page_size = 500"),
+                "tenant `t1`: config file key tenant `t1` key page_size",
+            ),
+            (
+                one("interval_secs = -1"),
+                "interval_secs = -1 is not a whole number",
+            ),
+            (
+                "[[tenant]]\nid = \"t1\"\naccount_id = \"acctA\"\napi_key_env = \"NOPE\"\n".into(),
+                "api_key_env names NOPE, which is not set",
+            ),
+            (
+                "[[tenant]]\nid = \"t1\"\naccount_id = \"acctA\"\n".into(),
+                "set api_key_env (a variable holding the key) or api_key_file",
+            ),
+            (
+                format!("{}{}", one(""), one("")),
+                "tenant id `t1` appears twice",
+            ),
+            (
+                format!(
+                    "{}[[tenant]]\nid = \"t2\"\naccount_id = \"acctB\"\napi_key_env = \"KEY_B\"\n",
+                    one("")
+                ),
+                "tenants `t1` and `t2` share the checkpoint",
+            ),
+            (
+                "[defaults]\npage_size = 10\n".into(),
+                "no [[tenant]] entries",
+            ),
+            ("[tenants]\n".into(), "unknown top-level key `tenants`"),
+            (
+                "[[tenant]]\nid = \"t1\"\naccount_id = \"acctB\"\napi_key_env = \"KEY_A\"\n".into(),
+                "is a key of account `acctA`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse_err(&text);
+            assert!(err.contains(expected), "{expected}\n{err}");
+            assert!(!err.contains("secretsecret"), "{err}");
+        }
+    }
+}
