@@ -2,12 +2,15 @@
 //! sandboxed instance per pass.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config as EngineConfig, Engine, Store, Trap};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    Trap,
+};
 
 use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
 use crate::config::Config;
@@ -42,6 +45,8 @@ pub struct PassSummary {
     pub window: Option<(u64, u64)>,
     /// The pass was asked to stop (shutdown) before it caught up.
     pub stopped_early: bool,
+    /// Time to instantiate the component for this pass.
+    pub instantiate: Duration,
 }
 
 impl PassSummary {
@@ -79,11 +84,65 @@ impl PassSummary {
     }
 }
 
+/// Size of the pooling allocator's instance pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Instances alive at once (passes running at once).
+    pub instances: u32,
+    /// The largest memory ceiling any of them has.
+    pub max_memory_bytes: usize,
+}
+
+/// One engine for every component and tenant, with the epoch ticker that
+/// drives call deadlines. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedEngine {
+    engine: Engine,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl std::fmt::Debug for SharedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedEngine").finish_non_exhaustive()
+    }
+}
+
+impl SharedEngine {
+    /// An engine with on-demand allocation, or with a pool of pre-reserved
+    /// instance slots (instantiation then costs microseconds).
+    pub fn new(pool: Option<PoolSize>) -> wasmtime::Result<Self> {
+        crate::gcs::install_crypto_provider();
+        let mut config = EngineConfig::new();
+        config.wasm_component_model(true);
+        // Stops a component that never returns: each call gets a deadline.
+        config.epoch_interruption(true);
+        if let Some(pool) = pool {
+            // A std-Rust component holds a few core instances, memories and tables.
+            let n = pool.instances.max(1);
+            let mut pooling = PoolingAllocationConfig::default();
+            pooling
+                .total_component_instances(n)
+                .total_core_instances(n * 8)
+                .total_memories(n * 4)
+                .total_tables(n * 8)
+                .total_stacks(n)
+                .max_memory_size(pool.max_memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        }
+        let engine = Engine::new(&config)?;
+        let ticker = EpochTicker::start(&engine)?;
+        Ok(Self {
+            engine,
+            _ticker: Arc::new(ticker),
+        })
+    }
+}
+
 /// A compiled source component, ready to instantiate.
 pub struct Collector {
     engine: Engine,
     pre: AuditSourcePre<HostState>,
-    _ticker: EpochTicker,
+    _shared: SharedEngine,
 }
 
 impl std::fmt::Debug for Collector {
@@ -96,14 +155,18 @@ impl Collector {
     /// Compiles `component` (a `.wasm` component binary) and links it against
     /// WASI p2, wasi:http and `emit`. Fails if it does not match the world.
     pub fn new(component: &[u8]) -> wasmtime::Result<Self> {
-        crate::gcs::install_crypto_provider();
-        let mut config = EngineConfig::new();
-        config.wasm_component_model(true);
-        // Stops a component that never returns: each call gets a deadline.
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
-        let ticker = EpochTicker::start(&engine)?;
-        let component = Component::new(&engine, component)?;
+        Self::with_engine(&SharedEngine::new(None)?, component, None)
+    }
+
+    /// Like [`Collector::new`], on a shared engine, through the compiled-code
+    /// cache in `cache_dir` when given.
+    pub fn with_engine(
+        shared: &SharedEngine,
+        component: &[u8],
+        cache_dir: Option<&std::path::Path>,
+    ) -> wasmtime::Result<Self> {
+        let engine = shared.engine.clone();
+        let component = crate::precompiled::load(&engine, component, cache_dir)?;
         let mut linker = Linker::<HostState>::new(&engine);
         // A std-Rust component imports wasi:cli and friends even when unused;
         // they are linked with nothing granted (see `HostState::new`).
@@ -115,7 +178,7 @@ impl Collector {
         Ok(Self {
             engine,
             pre,
-            _ticker: ticker,
+            _shared: shared.clone(),
         })
     }
 
@@ -179,10 +242,12 @@ impl Collector {
             };
             RunError::Component(format!("{e:#}{detail}"))
         };
+        let instantiating = Instant::now();
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => return Err(trapped(&store, e)),
         };
+        let instantiate = instantiating.elapsed();
         let source = instance.harness_audit_source();
         let takeover = store.data().pipeline.takeover.clone();
         let mut settings = settings(config);
@@ -221,7 +286,10 @@ impl Collector {
             );
         }
 
-        let mut summary = PassSummary::default();
+        let mut summary = PassSummary {
+            instantiate,
+            ..PassSummary::default()
+        };
         let mut caught_up = false;
         for _ in 0..MAX_POLLS_PER_PASS {
             if stop.as_ref().is_some_and(|s| *s.borrow()) {

@@ -42,6 +42,8 @@ pub const DEFAULT_BATCH_MAX_EVENTS: u32 = 1000;
 pub const DEFAULT_HTTP_TIMEOUT_SECS: u32 = 60;
 /// Default linear-memory ceiling of the component, in MiB.
 pub const DEFAULT_MAX_MEMORY_MIB: u32 = 256;
+/// The highest memory ceiling a setting may ask for, in MiB.
+pub const MAX_MEMORY_MIB: u32 = 4096;
 /// Default limit on one call into the component, in seconds. A poll reads up
 /// to 20 pages, each of which may wait out timeouts and retries, so this is a
 /// backstop against a component that never returns, not a pace setter.
@@ -641,7 +643,11 @@ impl RawConfig {
                 lease_secs: number(self.lease_secs, DEFAULT_LEASE_SECS, 30..=86_400)?,
             },
             limits: LimitsConfig {
-                max_memory_mib: number(self.max_memory_mib, DEFAULT_MAX_MEMORY_MIB, 16..=4096)?,
+                max_memory_mib: number(
+                    self.max_memory_mib,
+                    DEFAULT_MAX_MEMORY_MIB,
+                    16..=MAX_MEMORY_MIB,
+                )?,
                 poll_timeout_secs: number(
                     self.poll_timeout_secs,
                     DEFAULT_POLL_TIMEOUT_SECS,

@@ -29,6 +29,7 @@ pub mod lease;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod precompiled;
 pub mod recipe;
 pub mod runner;
 pub mod serve;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::EMBEDDED_COMPONENT;
-use harness_audit::collector::Collector;
+use harness_audit::collector::{Collector, SharedEngine};
 use harness_audit::config::{Config, RawConfig, SinkKind};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
 use harness_audit::runner;
@@ -29,6 +29,15 @@ struct Cli {
     /// Load this source component instead of the embedded one.
     #[arg(long, value_name = "PATH", global = true)]
     component: Option<PathBuf>,
+    /// Cache compiled components in this directory (created private to this user), so starts
+    /// skip compilation [env: HARNESS_AUDIT_CACHE_DIR].
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        env = "HARNESS_AUDIT_CACHE_DIR"
+    )]
+    cache_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -222,7 +231,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let args = match &cli.command {
         Command::Run(args) => args,
-        Command::Serve(args) => return serve(args, cli.component),
+        Command::Serve(args) => return serve(args, cli.component, cli.cache_dir),
     };
     let config = match args.config() {
         Ok(c) => c,
@@ -243,7 +252,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
     };
-    let collector = match load_collector(cli.component.as_deref()) {
+    let collector = match load_collector(cli.component.as_deref(), cli.cache_dir.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
     };
@@ -266,7 +275,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: &ServeArgs, component: Option<PathBuf>) -> ExitCode {
+fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -282,6 +291,7 @@ fn serve(args: &ServeArgs, component: Option<PathBuf>) -> ExitCode {
         shard: args.shard,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         default_component: component,
+        cache_dir,
     };
     match runtime.block_on(serve::serve(options)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -289,7 +299,10 @@ fn serve(args: &ServeArgs, component: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn load_collector(path: Option<&std::path::Path>) -> anyhow::Result<Collector> {
+fn load_collector(
+    path: Option<&std::path::Path>,
+    cache_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Collector> {
     let bytes = match path {
         Some(p) => {
             std::fs::read(p).with_context(|| format!("reading component {}", p.display()))?
@@ -300,7 +313,8 @@ fn load_collector(path: Option<&std::path::Path>) -> anyhow::Result<Collector> {
         || "the embedded component".to_owned(),
         |p| p.display().to_string(),
     );
-    Collector::new(&bytes)
+    SharedEngine::new(None)
+        .and_then(|engine| Collector::with_engine(&engine, &bytes, cache_dir))
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .with_context(|| format!("loading {what}"))
 }

@@ -1,7 +1,7 @@
 //! Per-tenant and process figures for `serve`, as Prometheus text, and the
 //! health verdict behind `/healthz`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,12 +28,17 @@ struct TenantStats {
     running: bool,
 }
 
+/// Instantiation times kept for the quantiles.
+const INSTANTIATIONS_KEPT: usize = 10_000;
+
 /// Figures of every tenant served.
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
     started_ms: u64,
     tenants: Mutex<BTreeMap<String, TenantStats>>,
+    /// The latest instantiation times, in microseconds.
+    instantiations: Mutex<VecDeque<u64>>,
 }
 
 impl Default for Metrics {
@@ -42,6 +47,7 @@ impl Default for Metrics {
             started: Instant::now(),
             started_ms: now_ms(),
             tenants: Mutex::new(BTreeMap::new()),
+            instantiations: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -91,6 +97,16 @@ impl Metrics {
 
     /// A pass of `id` succeeded.
     pub fn pass_succeeded(&self, id: &str, summary: &PassSummary) {
+        {
+            let mut kept = self
+                .instantiations
+                .lock()
+                .expect("no panic while holding the lock");
+            if kept.len() == INSTANTIATIONS_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(u64::try_from(summary.instantiate.as_micros()).unwrap_or(u64::MAX));
+        }
         self.with(id, |t| {
             t.running = false;
             t.passes += 1;
@@ -265,6 +281,33 @@ impl Metrics {
              # TYPE harness_audit_process_uptime_seconds gauge\nharness_audit_process_uptime_seconds {}",
             self.started.elapsed().as_secs()
         );
+        let mut micros: Vec<u64> = self
+            .instantiations
+            .lock()
+            .expect("no panic while holding the lock")
+            .iter()
+            .copied()
+            .collect();
+        micros.sort_unstable();
+        let _ = writeln!(
+            out,
+            "# HELP harness_audit_instantiate_seconds Component instantiation time per pass (latest {INSTANTIATIONS_KEPT}).\n\
+             # TYPE harness_audit_instantiate_seconds summary"
+        );
+        for q in [0.5, 0.99] {
+            if let Some(v) = quantile(&micros, q) {
+                let _ = writeln!(
+                    out,
+                    "harness_audit_instantiate_seconds{{quantile=\"{q}\"}} {:.6}",
+                    v as f64 / 1e6
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "harness_audit_instantiate_seconds_count {}",
+            micros.len()
+        );
         if let Some(rss) = resident_bytes() {
             let _ = writeln!(
                 out,
@@ -274,6 +317,21 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The nearest-rank quantile of sorted values.
+fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rank within a slice of at most 10,000 values"
+    )]
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
 }
 
 /// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
@@ -321,6 +379,9 @@ mod tests {
             assert!(text.contains(line), "{line}\n{text}");
         }
         assert!(text.contains("harness_audit_seconds_behind{tenant=\"good\"} 3"));
+        assert!(text.contains("harness_audit_instantiate_seconds_count 1"));
+        assert_eq!(quantile(&[1, 2, 3, 4], 0.5), Some(2));
+        assert_eq!(quantile(&(1..=100).collect::<Vec<_>>(), 0.99), Some(99));
 
         let health = metrics.health(2);
         assert!(!health.healthy);

@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::EMBEDDED_COMPONENT;
-use crate::collector::Collector;
+use crate::collector::{Collector, PoolSize, SharedEngine};
+use crate::config::MAX_MEMORY_MIB;
 use crate::error::RunError;
 use crate::metrics::Metrics;
 use crate::runner;
@@ -44,6 +45,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Component for tenants that name none (the embedded one when `None`).
     pub default_component: Option<PathBuf>,
+    /// Where compiled components are cached.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A stable hash (FNV-1a), so every replica assigns the same shard to a tenant.
@@ -54,29 +57,50 @@ fn shard_of(id: &str, shards: u32) -> u32 {
     u32::try_from(hash % u64::from(shards)).expect("below a u32")
 }
 
-/// Components compiled so far, by path (`None`: the embedded one).
-#[derive(Default)]
-struct Components(BTreeMap<Option<PathBuf>, Arc<Collector>>);
+/// Components compiled so far on the one engine, by path (`None`: the embedded one).
+struct Components {
+    engine: SharedEngine,
+    cache_dir: Option<PathBuf>,
+    compiled: BTreeMap<Option<PathBuf>, Arc<Collector>>,
+}
 
 impl Components {
+    fn new(options: &ServeOptions) -> anyhow::Result<Self> {
+        let max_memory_mib = usize::try_from(MAX_MEMORY_MIB).expect("fits");
+        let engine = SharedEngine::new(Some(PoolSize {
+            instances: u32::try_from(options.max_concurrent).unwrap_or(u32::MAX),
+            max_memory_bytes: max_memory_mib << 20,
+        }))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("creating the engine")?;
+        Ok(Self {
+            engine,
+            cache_dir: options.cache_dir.clone(),
+            compiled: BTreeMap::new(),
+        })
+    }
+
     fn get(&mut self, path: Option<&Path>) -> anyhow::Result<Arc<Collector>> {
         let key = path.map(Path::to_path_buf);
-        if let Some(c) = self.0.get(&key) {
+        if let Some(c) = self.compiled.get(&key) {
             return Ok(c.clone());
         }
-        let collector = Arc::new(match path {
-            None => Collector::new(EMBEDDED_COMPONENT)
+        let (bytes, what) = match path {
+            None => (
+                EMBEDDED_COMPONENT.to_vec(),
+                "the embedded component".to_owned(),
+            ),
+            Some(p) => (
+                std::fs::read(p).with_context(|| format!("reading component {}", p.display()))?,
+                format!("component {}", p.display()),
+            ),
+        };
+        let collector = Arc::new(
+            Collector::with_engine(&self.engine, &bytes, self.cache_dir.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e:#}"))
-                .context("loading the embedded component")?,
-            Some(p) => {
-                let bytes = std::fs::read(p)
-                    .with_context(|| format!("reading component {}", p.display()))?;
-                Collector::new(&bytes)
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))
-                    .with_context(|| format!("loading component {}", p.display()))?
-            }
-        });
-        self.0.insert(key, collector.clone());
+                .with_context(|| format!("loading {what}"))?,
+        );
+        self.compiled.insert(key, collector.clone());
         Ok(collector)
     }
 }
@@ -193,7 +217,7 @@ async fn begin(options: &ServeOptions) -> anyhow::Result<(Option<JoinHandle<()>>
     let specs = load(options)?;
     let metrics = Arc::new(Metrics::default());
     let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
-    let mut components = Components::default();
+    let mut components = Components::new(options)?;
     let (shutdown, shutdown_seen) = watch::channel(false);
     let http = match options.metrics_addr {
         Some(addr) => Some(

@@ -1,0 +1,157 @@
+//! Compiled components cached on disk, so a restart loads native code in
+//! about a millisecond instead of compiling for a hundred or more. Entries are
+//! keyed by the component's SHA-256 and the engine's compatibility hash
+//! (wasmtime version and settings), so a new build or setting never loads
+//! stale code.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The cache file for `bytes` under `dir`.
+fn entry(engine: &Engine, bytes: &[u8], dir: &Path) -> PathBuf {
+    let digest = Sha256::digest(bytes);
+    let component: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    dir.join(format!("{component}-{:016x}.cwasm", hasher.finish()))
+}
+
+/// Creates `dir` private to this user, or checks that it is: whoever can
+/// write there can put native code into this process.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by other users (mode {:o}); cached native code there could be replaced. \
+             Fix: chmod go-w it, or choose another --cache-dir",
+            dir.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Loads `bytes` compiled, from `cache_dir` when an entry exists, compiling
+/// (and storing) it otherwise. Cache trouble is logged and never fatal.
+pub fn load(
+    engine: &Engine,
+    bytes: &[u8],
+    cache_dir: Option<&Path>,
+) -> wasmtime::Result<Component> {
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, bytes);
+    };
+    if let Err(why) = private_dir(dir) {
+        tracing::warn!(stage = "cache", error = %why, "not using the component cache");
+        return Component::new(engine, bytes);
+    }
+    let path = entry(engine, bytes, dir);
+    if path.is_file() {
+        match deserialize_file(engine, &path) {
+            Ok(component) => {
+                tracing::debug!(stage = "cache", path = %path.display(), "loaded the precompiled component");
+                return Ok(component);
+            }
+            Err(e) => {
+                tracing::warn!(stage = "cache", path = %path.display(), error = %format!("{e:#}"), "unusable cache entry; compiling again");
+            }
+        }
+    }
+    let compiled = engine.precompile_component(bytes)?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let stored = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = stored {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(stage = "cache", path = %path.display(), error = %e, "could not store the compiled component");
+    }
+    deserialize(engine, &compiled)
+}
+
+#[expect(
+    unsafe_code,
+    reason = "wasmtime trusts serialized code; the entry lives in a directory only this user can write \
+              (checked above), is named by the compatibility hash of this engine, and wasmtime checks its \
+              header and version before use"
+)]
+fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: see the reason above: the file was produced by `Engine::precompile_component`
+    // of an engine with these settings and cannot have been replaced by another user.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[expect(
+    unsafe_code,
+    reason = "the bytes were produced by `Engine::precompile_component` of this very engine a moment ago"
+)]
+fn deserialize(engine: &Engine, compiled: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: produced in this process by this engine; never left memory.
+    unsafe { Component::deserialize(engine, compiled) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn engine() -> Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn the_second_load_comes_from_the_cache_and_a_damaged_entry_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let engine = engine();
+        load(&engine, crate::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
+        let path = entry(&engine, crate::EMBEDDED_COMPONENT, &cache);
+        let first = std::fs::read(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        load(&engine, crate::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            first,
+            "loaded, not rewritten"
+        );
+
+        std::fs::write(&path, b"not native code").unwrap();
+        load(&engine, crate::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            first,
+            "recompiled and stored again"
+        );
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = private_dir(dir.path()).unwrap_err();
+        assert!(err.contains("writable by other users (mode 777)"), "{err}");
+        let engine = engine();
+        load(&engine, crate::EMBEDDED_COMPONENT, Some(dir.path())).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing cached there"
+        );
+    }
+}
