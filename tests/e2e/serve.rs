@@ -24,6 +24,97 @@ struct Served {
 }
 
 impl Served {
+    /// Starts `serve` on `tenants` with `keys` as its only environment, and waits for its HTTP endpoint.
+    fn start(tenants: &std::path::Path, keys: &[(String, String)]) -> Self {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
+            .args([
+                "serve",
+                "--config",
+                tenants.to_str().unwrap(),
+                "--max-concurrent",
+                "8",
+            ])
+            .args([
+                "--metrics-addr",
+                &metrics,
+                "--health-intervals",
+                "2",
+                "--shutdown-grace-secs",
+                "30",
+            ])
+            .env_clear()
+            .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let (mut pipe, stderr) = (child.stderr.take().unwrap(), stderr.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&metrics).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "metrics never came up:\n{}",
+                stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            stderr,
+            metrics,
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// SIGTERM; asserts a clean exit within 40 s and returns the log.
+    fn terminate(mut self) -> String {
+        self.signal("-TERM");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "serve did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let log = self.stderr.lock().unwrap().clone();
+        assert_eq!(status.code(), Some(0), "{log}");
+        assert!(log.contains("stopped"), "{log}");
+        log
+    }
+
     /// A plain HTTP/1.1 GET with `Connection: close`.
     fn get(&self, path: &str) -> (u16, String) {
         let mut stream = std::net::TcpStream::connect(&self.metrics)
@@ -129,63 +220,7 @@ fn fifty_tenants_collect_side_by_side_and_bad_ones_fail_alone() {
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(&tenants, file).unwrap();
 
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-        .args([
-            "serve",
-            "--config",
-            tenants.to_str().unwrap(),
-            "--max-concurrent",
-            "8",
-        ])
-        .args([
-            "--metrics-addr",
-            &metrics,
-            "--health-intervals",
-            "2",
-            "--shutdown-grace-secs",
-            "30",
-        ])
-        .env_clear()
-        .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    {
-        let (mut pipe, stderr) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                stderr
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
-    let served = Served {
-        child,
-        stderr,
-        metrics,
-    };
-    let start = Instant::now();
-    loop {
-        if std::net::TcpStream::connect(&served.metrics).is_ok() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "metrics never came up"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let served = Served::start(&tenants, &keys);
 
     let ids: Vec<String> = (0..GOOD).map(|i| format!("good-{i:02}")).collect();
     let text = served.wait_for(
@@ -277,4 +312,88 @@ fn fifty_tenants_collect_side_by_side_and_bad_ones_fail_alone() {
         let secret = key.rsplit('.').next().unwrap();
         assert!(!log.contains(secret), "a key leaked into the log");
     }
+}
+
+fn tenant_entry(id: &str, env: &Env, var: &str, extra: &str) -> String {
+    format!(
+        "\n[[tenant]]\nid = \"{id}\"\naccount_id = \"{ACCOUNT}\"\napi_base = \"{}\"\napi_key_env = \"{var}\"\n\
+         output_dir = \"{}\"\n{extra}",
+        env.mock.base_url(),
+        env.out().display()
+    )
+}
+
+/// SIGHUP applies an edited tenant file: a removed tenant stops and leaves
+/// the metrics, a new one starts, a changed one restarts with its new
+/// settings, and a broken file is refused while everything keeps running.
+#[test]
+fn sighup_reloads_the_tenant_file_without_dropping_the_others() {
+    let envs: Vec<Env> = (0..3).map(|_| Env::new(120)).collect();
+    let keys: Vec<(String, String)> = envs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (format!("KEY_{i}"), e.key.clone()))
+        .collect();
+    let defaults = "[defaults]\ninterval_secs = 1\njitter_secs = 0\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\n";
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "{defaults}{}{}",
+            tenant_entry("alpha", &envs[0], "KEY_0", ""),
+            tenant_entry("beta", &envs[1], "KEY_1", "")
+        ),
+    )
+    .unwrap();
+    let served = Served::start(&tenants, &keys);
+    served.wait_for(Duration::from_secs(60), "alpha and beta ran", |t| {
+        ["alpha", "beta"]
+            .iter()
+            .all(|id| metric(t, "harness_audit_passes_total", id).is_some_and(|n| n >= 1))
+    });
+
+    std::fs::write(&tenants, "[[tenant]]\nid = 1\n").unwrap();
+    served.signal("-HUP");
+    let start = Instant::now();
+    while !served.stderr.lock().unwrap().contains("reload refused") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the broken file was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(
+        &tenants,
+        format!(
+            "{defaults}{}{}",
+            tenant_entry("beta", &envs[1], "KEY_1", "page_size = 10\n"),
+            tenant_entry("gamma", &envs[2], "KEY_2", "")
+        ),
+    )
+    .unwrap();
+    served.signal("-HUP");
+    let text = served.wait_for(Duration::from_secs(60), "gamma ran and alpha left", |t| {
+        metric(t, "harness_audit_passes_total", "gamma").is_some_and(|n| n >= 1)
+            && metric(t, "harness_audit_passes_total", "alpha").is_none()
+    });
+    assert!(metric(&text, "harness_audit_passes_total", "beta").is_some());
+    assert_eq!(envs[2].sorted_lines(), sorted(envs[2].mock.events_json()));
+    let beta_after = envs[1].mock.requests().len();
+    served.wait_for(Duration::from_secs(30), "beta ran again", |_| {
+        envs[1].mock.requests().len() > beta_after
+    });
+    assert!(
+        envs[1]
+            .mock
+            .requests()
+            .last()
+            .and_then(|r| r.param("pageSize").map(str::to_owned))
+            .as_deref()
+            == Some("10"),
+        "beta restarted with its new page size"
+    );
+    let log = served.terminate();
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(log.contains("tenant file reloaded"), "{log}");
 }
