@@ -311,6 +311,31 @@ mod tests {
     }
 
     #[test]
+    fn the_example_tenant_file_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "pat.Ab1cD2eF3gH4iJ5kL6mN7o.t.secretsecretsecret").unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/tenants.toml"
+        ))
+        .unwrap()
+        .replace(
+            "/run/secrets/harness-key-platform",
+            key_file.to_str().unwrap(),
+        );
+        let tenants = parse(&text, Path::new("."), |var| {
+            (var == "HARNESS_KEY_PAYMENTS")
+                .then(|| "pat.Xy3kQ9mTR0aWb1cD2eF4gH.t.secretsecretsecret".to_owned())
+        })
+        .unwrap();
+        let ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["payments", "platform"]);
+        assert_eq!(tenants[1].interval, Duration::from_secs(300));
+        assert_eq!(tenants[1].config.filters.modules, ["CD", "PMS"]);
+    }
+
+    #[test]
     fn every_mistake_is_named_with_its_tenant() {
         let one = |extra: &str| {
             format!(

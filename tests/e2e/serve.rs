@@ -270,32 +270,7 @@ fn fifty_tenants_collect_side_by_side_and_bad_ones_fail_alone() {
         assert!(health.contains(&format!("{id}: failing")), "{health}");
     }
 
-    let pid = served.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let Served {
-        mut child, stderr, ..
-    } = served;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "serve did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    std::thread::sleep(Duration::from_millis(200));
-    let log = stderr.lock().unwrap().clone();
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("stopped"), "{log}");
+    let log = served.terminate();
     for (tenant, message) in [
         ("bad-key", "Harness rejected the API key"),
         ("no-permission", "core_audit_view"),
