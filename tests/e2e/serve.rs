@@ -372,3 +372,47 @@ fn sighup_reloads_the_tenant_file_without_dropping_the_others() {
     assert!(log.contains("reload refused"), "{log}");
     assert!(log.contains("tenant file reloaded"), "{log}");
 }
+
+/// SIGTERM in the middle of a long pass: the pass stops at a batch boundary,
+/// the process exits 0, and the next run continues so that every event is
+/// stored exactly once.
+#[test]
+fn sigterm_mid_pass_stops_at_a_batch_boundary_losing_and_repeating_nothing() {
+    let env = Env::new(3000);
+    env.mock.set_fault_rates(Some(harness_tests::FaultRates {
+        max_latency_ms: 20,
+        ..harness_tests::FaultRates::default()
+    }));
+    let keys = vec![("KEY_0".to_owned(), env.key.clone())];
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "[defaults]\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\npage_size = 50\nbatch_max_events = 100\n{}",
+            tenant_entry("long", &env, "KEY_0", "")
+        ),
+    )
+    .unwrap();
+    let served = Served::start(&tenants, &keys);
+    let start = Instant::now();
+    while !served.stderr.lock().unwrap().contains("batch stored") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no batch was stored"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = served.terminate();
+    assert!(
+        log.contains("stopped early for shutdown"),
+        "the pass was cut short at a batch boundary: {log}"
+    );
+    let stored = env.sorted_lines().len();
+    assert!(stored > 0 && stored < 3000, "{stored}");
+
+    env.mock.set_fault_rates(None);
+    let run = env.run(&[("PAGE_SIZE", "50")]);
+    run.assert_collected(3000 - stored);
+    assert_eq!(env.sorted_lines(), sorted(env.mock.events_json()));
+}

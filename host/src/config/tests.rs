@@ -250,7 +250,8 @@ fn shipped_examples_parse_and_validate() {
     let mut seen = 0;
     for entry in std::fs::read_dir(examples).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "toml") {
+        // The tenant file of `serve` is checked by `tenants::tests`.
+        if path.extension().is_none_or(|e| e != "toml") || path.ends_with("tenants.toml") {
             continue;
         }
         let text = std::fs::read_to_string(&path)
