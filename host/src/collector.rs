@@ -12,6 +12,7 @@ use wasmtime::{
     Trap,
 };
 
+use crate::bindings::harness::audit::types as wit;
 use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
 use crate::config::Config;
 use crate::error::RunError;
@@ -373,6 +374,42 @@ fn settings(config: &Config) -> Settings {
         modules: config.filters.modules.clone(),
         actions: config.filters.actions.clone(),
         static_filter: config.filters.static_filter.clone(),
+        principals: config
+            .filters
+            .principals
+            .iter()
+            .map(|p| wit::PrincipalFilter {
+                kind: p.kind.clone(),
+                identifier: p.identifier.clone(),
+            })
+            .collect(),
+        scopes: config
+            .filters
+            .scopes
+            .iter()
+            .map(|s| wit::ScopeFilter {
+                org: s.org.clone(),
+                project: s.project.clone(),
+            })
+            .collect(),
+        resources: config
+            .filters
+            .resources
+            .iter()
+            .map(|r| wit::ResourceFilter {
+                kind: r.kind.clone(),
+                identifier: r.identifier.clone(),
+            })
+            .collect(),
+        environments: config
+            .filters
+            .environments
+            .iter()
+            .map(|e| wit::EnvironmentFilter {
+                kind: e.kind.clone(),
+                identifier: e.identifier.clone(),
+            })
+            .collect(),
         max_retries: h.max_retries,
         retry_base_ms: h.retry_base_ms,
         retry_budget_secs: h.retry_budget_secs,

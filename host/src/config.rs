@@ -10,6 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::bindings::ApiFlavor;
+use crate::filters;
 
 /// Default Harness API base.
 pub const DEFAULT_API_BASE: &str = "https://app.harness.io";
@@ -115,6 +116,50 @@ pub struct FilterConfig {
     pub actions: Vec<String>,
     /// `staticFilter`.
     pub static_filter: Option<String>,
+    /// `principals`: who acted.
+    pub principals: Vec<PrincipalFilter>,
+    /// `scopes`: organizations or projects.
+    pub scopes: Vec<ScopeFilter>,
+    /// `resources`: resource types, optionally one resource.
+    pub resources: Vec<ResourceFilter>,
+    /// `environments`.
+    pub environments: Vec<EnvironmentFilter>,
+}
+
+/// A `principals` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalFilter {
+    /// `USER`, `SERVICE_ACCOUNT`, `API_KEY` or `SYSTEM`.
+    pub kind: String,
+    /// E-mail for `USER`, identifier otherwise.
+    pub identifier: String,
+}
+
+/// A `scopes` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeFilter {
+    /// Organization identifier.
+    pub org: String,
+    /// Project identifier inside it.
+    pub project: Option<String>,
+}
+
+/// A `resources` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceFilter {
+    /// Resource type.
+    pub kind: String,
+    /// One resource's identifier.
+    pub identifier: Option<String>,
+}
+
+/// An `environments` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentFilter {
+    /// `Production` or `PreProduction`.
+    pub kind: Option<String>,
+    /// Environment identifier.
+    pub identifier: Option<String>,
 }
 
 /// Which sink receives the events.
@@ -261,6 +306,16 @@ pub struct RawConfig {
     pub actions: Option<Sourced<Vec<String>>>,
     /// `STATIC_FILTER`.
     pub static_filter: Option<Sourced<String>>,
+    /// `FILTER_PRINCIPALS`.
+    pub principals: Option<Sourced<Vec<String>>>,
+    /// `FILTER_SCOPES`.
+    pub scopes: Option<Sourced<Vec<String>>>,
+    /// `FILTER_RESOURCES`.
+    pub resources: Option<Sourced<Vec<String>>>,
+    /// `FILTER_ENVIRONMENTS`.
+    pub environments: Option<Sourced<Vec<String>>>,
+    /// `ALLOW_UNKNOWN_VALUES`.
+    pub allow_unknown_values: Option<Sourced<String>>,
     /// `SINK`.
     pub sink: Option<Sourced<String>>,
     /// `OUTPUT_DIR`.
@@ -284,7 +339,7 @@ pub struct RawConfig {
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 27] = [
+pub const SETTINGS: [(&str, &str, &str); 32] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -318,6 +373,15 @@ pub const SETTINGS: [(&str, &str, &str); 27] = [
     ("modules", "FILTER_MODULES", "--modules"),
     ("actions", "FILTER_ACTIONS", "--actions"),
     ("static_filter", "STATIC_FILTER", "--static-filter"),
+    ("principals", "FILTER_PRINCIPALS", "--principals"),
+    ("scopes", "FILTER_SCOPES", "--scopes"),
+    ("resources", "FILTER_RESOURCES", "--resources"),
+    ("environments", "FILTER_ENVIRONMENTS", "--environments"),
+    (
+        "allow_unknown_values",
+        "ALLOW_UNKNOWN_VALUES",
+        "--allow-unknown-values",
+    ),
     ("sink", "SINK", "--sink"),
     ("output_dir", "OUTPUT_DIR", "--output-dir"),
     ("gcs_bucket", "GCS_BUCKET", "--gcs-bucket"),
@@ -367,25 +431,16 @@ impl RawConfig {
     }
 
     pub(crate) fn set(&mut self, field: &str, value: String, origin: Origin) {
-        let list = |v: &str| {
-            v.split(',')
+        if let Some(slot) = self.list_slot(field) {
+            let value = value
+                .split(',')
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
-                .collect()
-        };
+                .collect();
+            *slot = Some(Sourced { value, origin });
+            return;
+        }
         let slot = match field {
-            "modules" => {
-                return self.modules = Some(Sourced {
-                    value: list(&value),
-                    origin,
-                });
-            }
-            "actions" => {
-                return self.actions = Some(Sourced {
-                    value: list(&value),
-                    origin,
-                });
-            }
             "api_base" => &mut self.api_base,
             "account_id" => &mut self.account_id,
             "api_key" => &mut self.api_key,
@@ -409,11 +464,25 @@ impl RawConfig {
             "batch_max_events" => &mut self.batch_max_events,
             "gzip" => &mut self.gzip,
             "lease_secs" => &mut self.lease_secs,
+            "allow_unknown_values" => &mut self.allow_unknown_values,
             "max_memory_mib" => &mut self.max_memory_mib,
             "poll_timeout_secs" => &mut self.poll_timeout_secs,
             other => unreachable!("SETTINGS names an unknown field {other}"),
         };
         *slot = Some(Sourced { value, origin });
+    }
+
+    /// The setting's slot if it is a list (comma-separated in env and flags).
+    fn list_slot(&mut self, field: &str) -> Option<&mut Option<Sourced<Vec<String>>>> {
+        Some(match field {
+            "modules" => &mut self.modules,
+            "actions" => &mut self.actions,
+            "principals" => &mut self.principals,
+            "scopes" => &mut self.scopes,
+            "resources" => &mut self.resources,
+            "environments" => &mut self.environments,
+            _ => return None,
+        })
     }
 
     /// Reads a TOML file (`[harness]`, `[filters]`, `[output]` tables).
@@ -459,12 +528,8 @@ impl RawConfig {
                 };
                 match value {
                     TomlValue::List(items) => {
-                        let slot = if field == "modules" {
-                            &mut raw.modules
-                        } else {
-                            &mut raw.actions
-                        };
-                        *slot = Some(Sourced {
+                        *raw.list_slot(field)
+                            .expect("only list settings are TOML lists") = Some(Sourced {
                             value: items,
                             origin,
                         });
@@ -498,6 +563,11 @@ impl RawConfig {
             modules: self.modules.or(lower.modules),
             actions: self.actions.or(lower.actions),
             static_filter: self.static_filter.or(lower.static_filter),
+            principals: self.principals.or(lower.principals),
+            scopes: self.scopes.or(lower.scopes),
+            resources: self.resources.or(lower.resources),
+            environments: self.environments.or(lower.environments),
+            allow_unknown_values: self.allow_unknown_values.or(lower.allow_unknown_values),
             sink: self.sink.or(lower.sink),
             output_dir: self.output_dir.or(lower.output_dir),
             gcs_bucket: self.gcs_bucket.or(lower.gcs_bucket),
@@ -565,9 +635,17 @@ impl RawConfig {
             },
             account_id: account_id.value,
         };
+        let allow_unknown = match &self.allow_unknown_values {
+            None => false,
+            Some(a) => boolean(a)?,
+        };
         let filters = FilterConfig {
-            modules: enum_list(self.modules, true)?,
-            actions: enum_list(self.actions, false)?,
+            modules: each(self.modules, |v| filters::module(v, allow_unknown))?,
+            actions: each(self.actions, |v| filters::action(v, allow_unknown))?,
+            principals: each(self.principals, |v| filters::principal(v, allow_unknown))?,
+            scopes: each(self.scopes, filters::scope)?,
+            resources: each(self.resources, |v| filters::resource(v, allow_unknown))?,
+            environments: each(self.environments, filters::environment)?,
             static_filter: match self.static_filter {
                 Some(s) if STATIC_FILTERS.contains(&s.value.as_str()) => Some(s.value),
                 Some(s) => {
@@ -597,13 +675,9 @@ impl RawConfig {
                 hint: "SINK=gcs needs the bucket name, e.g. GCS_BUCKET=my-secops-bucket",
             });
         }
-        let gzip = match self.gzip {
+        let gzip = match &self.gzip {
             None => false,
-            Some(g) => match g.value.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => return Err(invalid(&g, "must be `true` or `false`")),
-            },
+            Some(g) => boolean(g)?,
         };
         if gzip && sink != SinkKind::Gcs {
             return Err(ConfigError::Missing {
@@ -721,6 +795,11 @@ struct FiltersSection {
     modules: Option<Vec<String>>,
     actions: Option<Vec<String>>,
     static_filter: Option<String>,
+    principals: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    resources: Option<Vec<String>>,
+    environments: Option<Vec<String>>,
+    allow_unknown_values: Option<bool>,
 }
 
 /// `[output]` table.
@@ -775,6 +854,11 @@ impl FiltersSection {
             ("modules", self.modules.map(TomlValue::List)),
             ("actions", self.actions.map(TomlValue::List)),
             ("static_filter", scalar(self.static_filter)),
+            ("principals", self.principals.map(TomlValue::List)),
+            ("scopes", self.scopes.map(TomlValue::List)),
+            ("resources", self.resources.map(TomlValue::List)),
+            ("environments", self.environments.map(TomlValue::List)),
+            ("allow_unknown_values", scalar(self.allow_unknown_values)),
         ])
     }
 }
@@ -916,23 +1000,25 @@ fn number(
     }
 }
 
-fn enum_list(
+fn boolean(raw: &Sourced<String>) -> Result<bool, ConfigError> {
+    match raw.value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(invalid(raw, "must be `true` or `false`")),
+    }
+}
+
+/// Parses every entry of a list setting; the error names the setting and the entry.
+fn each<T>(
     raw: Option<Sourced<Vec<String>>>,
-    case_insensitive: bool,
-) -> Result<Vec<String>, ConfigError> {
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
     raw.value
         .iter()
-        .map(|v| {
-            let v = if case_insensitive { v.to_ascii_uppercase() } else { v.clone() };
-            if !v.is_empty() && v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
-                Ok(v)
-            } else {
-                Err(invalid(&raw, &format!("`{v}` is not a Harness enum value (upper-case letters, digits and `_`, comma-separated)")))
-            }
-        })
+        .map(|v| parse(v).map_err(|message| invalid(&raw, &message)))
         .collect()
 }
 

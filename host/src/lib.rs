@@ -23,6 +23,7 @@ pub mod bindings;
 pub mod collector;
 pub mod config;
 pub mod error;
+pub mod filters;
 pub mod gcs;
 pub mod journal;
 pub mod lease;

@@ -147,6 +147,21 @@ struct RunArgs {
     /// EXCLUDE_LOGIN_EVENTS or EXCLUDE_SYSTEM_EVENTS [env: STATIC_FILTER].
     #[arg(long)]
     static_filter: Option<String>,
+    /// Comma-separated TYPE:identifier, e.g. USER:alice@example.com,SERVICE_ACCOUNT:ci_bot,SYSTEM [env: FILTER_PRINCIPALS].
+    #[arg(long)]
+    principals: Option<String>,
+    /// Comma-separated org or org/project, e.g. default/payments [env: FILTER_SCOPES].
+    #[arg(long)]
+    scopes: Option<String>,
+    /// Comma-separated TYPE or TYPE:identifier, e.g. PIPELINE:deploy,SECRET [env: FILTER_RESOURCES].
+    #[arg(long)]
+    resources: Option<String>,
+    /// Comma-separated Production, PreProduction, TYPE:identifier or :identifier [env: FILTER_ENVIRONMENTS].
+    #[arg(long)]
+    environments: Option<String>,
+    /// Accept module, action, resource and principal types newer than this release [env: ALLOW_UNKNOWN_VALUES].
+    #[arg(long)]
+    allow_unknown_values: bool,
     /// gcs, local or stdout [env: SINK] [default: gcs when GCS_BUCKET is set, else local].
     #[arg(long)]
     sink: Option<String>,
@@ -201,6 +216,14 @@ impl RunArgs {
             ("--modules", self.modules.clone()),
             ("--actions", self.actions.clone()),
             ("--static-filter", self.static_filter.clone()),
+            ("--principals", self.principals.clone()),
+            ("--scopes", self.scopes.clone()),
+            ("--resources", self.resources.clone()),
+            ("--environments", self.environments.clone()),
+            (
+                "--allow-unknown-values",
+                self.allow_unknown_values.then(|| "true".to_owned()),
+            ),
             ("--sink", self.sink.clone()),
             ("--output-dir", self.output_dir.clone()),
             ("--gcs-bucket", self.gcs_bucket.clone()),

@@ -33,6 +33,38 @@ impl Guest for Component {
             page_size: settings.page_size,
             start_minutes_back: settings.start_minutes_back,
             start_at_ms: settings.start_at_ms,
+            principals: settings
+                .principals
+                .into_iter()
+                .map(|p| settings::PrincipalFilter {
+                    kind: p.kind,
+                    identifier: p.identifier,
+                })
+                .collect(),
+            scopes: settings
+                .scopes
+                .into_iter()
+                .map(|s| settings::ScopeFilter {
+                    org: s.org,
+                    project: s.project,
+                })
+                .collect(),
+            resources: settings
+                .resources
+                .into_iter()
+                .map(|r| settings::ResourceFilter {
+                    kind: r.kind,
+                    identifier: r.identifier,
+                })
+                .collect(),
+            environments: settings
+                .environments
+                .into_iter()
+                .map(|e| settings::EnvironmentFilter {
+                    kind: e.kind,
+                    identifier: e.identifier,
+                })
+                .collect(),
             modules: settings.modules,
             actions: settings.actions,
             static_filter: settings.static_filter,

@@ -30,6 +30,46 @@ struct Body<'a> {
     actions: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     static_filter: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    principals: Vec<Principal<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<Scope<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    resources: Vec<Resource<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    environments: Vec<Environment<'a>>,
+}
+
+#[derive(Serialize)]
+struct Principal<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    identifier: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Scope<'a> {
+    account_identifier: &'a str,
+    org_identifier: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_identifier: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Environment<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identifier: Option<&'a str>,
 }
 
 /// The full URL: oldest first, because the cursor only moves forward in time.
@@ -83,6 +123,39 @@ pub fn body(settings: &Settings, req: &ListRequest) -> Vec<u8> {
         modules: &settings.modules,
         actions: &settings.actions,
         static_filter: settings.static_filter.as_deref(),
+        principals: settings
+            .principals
+            .iter()
+            .map(|p| Principal {
+                kind: &p.kind,
+                identifier: &p.identifier,
+            })
+            .collect(),
+        scopes: settings
+            .scopes
+            .iter()
+            .map(|s| Scope {
+                account_identifier: &settings.account_id,
+                org_identifier: &s.org,
+                project_identifier: s.project.as_deref(),
+            })
+            .collect(),
+        resources: settings
+            .resources
+            .iter()
+            .map(|r| Resource {
+                kind: &r.kind,
+                identifier: r.identifier.as_deref(),
+            })
+            .collect(),
+        environments: settings
+            .environments
+            .iter()
+            .map(|e| Environment {
+                kind: e.kind.as_deref(),
+                identifier: e.identifier.as_deref(),
+            })
+            .collect(),
     };
     serde_json::to_vec(&body).expect("a struct of strings and integers always serializes")
 }
@@ -115,6 +188,60 @@ mod tests {
              &pageSize=50&sortOrders=timestamp,ASC&pageToken=a%2Bb%2Fc%3D"
         );
         assert!(!url(&settings, &REQ).contains("pageToken"));
+    }
+
+    #[test]
+    fn every_filter_kind_reaches_the_body_in_the_api_shape() {
+        use crate::settings::{EnvironmentFilter, PrincipalFilter, ResourceFilter, ScopeFilter};
+        let settings = Settings {
+            principals: vec![PrincipalFilter {
+                kind: "USER".into(),
+                identifier: "a@example.com".into(),
+            }],
+            scopes: vec![
+                ScopeFilter {
+                    org: "default".into(),
+                    project: None,
+                },
+                ScopeFilter {
+                    org: "default".into(),
+                    project: Some("payments".into()),
+                },
+            ],
+            resources: vec![ResourceFilter {
+                kind: "PIPELINE".into(),
+                identifier: Some("deploy".into()),
+            }],
+            environments: vec![EnvironmentFilter {
+                kind: Some("Production".into()),
+                identifier: None,
+            }],
+            ..example()
+        };
+        let sent: serde_json::Value = serde_json::from_slice(&body(&settings, &REQ)).unwrap();
+        assert_eq!(
+            sent["principals"],
+            serde_json::json!([{"type": "USER", "identifier": "a@example.com"}])
+        );
+        assert_eq!(
+            sent["scopes"],
+            serde_json::json!([
+                {"accountIdentifier": "Xy3kQ9mTR0aWb1cD2eF4gH", "orgIdentifier": "default"},
+                {"accountIdentifier": "Xy3kQ9mTR0aWb1cD2eF4gH", "orgIdentifier": "default", "projectIdentifier": "payments"}
+            ])
+        );
+        assert_eq!(
+            sent["resources"],
+            serde_json::json!([{"type": "PIPELINE", "identifier": "deploy"}])
+        );
+        assert_eq!(
+            sent["environments"],
+            serde_json::json!([{"type": "Production"}])
+        );
+        let plain: serde_json::Value = serde_json::from_slice(&body(&example(), &REQ)).unwrap();
+        for absent in ["principals", "scopes", "resources", "environments"] {
+            assert!(plain.get(absent).is_none(), "{absent}");
+        }
     }
 
     #[test]

@@ -22,6 +22,42 @@ pub enum ApiFlavor {
     ListV2,
 }
 
+/// Who acted: `USER` (by e-mail), `SERVICE_ACCOUNT`, `API_KEY` or `SYSTEM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalFilter {
+    /// Principal type.
+    pub kind: String,
+    /// E-mail or identifier.
+    pub identifier: String,
+}
+
+/// An organization, or a project inside one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeFilter {
+    /// Organization identifier.
+    pub org: String,
+    /// Project identifier.
+    pub project: Option<String>,
+}
+
+/// A resource type, optionally one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceFilter {
+    /// Resource type.
+    pub kind: String,
+    /// Resource identifier.
+    pub identifier: Option<String>,
+}
+
+/// An environment by type, identifier or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentFilter {
+    /// `Production` or `PreProduction`.
+    pub kind: Option<String>,
+    /// Environment identifier.
+    pub identifier: Option<String>,
+}
+
 /// Validated, non-secret settings for one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -42,6 +78,14 @@ pub struct Settings {
     pub actions: Vec<String>,
     /// `staticFilter`, if any.
     pub static_filter: Option<String>,
+    /// `principals` filter; empty means anyone.
+    pub principals: Vec<PrincipalFilter>,
+    /// `scopes` filter; empty means the whole account.
+    pub scopes: Vec<ScopeFilter>,
+    /// `resources` filter; empty means every resource.
+    pub resources: Vec<ResourceFilter>,
+    /// `environments` filter; empty means no environment condition.
+    pub environments: Vec<EnvironmentFilter>,
     /// Retries per request.
     pub max_retries: u32,
     /// First backoff delay in milliseconds.
@@ -96,6 +140,34 @@ impl Settings {
                 ));
             }
         }
+        let blank = |v: &str| v.trim().is_empty();
+        if let Some(p) = self
+            .principals
+            .iter()
+            .find(|p| blank(&p.kind) || blank(&p.identifier))
+        {
+            return Err(format!(
+                "principals entry `{}:{}` needs both a type and an identifier",
+                p.kind, p.identifier
+            ));
+        }
+        if self
+            .scopes
+            .iter()
+            .any(|s| blank(&s.org) || s.project.as_deref().is_some_and(blank))
+        {
+            return Err(
+                "scopes entries need an organization, and a project only inside one".into(),
+            );
+        }
+        if self.resources.iter().any(|r| blank(&r.kind)) {
+            return Err("resources entries need a resource type".into());
+        }
+        if self.environments.iter().any(|e| {
+            e.kind.as_deref().is_none_or(blank) && e.identifier.as_deref().is_none_or(blank)
+        }) {
+            return Err("environments entries need a type, an identifier or both".into());
+        }
         if !(1..=MAX_BATCH_EVENTS).contains(&self.batch_max_events) {
             return Err(format!(
                 "batch-max-events {} is out of range: use 1 to {MAX_BATCH_EVENTS}",
@@ -136,6 +208,10 @@ pub(crate) fn example() -> Settings {
         page_size: 50,
         start_minutes_back: 60,
         start_at_ms: None,
+        principals: Vec::new(),
+        scopes: Vec::new(),
+        resources: Vec::new(),
+        environments: Vec::new(),
         modules: vec![],
         actions: vec![],
         static_filter: None,

@@ -5,6 +5,7 @@
 mod chaos;
 mod collect;
 mod failures;
+mod filters;
 mod gcs;
 mod limits;
 mod sandbox;

@@ -58,7 +58,7 @@ fn recipe_filter_variables_are_parsed() {
 
 #[test]
 fn errors_name_the_variable_and_the_accepted_values() {
-    let cases: [(&str, &str, &str); 12] = [
+    let cases: [(&str, &str, &str); 18] = [
         (
             "PAGE_SIZE",
             "101",
@@ -73,7 +73,37 @@ fn errors_name_the_variable_and_the_accepted_values() {
         (
             "FILTER_ACTIONS",
             "create",
-            "`create` is not a Harness enum value",
+            "FILTER_ACTIONS: `create`: actions are upper-case in the API; write CREATE",
+        ),
+        (
+            "FILTER_MODULES",
+            "CD,NEWMODULE",
+            "FILTER_MODULES: `NEWMODULE` is not a Harness module; valid: CD, CI,",
+        ),
+        (
+            "FILTER_PRINCIPALS",
+            "alice@example.com",
+            "FILTER_PRINCIPALS: `alice@example.com` is not a principal: write TYPE:identifier",
+        ),
+        (
+            "FILTER_SCOPES",
+            "a/b/c",
+            "FILTER_SCOPES: `a/b/c` is not a scope",
+        ),
+        (
+            "FILTER_RESOURCES",
+            "WIDGET:x",
+            "FILTER_RESOURCES: `WIDGET` is not a Harness resource type",
+        ),
+        (
+            "FILTER_ENVIRONMENTS",
+            "Staging",
+            "FILTER_ENVIRONMENTS: `Staging` is not an environment",
+        ),
+        (
+            "ALLOW_UNKNOWN_VALUES",
+            "perhaps",
+            "must be `true` or `false`",
         ),
         (
             "HARNESS_API_BASE",
@@ -179,6 +209,42 @@ fn a_bucket_alone_selects_the_gcs_sink_as_in_the_recipe() {
     let mut gzip_locally = minimal();
     gzip_locally.push(("GZIP", "true"));
     assert!(error_of(&gzip_locally).contains("compresses GCS objects only"));
+}
+
+#[test]
+fn every_filter_kind_parses_from_env_and_file_and_unknown_values_can_be_allowed() {
+    let mut pairs = minimal();
+    pairs.extend([
+        ("FILTER_PRINCIPALS", "USER:alice@example.com, system"),
+        ("FILTER_SCOPES", "default,default/payments"),
+        ("FILTER_RESOURCES", "pipeline:deploy,SECRET"),
+        ("FILTER_ENVIRONMENTS", "Production,:prod-eu"),
+        ("FILTER_MODULES", "cd,NEWMODULE"),
+        ("ALLOW_UNKNOWN_VALUES", "true"),
+    ]);
+    let f = env(&pairs).validate().unwrap().filters;
+    assert_eq!(f.principals.len(), 2);
+    assert_eq!(f.principals[1].identifier, "SYSTEM");
+    assert_eq!(f.scopes[1].project.as_deref(), Some("payments"));
+    assert_eq!(f.resources[0].kind, "PIPELINE");
+    assert_eq!(f.resources[1].identifier, None);
+    assert_eq!(f.environments[1].identifier.as_deref(), Some("prod-eu"));
+    assert_eq!(f.modules, ["CD", "NEWMODULE"]);
+
+    let file = RawConfig::from_toml(
+        "[harness]\naccount_id = \"acct1\"\n[filters]\nprincipals = [\"SERVICE_ACCOUNT:ci_bot\"]\nscopes = [\"org1\"]\n\
+         resources = [\"TEMPLATE\"]\nenvironments = [\"PreProduction\"]\nallow_unknown_values = false\n",
+    )
+    .unwrap();
+    let f = env(&[("HARNESS_API_KEY", KEY)])
+        .over(file)
+        .validate()
+        .unwrap()
+        .filters;
+    assert_eq!(f.principals[0].kind, "SERVICE_ACCOUNT");
+    assert_eq!(f.scopes[0].org, "org1");
+    assert_eq!(f.resources[0].kind, "TEMPLATE");
+    assert_eq!(f.environments[0].kind.as_deref(), Some("PreProduction"));
 }
 
 #[test]
