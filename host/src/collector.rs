@@ -14,7 +14,7 @@ use wasmtime::{
 
 use crate::bindings::harness::audit::types as wit;
 use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
-use crate::config::Config;
+use crate::config::{Config, OutputShape};
 use crate::error::RunError;
 use crate::limits::{EpochTicker, deadline_ticks};
 use crate::policy::EgressPolicy;
@@ -418,5 +418,9 @@ fn settings(config: &Config) -> Settings {
         overlap_secs: h.overlap_secs,
         api_flavor: h.api_flavor,
         batch_max_events: config.output.batch_max_events,
+        output_shape: match config.output.shape {
+            OutputShape::Raw => wit::OutputShape::Raw,
+            OutputShape::Streaming => wit::OutputShape::Streaming,
+        },
     }
 }

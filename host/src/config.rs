@@ -192,6 +192,17 @@ pub struct OutputConfig {
     pub gzip: bool,
     /// Lifetime of the GCS lease, in seconds.
     pub lease_secs: u32,
+    /// How each event is written.
+    pub shape: OutputShape,
+}
+
+/// How each event is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputShape {
+    /// The API's list item, byte for byte.
+    Raw,
+    /// The audit-streaming field names the SecOps parser maps.
+    Streaming,
 }
 
 /// An API key that never prints itself.
@@ -316,6 +327,8 @@ pub struct RawConfig {
     pub environments: Option<Sourced<Vec<String>>>,
     /// `ALLOW_UNKNOWN_VALUES`.
     pub allow_unknown_values: Option<Sourced<String>>,
+    /// `OUTPUT_SHAPE`.
+    pub output_shape: Option<Sourced<String>>,
     /// `SINK`.
     pub sink: Option<Sourced<String>>,
     /// `OUTPUT_DIR`.
@@ -339,7 +352,7 @@ pub struct RawConfig {
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 32] = [
+pub const SETTINGS: [(&str, &str, &str); 33] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -389,6 +402,7 @@ pub const SETTINGS: [(&str, &str, &str); 32] = [
     ("state_key", "STATE_KEY", "--state-key"),
     ("batch_max_events", "BATCH_MAX_EVENTS", "--batch-max-events"),
     ("gzip", "GZIP", "--gzip"),
+    ("output_shape", "OUTPUT_SHAPE", "--output-shape"),
     ("lease_secs", "LEASE_SECONDS", "--lease-secs"),
     ("max_memory_mib", "MAX_MEMORY_MIB", "--max-memory-mib"),
     (
@@ -465,6 +479,7 @@ impl RawConfig {
             "gzip" => &mut self.gzip,
             "lease_secs" => &mut self.lease_secs,
             "allow_unknown_values" => &mut self.allow_unknown_values,
+            "output_shape" => &mut self.output_shape,
             "max_memory_mib" => &mut self.max_memory_mib,
             "poll_timeout_secs" => &mut self.poll_timeout_secs,
             other => unreachable!("SETTINGS names an unknown field {other}"),
@@ -568,6 +583,7 @@ impl RawConfig {
             resources: self.resources.or(lower.resources),
             environments: self.environments.or(lower.environments),
             allow_unknown_values: self.allow_unknown_values.or(lower.allow_unknown_values),
+            output_shape: self.output_shape.or(lower.output_shape),
             sink: self.sink.or(lower.sink),
             output_dir: self.output_dir.or(lower.output_dir),
             gcs_bucket: self.gcs_bucket.or(lower.gcs_bucket),
@@ -715,6 +731,19 @@ impl RawConfig {
                 gcs_bucket,
                 gzip,
                 lease_secs: number(self.lease_secs, DEFAULT_LEASE_SECS, 30..=86_400)?,
+                shape: match self.output_shape {
+                    None => OutputShape::Raw,
+                    Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
+                        "raw" => OutputShape::Raw,
+                        "streaming" => OutputShape::Streaming,
+                        _ => {
+                            return Err(invalid(
+                                &s,
+                                "must be `raw` (the API's objects, byte for byte) or `streaming` (audit-streaming field names)",
+                            ));
+                        }
+                    },
+                },
             },
             limits: LimitsConfig {
                 max_memory_mib: number(
@@ -814,6 +843,7 @@ struct OutputSection {
     batch_max_events: Option<u32>,
     gzip: Option<bool>,
     lease_secs: Option<u32>,
+    output_shape: Option<String>,
 }
 
 enum TomlValue {
@@ -874,6 +904,7 @@ impl OutputSection {
             ("batch_max_events", scalar(self.batch_max_events)),
             ("gzip", scalar(self.gzip)),
             ("lease_secs", scalar(self.lease_secs)),
+            ("output_shape", scalar(self.output_shape)),
         ])
     }
 }

@@ -180,6 +180,9 @@ struct RunArgs {
     /// Events per object at most, 1-20000 [env: BATCH_MAX_EVENTS] [default: 1000].
     #[arg(long)]
     batch_max_events: Option<String>,
+    /// raw (the API's objects) or streaming (audit-streaming field names) [env: OUTPUT_SHAPE] [default: raw].
+    #[arg(long)]
+    output_shape: Option<String>,
     /// Gzip GCS objects (.jsonl.gz, contentEncoding gzip): true or false [env: GZIP] [default: false].
     #[arg(long)]
     gzip: Option<String>,
@@ -231,6 +234,7 @@ impl RunArgs {
             ("--state-key", self.state_key.clone()),
             ("--batch-max-events", self.batch_max_events.clone()),
             ("--gzip", self.gzip.clone()),
+            ("--output-shape", self.output_shape.clone()),
             ("--lease-secs", self.lease_secs.clone()),
             ("--max-memory-mib", self.max_memory_mib.clone()),
             ("--poll-timeout-secs", self.poll_timeout_secs.clone()),

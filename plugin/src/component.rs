@@ -75,6 +75,10 @@ impl Guest for Component {
             settle_lag_secs: settings.settle_lag_secs,
             overlap_secs: settings.overlap_secs,
             batch_max_events: settings.batch_max_events,
+            output_shape: match settings.output_shape {
+                wit::OutputShape::Raw => settings::OutputShape::Raw,
+                wit::OutputShape::Streaming => settings::OutputShape::Streaming,
+            },
             api_flavor: match settings.api_flavor {
                 wit::ApiFlavor::List => settings::ApiFlavor::List,
                 wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,

@@ -12,6 +12,7 @@ pub mod pass;
 pub mod request;
 pub mod retry;
 pub mod settings;
+pub mod shape;
 
 #[cfg(target_arch = "wasm32")]
 #[expect(

@@ -9,6 +9,7 @@ use crate::page::{self, Event, Page};
 use crate::request::{self, ListRequest};
 use crate::retry;
 use crate::settings::{ApiFlavor, Settings};
+use crate::shape::{self, OutputShape};
 
 /// A raw HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,7 +269,12 @@ impl Source {
         report: &mut PollReport,
     ) -> Result<(), SourceError> {
         pipeline
-            .emit(batch(pending, window, self.checkpoint.to_bytes()))
+            .emit(batch(
+                pending,
+                window,
+                self.checkpoint.to_bytes(),
+                self.settings.output_shape,
+            )?)
             .map_err(SourceError::SinkFailure)?;
         self.committed = self.checkpoint.clone();
         report.batches += 1;
@@ -365,10 +371,23 @@ fn check_order(page: &Page, req: &ListRequest) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn batch(events: &[Event], window: Window, checkpoint: Vec<u8>) -> Batch {
+fn batch(
+    events: &[Event],
+    window: Window,
+    checkpoint: Vec<u8>,
+    shape: OutputShape,
+) -> Result<Batch, SourceError> {
     let mut lines = Vec::with_capacity(events.iter().map(|e| e.raw.get().len() + 1).sum());
     for event in events {
-        let raw = event.raw.get().as_bytes();
+        let streaming;
+        let raw = match shape {
+            OutputShape::Raw => event.raw.get().as_bytes(),
+            OutputShape::Streaming => {
+                streaming =
+                    shape::to_streaming(event.raw.get()).map_err(SourceError::MalformedResponse)?;
+                streaming.as_bytes()
+            }
+        };
         // JSON strings cannot hold raw newlines, so any here is whitespace
         // between tokens; flattening it keeps one event per line.
         if raw.contains(&b'\n') || raw.contains(&b'\r') {
@@ -381,15 +400,15 @@ fn batch(events: &[Event], window: Window, checkpoint: Vec<u8>) -> Batch {
         }
         lines.push(b'\n');
     }
-    Batch {
+    Ok(Batch {
         lines,
-        event_count: u32::try_from(events.len()).expect("a page holds at most 100 events"),
+        event_count: u32::try_from(events.len()).expect("a batch holds at most 20,000 events"),
         first_event_ms: events.first().map_or(0, |e| e.timestamp_ms),
         last_event_ms: events.last().map_or(0, |e| e.timestamp_ms),
         window_start_ms: window.start_ms,
         window_end_ms: window.end_ms,
         checkpoint,
-    }
+    })
 }
 
 #[cfg(test)]

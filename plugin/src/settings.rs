@@ -1,5 +1,7 @@
 //! Settings as the component receives them, checked before any request is made.
 
+pub use crate::shape::OutputShape;
+
 /// Largest `pageSize` the list endpoint accepts (`@Max(100)`).
 pub const MAX_PAGE_SIZE: u32 = 100;
 
@@ -86,6 +88,8 @@ pub struct Settings {
     pub resources: Vec<ResourceFilter>,
     /// `environments` filter; empty means no environment condition.
     pub environments: Vec<EnvironmentFilter>,
+    /// Shape of the written events.
+    pub output_shape: OutputShape,
     /// Retries per request.
     pub max_retries: u32,
     /// First backoff delay in milliseconds.
@@ -212,6 +216,7 @@ pub(crate) fn example() -> Settings {
         scopes: Vec::new(),
         resources: Vec::new(),
         environments: Vec::new(),
+        output_shape: OutputShape::Raw,
         modules: vec![],
         actions: vec![],
         static_filter: None,

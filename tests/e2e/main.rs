@@ -10,4 +10,5 @@ mod gcs;
 mod limits;
 mod sandbox;
 mod serve;
+mod shapes;
 mod support;

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::settings::example;
+use crate::shape::OutputShape;
 
 /// Runs before each page is served, with the stored events and the request number.
 type InsertHook = Box<dyn FnMut(&mut Vec<(u64, String)>, usize)>;
@@ -548,7 +549,9 @@ fn pretty_printed_events_stay_on_one_line() {
             end_ms: 9,
         },
         vec![],
-    );
+        OutputShape::Raw,
+    )
+    .unwrap();
     let text = String::from_utf8(b.lines).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert_eq!(
