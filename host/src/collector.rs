@@ -192,6 +192,30 @@ impl Collector {
         checkpoints: Arc<dyn CheckpointStore>,
         stop: Option<watch::Receiver<bool>>,
     ) -> Result<PassSummary, RunError> {
+        self.pass(config, sink, checkpoints, stop, None).await
+    }
+
+    /// One poll of at most `pages` pages, for diagnostics: what the component
+    /// reads goes to `sink` and `checkpoints`, and no final checkpoint is stored.
+    pub async fn probe(
+        &self,
+        config: &Config,
+        sink: Arc<dyn Sink>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        pages: u32,
+    ) -> Result<PassSummary, RunError> {
+        self.pass(config, sink, checkpoints, None, Some(pages))
+            .await
+    }
+
+    async fn pass(
+        &self,
+        config: &Config,
+        sink: Arc<dyn Sink>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        stop: Option<watch::Receiver<bool>>,
+        probe_pages: Option<u32>,
+    ) -> Result<PassSummary, RunError> {
         let harness = &config.harness;
         let state_location = checkpoints.checkpoint_location();
         let source_error = |e| RunError::from_source(e, &harness.account_id, &state_location);
@@ -304,7 +328,7 @@ impl Collector {
                 .call_poll(
                     &mut store,
                     Budget {
-                        max_pages: PAGES_PER_POLL,
+                        max_pages: probe_pages.unwrap_or(PAGES_PER_POLL),
                     },
                 )
                 .await
@@ -334,6 +358,10 @@ impl Collector {
                 events = report.events_emitted,
                 "poll finished"
             );
+            if probe_pages.is_some() {
+                summary.stored = store.data().pipeline.stats.clone();
+                return Ok(summary);
+            }
             if report.caught_up {
                 caught_up = true;
                 break;

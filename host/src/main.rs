@@ -48,6 +48,9 @@ enum Command {
     Run(Box<RunArgs>),
     /// Collect many tenants on schedules until SIGTERM (SIGHUP reloads the tenant file).
     Serve(ServeArgs),
+    /// Check a configuration without collecting: settings, storage credentials and write
+    /// access, and one authenticated request to Harness. Takes the same settings as run.
+    Check(Box<RunArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -259,6 +262,9 @@ fn main() -> ExitCode {
     let args = match &cli.command {
         Command::Run(args) => args,
         Command::Serve(args) => return serve(args, cli.component, cli.cache_dir),
+        Command::Check(args) => {
+            return check(args, cli.component.as_deref(), cli.cache_dir.as_deref());
+        }
     };
     let config = match args.config() {
         Ok(c) => c,
@@ -300,6 +306,61 @@ fn main() -> ExitCode {
         }
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }
+}
+
+fn check(
+    args: &RunArgs,
+    component: Option<&std::path::Path>,
+    cache_dir: Option<&std::path::Path>,
+) -> ExitCode {
+    if args.reset_checkpoint {
+        return fail(
+            "check changes nothing; --reset-checkpoint belongs to run",
+            EXIT_CONFIG,
+        );
+    }
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("configuration: FAILED: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    println!(
+        "configuration: ok (account {}, API {}, sink {:?}, prefix {}, checkpoint {})",
+        config.harness.account_id,
+        config.harness.api_base,
+        config.output.sink,
+        config.output.prefix,
+        config.output.state_key
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
+    };
+    let collector = match load_collector(component, cache_dir) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
+    };
+    let mut code = 0;
+    for finding in runtime.block_on(harness_audit::check::check(&config, &collector)) {
+        match finding.outcome {
+            Ok(what) => println!("{}: ok, {what}", finding.what),
+            Err(e) => {
+                println!("{}: FAILED: {e}", finding.what);
+                if code == 0 {
+                    code = e.exit_code();
+                }
+            }
+        }
+    }
+    if code == 0 {
+        println!("all checks passed");
+    }
+    ExitCode::from(code)
 }
 
 fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf>) -> ExitCode {

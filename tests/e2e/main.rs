@@ -3,6 +3,7 @@
 //! stderr or the stored data.
 
 mod chaos;
+mod check;
 mod collect;
 mod failures;
 mod filters;
