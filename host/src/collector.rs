@@ -191,8 +191,10 @@ impl Collector {
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
         stop: Option<watch::Receiver<bool>>,
+        progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
     ) -> Result<PassSummary, RunError> {
-        self.pass(config, sink, checkpoints, stop, None).await
+        self.pass(config, sink, checkpoints, stop, None, progress)
+            .await
     }
 
     /// One poll of at most `pages` pages, for diagnostics: what the component
@@ -204,7 +206,7 @@ impl Collector {
         checkpoints: Arc<dyn CheckpointStore>,
         pages: u32,
     ) -> Result<PassSummary, RunError> {
-        self.pass(config, sink, checkpoints, None, Some(pages))
+        self.pass(config, sink, checkpoints, None, Some(pages), None)
             .await
     }
 
@@ -215,6 +217,7 @@ impl Collector {
         checkpoints: Arc<dyn CheckpointStore>,
         stop: Option<watch::Receiver<bool>>,
         probe_pages: Option<u32>,
+        progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
     ) -> Result<PassSummary, RunError> {
         let harness = &config.harness;
         let state_location = checkpoints.checkpoint_location();
@@ -274,11 +277,17 @@ impl Collector {
         };
         let instantiate = instantiating.elapsed();
         let source = instance.harness_audit_source();
-        let takeover = store.data().pipeline.takeover.clone();
+        // A backfill has its own range and checkpoint: it never takes over the recipe's.
+        let takeover = match config.backfill {
+            Some(_) => None,
+            None => store.data().pipeline.takeover.clone(),
+        };
         let mut settings = settings(config);
-        // A `since` ahead of this host's clock (skew between hosts) starts now:
-        // there is nothing later than now to skip.
-        settings.start_at_ms = takeover.as_ref().map(|t| t.since_ms.min(now_ms()));
+        if let Some(takeover) = &takeover {
+            // A `since` ahead of this host's clock (skew between hosts) starts now:
+            // there is nothing later than now to skip.
+            settings.start_at_ms = Some(takeover.since_ms.min(now_ms()));
+        }
         match source
             .call_configure(&mut store, &settings, loaded.as_deref())
             .await
@@ -358,8 +367,11 @@ impl Collector {
                 events = report.events_emitted,
                 "poll finished"
             );
+            summary.stored = store.data().pipeline.stats.clone();
+            if let Some(progress) = progress {
+                progress(&summary);
+            }
             if probe_pages.is_some() {
-                summary.stored = store.data().pipeline.stats.clone();
                 return Ok(summary);
             }
             if report.caught_up {
@@ -398,7 +410,8 @@ fn settings(config: &Config) -> Settings {
         account_id: h.account_id.clone(),
         page_size: h.page_size,
         start_minutes_back: h.start_minutes_back,
-        start_at_ms: None,
+        start_at_ms: config.backfill.map(|b| b.from_ms),
+        end_at_ms: config.backfill.map(|b| b.to_ms),
         modules: config.filters.modules.clone(),
         actions: config.filters.actions.clone(),
         static_filter: config.filters.static_filter.clone(),

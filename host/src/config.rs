@@ -65,6 +65,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// What the component may use.
     pub limits: LimitsConfig,
+    /// A fixed historical range instead of live collection (`backfill`).
+    pub backfill: Option<crate::backfill::BackfillRange>,
 }
 
 /// Resource limits of the component's sandbox.
@@ -745,6 +747,7 @@ impl RawConfig {
                     },
                 },
             },
+            backfill: None,
             limits: LimitsConfig {
                 max_memory_mib: number(
                     self.max_memory_mib,

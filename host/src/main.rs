@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::EMBEDDED_COMPONENT;
-use harness_audit::collector::{Collector, SharedEngine};
+use harness_audit::backfill::{BackfillRange, Progress};
+use harness_audit::collector::{Collector, PassSummary, SharedEngine};
 use harness_audit::config::{Config, RawConfig, SinkKind};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
 use harness_audit::runner;
@@ -48,9 +49,24 @@ enum Command {
     Run(Box<RunArgs>),
     /// Collect many tenants on schedules until SIGTERM (SIGHUP reloads the tenant file).
     Serve(ServeArgs),
+    /// Read a historical range into fresh objects, with its own resumable checkpoint
+    /// (the live one is untouched). Takes the same settings as run.
+    Backfill(Box<BackfillArgs>),
     /// Check a configuration without collecting: settings, storage credentials and write
     /// access, and one authenticated request to Harness. Takes the same settings as run.
     Check(Box<RunArgs>),
+}
+
+#[derive(Args, Debug)]
+struct BackfillArgs {
+    /// First day (2025-01-01) or instant (2025-01-01T06:00:00Z, UTC) to read.
+    #[arg(long)]
+    from: String,
+    /// Last day, inclusive (2025-06-30), or instant to read; at most now.
+    #[arg(long)]
+    to: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -259,17 +275,26 @@ impl RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let args = match &cli.command {
-        Command::Run(args) => args,
+    let (args, range) = match &cli.command {
+        Command::Run(args) => (args.as_ref(), None),
+        Command::Backfill(b) => (&b.run, Some((b.from.as_str(), b.to.as_str()))),
         Command::Serve(args) => return serve(args, cli.component, cli.cache_dir),
         Command::Check(args) => {
             return check(args, cli.component.as_deref(), cli.cache_dir.as_deref());
         }
     };
-    let config = match args.config() {
+    let mut config = match args.config() {
         Ok(c) => c,
         Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
     };
+    if let Some((from, to)) = range {
+        let range = match BackfillRange::parse(from, to, harness_audit::sink::now_ms()) {
+            Ok(r) => r,
+            Err(e) => return fail(&e, EXIT_CONFIG),
+        };
+        config.output.state_key = range.state_key(&config.output.state_key);
+        config.backfill = Some(range);
+    }
     if config.output.state_inside_prefix() {
         tracing::warn!(
             state_key = %config.output.state_key,
@@ -289,13 +314,23 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
     };
+    let progress = config.backfill.map(Progress::new);
+    let report = |summary: &PassSummary| {
+        if let Some(p) = &progress {
+            p.report(summary, false);
+        }
+    };
     match runtime.block_on(runner::run_once(
         &config,
         args.reset_checkpoint,
         &collector,
         None,
+        Some(&report),
     )) {
         Ok(outcome) => {
+            if let Some(p) = &progress {
+                p.report(&outcome.summary, true);
+            }
             let line = outcome.line();
             if config.output.sink == SinkKind::Stdout {
                 eprintln!("{line}");

@@ -33,7 +33,7 @@ pub fn parse_since(bytes: &[u8]) -> Result<u64, String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fff...](Z|+00:00)` to epoch milliseconds.
-fn parse_rfc3339_utc(text: &str) -> Option<u64> {
+pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
     let text = text.trim();
     let body = text
         .strip_suffix('Z')
@@ -61,7 +61,7 @@ fn parse_rfc3339_utc(text: &str) -> Option<u64> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

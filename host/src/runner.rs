@@ -39,6 +39,7 @@ pub async fn run_once(
     reset: bool,
     collector: &Collector,
     stop: Option<watch::Receiver<bool>>,
+    progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
 ) -> Result<RunOutcome, RunError> {
     let output = &config.output;
     let (sink, store, lease): (Arc<dyn Sink>, Arc<dyn CheckpointStore>, _) = match output.sink {
@@ -97,7 +98,16 @@ pub async fn run_once(
         checkpoint = %store.checkpoint_location(),
         "starting collection pass"
     );
-    let result = pass(config, reset, collector, sink.clone(), store.clone(), stop).await;
+    let result = pass(
+        config,
+        reset,
+        collector,
+        sink.clone(),
+        store.clone(),
+        stop,
+        progress,
+    )
+    .await;
     if let Some(lease) = lease {
         lease.release().await;
     }
@@ -115,6 +125,7 @@ async fn pass(
     sink: Arc<dyn Sink>,
     store: Arc<dyn CheckpointStore>,
     stop: Option<watch::Receiver<bool>>,
+    progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
 ) -> Result<PassSummary, RunError> {
     if reset {
         match store.set_aside().await {
@@ -134,5 +145,7 @@ async fn pass(
             }
         }
     }
-    collector.run_pass(config, sink, store, stop).await
+    collector
+        .run_pass(config, sink, store, stop, progress)
+        .await
 }

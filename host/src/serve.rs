@@ -381,7 +381,7 @@ async fn schedule(
         let pass = {
             let (config, collector, stop) = (spec.config.clone(), collector.clone(), stop.clone());
             tokio::spawn(
-                async move { runner::run_once(&config, false, &collector, Some(stop)).await }
+                async move { runner::run_once(&config, false, &collector, Some(stop), None).await }
                     .in_current_span(),
             )
         };

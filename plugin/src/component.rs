@@ -33,6 +33,7 @@ impl Guest for Component {
             page_size: settings.page_size,
             start_minutes_back: settings.start_minutes_back,
             start_at_ms: settings.start_at_ms,
+            end_at_ms: settings.end_at_ms,
             principals: settings
                 .principals
                 .into_iter()

@@ -171,9 +171,14 @@ impl Source {
         };
         let settle_lag_ms = u64::from(self.settings.settle_lag_secs) * 1000;
         let overlap_ms = self.overlap_ms();
+        // A fixed range end (a backfill) caps the window end like the settle lag does.
+        let now_ms = match self.settings.end_at_ms {
+            Some(end) => clock.now_ms().min(end.saturating_add(settle_lag_ms)),
+            None => clock.now_ms(),
+        };
         let Some(window) = self
             .checkpoint
-            .begin_pass(clock.now_ms(), settle_lag_ms, overlap_ms)
+            .begin_pass(now_ms, settle_lag_ms, overlap_ms)
         else {
             report.caught_up = true;
             return Ok(report);

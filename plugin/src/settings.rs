@@ -74,6 +74,8 @@ pub struct Settings {
     /// Start of the first window (epoch ms) when there is no checkpoint; wins over
     /// `start_minutes_back`.
     pub start_at_ms: Option<u64>,
+    /// Last millisecond ever read (inclusive), for a backfill's fixed range.
+    pub end_at_ms: Option<u64>,
     /// `modules` filter; empty means all.
     pub modules: Vec<String>,
     /// `actions` filter; empty means all.
@@ -212,6 +214,7 @@ pub(crate) fn example() -> Settings {
         page_size: 50,
         start_minutes_back: 60,
         start_at_ms: None,
+        end_at_ms: None,
         principals: Vec::new(),
         scopes: Vec::new(),
         resources: Vec::new(),

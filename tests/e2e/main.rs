@@ -2,6 +2,7 @@
 //! on loopback. Every run also checks that the API key never reaches stdout,
 //! stderr or the stored data.
 
+mod backfill;
 mod chaos;
 mod check;
 mod collect;

@@ -694,3 +694,22 @@ fn an_explicit_start_reads_from_that_millisecond_and_not_before() {
         matches!(future, Err(SourceError::InvalidSettings(ref m)) if m.contains("in the future"))
     );
 }
+
+#[test]
+fn a_fixed_range_end_is_never_read_past_and_stays_caught_up() {
+    let end = NOW - 600_000;
+    let mut h = FakeHarness::new([NOW - 900_000, end - 1, end, end + 1, NOW - 1000]);
+    let mut src = source_with(Settings {
+        start_at_ms: Some(NOW - 1_000_000),
+        end_at_ms: Some(end),
+        ..settings(10)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), all_ids(&h)[..3].to_vec());
+    assert!(h.requests.iter().all(|(_, b)| b["endTime"] == end));
+    let requests = h.requests.len();
+    c.now += 3_600_000;
+    assert!(src.poll(5, &mut h, &mut out, &mut c).unwrap().caught_up);
+    assert_eq!(h.requests.len(), requests, "nothing more is requested");
+}
