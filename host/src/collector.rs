@@ -459,6 +459,7 @@ fn settings(config: &Config) -> Settings {
         overlap_secs: h.overlap_secs,
         api_flavor: h.api_flavor,
         batch_max_events: config.output.batch_max_events,
+        enrich_yaml_diff: config.output.enrich_yaml_diff,
         output_shape: match config.output.shape {
             OutputShape::Raw => wit::OutputShape::Raw,
             OutputShape::Streaming => wit::OutputShape::Streaming,

@@ -196,6 +196,8 @@ pub struct OutputConfig {
     pub lease_secs: u32,
     /// How each event is written.
     pub shape: OutputShape,
+    /// Attach each configuration change's YAML diff.
+    pub enrich_yaml_diff: bool,
 }
 
 /// How each event is written.
@@ -331,6 +333,8 @@ pub struct RawConfig {
     pub allow_unknown_values: Option<Sourced<String>>,
     /// `OUTPUT_SHAPE`.
     pub output_shape: Option<Sourced<String>>,
+    /// `ENRICH_YAML_DIFF`.
+    pub enrich_yaml_diff: Option<Sourced<String>>,
     /// `SINK`.
     pub sink: Option<Sourced<String>>,
     /// `OUTPUT_DIR`.
@@ -354,7 +358,7 @@ pub struct RawConfig {
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 33] = [
+pub const SETTINGS: [(&str, &str, &str); 34] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -405,6 +409,7 @@ pub const SETTINGS: [(&str, &str, &str); 33] = [
     ("batch_max_events", "BATCH_MAX_EVENTS", "--batch-max-events"),
     ("gzip", "GZIP", "--gzip"),
     ("output_shape", "OUTPUT_SHAPE", "--output-shape"),
+    ("enrich_yaml_diff", "ENRICH_YAML_DIFF", "--enrich-yaml-diff"),
     ("lease_secs", "LEASE_SECONDS", "--lease-secs"),
     ("max_memory_mib", "MAX_MEMORY_MIB", "--max-memory-mib"),
     (
@@ -482,6 +487,7 @@ impl RawConfig {
             "lease_secs" => &mut self.lease_secs,
             "allow_unknown_values" => &mut self.allow_unknown_values,
             "output_shape" => &mut self.output_shape,
+            "enrich_yaml_diff" => &mut self.enrich_yaml_diff,
             "max_memory_mib" => &mut self.max_memory_mib,
             "poll_timeout_secs" => &mut self.poll_timeout_secs,
             other => unreachable!("SETTINGS names an unknown field {other}"),
@@ -586,6 +592,7 @@ impl RawConfig {
             environments: self.environments.or(lower.environments),
             allow_unknown_values: self.allow_unknown_values.or(lower.allow_unknown_values),
             output_shape: self.output_shape.or(lower.output_shape),
+            enrich_yaml_diff: self.enrich_yaml_diff.or(lower.enrich_yaml_diff),
             sink: self.sink.or(lower.sink),
             output_dir: self.output_dir.or(lower.output_dir),
             gcs_bucket: self.gcs_bucket.or(lower.gcs_bucket),
@@ -733,6 +740,10 @@ impl RawConfig {
                 gcs_bucket,
                 gzip,
                 lease_secs: number(self.lease_secs, DEFAULT_LEASE_SECS, 30..=86_400)?,
+                enrich_yaml_diff: match &self.enrich_yaml_diff {
+                    None => false,
+                    Some(e) => boolean(e)?,
+                },
                 shape: match self.output_shape {
                     None => OutputShape::Raw,
                     Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
@@ -847,6 +858,7 @@ struct OutputSection {
     gzip: Option<bool>,
     lease_secs: Option<u32>,
     output_shape: Option<String>,
+    enrich_yaml_diff: Option<bool>,
 }
 
 enum TomlValue {
@@ -908,6 +920,7 @@ impl OutputSection {
             ("gzip", scalar(self.gzip)),
             ("lease_secs", scalar(self.lease_secs)),
             ("output_shape", scalar(self.output_shape)),
+            ("enrich_yaml_diff", scalar(self.enrich_yaml_diff)),
         ])
     }
 }

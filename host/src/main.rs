@@ -199,6 +199,9 @@ struct RunArgs {
     /// Events per object at most, 1-20000 [env: BATCH_MAX_EVENTS] [default: 1000].
     #[arg(long)]
     batch_max_events: Option<String>,
+    /// Attach each configuration change's YAML diff (auditYaml): true or false [env: ENRICH_YAML_DIFF] [default: false].
+    #[arg(long)]
+    enrich_yaml_diff: Option<String>,
     /// raw (the API's objects) or streaming (audit-streaming field names) [env: OUTPUT_SHAPE] [default: raw].
     #[arg(long)]
     output_shape: Option<String>,
@@ -254,6 +257,7 @@ impl RunArgs {
             ("--batch-max-events", self.batch_max_events.clone()),
             ("--gzip", self.gzip.clone()),
             ("--output-shape", self.output_shape.clone()),
+            ("--enrich-yaml-diff", self.enrich_yaml_diff.clone()),
             ("--lease-secs", self.lease_secs.clone()),
             ("--max-memory-mib", self.max_memory_mib.clone()),
             ("--poll-timeout-secs", self.poll_timeout_secs.clone()),

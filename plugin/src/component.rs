@@ -76,6 +76,7 @@ impl Guest for Component {
             settle_lag_secs: settings.settle_lag_secs,
             overlap_secs: settings.overlap_secs,
             batch_max_events: settings.batch_max_events,
+            enrich_yaml_diff: settings.enrich_yaml_diff,
             output_shape: match settings.output_shape {
                 wit::OutputShape::Raw => settings::OutputShape::Raw,
                 wit::OutputShape::Streaming => settings::OutputShape::Streaming,

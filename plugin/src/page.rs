@@ -35,9 +35,9 @@ pub struct Page {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
+struct Envelope<D> {
     status: Option<String>,
-    data: Option<PageData>,
+    data: Option<D>,
     code: Option<String>,
     message: Option<String>,
     correlation_id: Option<String>,
@@ -59,9 +59,64 @@ struct EventKeys {
     timestamp: u64,
 }
 
+/// A configuration change's YAML before and after (`YamlDiffRecordDTO`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct YamlDiff {
+    /// YAML before the change; absent for a creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_yaml: Option<String>,
+    /// YAML after the change; absent for a deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_yaml: Option<String>,
+}
+
+/// Turns an `auditYaml` response into the diff or the matching typed error.
+pub fn parse_yaml(
+    status: u16,
+    body: &[u8],
+    retry_after_secs: Option<u32>,
+) -> Result<YamlDiff, SourceError> {
+    open(status, body, retry_after_secs)
+}
+
 /// Turns an HTTP response into a page or the matching typed error.
 pub fn parse(status: u16, body: &[u8], retry_after_secs: Option<u32>) -> Result<Page, SourceError> {
-    let envelope = serde_json::from_slice::<Envelope>(body);
+    let data: PageData = open(status, body, retry_after_secs)?;
+    let content = data
+        .content
+        .ok_or_else(|| SourceError::MalformedResponse("page without `data.content`".into()))?;
+    let events = content
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let keys: EventKeys = serde_json::from_str(raw.get()).map_err(|e| {
+                SourceError::MalformedResponse(format!(
+                    "event {i} of the page lacks a string `auditId` or an integer `timestamp`: {e}"
+                ))
+            })?;
+            Ok(Event {
+                raw,
+                audit_id: keys.audit_id,
+                timestamp_ms: keys.timestamp,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        events,
+        total_items: data.total_items,
+        has_next: data.has_next,
+        next_token: data.page_token,
+    })
+}
+
+/// Checks the status and the `ResponseDTO` envelope and returns its `data`.
+fn open<D: serde::de::DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+    retry_after_secs: Option<u32>,
+) -> Result<D, SourceError> {
+    let envelope = serde_json::from_slice::<Envelope<D>>(body);
     if status != 200 {
         let failure = match envelope {
             Ok(env) => ApiFailure {
@@ -118,34 +173,8 @@ pub fn parse(status: u16, body: &[u8], retry_after_secs: Option<u32>) -> Result<
             )));
         }
     }
-    let data = env
-        .data
-        .ok_or_else(|| SourceError::MalformedResponse("SUCCESS envelope without `data`".into()))?;
-    let content = data
-        .content
-        .ok_or_else(|| SourceError::MalformedResponse("page without `data.content`".into()))?;
-    let events = content
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let keys: EventKeys = serde_json::from_str(raw.get()).map_err(|e| {
-                SourceError::MalformedResponse(format!(
-                    "event {i} of the page lacks a string `auditId` or an integer `timestamp`: {e}"
-                ))
-            })?;
-            Ok(Event {
-                raw,
-                audit_id: keys.audit_id,
-                timestamp_ms: keys.timestamp,
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Page {
-        events,
-        total_items: data.total_items,
-        has_next: data.has_next,
-        next_token: data.page_token,
-    })
+    env.data
+        .ok_or_else(|| SourceError::MalformedResponse("SUCCESS envelope without `data`".into()))
 }
 
 fn describe(body: &[u8]) -> String {

@@ -26,6 +26,8 @@ pub struct HttpResponse {
 pub trait Transport {
     /// POSTs a JSON body; `Err` is a transport failure, described.
     fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String>;
+    /// GETs a URL; `Err` is a transport failure, described.
+    fn get(&mut self, url: &str) -> Result<HttpResponse, String>;
 }
 
 /// Time and randomness (wasi:clocks and wasi:random in the component).
@@ -227,7 +229,14 @@ impl Source {
             if !pending.is_empty()
                 && pending.len() + fresh.len() > self.settings.batch_max_events as usize
             {
-                self.emit(&mut pending, window, pipeline, &mut report)?;
+                self.emit(
+                    &mut pending,
+                    window,
+                    pipeline,
+                    transport,
+                    clock,
+                    &mut report,
+                )?;
             }
             report.duplicates_dropped += (page.events.len() - fresh.len()) as u64;
             self.checkpoint.advance(&page.events, &fresh, overlap_ms);
@@ -254,7 +263,14 @@ impl Source {
             if pending.len() >= self.settings.batch_max_events as usize
                 || (last_page && !pending.is_empty())
             {
-                self.emit(&mut pending, window, pipeline, &mut report)?;
+                self.emit(
+                    &mut pending,
+                    window,
+                    pipeline,
+                    transport,
+                    clock,
+                    &mut report,
+                )?;
             }
             if !more {
                 report.caught_up = true;
@@ -271,11 +287,22 @@ impl Source {
         pending: &mut Vec<Event>,
         window: Window,
         pipeline: &mut impl Pipeline,
+        transport: &mut impl Transport,
+        clock: &mut impl Clock,
         report: &mut PollReport,
     ) -> Result<(), SourceError> {
+        let extras: Vec<Option<String>> = if self.settings.enrich_yaml_diff {
+            pending
+                .iter()
+                .map(|event| self.yaml_diff(event, transport, clock, report))
+                .collect()
+        } else {
+            vec![None; pending.len()]
+        };
         pipeline
             .emit(batch(
                 pending,
+                &extras,
                 window,
                 self.checkpoint.to_bytes(),
                 self.settings.output_shape,
@@ -325,6 +352,51 @@ impl Source {
         report: &mut PollReport,
     ) -> Result<Page, SourceError> {
         let url = request::url(&self.settings, req);
+        self.call(
+            transport,
+            clock,
+            report,
+            |t| t.post_json(&url, body),
+            page::parse,
+        )
+    }
+
+    /// `"harnessAuditYamlDiff":{...}` for a configuration change: the diff, or
+    /// the error that kept it from being fetched (the event is written either way).
+    fn yaml_diff(
+        &mut self,
+        event: &Event,
+        transport: &mut impl Transport,
+        clock: &mut impl Clock,
+        report: &mut PollReport,
+    ) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct ActionKey {
+            action: Option<String>,
+        }
+        let action = serde_json::from_str::<ActionKey>(event.raw.get())
+            .ok()?
+            .action?;
+        if !YAML_ACTIONS.contains(&action.as_str()) {
+            return None;
+        }
+        let url = request::yaml_url(&self.settings, &event.audit_id);
+        let value = match self.call(transport, clock, report, |t| t.get(&url), page::parse_yaml) {
+            Ok(diff) => serde_json::to_string(&diff).expect("strings always serialize"),
+            Err(e) => serde_json::json!({ "error": describe(&e) }).to_string(),
+        };
+        Some(format!("\"{YAML_DIFF_KEY}\":{value}"))
+    }
+
+    /// Sends with pacing, and retries what is retryable within the pass's budget.
+    fn call<T>(
+        &mut self,
+        transport: &mut impl Transport,
+        clock: &mut impl Clock,
+        report: &mut PollReport,
+        mut send: impl FnMut(&mut dyn Transport) -> Result<HttpResponse, String>,
+        parse: impl Fn(u16, &[u8], Option<u32>) -> Result<T, SourceError>,
+    ) -> Result<T, SourceError> {
         let budget_ms = u64::from(self.settings.retry_budget_secs) * 1000;
         let mut attempt = 0;
         loop {
@@ -332,10 +404,9 @@ impl Source {
             if wait > 0 {
                 clock.sleep_ms(wait);
             }
-            let result = transport
-                .post_json(&url, body)
+            let result = send(transport)
                 .map_err(SourceError::Transport)
-                .and_then(|resp| page::parse(resp.status, &resp.body, resp.retry_after_secs));
+                .and_then(|resp| parse(resp.status, &resp.body, resp.retry_after_secs));
             let err = match result {
                 Err(err) if err.is_retryable() && attempt < self.settings.max_retries => err,
                 other => return other,
@@ -376,21 +447,69 @@ fn check_order(page: &Page, req: &ListRequest) -> Result<(), SourceError> {
     Ok(())
 }
 
+/// Actions whose events have a YAML diff: configuration changes.
+const YAML_ACTIONS: [&str; 6] = [
+    "CREATE",
+    "UPDATE",
+    "UPSERT",
+    "DELETE",
+    "FORCE_DELETE",
+    "RESTORE",
+];
+/// Key of the YAML diff added to an enriched event.
+pub const YAML_DIFF_KEY: &str = "harnessAuditYamlDiff";
+
+/// An error recorded on an event, in the words the host uses.
+fn describe(e: &SourceError) -> String {
+    match e {
+        SourceError::Unauthorized(f)
+        | SourceError::Forbidden(f)
+        | SourceError::BadRequest(f)
+        | SourceError::ServerError(f) => f.to_string(),
+        SourceError::RateLimited { message, .. } => format!("HTTP 429: {message}"),
+        SourceError::Transport(m) => format!("request failed: {m}"),
+        SourceError::MalformedResponse(m) => format!("unusable response: {m}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// NDJSON lines of `events` in `shape`; a `Some` extra is a `"key":value`
+/// member added to its event's object.
 fn batch(
     events: &[Event],
+    extras: &[Option<String>],
     window: Window,
     checkpoint: Vec<u8>,
     shape: OutputShape,
 ) -> Result<Batch, SourceError> {
     let mut lines = Vec::with_capacity(events.iter().map(|e| e.raw.get().len() + 1).sum());
-    for event in events {
-        let streaming;
-        let raw = match shape {
-            OutputShape::Raw => event.raw.get().as_bytes(),
+    for (event, extra) in events.iter().zip(extras) {
+        let rewritten;
+        let shaped = match shape {
+            OutputShape::Raw => event.raw.get(),
             OutputShape::Streaming => {
-                streaming =
+                rewritten =
                     shape::to_streaming(event.raw.get()).map_err(SourceError::MalformedResponse)?;
-                streaming.as_bytes()
+                &rewritten
+            }
+        };
+        let enriched;
+        let raw = match extra {
+            None => shaped.as_bytes(),
+            Some(member) => {
+                let open = shaped.trim_end().strip_suffix('}').ok_or_else(|| {
+                    SourceError::MalformedResponse(format!(
+                        "event `{}` is not a JSON object",
+                        event.audit_id
+                    ))
+                })?;
+                let separator = if open.trim_end().ends_with('{') {
+                    ""
+                } else {
+                    ","
+                };
+                enriched = format!("{open}{separator}{member}}}");
+                enriched.as_bytes()
             }
         };
         // JSON strings cannot hold raw newlines, so any here is whitespace

@@ -93,6 +93,16 @@ pub fn url(settings: &Settings, req: &ListRequest) -> String {
     }
 }
 
+/// `GET /audit/api/auditYaml` for one event.
+pub fn yaml_url(settings: &Settings, audit_id: &str) -> String {
+    format!(
+        "{}/audit/api/auditYaml?accountIdentifier={}&auditId={}",
+        settings.api_base,
+        settings.account_id,
+        percent_encode(audit_id)
+    )
+}
+
 /// Encodes everything but RFC 3986 unreserved characters: a token is opaque.
 fn percent_encode(value: &str) -> String {
     value

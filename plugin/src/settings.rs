@@ -92,6 +92,8 @@ pub struct Settings {
     pub environments: Vec<EnvironmentFilter>,
     /// Shape of the written events.
     pub output_shape: OutputShape,
+    /// Attach each configuration change's YAML diff (`auditYaml`).
+    pub enrich_yaml_diff: bool,
     /// Retries per request.
     pub max_retries: u32,
     /// First backoff delay in milliseconds.
@@ -220,6 +222,7 @@ pub(crate) fn example() -> Settings {
         resources: Vec::new(),
         environments: Vec::new(),
         output_shape: OutputShape::Raw,
+        enrich_yaml_diff: false,
         modules: vec![],
         actions: vec![],
         static_filter: None,

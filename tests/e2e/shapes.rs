@@ -131,3 +131,76 @@ fn streaming_shape_maps_every_field_of_every_event_and_drops_none() {
         "every principal type was seen"
     );
 }
+
+/// `ENRICH_YAML_DIFF=true`: every configuration change carries the diff the
+/// API serves, a failed fetch is recorded on its event (which is still
+/// written), and nothing else about the events changes.
+#[test]
+fn configuration_changes_carry_their_yaml_diff() {
+    let env = Env::new(400);
+    let with_diff: Vec<harness_tests::AuditEvent> = env
+        .mock
+        .events()
+        .into_iter()
+        .filter(|e| harness_tests::yaml_diff_of(e).is_some())
+        .collect();
+    assert!(with_diff.len() > 20);
+    let failing: Vec<String> = with_diff
+        .iter()
+        .take(3)
+        .map(|e| e.audit_id.clone())
+        .collect();
+    env.mock.fail_yaml_for(failing.clone());
+
+    let run = env.run(&[("ENRICH_YAML_DIFF", "true"), ("MAX_RETRIES", "1")]);
+    run.assert_collected(400);
+    let sources: std::collections::BTreeMap<String, (harness_tests::AuditEvent, Value)> = env
+        .mock
+        .events()
+        .into_iter()
+        .map(|e| {
+            let json = serde_json::from_str(&e.to_json()).unwrap();
+            (e.audit_id.clone(), (e, json))
+        })
+        .collect();
+    for line in env.sorted_lines() {
+        let mut event: Value = serde_json::from_str(&line).unwrap();
+        let diff = event
+            .as_object_mut()
+            .unwrap()
+            .remove("harnessAuditYamlDiff");
+        let id = event["auditId"].as_str().unwrap().to_owned();
+        let (source, source_json) = &sources[&id];
+        assert_eq!(&event, source_json, "the event itself is unchanged");
+        match (harness_tests::yaml_diff_of(source), diff) {
+            (None, None) => {}
+            (Some(_), Some(d)) if failing.contains(&id) => {
+                assert!(d["error"].as_str().unwrap().contains("HTTP 500"), "{d}");
+            }
+            (Some((old, new)), Some(d)) => {
+                assert_eq!(
+                    d.get("oldYaml").and_then(Value::as_str),
+                    old.as_deref(),
+                    "{id}"
+                );
+                assert_eq!(
+                    d.get("newYaml").and_then(Value::as_str),
+                    new.as_deref(),
+                    "{id}"
+                );
+            }
+            (expected, got) => panic!("{id}: expected a diff: {}, got {got:?}", expected.is_some()),
+        }
+    }
+    let yaml_requests = env
+        .mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/auditYaml"))
+        .count();
+    assert_eq!(
+        yaml_requests,
+        with_diff.len() + failing.len(),
+        "one each, a retry for each failure"
+    );
+}

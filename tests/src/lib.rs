@@ -11,6 +11,7 @@ pub mod server;
 pub use gcs::{Emulator, FaultProxy, ProxyFaults, StoredObject};
 pub use mock::{
     Fault, FaultRates, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key,
+    yaml_diff_of,
 };
 pub use seed::{AuditEvent, SeedSpec, generate};
 

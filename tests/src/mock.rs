@@ -271,6 +271,8 @@ struct MockState {
     oversize: OversizePages,
     list_v2: bool,
     rng: Rng,
+    /// `auditYaml` answers 500 for these audit ids.
+    yaml_failures: std::collections::BTreeSet<String>,
 }
 
 /// A running mock; stops when dropped.
@@ -310,12 +312,18 @@ impl MockHarness {
             oversize: OversizePages::Reject,
             list_v2: false,
             rng: Rng::new(0x5eed),
+            yaml_failures: std::collections::BTreeSet::new(),
         }));
         let app = Router::new()
             .route("/audit/api/audits/list", post(list))
             .route("/gateway/audit/api/audits/list", post(list))
             .route("/audit/api/audits/listV2", post(list))
             .route("/gateway/audit/api/audits/listV2", post(list))
+            .route("/audit/api/auditYaml", axum::routing::get(audit_yaml))
+            .route(
+                "/gateway/audit/api/auditYaml",
+                axum::routing::get(audit_yaml),
+            )
             .route("/__mock/ground-truth", axum::routing::get(ground_truth))
             .fallback(not_found)
             .with_state(state.clone());
@@ -410,6 +418,16 @@ impl MockHarness {
     /// Fails every list request with `fault` until cleared with `None`.
     pub fn set_persistent_fault(&self, fault: Option<Fault>) {
         self.lock().persistent_fault = fault;
+    }
+
+    /// Every stored event, in timestamp order.
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.lock().events.iter().map(|s| s.event.clone()).collect()
+    }
+
+    /// Makes `auditYaml` fail (500) for these audit ids.
+    pub fn fail_yaml_for(&self, audit_ids: impl IntoIterator<Item = String>) {
+        self.lock().yaml_failures.extend(audit_ids);
     }
 
     /// Serves `/audits/listV2` (cursor pages with `pageToken`/`hasNext`, no
@@ -601,6 +619,98 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 /// Ground truth for tests driving a separate mock process: every stored
 /// event, visible or not yet, as NDJSON, oldest first.
+/// Actions whose events have a YAML diff: configuration changes.
+const YAML_ACTIONS: [&str; 6] = [
+    "CREATE",
+    "UPDATE",
+    "UPSERT",
+    "DELETE",
+    "FORCE_DELETE",
+    "RESTORE",
+];
+
+/// The `(oldYaml, newYaml)` the mock serves for an event, if it has a diff.
+pub fn yaml_diff_of(e: &AuditEvent) -> Option<(Option<String>, Option<String>)> {
+    if !YAML_ACTIONS.contains(&e.action.as_str()) {
+        return None;
+    }
+    let version = |n: u32| {
+        format!(
+            "{}:\n  identifier: {}\n  version: {n}\n",
+            e.resource.kind.to_ascii_lowercase(),
+            e.resource.identifier
+        )
+    };
+    let old = (e.action != "CREATE").then(|| version(1));
+    let new = (!matches!(e.action.as_str(), "DELETE" | "FORCE_DELETE")).then(|| version(2));
+    Some((old, new))
+}
+
+/// `GET /audit/api/auditYaml?accountIdentifier=&auditId=`: `ResponseDTO<YamlDiffRecordDTO>`.
+async fn audit_yaml(
+    State(state): State<Arc<Mutex<MockState>>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+    uri: axum::http::Uri,
+) -> Response {
+    let mut guard = state.lock().expect("mock state lock");
+    let state = &mut *guard;
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    state.requests.push(RecordedRequest {
+        path: uri.path().to_owned(),
+        query: query.clone(),
+        api_key: api_key.clone(),
+        body: None,
+    });
+    let (account, can_view) = match authenticate(state, &headers, &param, api_key) {
+        Ok(granted) => granted,
+        Err(response) => return *response,
+    };
+    let rng = &mut state.rng;
+    if !can_view {
+        return error_dto(
+            rng,
+            403,
+            "ACCESS_DENIED",
+            &format!(
+                "User not authorized: You need core_audit_view permission on ACCOUNT with identifier: {account} to perform this action"
+            ),
+        );
+    }
+    let Some(id) = param("auditId") else {
+        return failure_dto(rng, "auditId", "must not be null");
+    };
+    if state.yaml_failures.contains(&id) {
+        return error_dto(
+            rng,
+            500,
+            "UNKNOWN_ERROR",
+            "Oops, something went wrong on our end. Please contact Harness Support.",
+        );
+    }
+    let Some(stored) = state.events.iter().find(|s| s.event.audit_id == id) else {
+        return invalid_request(rng, &format!("Audit event with id {id} not found"));
+    };
+    let data = match yaml_diff_of(&stored.event) {
+        Some((old, new)) => json!({"oldYaml": old, "newYaml": new}),
+        None => json!({}),
+    };
+    let correlation = correlation_id(rng);
+    json_response(
+        200,
+        json!({"status": "SUCCESS", "data": data, "metaData": null, "correlationId": correlation}),
+    )
+}
+
 async fn ground_truth(State(state): State<Arc<Mutex<MockState>>>) -> Response {
     let state = state.lock().expect("mock state lock");
     let mut body = String::new();
@@ -614,6 +724,58 @@ async fn ground_truth(State(state): State<Arc<Mutex<MockState>>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// NextGenAuthenticationFilter: key, then account, then the key's validity.
+/// Returns the account and whether the key may view audits.
+fn authenticate(
+    state: &mut MockState,
+    headers: &HeaderMap,
+    param: &dyn Fn(&str) -> Option<String>,
+    api_key: Option<String>,
+) -> Result<(String, bool), Box<Response>> {
+    let rng = &mut state.rng;
+    let Some(key) = api_key else {
+        return Err(Box::new(error_dto(
+            rng,
+            401,
+            "INVALID_TOKEN",
+            "Invalid token",
+        )));
+    };
+    let account = headers
+        .get("harness-account")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| param("account"))
+        .or_else(|| param("accountIdentifier"));
+    let Some(account) = account else {
+        return Err(Box::new(invalid_request(
+            rng,
+            "Account detail is not present in the request",
+        )));
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if !(3..=4).contains(&parts.len()) {
+        return Err(Box::new(error_dto(
+            rng,
+            401,
+            "INVALID_TOKEN",
+            "Invalid API Token: Token length not matching for API token",
+        )));
+    }
+    let grant = state.keys.iter().find(|g| g.key == key);
+    let Some(grant) = grant.filter(|_| parts[1] == account && account == state.account_id) else {
+        return Err(Box::new(error_dto(
+            rng,
+            401,
+            "INVALID_TOKEN",
+            &format!(
+                "Invalid call: Invalid token or token expired. Account id for API called: {account}"
+            ),
+        )));
+    };
+    Ok((account, grant.can_view))
 }
 
 fn respond(
@@ -640,42 +802,11 @@ fn respond(
         api_key: api_key.clone(),
         body: serde_json::from_slice(body).ok(),
     });
+    let (account, can_view) = match authenticate(state, headers, &param, api_key) {
+        Ok(granted) => granted,
+        Err(response) => return *response,
+    };
     let rng = &mut state.rng;
-
-    // NextGenAuthenticationFilter: key, then account, then the key's validity.
-    let Some(key) = api_key else {
-        return error_dto(rng, 401, "INVALID_TOKEN", "Invalid token");
-    };
-    let account = headers
-        .get("harness-account")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| param("account"))
-        .or_else(|| param("accountIdentifier"));
-    let Some(account) = account else {
-        return invalid_request(rng, "Account detail is not present in the request");
-    };
-    let parts: Vec<&str> = key.split('.').collect();
-    if !(3..=4).contains(&parts.len()) {
-        return error_dto(
-            rng,
-            401,
-            "INVALID_TOKEN",
-            "Invalid API Token: Token length not matching for API token",
-        );
-    }
-    let grant = state.keys.iter().find(|g| g.key == key);
-    let Some(grant) = grant.filter(|_| parts[1] == account && account == state.account_id) else {
-        return error_dto(
-            rng,
-            401,
-            "INVALID_TOKEN",
-            &format!(
-                "Invalid call: Invalid token or token expired. Account id for API called: {account}"
-            ),
-        );
-    };
-    let can_view = grant.can_view;
 
     // Bean validation of the query parameters.
     if param("accountIdentifier").is_none() {

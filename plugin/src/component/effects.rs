@@ -43,69 +43,76 @@ pub struct WasiHttp;
 
 impl Transport for WasiHttp {
     fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
-        let (scheme, rest) = match url.split_once("://") {
-            Some(("https", rest)) => (Scheme::Https, rest),
-            Some(("http", rest)) => (Scheme::Http, rest),
-            _ => return Err(format!("unsupported URL `{url}`")),
-        };
-        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-
-        let headers = Fields::from_list(&[
-            ("content-type".into(), b"application/json".to_vec()),
-            ("accept".into(), b"application/json".to_vec()),
-        ])
-        .map_err(|e| format!("building headers: {e:?}"))?;
-        let request = OutgoingRequest::new(headers);
-        let bad = |what: &str| format!("the host refused the request's {what} for `{url}`");
-        request
-            .set_method(&Method::Post)
-            .map_err(|()| bad("method"))?;
-        request
-            .set_scheme(Some(&scheme))
-            .map_err(|()| bad("scheme"))?;
-        request
-            .set_authority(Some(authority))
-            .map_err(|()| bad("authority"))?;
-        request
-            .set_path_with_query(Some(path))
-            .map_err(|()| bad("path"))?;
-        let outgoing = request.body().map_err(|()| bad("body"))?;
-
-        let options = RequestOptions::new();
-        // The host caps these further; setting them keeps a slow server from
-        // holding a poll for the host's full limit.
-        let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_SECS * NANOS_PER_SEC));
-        let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_SECS * NANOS_PER_SEC));
-        let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_SECS * NANOS_PER_SEC));
-
-        let pending = outgoing_handler::handle(request, Some(options)).map_err(describe)?;
-        let sent = write_body(outgoing, body);
-        pending.subscribe().block();
-        // When the connection fails, the body stream closes first; the response
-        // future carries the cause (refused, timed out, denied), so prefer it.
-        let response = pending
-            .get()
-            .ok_or("the response future was not ready after blocking")?
-            .map_err(|()| "the response was already taken")?
-            .map_err(describe)?;
-        sent?;
-        let status = response.status();
-        let retry_after_secs = response
-            .headers()
-            .get("retry-after")
-            .first()
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
-        let incoming = response
-            .consume()
-            .map_err(|()| "the response body was already taken")?;
-        let body = read_all(&incoming)?;
-        let _trailers = IncomingBody::finish(incoming);
-        Ok(HttpResponse {
-            status,
-            body,
-            retry_after_secs,
-        })
+        send(&Method::Post, url, body)
     }
+
+    fn get(&mut self, url: &str) -> Result<HttpResponse, String> {
+        send(&Method::Get, url, &[])
+    }
+}
+
+/// One request through wasi:http (the host adds the key and enforces the origin).
+fn send(method: &Method, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("https", rest)) => (Scheme::Https, rest),
+        Some(("http", rest)) => (Scheme::Http, rest),
+        _ => return Err(format!("unsupported URL `{url}`")),
+    };
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+
+    let headers = Fields::from_list(&[
+        ("content-type".into(), b"application/json".to_vec()),
+        ("accept".into(), b"application/json".to_vec()),
+    ])
+    .map_err(|e| format!("building headers: {e:?}"))?;
+    let request = OutgoingRequest::new(headers);
+    let bad = |what: &str| format!("the host refused the request's {what} for `{url}`");
+    request.set_method(method).map_err(|()| bad("method"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| bad("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| bad("authority"))?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| bad("path"))?;
+    let outgoing = request.body().map_err(|()| bad("body"))?;
+
+    let options = RequestOptions::new();
+    // The host caps these further; setting them keeps a slow server from
+    // holding a poll for the host's full limit.
+    let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_SECS * NANOS_PER_SEC));
+    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_SECS * NANOS_PER_SEC));
+    let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_SECS * NANOS_PER_SEC));
+
+    let pending = outgoing_handler::handle(request, Some(options)).map_err(describe)?;
+    let sent = write_body(outgoing, body);
+    pending.subscribe().block();
+    // When the connection fails, the body stream closes first; the response
+    // future carries the cause (refused, timed out, denied), so prefer it.
+    let response = pending
+        .get()
+        .ok_or("the response future was not ready after blocking")?
+        .map_err(|()| "the response was already taken")?
+        .map_err(describe)?;
+    sent?;
+    let status = response.status();
+    let retry_after_secs = response
+        .headers()
+        .get("retry-after")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+    let incoming = response
+        .consume()
+        .map_err(|()| "the response body was already taken")?;
+    let body = read_all(&incoming)?;
+    let _trailers = IncomingBody::finish(incoming);
+    Ok(HttpResponse {
+        status,
+        body,
+        retry_after_secs,
+    })
 }
 
 fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), String> {

@@ -20,6 +20,10 @@ struct FakeHarness {
     on_request: Option<InsertHook>,
     /// Answers the request with this number (1-based) with this response.
     fail_on_request: Option<(usize, HttpResponse)>,
+    /// `auditYaml` answers 500 for these ids.
+    yaml_failures: Vec<String>,
+    /// `auditYaml` requests, by audit id.
+    yaml_requests: Vec<String>,
 }
 
 impl FakeHarness {
@@ -30,6 +34,8 @@ impl FakeHarness {
             faults: VecDeque::new(),
             on_request: None,
             fail_on_request: None,
+            yaml_failures: vec![],
+            yaml_requests: vec![],
         };
         for ts in timestamps {
             h.insert(ts);
@@ -44,11 +50,37 @@ impl FakeHarness {
     }
 }
 
+/// Even ids are configuration changes (with a YAML diff), odd ones logins.
 fn event_json(ts: u64, id: &str) -> String {
-    format!(r#"{{"auditId":"{id}","timestamp":{ts},"module":"CORE","action":"LOGIN"}}"#)
+    let action = if id.ends_with(['0', '2', '4', '6', '8']) {
+        "UPDATE"
+    } else {
+        "LOGIN"
+    };
+    format!(r#"{{"auditId":"{id}","timestamp":{ts},"module":"CORE","action":"{action}"}}"#)
 }
 
 impl Transport for FakeHarness {
+    fn get(&mut self, url: &str) -> Result<HttpResponse, String> {
+        let id = url.rsplit("auditId=").next().unwrap().to_owned();
+        self.yaml_requests.push(id.clone());
+        if self.yaml_failures.contains(&id) {
+            return Ok(HttpResponse {
+                status: 500,
+                body: br#"{"status":"ERROR","code":"UNKNOWN_ERROR","message":"boom"}"#.to_vec(),
+                retry_after_secs: None,
+            });
+        }
+        Ok(HttpResponse {
+            status: 200,
+            body: format!(
+                r#"{{"status":"SUCCESS","data":{{"oldYaml":"v1 of {id}","newYaml":"v2 of {id}"}}}}"#
+            )
+            .into_bytes(),
+            retry_after_secs: None,
+        })
+    }
+
     fn post_json(&mut self, url: &str, raw_body: &[u8]) -> Result<HttpResponse, String> {
         let body: Value = serde_json::from_slice(raw_body).unwrap();
         self.requests.push((url.to_owned(), body.clone()));
@@ -544,6 +576,7 @@ fn pretty_printed_events_stay_on_one_line() {
     };
     let b = batch(
         &[event],
+        &[None],
         Window {
             start_ms: 0,
             end_ms: 9,
@@ -712,4 +745,53 @@ fn a_fixed_range_end_is_never_read_past_and_stays_caught_up() {
     c.now += 3_600_000;
     assert!(src.poll(5, &mut h, &mut out, &mut c).unwrap().caught_up);
     assert_eq!(h.requests.len(), requests, "nothing more is requested");
+}
+
+#[test]
+fn configuration_changes_carry_their_yaml_diff_or_the_error_that_kept_it() {
+    let mut h = FakeHarness::new((0..30).map(|i| NOW - 100_000 + i * 1000));
+    h.yaml_failures.push("id00004".into());
+    let mut src = source_with(Settings {
+        enrich_yaml_diff: true,
+        max_retries: 1,
+        ..settings(10)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), all_ids(&h), "no event is dropped");
+    let lines: Vec<Value> = out
+        .batches
+        .iter()
+        .flat_map(|b| {
+            String::from_utf8(b.lines.clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect();
+    for line in &lines {
+        let id = line["auditId"].as_str().unwrap();
+        let diff = &line[YAML_DIFF_KEY];
+        match (line["action"].as_str().unwrap(), id) {
+            ("LOGIN", _) => assert!(diff.is_null(), "{line}"),
+            (_, "id00004") => assert!(
+                diff["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("HTTP 500 UNKNOWN_ERROR: boom"),
+                "{line}"
+            ),
+            _ => assert_eq!(
+                diff,
+                &serde_json::json!({"oldYaml": format!("v1 of {id}"), "newYaml": format!("v2 of {id}")})
+            ),
+        }
+    }
+    assert_eq!(
+        h.yaml_requests.iter().filter(|id| *id == "id00004").count(),
+        2,
+        "a failed fetch is retried"
+    );
+    assert_eq!(h.yaml_requests.len(), 15 + 1);
 }
