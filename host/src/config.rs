@@ -87,6 +87,8 @@ pub struct HarnessConfig {
     pub account_id: String,
     /// The API key, injected by the host into each request.
     pub api_key: ApiKey,
+    /// Where the key came from (a variable or file name, never the key).
+    pub api_key_source: String,
     /// Events per page, 1 to 100.
     pub page_size: u32,
     /// First pass look-back, in minutes.
@@ -619,9 +621,11 @@ impl RawConfig {
                 "must be a Harness identifier: letters, digits, `_` or `-`",
             ));
         }
-        let api_key = resolve_api_key(self.api_key, self.api_key_file, &account_id)?;
+        let (api_key, api_key_source) =
+            resolve_api_key(self.api_key, self.api_key_file, &account_id)?;
         let page_size = number(self.page_size, DEFAULT_PAGE_SIZE, 1..=100)?;
         let harness = HarnessConfig {
+            api_key_source,
             api_base,
             api_key,
             page_size,
@@ -985,14 +989,18 @@ fn resolve_api_key(
     inline: Option<Sourced<String>>,
     file: Option<Sourced<String>>,
     account: &Sourced<String>,
-) -> Result<ApiKey, ConfigError> {
-    let (key, origin) = match (inline, file) {
-        (Some(k), _) => (k.value, k.origin),
+) -> Result<(ApiKey, String), ConfigError> {
+    let (key, origin, source) = match (inline, file) {
+        (Some(k), _) => {
+            let source = k.origin.to_string();
+            (k.value, k.origin, source)
+        }
         (None, Some(f)) => {
             let text = std::fs::read_to_string(&f.value).map_err(|e| {
                 invalid(&f, &format!("cannot read the key file `{}`: {e}", f.value))
             })?;
-            (text, f.origin)
+            let source = format!("file {} (named by {})", f.value, f.origin);
+            (text, f.origin, source)
         }
         (None, None) => {
             return Err(ConfigError::Missing {
@@ -1024,7 +1032,7 @@ fn resolve_api_key(
             ),
         });
     }
-    Ok(ApiKey(key))
+    Ok((ApiKey(key), source))
 }
 
 fn number(

@@ -366,9 +366,10 @@ fn check(
         }
     };
     println!(
-        "configuration: ok (account {}, API {}, sink {:?}, prefix {}, checkpoint {})",
+        "configuration: ok (account {}, API {}, key from {}, sink {:?}, prefix {}, checkpoint {})",
         config.harness.account_id,
         config.harness.api_base,
+        config.harness.api_key_source,
         config.output.sink,
         config.output.prefix,
         config.output.state_key

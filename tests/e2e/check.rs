@@ -19,6 +19,7 @@ fn a_good_configuration_passes_and_nothing_is_written() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     for line in [
         "configuration: ok (account Xy3kQ9mTR0aWb1cD2eF4gH",
+        "key from environment variable HARNESS_API_KEY",
         "storage: ok,",
         "harness: ok, the key can read the audit trail of account Xy3kQ9mTR0aWb1cD2eF4gH",
         "all checks passed",
