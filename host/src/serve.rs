@@ -152,7 +152,7 @@ impl ServeError {
 /// Runs until SIGTERM or SIGINT. Fails only on an unusable tenant file,
 /// component or metrics address at start, or a shutdown that outlived its grace.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
-    let (http, running) = begin(&options).await.map_err(ServeError::Startup)?;
+    let (http, begun) = begin(&options).await.map_err(ServeError::Startup)?;
     let Begun {
         metrics,
         permits,
@@ -160,13 +160,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         shutdown,
         mut running,
         mut signals,
-    } = running;
+    } = begun;
+    // Tasks of tenants removed by a reload, still finishing their pass.
+    let mut retired = Vec::new();
     loop {
         tokio::select! {
             _ = signals.terminate.recv() => break,
             _ = signals.interrupt.recv() => break,
             _ = signals.hangup.recv() => {
-                reload(&options, &mut running, &mut components, &permits, &metrics);
+                retired.retain(|t: &JoinHandle<()>| !t.is_finished());
+                retired.extend(reload(&options, &mut running, &mut components, &permits, &metrics));
             }
         }
     }
@@ -177,7 +180,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     for r in running.values() {
         let _ = r.stop.send(true);
     }
-    let tasks = running.into_values().map(|r| r.task);
+    let tasks = running.into_values().map(|r| r.task).chain(retired);
     let drained = tokio::time::timeout(options.shutdown_grace, join_all(tasks)).await;
     if let Some(http) = http {
         let _ = http.await;
@@ -269,18 +272,19 @@ async fn join_all(tasks: impl Iterator<Item = JoinHandle<()>>) {
 
 /// Applies a changed tenant file: new tenants start, removed ones stop after
 /// their running pass, changed ones restart once the old task has ended.
+/// Returns the tasks of removed tenants, which may still be finishing a pass.
 fn reload(
     options: &ServeOptions,
     running: &mut BTreeMap<String, Running>,
     components: &mut Components,
     permits: &Arc<Semaphore>,
     metrics: &Arc<Metrics>,
-) {
+) -> Vec<JoinHandle<()>> {
     let specs = match load(options) {
         Ok(specs) => specs,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "reload refused; the running tenants continue unchanged");
-            return;
+            return Vec::new();
         }
     };
     let mut next: BTreeMap<String, Running> = BTreeMap::new();
@@ -322,13 +326,23 @@ fn reload(
             }
         }
     }
-    let removed = running.len();
-    for (id, old) in std::mem::take(running) {
-        let _ = old.stop.send(true);
-        metrics.remove(&id);
-    }
+    let removed: Vec<JoinHandle<()>> = std::mem::take(running)
+        .into_iter()
+        .map(|(id, old)| {
+            let _ = old.stop.send(true);
+            metrics.remove(&id);
+            old.task
+        })
+        .collect();
     *running = next;
-    tracing::info!(added, changed, removed, kept, "tenant file reloaded");
+    tracing::info!(
+        added,
+        changed,
+        removed = removed.len(),
+        kept,
+        "tenant file reloaded"
+    );
+    removed
 }
 
 /// Starts a tenant's schedule, after `after` (its previous task) has ended.
