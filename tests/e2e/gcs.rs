@@ -380,6 +380,21 @@ fn without_credentials_the_error_says_where_it_looked() {
     );
 }
 
+/// A client of `bucket` on the emulator, as the binary builds one.
+async fn emulator_client(gcs: &Emulator, bucket: &str) -> Arc<GcsClient> {
+    let credentials = Credentials::resolve(|name| {
+        (name == "STORAGE_EMULATOR_HOST").then(|| gcs.base_url().to_owned())
+    })
+    .await
+    .unwrap();
+    let retry = RetryPolicy {
+        max_retries: 2,
+        base: Duration::from_millis(1),
+        timeout: Duration::from_secs(10),
+    };
+    Arc::new(GcsClient::new(bucket, credentials, retry))
+}
+
 /// The checkpoint is replaced only at the generation this instance read: a
 /// checkpoint advanced by someone else stops the write, and a retried write
 /// of our own is recognised.
@@ -389,17 +404,7 @@ fn the_checkpoint_is_replaced_only_by_compare_and_swap() {
     let bucket = gcs.fresh_bucket("cas");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let credentials = Credentials::resolve(|name| {
-            (name == "STORAGE_EMULATOR_HOST").then(|| gcs.base_url().to_owned())
-        })
-        .await
-        .unwrap();
-        let retry = RetryPolicy {
-            max_retries: 2,
-            base: Duration::from_millis(1),
-            timeout: Duration::from_secs(10),
-        };
-        let client = Arc::new(GcsClient::new(&bucket, credentials, retry));
+        let client = emulator_client(&gcs, &bucket).await;
         let ours = GcsSink::new(client.clone(), "harness/audit", CHECKPOINT, false, "ours");
         let theirs = GcsSink::new(client, "harness/audit", CHECKPOINT, false, "theirs");
 
@@ -431,17 +436,7 @@ fn the_lease_is_renewed_while_held_and_expires_when_abandoned() {
     let bucket = gcs.fresh_bucket("lease");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let credentials = Credentials::resolve(|name| {
-            (name == "STORAGE_EMULATOR_HOST").then(|| gcs.base_url().to_owned())
-        })
-        .await
-        .unwrap();
-        let retry = RetryPolicy {
-            max_retries: 2,
-            base: Duration::from_millis(1),
-            timeout: Duration::from_secs(10),
-        };
-        let client = Arc::new(GcsClient::new(&bucket, credentials, retry));
+        let client = emulator_client(&gcs, &bucket).await;
         let ttl = Duration::from_millis(900);
         let object = "state/checkpoint.json.lease";
 

@@ -655,22 +655,8 @@ async fn audit_yaml(
 ) -> Response {
     let mut guard = state.lock().expect("mock state lock");
     let state = &mut *guard;
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let api_key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    state.requests.push(RecordedRequest {
-        path: uri.path().to_owned(),
-        query: query.clone(),
-        api_key: api_key.clone(),
-        body: None,
-    });
+    let param = |name: &str| query_param(&query, name);
+    let api_key = record(state, &headers, &query, &uri, &Bytes::new());
     let (account, can_view) = match authenticate(state, &headers, &param, api_key) {
         Ok(granted) => granted,
         Err(response) => return *response,
@@ -724,6 +710,34 @@ async fn ground_truth(State(state): State<Arc<Mutex<MockState>>>) -> Response {
         body,
     )
         .into_response()
+}
+
+fn query_param(query: &[(String, String)], name: &str) -> Option<String> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// Records the request for the tests and returns its `x-api-key`.
+fn record(
+    state: &mut MockState,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    uri: &axum::http::Uri,
+    body: &Bytes,
+) -> Option<String> {
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    state.requests.push(RecordedRequest {
+        path: uri.path().to_owned(),
+        query: query.to_vec(),
+        api_key: api_key.clone(),
+        body: serde_json::from_slice(body).ok(),
+    });
+    api_key
 }
 
 /// NextGenAuthenticationFilter: key, then account, then the key's validity.
@@ -786,22 +800,8 @@ fn respond(
     uri: &axum::http::Uri,
     body: &Bytes,
 ) -> Response {
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let api_key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    state.requests.push(RecordedRequest {
-        path: uri.path().to_owned(),
-        query: query.to_vec(),
-        api_key: api_key.clone(),
-        body: serde_json::from_slice(body).ok(),
-    });
+    let param = |name: &str| query_param(query, name);
+    let api_key = record(state, headers, query, uri, body);
     let (account, can_view) = match authenticate(state, headers, &param, api_key) {
         Ok(granted) => granted,
         Err(response) => return *response,
