@@ -9,24 +9,6 @@ use harness_tests::FaultRates;
 
 use crate::support::{Env, now_ms, sorted};
 
-fn lines_under(env: &Env, prefix: &str) -> Vec<String> {
-    let root = env.out().join(prefix);
-    let mut lines: Vec<String> = env
-        .objects()
-        .into_iter()
-        .filter(|(p, _)| p.starts_with(&root))
-        .flat_map(|(_, bytes)| {
-            String::from_utf8(bytes)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    lines.sort();
-    lines
-}
-
 #[test]
 fn an_interrupted_backfill_resumes_and_stores_its_range_exactly_once() {
     let env = Env::new(1500);
@@ -70,7 +52,7 @@ fn an_interrupted_backfill_resumes_and_stores_its_range_exactly_once() {
         "{}",
         finished.stderr
     );
-    assert_eq!(lines_under(&env, "backfill"), sorted(expected));
+    assert_eq!(env.sorted_lines_under("backfill"), sorted(expected));
     assert_eq!(
         env.checkpoint().unwrap(),
         live,

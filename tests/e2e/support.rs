@@ -158,11 +158,18 @@ impl Env {
 
     /// Every stored line, sorted (object names are not time-ordered within a second).
     pub fn sorted_lines(&self) -> Vec<String> {
+        self.sorted_lines_under("")
+    }
+
+    /// Every stored line of the objects under `prefix` (relative to the output directory), sorted.
+    pub fn sorted_lines_under(&self, prefix: &str) -> Vec<String> {
+        let root = self.out().join(prefix);
         let mut lines: Vec<String> = self
             .objects()
-            .values()
-            .flat_map(|bytes| {
-                String::from_utf8(bytes.clone())
+            .into_iter()
+            .filter(|(path, _)| path.starts_with(&root))
+            .flat_map(|(_, bytes)| {
+                String::from_utf8(bytes)
                     .unwrap()
                     .lines()
                     .map(str::to_owned)

@@ -663,14 +663,7 @@ async fn audit_yaml(
     };
     let rng = &mut state.rng;
     if !can_view {
-        return error_dto(
-            rng,
-            403,
-            "ACCESS_DENIED",
-            &format!(
-                "User not authorized: You need core_audit_view permission on ACCOUNT with identifier: {account} to perform this action"
-            ),
-        );
+        return access_denied(rng, &account);
     }
     let Some(id) = param("auditId") else {
         return failure_dto(rng, "auditId", "must not be null");
@@ -738,6 +731,18 @@ fn record(
         body: serde_json::from_slice(body).ok(),
     });
     api_key
+}
+
+/// 403 for a key without `core_audit_view`, in Harness's words.
+fn access_denied(rng: &mut Rng, account: &str) -> Response {
+    error_dto(
+        rng,
+        403,
+        "ACCESS_DENIED",
+        &format!(
+            "User not authorized: You need core_audit_view permission on ACCOUNT with identifier: {account} to perform this action"
+        ),
+    )
 }
 
 /// NextGenAuthenticationFilter: key, then account, then the key's validity.
@@ -840,14 +845,7 @@ fn respond(
         );
     }
     if !can_view {
-        return error_dto(
-            rng,
-            403,
-            "ACCESS_DENIED",
-            &format!(
-                "User not authorized: You need core_audit_view permission on ACCOUNT with identifier: {account} to perform this action"
-            ),
-        );
+        return access_denied(rng, &account);
     }
 
     let filter: FilterBody = if body.iter().all(u8::is_ascii_whitespace) {
