@@ -41,9 +41,18 @@ pub fn build_guest(package: &str) -> PathBuf {
         status.success(),
         "building guest `{package}` failed; is the target installed? run `rustup target add wasm32-wasip2`"
     );
-    let artifact = target_dir
-        .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
+    // A library component is named after its crate, a command after its binary.
+    let release = target_dir.join("wasm32-wasip2/release");
+    let artifact = [package.replace('-', "_"), package.to_owned()]
+        .iter()
+        .map(|name| release.join(format!("{name}.wasm")))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "cargo built `{package}` but left no component in {}",
+                release.display()
+            )
+        });
     emit_rerun_from_depfile(&artifact.with_extension("d"));
     for path in ["wit", "Cargo.lock", "build-support"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());

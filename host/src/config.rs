@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use harness_audit_core::settings::defaults;
 use serde::Deserialize;
 use url::Url;
 
@@ -13,32 +14,31 @@ use crate::bindings::ApiFlavor;
 use crate::filters;
 
 /// Default Harness API base.
-pub const DEFAULT_API_BASE: &str = "https://app.harness.io";
+pub const DEFAULT_API_BASE: &str = defaults::API_BASE;
 /// Default events per page (the recipe's default).
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const DEFAULT_PAGE_SIZE: u32 = defaults::PAGE_SIZE;
 /// Default look-back of the first pass, in minutes.
-pub const DEFAULT_START_MINUTES_BACK: u32 = 60;
+pub const DEFAULT_START_MINUTES_BACK: u32 = defaults::START_MINUTES_BACK;
 /// Default retries per request.
-pub const DEFAULT_MAX_RETRIES: u32 = 5;
+pub const DEFAULT_MAX_RETRIES: u32 = defaults::MAX_RETRIES;
 /// Default first backoff delay, in milliseconds.
-pub const DEFAULT_RETRY_BASE_MS: u32 = 1000;
+pub const DEFAULT_RETRY_BASE_MS: u32 = defaults::RETRY_BASE_MS;
 /// Default total retry wait per pass, in seconds.
-pub const DEFAULT_RETRY_BUDGET_SECS: u32 = 300;
+pub const DEFAULT_RETRY_BUDGET_SECS: u32 = defaults::RETRY_BUDGET_SECS;
 /// Default request rate cap: below Harness's 400 external calls a minute per key.
-pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = 300;
+pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = defaults::MAX_REQUESTS_PER_MINUTE;
 /// Default settle lag: Harness events can take minutes to become visible.
-pub const DEFAULT_SETTLE_LAG_SECS: u32 = 120;
+pub const DEFAULT_SETTLE_LAG_SECS: u32 = defaults::SETTLE_LAG_SECS;
 /// Default overlap between windows.
-pub const DEFAULT_OVERLAP_SECS: u32 = 900;
+pub const DEFAULT_OVERLAP_SECS: u32 = defaults::OVERLAP_SECS;
 /// Default object prefix (the recipe's).
 pub const DEFAULT_PREFIX: &str = "harness/audit";
 /// Default checkpoint key: outside the data prefix, so a SIEM feed never ingests or deletes it.
 pub const DEFAULT_STATE_KEY: &str = "harness-audit-state/checkpoint.json";
 /// Default local output directory.
 pub const DEFAULT_OUTPUT_DIR: &str = "./harness-audit-data";
-/// Default events per object: checkpoint work is per batch, so larger
-/// batches drain a backlog faster; a crash re-reads at most one batch.
-pub const DEFAULT_BATCH_MAX_EVENTS: u32 = 1000;
+/// Default events per object.
+pub const DEFAULT_BATCH_MAX_EVENTS: u32 = defaults::BATCH_MAX_EVENTS;
 /// Default cap on each HTTP timeout (connect, first byte, between bytes), in seconds.
 pub const DEFAULT_HTTP_TIMEOUT_SECS: u32 = 60;
 /// Default linear-memory ceiling of the component, in MiB.

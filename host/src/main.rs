@@ -16,13 +16,18 @@ use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
 use harness_audit::runner;
 use harness_audit::serve::{self, ServeOptions};
 
+/// Variables read besides the settings, which `run --help` lists as flags.
+const ENVIRONMENT_HELP: &str = "Environment besides the settings: GOOGLE_APPLICATION_CREDENTIALS, \
+GCE_METADATA_HOST and STORAGE_EMULATOR_HOST choose the Google Cloud Storage credentials or \
+emulator; RUST_LOG filters the logs.";
+
 /// Collects the Harness audit trail (who did what, when, where) for a SIEM.
 ///
 /// Settings come from the recipe's environment variables (HARNESS_ACCOUNT_ID,
 /// HARNESS_API_KEY, ...), an optional TOML file, and flags; flags win over the
 /// environment, which wins over the file.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, after_help = ENVIRONMENT_HELP)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "LOG_FORMAT")]

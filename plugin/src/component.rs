@@ -1,7 +1,5 @@
 //! Binds the native core to the `harness:audit` world.
 
-mod effects;
-
 use std::cell::RefCell;
 
 use exports::harness::audit::source::Guest;
@@ -9,14 +7,22 @@ use harness::audit::types::{
     self as wit, ApiFailure, Budget, EmitError, PollReport, Settings, SourceError,
 };
 
-use crate::error;
-use crate::pass::{self, Source};
-use crate::settings;
+use harness_audit_core::pass::{self, Source};
+use harness_audit_core::{error, settings, wasi};
 
 wit_bindgen::generate!({
     path: "../wit",
     world: "audit-source",
-    generate_all,
+    with: {
+        "wasi:io/poll@0.2.12": harness_audit_core::wasi::bindings::wasi::io::poll,
+        "wasi:io/error@0.2.12": harness_audit_core::wasi::bindings::wasi::io::error,
+        "wasi:io/streams@0.2.12": harness_audit_core::wasi::bindings::wasi::io::streams,
+        "wasi:clocks/monotonic-clock@0.2.12": harness_audit_core::wasi::bindings::wasi::clocks::monotonic_clock,
+        "wasi:clocks/wall-clock@0.2.12": harness_audit_core::wasi::bindings::wasi::clocks::wall_clock,
+        "wasi:http/types@0.2.12": harness_audit_core::wasi::bindings::wasi::http::types,
+        "wasi:http/outgoing-handler@0.2.12": harness_audit_core::wasi::bindings::wasi::http::outgoing_handler,
+        "wasi:random/random@0.2.12": harness_audit_core::wasi::bindings::wasi::random::random,
+    },
 });
 
 struct Component;
@@ -86,7 +92,7 @@ impl Guest for Component {
                 wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,
             },
         };
-        let source = Source::new(settings, checkpoint.as_deref(), effects::now_ms())
+        let source = Source::new(settings, checkpoint.as_deref(), wasi::now_ms())
             .map_err(SourceError::from)?;
         SOURCE.set(Some(source));
         Ok(())
@@ -97,9 +103,9 @@ impl Guest for Component {
             let source = source.as_mut().ok_or(SourceError::NotConfigured)?;
             let report = source.poll(
                 budget.max_pages,
-                &mut effects::WasiHttp,
+                &mut wasi::WasiHttp::without_credentials(),
                 &mut HostPipeline,
-                &mut effects::WasiClock,
+                &mut wasi::WasiClock,
             )?;
             Ok(PollReport {
                 events_read: report.events_read,

@@ -1,18 +1,7 @@
-//! The Harness audit-trail source.
-//!
-//! The modules below are plain Rust, tested natively; the `component` module
-//! is the only WebAssembly-specific code: it binds them to the
-//! `harness:audit` world (`wit/world.wit`).
-
-pub mod cursor;
-pub mod error;
-pub mod pacing;
-pub mod page;
-pub mod pass;
-pub mod request;
-pub mod retry;
-pub mod settings;
-pub mod shape;
+//! The Harness audit-trail source component: binds the core
+//! (`harness-audit-core`, in `plugin/core`) to the `harness:audit` world
+//! (`wit/world.wit`). `cargo build --release --target wasm32-wasip2` here
+//! produces the component that the host embeds.
 
 #[cfg(target_arch = "wasm32")]
 #[expect(

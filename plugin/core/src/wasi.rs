@@ -1,12 +1,23 @@
-//! The core's effects on WASI 0.2: HTTP, clocks and randomness.
+//! The core's effects on WASI 0.2 (HTTP, clocks, randomness), shared by the
+//! `harness:audit` component and the command variant.
 
-use super::wasi::clocks::{monotonic_clock, wall_clock};
-use super::wasi::http::outgoing_handler;
-use super::wasi::http::types::{
+/// The generated WASI 0.2 imports, which the component's own bindings reuse.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "source-effects",
+        generate_all,
+    });
+}
+
+use bindings::wasi::clocks::{monotonic_clock, wall_clock};
+use bindings::wasi::http::outgoing_handler;
+use bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
-use super::wasi::io::streams::StreamError;
-use super::wasi::random::random;
+use bindings::wasi::io::streams::StreamError;
+use bindings::wasi::random::random;
+
 use crate::pass::{Clock, HttpResponse, Transport};
 
 /// Largest response body read; a page of 100 events is far below it.
@@ -18,11 +29,14 @@ const BETWEEN_BYTES_TIMEOUT_SECS: u64 = 30;
 /// `blocking-write-and-flush` accepts at most 4096 bytes per call.
 const WRITE_CHUNK: usize = 4096;
 
+/// The wall clock in epoch milliseconds.
 pub fn now_ms() -> u64 {
     let now = wall_clock::now();
     now.seconds * 1000 + u64::from(now.nanoseconds) / 1_000_000
 }
 
+/// Time, sleeping and randomness through `wasi:clocks` and `wasi:random`.
+#[derive(Debug, Default)]
 pub struct WasiClock;
 
 impl Clock for WasiClock {
@@ -39,20 +53,56 @@ impl Clock for WasiClock {
     }
 }
 
-pub struct WasiHttp;
+/// Requests through `wasi:http/outgoing-handler`.
+#[derive(Default)]
+pub struct WasiHttp {
+    api_key: Option<String>,
+}
 
-impl Transport for WasiHttp {
-    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
-        send(&Method::Post, url, body)
+impl WasiHttp {
+    /// Requests that carry no credential: the component's case, where the
+    /// host adds `x-api-key` and enforces the origin.
+    pub fn without_credentials() -> Self {
+        Self::default()
     }
 
-    fn get(&mut self, url: &str) -> Result<HttpResponse, String> {
-        send(&Method::Get, url, &[])
+    /// Requests that carry `x-api-key` themselves: the command variant's
+    /// case, for stock runtimes that have no way to inject it.
+    pub fn with_api_key(api_key: String) -> Self {
+        Self {
+            api_key: Some(api_key),
+        }
+    }
+
+    fn send(&self, method: &Method, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+        send(method, url, body, self.api_key.as_deref())
     }
 }
 
-/// One request through wasi:http (the host adds the key and enforces the origin).
-fn send(method: &Method, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+impl std::fmt::Debug for WasiHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasiHttp")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl Transport for WasiHttp {
+    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+        self.send(&Method::Post, url, body)
+    }
+
+    fn get(&mut self, url: &str) -> Result<HttpResponse, String> {
+        self.send(&Method::Get, url, &[])
+    }
+}
+
+fn send(
+    method: &Method,
+    url: &str,
+    body: &[u8],
+    api_key: Option<&str>,
+) -> Result<HttpResponse, String> {
     let (scheme, rest) = match url.split_once("://") {
         Some(("https", rest)) => (Scheme::Https, rest),
         Some(("http", rest)) => (Scheme::Http, rest),
@@ -60,11 +110,15 @@ fn send(method: &Method, url: &str, body: &[u8]) -> Result<HttpResponse, String>
     };
     let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
 
-    let headers = Fields::from_list(&[
-        ("content-type".into(), b"application/json".to_vec()),
-        ("accept".into(), b"application/json".to_vec()),
-    ])
-    .map_err(|e| format!("building headers: {e:?}"))?;
+    let mut headers = vec![
+        ("content-type".to_owned(), b"application/json".to_vec()),
+        ("accept".to_owned(), b"application/json".to_vec()),
+    ];
+    if let Some(key) = api_key {
+        headers.push(("x-api-key".to_owned(), key.as_bytes().to_vec()));
+    }
+    // The error names the header, never its value: the key must not leak.
+    let headers = Fields::from_list(&headers).map_err(|e| format!("building headers: {e:?}"))?;
     let request = OutgoingRequest::new(headers);
     let bad = |what: &str| format!("the host refused the request's {what} for `{url}`");
     request.set_method(method).map_err(|()| bad("method"))?;

@@ -11,6 +11,32 @@ pub const MAX_BATCH_EVENTS: u32 = 20_000;
 /// Longest settle lag or overlap accepted, in seconds.
 pub const MAX_WINDOW_SECS: u32 = 7 * 24 * 3600;
 
+/// Defaults of the source's settings, shared by every wrapper (the Rust
+/// host's configuration and the command variant) so they cannot drift apart.
+pub mod defaults {
+    /// Harness API base.
+    pub const API_BASE: &str = "https://app.harness.io";
+    /// Events per page (the Cloud Run recipe's default).
+    pub const PAGE_SIZE: u32 = 50;
+    /// Look-back of the first pass, in minutes.
+    pub const START_MINUTES_BACK: u32 = 60;
+    /// Retries per request.
+    pub const MAX_RETRIES: u32 = 5;
+    /// First backoff delay, in milliseconds.
+    pub const RETRY_BASE_MS: u32 = 1000;
+    /// Total retry wait per pass, in seconds.
+    pub const RETRY_BUDGET_SECS: u32 = 300;
+    /// Request rate cap: below Harness's 400 external calls a minute per key.
+    pub const MAX_REQUESTS_PER_MINUTE: u32 = 300;
+    /// Settle lag: Harness events can take minutes to become visible.
+    pub const SETTLE_LAG_SECS: u32 = 120;
+    /// Overlap between windows.
+    pub const OVERLAP_SECS: u32 = 900;
+    /// Events per batch: checkpoint work is per batch, so larger batches
+    /// drain a backlog faster; a crash re-reads at most one batch.
+    pub const BATCH_MAX_EVENTS: u32 = 1000;
+}
+
 const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
 
 /// Which list endpoint to page.

@@ -1,0 +1,397 @@
+//! Settings of the command variant, from the Cloud Run recipe's environment
+//! variables and the command line, checked before any request is made.
+
+use harness_audit_core::settings::{ApiFlavor, OutputShape, Settings, defaults};
+
+/// Variables this command reads, with what each one sets.
+pub const READS: [(&str, &str); 18] = [
+    ("HARNESS_ACCOUNT_ID", "account identifier (required)"),
+    ("HARNESS_API_KEY", "API key, sent as x-api-key"),
+    (
+        "HARNESS_API_KEY_FILE",
+        "file holding the API key (in a preopened directory)",
+    ),
+    ("HARNESS_API_BASE", "API base URL"),
+    ("PAGE_SIZE", "events per page, 1 to 100"),
+    (
+        "START_MINUTES_BACK",
+        "look-back of the first pass, in minutes",
+    ),
+    ("MAX_RETRIES", "retries per request"),
+    ("RETRY_BASE_MS", "first backoff delay, in milliseconds"),
+    (
+        "RETRY_BUDGET_SECONDS",
+        "total retry wait per pass, in seconds",
+    ),
+    (
+        "MAX_REQUESTS_PER_MINUTE",
+        "client-side pacing; 0 turns it off",
+    ),
+    (
+        "SETTLE_LAG_SECONDS",
+        "only events at least this old are read",
+    ),
+    (
+        "OVERLAP_SECONDS",
+        "each window re-reads this much of the last one",
+    ),
+    ("HARNESS_API_FLAVOR", "`list` or `list-v2`"),
+    ("FILTER_MODULES", "comma-separated module names"),
+    ("FILTER_ACTIONS", "comma-separated action names"),
+    (
+        "STATIC_FILTER",
+        "EXCLUDE_LOGIN_EVENTS or EXCLUDE_SYSTEM_EVENTS",
+    ),
+    ("OUTPUT_SHAPE", "`raw` or `streaming`"),
+    (
+        "ENRICH_YAML_DIFF",
+        "attach the YAML diff of configuration changes",
+    ),
+];
+
+/// Settings of the `harness-audit` host that this command cannot honour.
+/// Setting one is refused rather than ignored, so that nobody believes a
+/// filter, a sink or a limit is in force when it is not.
+pub const HOST_ONLY: [&str; 16] = [
+    "HTTP_TIMEOUT_SECS",
+    "FILTER_PRINCIPALS",
+    "FILTER_SCOPES",
+    "FILTER_RESOURCES",
+    "FILTER_ENVIRONMENTS",
+    "ALLOW_UNKNOWN_VALUES",
+    "SINK",
+    "OUTPUT_DIR",
+    "GCS_BUCKET",
+    "GCS_PREFIX",
+    "STATE_KEY",
+    "GZIP",
+    "BATCH_MAX_EVENTS",
+    "LEASE_SECONDS",
+    "MAX_MEMORY_MIB",
+    "POLL_TIMEOUT_SECS",
+];
+
+/// Where the checkpoint lives when `--state-dir` is not given.
+pub const DEFAULT_STATE_DIR: &str = "state";
+
+/// What the command was asked to do.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Print usage and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+    /// Run one collection pass.
+    Run(Box<Options>),
+}
+
+/// Everything one pass needs.
+pub struct Options {
+    /// Validated source settings.
+    pub settings: Settings,
+    /// The key, from `HARNESS_API_KEY` or the file `HARNESS_API_KEY_FILE` names.
+    #[cfg_attr(
+        not(any(target_arch = "wasm32", test)),
+        expect(dead_code, reason = "only the WASI pass sends requests")
+    )]
+    pub api_key: ApiKey,
+    /// Directory (preopened by the runtime) holding `checkpoint.json`.
+    pub state_dir: String,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("settings", &self.settings)
+            .field("api_key", &"[redacted]")
+            .field("state_dir", &self.state_dir)
+            .finish()
+    }
+}
+
+/// Where the key is to be read from; reading a file needs the filesystem,
+/// so it happens in `main`, not here.
+#[derive(PartialEq, Eq)]
+pub enum ApiKey {
+    /// The value of `HARNESS_API_KEY`.
+    Value(String),
+    /// The path in `HARNESS_API_KEY_FILE`.
+    File(String),
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value([redacted])"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// Usage text; it lists every variable read and every one refused.
+pub fn usage() -> String {
+    let mut text = String::from(
+        "harness-audit-command: one collection pass of the Harness audit trail, as a WASI command.\n\
+         NDJSON goes to stdout, progress and errors to stderr, the checkpoint to\n\
+         <state-dir>/checkpoint.json. Exit status 0 on success, 1 on any failure (WASI 0.2's exit\n\
+         carries no code): the message on stderr names the failure and its fix.\n\n\
+         Usage: harness-audit-command [--state-dir DIR]\n\n\
+         Options:\n  \
+         --state-dir DIR  preopened directory for checkpoint.json [default: state]\n  \
+         -h, --help       print this help\n  \
+         -V, --version    print the version\n\n\
+         Environment:\n",
+    );
+    for (name, what) in READS {
+        text.push_str(&format!("  {name:<24} {what}\n"));
+    }
+    text.push_str(
+        "\nRefused (settings of the harness-audit host, which this command cannot honour):\n",
+    );
+    text.push_str(&format!("  {}\n", HOST_ONLY.join(" ")));
+    text
+}
+
+/// Parses the arguments (without the program name) and the environment.
+/// Errors name the argument or variable and say how to fix it.
+pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Invocation, String> {
+    let mut state_dir = DEFAULT_STATE_DIR.to_owned();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Invocation::Help),
+            "-V" | "--version" => return Ok(Invocation::Version),
+            "--state-dir" => {
+                state_dir = args
+                    .next()
+                    .filter(|d| !d.is_empty())
+                    .ok_or("--state-dir needs a directory")?
+                    .clone();
+            }
+            other => {
+                if let Some(dir) = other.strip_prefix("--state-dir=") {
+                    state_dir = dir.to_owned();
+                } else {
+                    return Err(format!(
+                        "unknown argument `{other}`; run with --help for the usage"
+                    ));
+                }
+            }
+        }
+    }
+
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    if let Some(name) = HOST_ONLY.iter().find(|name| var(name).is_some()) {
+        return Err(format!(
+            "{name} is a setting of the harness-audit host that this command cannot honour; \
+             unset it, or run the harness-audit binary instead"
+        ));
+    }
+    let number = |name: &str, default: u32| -> Result<u32, String> {
+        var(name).map_or(Ok(default), |v| {
+            v.trim().parse().map_err(|_| {
+                format!("{name} `{v}` is not a whole number: use digits only, e.g. {default}")
+            })
+        })
+    };
+    let list = |name: &str| -> Vec<String> {
+        var(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let account_id = var("HARNESS_ACCOUNT_ID")
+        .ok_or("HARNESS_ACCOUNT_ID is not set: set it to your Harness account identifier")?;
+    let api_key = match (var("HARNESS_API_KEY"), var("HARNESS_API_KEY_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err("both HARNESS_API_KEY and HARNESS_API_KEY_FILE are set: keep one".into());
+        }
+        (Some(key), None) => ApiKey::Value(key.trim().to_owned()),
+        (None, Some(path)) => ApiKey::File(path),
+        (None, None) => {
+            return Err(
+                "no API key: set HARNESS_API_KEY, or HARNESS_API_KEY_FILE to a file in a preopened directory"
+                    .into(),
+            );
+        }
+    };
+    let api_flavor = match var("HARNESS_API_FLAVOR").as_deref().map(str::trim) {
+        None | Some("list") => ApiFlavor::List,
+        Some("list-v2") => ApiFlavor::ListV2,
+        Some(other) => {
+            return Err(format!(
+                "HARNESS_API_FLAVOR `{other}` is not `list` or `list-v2`"
+            ));
+        }
+    };
+    let output_shape = match var("OUTPUT_SHAPE").as_deref().map(str::trim) {
+        None | Some("raw") => OutputShape::Raw,
+        Some("streaming") => OutputShape::Streaming,
+        Some(other) => {
+            return Err(format!(
+                "OUTPUT_SHAPE `{other}` is not `raw` or `streaming`"
+            ));
+        }
+    };
+    let enrich_yaml_diff = match var("ENRICH_YAML_DIFF").as_deref().map(str::trim) {
+        None => false,
+        Some("true" | "1" | "yes") => true,
+        Some("false" | "0" | "no") => false,
+        Some(other) => {
+            return Err(format!("ENRICH_YAML_DIFF `{other}` is not true or false"));
+        }
+    };
+
+    let settings = Settings {
+        api_base: var("HARNESS_API_BASE").unwrap_or_else(|| defaults::API_BASE.to_owned()),
+        account_id: account_id.trim().to_owned(),
+        page_size: number("PAGE_SIZE", defaults::PAGE_SIZE)?,
+        start_minutes_back: number("START_MINUTES_BACK", defaults::START_MINUTES_BACK)?,
+        start_at_ms: None,
+        end_at_ms: None,
+        modules: list("FILTER_MODULES"),
+        actions: list("FILTER_ACTIONS"),
+        static_filter: var("STATIC_FILTER").map(|v| v.trim().to_owned()),
+        principals: Vec::new(),
+        scopes: Vec::new(),
+        resources: Vec::new(),
+        environments: Vec::new(),
+        output_shape,
+        enrich_yaml_diff,
+        max_retries: number("MAX_RETRIES", defaults::MAX_RETRIES)?,
+        retry_base_ms: number("RETRY_BASE_MS", defaults::RETRY_BASE_MS)?,
+        retry_budget_secs: number("RETRY_BUDGET_SECONDS", defaults::RETRY_BUDGET_SECS)?,
+        max_requests_per_minute: number(
+            "MAX_REQUESTS_PER_MINUTE",
+            defaults::MAX_REQUESTS_PER_MINUTE,
+        )?,
+        settle_lag_secs: number("SETTLE_LAG_SECONDS", defaults::SETTLE_LAG_SECS)?,
+        overlap_secs: number("OVERLAP_SECONDS", defaults::OVERLAP_SECS)?,
+        api_flavor,
+        batch_max_events: defaults::BATCH_MAX_EVENTS,
+    }
+    .validate()
+    .map_err(|e| format!("invalid settings: {e}"))?;
+
+    Ok(Invocation::Run(Box::new(Options {
+        settings,
+        api_key,
+        state_dir,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Options, String> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        match parse(&args, |name| env.get(name).cloned())? {
+            Invocation::Run(options) => Ok(*options),
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("HARNESS_ACCOUNT_ID", "acct_1"),
+        ("HARNESS_API_KEY", "pat.secret"),
+    ];
+
+    #[test]
+    fn defaults_are_the_hosts() {
+        let options = run(&[], &BASE).unwrap();
+        assert_eq!(options.settings.api_base, defaults::API_BASE);
+        assert_eq!(options.settings.page_size, defaults::PAGE_SIZE);
+        assert_eq!(options.settings.overlap_secs, defaults::OVERLAP_SECS);
+        assert_eq!(options.api_key, ApiKey::Value("pat.secret".into()));
+        assert_eq!(options.state_dir, DEFAULT_STATE_DIR);
+    }
+
+    #[test]
+    fn variables_and_arguments_are_read() {
+        let mut env = BASE.to_vec();
+        env.extend([
+            ("HARNESS_API_BASE", "http://127.0.0.1:9/gateway/"),
+            ("PAGE_SIZE", "100"),
+            ("FILTER_MODULES", "CORE, PMS"),
+            ("OUTPUT_SHAPE", "streaming"),
+            ("HARNESS_API_FLAVOR", "list-v2"),
+            ("ENRICH_YAML_DIFF", "true"),
+        ]);
+        let options = run(&["--state-dir", "/state"], &env).unwrap();
+        assert_eq!(options.settings.api_base, "http://127.0.0.1:9/gateway");
+        assert_eq!(options.settings.page_size, 100);
+        assert_eq!(options.settings.modules, ["CORE", "PMS"]);
+        assert_eq!(options.settings.output_shape, OutputShape::Streaming);
+        assert_eq!(options.settings.api_flavor, ApiFlavor::ListV2);
+        assert!(options.settings.enrich_yaml_diff);
+        assert_eq!(options.state_dir, "/state");
+        assert_eq!(run(&["--state-dir=s2"], &BASE).unwrap().state_dir, "s2");
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_never_the_key() {
+        let key = ("HARNESS_API_KEY", "pat.secret");
+        let account = ("HARNESS_ACCOUNT_ID", "acct_1");
+        let cases: [(Vec<(&str, &str)>, &str); 7] = [
+            (vec![key], "HARNESS_ACCOUNT_ID is not set"),
+            (vec![account], "no API key"),
+            (
+                vec![account, key, ("HARNESS_API_KEY_FILE", "/k")],
+                "keep one",
+            ),
+            (
+                vec![account, key, ("PAGE_SIZE", "lots")],
+                "PAGE_SIZE `lots` is not a whole number",
+            ),
+            (
+                vec![account, key, ("PAGE_SIZE", "500")],
+                "page-size 500 is out of range",
+            ),
+            (
+                vec![account, key, ("GCS_BUCKET", "b")],
+                "GCS_BUCKET is a setting of the harness-audit host",
+            ),
+            (
+                vec![account, key, ("OUTPUT_SHAPE", "udm")],
+                "OUTPUT_SHAPE `udm`",
+            ),
+        ];
+        for (env, expected) in cases {
+            let err = run(&[], &env).unwrap_err();
+            assert!(err.contains(expected), "`{err}` lacks `{expected}`");
+            assert!(!err.contains("pat.secret"), "`{err}` shows the key");
+        }
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused() {
+        let err = run(&["--sink", "gcs"], &BASE).unwrap_err();
+        assert!(err.contains("unknown argument `--sink`"), "{err}");
+        assert!(
+            run(&["--state-dir"], &BASE)
+                .unwrap_err()
+                .contains("--state-dir needs")
+        );
+    }
+
+    #[test]
+    fn usage_lists_every_variable() {
+        let text = usage();
+        for name in READS.iter().map(|(n, _)| *n).chain(HOST_ONLY) {
+            assert!(text.contains(name), "usage lacks {name}");
+        }
+    }
+}

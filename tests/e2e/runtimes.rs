@@ -1,0 +1,298 @@
+//! The same source under other runtimes: the component under jco in Node.js
+//! (`examples/jco/host.mjs`), and the command variant (`plugin/command`)
+//! under `jco run` and the `wasmtime` CLI. Each must write exactly the lines
+//! the Rust host writes from the same mock, and nothing on a second pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::{ACCOUNT, Env, sorted};
+
+const EVENTS: usize = 700;
+/// No runtime may take longer for one pass over `EVENTS` events.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn jco_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/jco")
+}
+
+fn node_tool(name: &str) -> PathBuf {
+    let tool = jco_dir().join("node_modules/.bin").join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: run `npm ci --prefix examples/jco` (scripts/test.sh does)",
+        tool.display()
+    );
+    tool
+}
+
+/// The wasmtime CLI that scripts/test.sh installs under target/tools, or one on PATH.
+fn wasmtime_cli() -> PathBuf {
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/wasmtime");
+    if installed.exists() {
+        return installed;
+    }
+    let on_path = Command::new("wasmtime").arg("--version").output();
+    assert!(
+        on_path.is_ok_and(|o| o.status.success()),
+        "the wasmtime CLI is missing: run `cargo install --locked wasmtime-cli@48.0.8 --root target/tools` \
+         (scripts/test.sh does)"
+    );
+    PathBuf::from("wasmtime")
+}
+
+/// Runs `command` to completion with a deadline, and checks that the key
+/// reached none of its output.
+fn finish(mut command: Command, key: &str) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let output = match rx.recv_timeout(RUN_TIMEOUT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{command:?} did not finish within {RUN_TIMEOUT:?}");
+        }
+    };
+    let secret = key.rsplit('.').next().unwrap();
+    for stream in [&output.stdout, &output.stderr] {
+        assert!(
+            !String::from_utf8_lossy(stream).contains(secret),
+            "the API key leaked:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    sorted(
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// What the Rust host writes from `env`'s mock; the reference for every runtime.
+fn rust_host_lines(env: &Env) -> Vec<String> {
+    env.run(&[]).assert_collected(EVENTS);
+    let lines = env.sorted_lines();
+    assert_eq!(lines, sorted(env.mock.events_json()));
+    lines
+}
+
+#[test]
+fn the_component_under_jco_writes_what_the_rust_host_writes() {
+    let env = Env::new(EVENTS);
+    let expected = rust_host_lines(&env);
+
+    let work = tempfile::tempdir().unwrap();
+    let component = work.path().join("harness_audit_plugin.wasm");
+    std::fs::write(&component, harness_audit::EMBEDDED_COMPONENT).unwrap();
+    let generated = work.path().join("generated");
+    let transpile = finish(
+        {
+            let mut c = Command::new(node_tool("jco"));
+            c.arg("transpile")
+                .arg(&component)
+                .args([
+                    "--instantiation",
+                    "async",
+                    "--name",
+                    "source",
+                    "--quiet",
+                    "-o",
+                ])
+                .arg(&generated);
+            c
+        },
+        &env.key,
+    );
+    assert!(
+        transpile.status.success(),
+        "jco transpile failed: {}",
+        String::from_utf8_lossy(&transpile.stderr)
+    );
+
+    let output = work.path().join("out/events.jsonl");
+    let run = serde_json::json!({
+        "settings": {
+            "apiBase": env.mock.base_url(),
+            "accountId": ACCOUNT,
+            "pageSize": 50,
+            "startMinutesBack": 60,
+            "modules": [], "actions": [], "principals": [], "scopes": [], "resources": [],
+            "environments": [],
+            "outputShape": "raw",
+            "enrichYamlDiff": false,
+            "maxRetries": 5,
+            "retryBaseMs": 1,
+            "retryBudgetSecs": 300,
+            "maxRequestsPerMinute": 0,
+            "settleLagSecs": 0,
+            "overlapSecs": 900,
+            "apiFlavor": "list",
+            "batchMaxEvents": 1000,
+        },
+        "stateDir": work.path().join("state"),
+        "output": output,
+    });
+    let run_file = work.path().join("run.json");
+    std::fs::write(&run_file, run.to_string()).unwrap();
+    let pass = || {
+        let mut node = Command::new("node");
+        node.arg(jco_dir().join("host.mjs"))
+            .arg(generated.join("source.js"))
+            .arg(&run_file)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HARNESS_API_KEY", &env.key);
+        finish(node, &env.key)
+    };
+
+    let first = pass();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "the jco host failed: {stderr}");
+    assert!(
+        stderr.contains(&format!("wrote {EVENTS} events")),
+        "{stderr}"
+    );
+    let written = std::fs::read(&output).unwrap();
+    assert_eq!(lines(&written), expected);
+
+    let second = pass();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "the jco host failed: {stderr}");
+    assert!(stderr.contains("wrote 0 events"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        written,
+        "a second pass wrote again"
+    );
+}
+
+/// Runs the command variant once under `runtime`, with the state directory `state`.
+fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
+    let wasm = harness_tests::COMMAND_WASM;
+    let vars = [
+        ("HARNESS_API_BASE", env.mock.base_url()),
+        ("HARNESS_ACCOUNT_ID", ACCOUNT.to_owned()),
+        ("HARNESS_API_KEY", env.key.clone()),
+        ("RETRY_BASE_MS", "1".to_owned()),
+        ("SETTLE_LAG_SECONDS", "0".to_owned()),
+        ("MAX_REQUESTS_PER_MINUTE", "0".to_owned()),
+    ];
+    let command = match runtime {
+        // The invocations the README shows.
+        "jco" => {
+            let mut c = Command::new(node_tool("jco"));
+            c.env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .arg("run")
+                .arg("--jco-import")
+                .arg(jco_dir().join("preopen.mjs"))
+                .arg(wasm)
+                .args(["--state-dir", "/state"])
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .env("HARNESS_AUDIT_STATE_DIR", state);
+            c
+        }
+        "wasmtime" => {
+            // The wasmtime CLI passes on only the variables given with --env.
+            let mut c = Command::new(wasmtime_cli());
+            c.args(["run", "-S", "http", "--dir"])
+                .arg(format!("{}::/state", state.display()));
+            for (name, value) in &vars {
+                c.arg("--env").arg(format!("{name}={value}"));
+            }
+            c.arg(wasm).args(["--state-dir", "/state"]);
+            c
+        }
+        other => unreachable!("no runtime {other}"),
+    };
+    finish(command, &env.key)
+}
+
+fn the_command_writes_what_the_rust_host_writes(runtime: &str) {
+    let env = Env::new(EVENTS);
+    let expected = rust_host_lines(&env);
+    let state = tempfile::tempdir().unwrap();
+
+    let first = command_pass(runtime, &env, state.path());
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{runtime}: {stderr}");
+    assert!(
+        stderr.contains(&format!("wrote {EVENTS} events")),
+        "{stderr}"
+    );
+    assert_eq!(lines(&first.stdout), expected, "{runtime}");
+    assert!(state.path().join("checkpoint.json").exists());
+
+    let second = command_pass(runtime, &env, state.path());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{runtime}: {stderr}");
+    assert!(stderr.contains("wrote 0 events"), "{stderr}");
+    assert!(second.stdout.is_empty(), "{runtime} wrote again");
+}
+
+#[test]
+fn the_command_under_jco_run_writes_what_the_rust_host_writes() {
+    the_command_writes_what_the_rust_host_writes("jco");
+}
+
+#[test]
+fn the_command_under_the_wasmtime_cli_writes_what_the_rust_host_writes() {
+    the_command_writes_what_the_rust_host_writes("wasmtime");
+}
+
+#[test]
+fn the_command_refuses_what_it_cannot_honour_and_names_a_bad_key() {
+    let env = Env::new(10);
+    let state = tempfile::tempdir().unwrap();
+    let mut command = Command::new(wasmtime_cli());
+    command
+        .args(["run", "-S", "http", "--dir"])
+        .arg(format!("{}::/state", state.path().display()))
+        .args(["--env", "HARNESS_ACCOUNT_ID=acct", "--env"])
+        .arg(format!("HARNESS_API_KEY={}", env.key))
+        .args(["--env", "FILTER_PRINCIPALS=SYSTEM"])
+        .arg(harness_tests::COMMAND_WASM)
+        .args(["--state-dir", "/state"]);
+    // WASI 0.2's exit carries success or failure only: the message says which failure.
+    let refused = finish(command, &env.key);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("FILTER_PRINCIPALS is a setting of the harness-audit host"),
+        "{stderr}"
+    );
+
+    let wrong_key = harness_tests::make_key(ACCOUNT, "WrongToken000000000000");
+    let mut command = Command::new(wasmtime_cli());
+    command
+        .args(["run", "-S", "http", "--dir"])
+        .arg(format!("{}::/state", state.path().display()))
+        .arg("--env")
+        .arg(format!("HARNESS_API_BASE={}", env.mock.base_url()))
+        .arg("--env")
+        .arg(format!("HARNESS_ACCOUNT_ID={ACCOUNT}"))
+        .arg("--env")
+        .arg(format!("HARNESS_API_KEY={wrong_key}"))
+        .arg(harness_tests::COMMAND_WASM)
+        .args(["--state-dir", "/state"]);
+    let unauthorized = finish(command, &wrong_key);
+    assert!(!unauthorized.status.success());
+    let stderr = String::from_utf8_lossy(&unauthorized.stderr);
+    assert!(stderr.contains("Harness refused the API key"), "{stderr}");
+    assert!(unauthorized.stdout.is_empty());
+    assert!(!state.path().join("checkpoint.json").exists());
+}
