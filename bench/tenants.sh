@@ -41,7 +41,8 @@ round() {
   serve_pid=$!
   local done=0
   for _ in $(seq 6000); do
-    done=$(curl -fsS "http://$addr/metrics" 2>/dev/null | awk '$1 ~ /^harness_audit_passes_total/ && $2 >= 1 { n++ } END { print n + 0 }')
+    # Until serve has compiled the component and listens, curl fails: not an error.
+    done=$({ curl -fsS "http://$addr/metrics" 2>/dev/null || true; } | awk '$1 ~ /^harness_audit_passes_total/ && $2 >= 1 { n++ } END { print n + 0 }')
     [ "$done" -ge "$tenants" ] && break
     sleep 0.05
   done

@@ -137,6 +137,11 @@ impl SharedEngine {
             _ticker: Arc::new(ticker),
         })
     }
+
+    /// The engine, for embedders that link their own store state (the benchmarks).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 /// A compiled source component, ready to instantiate.

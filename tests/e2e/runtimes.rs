@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{ACCOUNT, Env, sorted};
+use crate::support::{ACCOUNT, Env, output_within, sorted};
 
 const EVENTS: usize = 700;
 /// No runtime may take longer for one pass over `EVENTS` events.
@@ -51,16 +51,7 @@ fn finish(mut command: Command, key: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    let output = match rx.recv_timeout(RUN_TIMEOUT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{command:?} did not finish within {RUN_TIMEOUT:?}");
-        }
-    };
+    let output = output_within(child, RUN_TIMEOUT, &format!("{command:?}"));
     let secret = key.rsplit('.').next().unwrap();
     for stream in [&output.stdout, &output.stderr] {
         assert!(

@@ -100,21 +100,11 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Output is collected on another thread so a full pipe can never stall the child.
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(child.wait_with_output()));
         let Output {
             status,
             stdout,
             stderr,
-        } = match rx.recv_timeout(RUN_TIMEOUT) {
-            Ok(output) => output.unwrap(),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                panic!("harness-audit did not finish within {RUN_TIMEOUT:?}");
-            }
-        };
+        } = output_within(child, RUN_TIMEOUT, "harness-audit");
         let run = Run {
             code: status.code().expect("exited, not killed"),
             stdout: String::from_utf8(stdout).unwrap(),
@@ -182,6 +172,22 @@ impl Env {
 
     pub fn checkpoint(&self) -> Option<Vec<u8>> {
         std::fs::read(self.out().join("harness-audit-state/checkpoint.json")).ok()
+    }
+}
+
+/// Waits for `child` and collects its output, killing it and failing the test
+/// after `timeout`. Output is collected on another thread so a full pipe can
+/// never stall the child.
+pub fn output_within(child: std::process::Child, timeout: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(timeout) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{what} did not finish within {timeout:?}");
+        }
     }
 }
 

@@ -513,15 +513,13 @@ fn batch(
             }
         };
         // JSON strings cannot hold raw newlines, so any here is whitespace
-        // between tokens; flattening it keeps one event per line.
-        if raw.contains(&b'\n') || raw.contains(&b'\r') {
-            lines.extend(
-                raw.iter()
-                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-            );
-        } else {
-            lines.extend_from_slice(raw);
-        }
+        // between tokens; flattening it keeps one event per line. One
+        // branch-free pass copies and flattens at once: in wasm32, where
+        // `contains` scans four bytes at a time, it beats scanning first.
+        lines.extend(
+            raw.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
         lines.push(b'\n');
     }
     Ok(Batch {
