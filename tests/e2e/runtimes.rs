@@ -171,6 +171,23 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
     );
 }
 
+/// `wasmtime run` of the command variant, as the README shows it, with
+/// `state` preopened as `/state`. The wasmtime CLI passes on only the
+/// variables given with `--env`.
+fn wasmtime_run(state: &Path, vars: &[(&str, String)]) -> Command {
+    let mut command = Command::new(wasmtime_cli());
+    command
+        .args(["run", "-S", "http", "--dir"])
+        .arg(format!("{}::/state", state.display()));
+    for (name, value) in vars {
+        command.arg("--env").arg(format!("{name}={value}"));
+    }
+    command
+        .arg(harness_tests::COMMAND_WASM)
+        .args(["--state-dir", "/state"]);
+    command
+}
+
 /// Runs the command variant once under `runtime`, with the state directory `state`.
 fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
     let wasm = harness_tests::COMMAND_WASM;
@@ -197,17 +214,7 @@ fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
                 .env("HARNESS_AUDIT_STATE_DIR", state);
             c
         }
-        "wasmtime" => {
-            // The wasmtime CLI passes on only the variables given with --env.
-            let mut c = Command::new(wasmtime_cli());
-            c.args(["run", "-S", "http", "--dir"])
-                .arg(format!("{}::/state", state.display()));
-            for (name, value) in &vars {
-                c.arg("--env").arg(format!("{name}={value}"));
-            }
-            c.arg(wasm).args(["--state-dir", "/state"]);
-            c
-        }
+        "wasmtime" => wasmtime_run(state, &vars),
         other => unreachable!("no runtime {other}"),
     };
     finish(command, &env.key)
@@ -249,15 +256,14 @@ fn the_command_under_the_wasmtime_cli_writes_what_the_rust_host_writes() {
 fn the_command_refuses_what_it_cannot_honour_and_names_a_bad_key() {
     let env = Env::new(10);
     let state = tempfile::tempdir().unwrap();
-    let mut command = Command::new(wasmtime_cli());
-    command
-        .args(["run", "-S", "http", "--dir"])
-        .arg(format!("{}::/state", state.path().display()))
-        .args(["--env", "HARNESS_ACCOUNT_ID=acct", "--env"])
-        .arg(format!("HARNESS_API_KEY={}", env.key))
-        .args(["--env", "FILTER_PRINCIPALS=SYSTEM"])
-        .arg(harness_tests::COMMAND_WASM)
-        .args(["--state-dir", "/state"]);
+    let command = wasmtime_run(
+        state.path(),
+        &[
+            ("HARNESS_ACCOUNT_ID", "acct".to_owned()),
+            ("HARNESS_API_KEY", env.key.clone()),
+            ("FILTER_PRINCIPALS", "SYSTEM".to_owned()),
+        ],
+    );
     // WASI 0.2's exit carries success or failure only: the message says which failure.
     let refused = finish(command, &env.key);
     assert!(!refused.status.success());
@@ -268,18 +274,14 @@ fn the_command_refuses_what_it_cannot_honour_and_names_a_bad_key() {
     );
 
     let wrong_key = harness_tests::make_key(ACCOUNT, "WrongToken000000000000");
-    let mut command = Command::new(wasmtime_cli());
-    command
-        .args(["run", "-S", "http", "--dir"])
-        .arg(format!("{}::/state", state.path().display()))
-        .arg("--env")
-        .arg(format!("HARNESS_API_BASE={}", env.mock.base_url()))
-        .arg("--env")
-        .arg(format!("HARNESS_ACCOUNT_ID={ACCOUNT}"))
-        .arg("--env")
-        .arg(format!("HARNESS_API_KEY={wrong_key}"))
-        .arg(harness_tests::COMMAND_WASM)
-        .args(["--state-dir", "/state"]);
+    let command = wasmtime_run(
+        state.path(),
+        &[
+            ("HARNESS_API_BASE", env.mock.base_url()),
+            ("HARNESS_ACCOUNT_ID", ACCOUNT.to_owned()),
+            ("HARNESS_API_KEY", wrong_key.clone()),
+        ],
+    );
     let unauthorized = finish(command, &wrong_key);
     assert!(!unauthorized.status.success());
     let stderr = String::from_utf8_lossy(&unauthorized.stderr);
