@@ -264,6 +264,8 @@ struct MockState {
     account_id: String,
     keys: Vec<KeyGrant>,
     events: Vec<Stored>,
+    /// The latest `visible_at_ms` of any event: every event is visible from then on.
+    visible_by_ms: u64,
     requests: Vec<RecordedRequest>,
     faults: VecDeque<Fault>,
     persistent_fault: Option<Fault>,
@@ -305,6 +307,7 @@ impl MockHarness {
             account_id: account_id.to_owned(),
             keys,
             events: Vec::new(),
+            visible_by_ms: 0,
             requests: Vec::new(),
             faults: VecDeque::new(),
             persistent_fault: None,
@@ -359,6 +362,7 @@ impl MockHarness {
                 .events
                 .partition_point(|s| s.event.timestamp <= event.timestamp);
             let json = event.to_json();
+            state.visible_by_ms = state.visible_by_ms.max(visible_at_ms);
             state.events.insert(
                 at,
                 Stored {
@@ -377,12 +381,7 @@ impl MockHarness {
 
     /// When the last hidden event becomes visible (epoch ms; 0 if none is delayed).
     pub fn events_visible_by(&self) -> u64 {
-        self.lock()
-            .events
-            .iter()
-            .map(|s| s.visible_at_ms)
-            .max()
-            .unwrap_or(0)
+        self.lock().visible_by_ms
     }
 
     /// Every event's JSON, oldest first.
@@ -1022,9 +1021,39 @@ fn any_of<T>(list: &Option<Vec<T>>, test: impl Fn(&T) -> bool) -> bool {
         .is_none_or(|l| l.is_empty() || l.iter().any(test))
 }
 
+/// The filter's inclusive time bounds: no `endTime` means now.
+fn time_range(f: &FilterBody, now_ms: u64) -> (u64, u64) {
+    (
+        f.start_time.unwrap_or(0) as u64,
+        f.end_time.map_or(now_ms, |t| t as u64),
+    )
+}
+
+/// Whether any criterion besides time can exclude an event; `false` means
+/// [`matches`] holds for every event in the time range.
+fn narrows(f: &FilterBody, modules: Option<&[String]>) -> bool {
+    let child_scopes = f.include_child_scopes.unwrap_or(true);
+    let scopes_narrow = f.scopes.as_ref().is_some_and(|scopes| {
+        !scopes.is_empty()
+            && !scopes.iter().any(|s| {
+                child_scopes && s.org_identifier.is_none() && s.project_identifier.is_none()
+            })
+    });
+    let listed = |len: Option<usize>| len.is_some_and(|n| n > 0);
+    scopes_narrow
+        || listed(f.resources.as_ref().map(Vec::len))
+        || listed(modules.map(<[String]>::len))
+        || listed(f.actions.as_ref().map(Vec::len))
+        || listed(f.environments.as_ref().map(Vec::len))
+        || listed(f.principals.as_ref().map(Vec::len))
+        || matches!(
+            f.static_filter.as_deref(),
+            Some("EXCLUDE_LOGIN_EVENTS" | "EXCLUDE_SYSTEM_EVENTS")
+        )
+}
+
 fn matches(e: &AuditEvent, f: &FilterBody, modules: Option<&[String]>, now_ms: u64) -> bool {
-    let start = f.start_time.unwrap_or(0) as u64;
-    let end = f.end_time.map_or(now_ms, |t| t as u64);
+    let (start, end) = time_range(f, now_ms);
     if e.timestamp < start || e.timestamp > end {
         return false;
     }
@@ -1104,22 +1133,47 @@ fn page_response(
         ["timestamp,ASC"] => Sort::Asc,
         _ => Sort::Desc,
     };
-    let mut hits: Vec<&Stored> = state
-        .events
-        .iter()
-        .filter(|s| s.visible_at_ms <= now_ms && matches(&s.event, filter, modules, now_ms))
-        .collect();
-    if let Sort::Desc = sort {
-        hits.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
-    }
-    let total = hits.len();
+    // The events are sorted by timestamp: like the real service's index, a
+    // binary search bounds the scan to the window, so a large backlog costs
+    // each page its own window rather than the whole store.
+    let (start, end) = time_range(filter, now_ms);
+    let visible_match =
+        |s: &Stored| s.visible_at_ms <= now_ms && matches(&s.event, filter, modules, now_ms);
+    let from = state.events.partition_point(|s| s.event.timestamp < start);
+    let to = state.events.partition_point(|s| s.event.timestamp <= end);
+    let window = &state.events[from..to.max(from)];
     let size = page_size as usize;
-    let content: Vec<&str> = hits
-        .iter()
-        .skip(offset)
-        .take(size)
-        .map(|s| s.json.as_str())
-        .collect();
+    let (total, content): (usize, Vec<&str>) = match sort {
+        // Every event in the window is a hit: the page is a slice of it. A
+        // drain asks for the rest of the backlog page after page, and visiting
+        // every event of it for each page made the mock the bottleneck.
+        Sort::Asc if state.visible_by_ms <= now_ms && !narrows(filter, modules) => {
+            let page = window.iter().skip(offset).take(size);
+            (window.len(), page.map(|s| s.json.as_str()).collect())
+        }
+        Sort::Asc => {
+            let mut total = 0;
+            let mut content = Vec::with_capacity(size);
+            for stored in window.iter().filter(|s| visible_match(s)) {
+                if total >= offset && content.len() < size {
+                    content.push(stored.json.as_str());
+                }
+                total += 1;
+            }
+            (total, content)
+        }
+        Sort::Desc => {
+            let mut all: Vec<&Stored> = window.iter().filter(|s| visible_match(s)).collect();
+            all.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
+            let content = all
+                .iter()
+                .skip(offset)
+                .take(size)
+                .map(|s| s.json.as_str())
+                .collect();
+            (all.len(), content)
+        }
+    };
     let correlation = correlation_id(&mut state.rng);
     match flavor {
         Flavor::List => format!(

@@ -7,6 +7,7 @@
 
 pub mod cursor;
 pub mod error;
+mod keys;
 pub mod pacing;
 pub mod page;
 pub mod pass;

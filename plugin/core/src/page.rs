@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{ApiFailure, SourceError};
+use crate::keys;
 
 /// Longest excerpt of an unexpected body quoted in an error.
 const EXCERPT_CHARS: usize = 200;
@@ -90,15 +91,21 @@ pub fn parse(status: u16, body: &[u8], retry_after_secs: Option<u32>) -> Result<
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            let keys: EventKeys = serde_json::from_str(raw.get()).map_err(|e| {
-                SourceError::MalformedResponse(format!(
-                    "event {i} of the page lacks a string `auditId` or an integer `timestamp`: {e}"
-                ))
-            })?;
+            let (audit_id, timestamp_ms) = match keys::scan(raw.get()) {
+                Some((id, ms)) => (id.to_owned(), ms),
+                None => {
+                    let full: EventKeys = serde_json::from_str(raw.get()).map_err(|e| {
+                        SourceError::MalformedResponse(format!(
+                            "event {i} of the page lacks a string `auditId` or an integer `timestamp`: {e}"
+                        ))
+                    })?;
+                    (full.audit_id, full.timestamp)
+                }
+            };
             Ok(Event {
                 raw,
-                audit_id: keys.audit_id,
-                timestamp_ms: keys.timestamp,
+                audit_id,
+                timestamp_ms,
             })
         })
         .collect::<Result<_, _>>()?;
@@ -315,6 +322,24 @@ mod tests {
             panic!()
         };
         assert!(m.contains("event 0"), "{m}");
+    }
+
+    #[test]
+    fn keys_the_scan_cannot_read_plainly_are_parsed_in_full() {
+        let page = parse(
+            200,
+            &success(r#"{"auditId":"a\u0062","timestamp":7},{"auditId":"c","timestamp":8}"#),
+            None,
+        )
+        .unwrap();
+        let keys: Vec<_> = page
+            .events
+            .iter()
+            .map(|e| (e.audit_id.as_str(), e.timestamp_ms))
+            .collect();
+        assert_eq!(keys, [("ab", 7), ("c", 8)]);
+        let err = parse(200, &success(r#"{"auditId":"a","timestamp":1.5}"#), None).unwrap_err();
+        assert!(matches!(err, SourceError::MalformedResponse(_)), "{err:?}");
     }
 
     #[test]

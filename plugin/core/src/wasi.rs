@@ -191,7 +191,12 @@ fn read_all(incoming: &IncomingBody) -> Result<Vec<u8>, String> {
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => {
-                body.extend_from_slice(&chunk);
+                // Most bodies arrive in one chunk: keep it rather than copy it.
+                if body.is_empty() {
+                    body = chunk;
+                } else {
+                    body.extend_from_slice(&chunk);
+                }
                 if body.len() > MAX_BODY_BYTES {
                     return Err(format!("response body exceeds {MAX_BODY_BYTES} bytes"));
                 }

@@ -505,3 +505,55 @@ fn list_v2_is_off_by_default_and_pages_by_token_bound_to_the_body() {
         "Invalid request: pageToken is not valid for this request body"
     );
 }
+
+#[test]
+fn only_criteria_besides_time_count_as_narrowing() {
+    let events = generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 400,
+        start_ms: 1_000,
+        end_ms: 2_000,
+        seed: 5,
+    });
+    let cases = [
+        (r#"{}"#, false),
+        (
+            r#"{"filterType":"Audit","startTime":1000,"endTime":2000}"#,
+            false,
+        ),
+        (r#"{"scopes":[{"accountIdentifier":"a"}]}"#, false),
+        (
+            r#"{"scopes":[{"accountIdentifier":"a"},{"accountIdentifier":"a","orgIdentifier":"o"}]}"#,
+            false,
+        ),
+        (
+            r#"{"scopes":[],"resources":[],"actions":[],"environments":[],"principals":[]}"#,
+            false,
+        ),
+        (r#"{"staticFilter":"SOMETHING_ELSE"}"#, false),
+        (
+            r#"{"scopes":[{"accountIdentifier":"a"}],"includeChildScopes":false}"#,
+            true,
+        ),
+        (
+            r#"{"scopes":[{"accountIdentifier":"a","orgIdentifier":"default"}]}"#,
+            true,
+        ),
+        (r#"{"resources":[{"type":"PIPELINE"}]}"#, true),
+        (r#"{"modules":["CD"]}"#, true),
+        (r#"{"actions":["LOGIN"]}"#, true),
+        (r#"{"environments":[{"type":"Production"}]}"#, true),
+        (r#"{"principals":[{"type":"USER","identifier":"x"}]}"#, true),
+        (r#"{"staticFilter":"EXCLUDE_LOGIN_EVENTS"}"#, true),
+        (r#"{"staticFilter":"EXCLUDE_SYSTEM_EVENTS"}"#, true),
+    ];
+    for (body, narrowing) in cases {
+        let filter: FilterBody = serde_json::from_str(body).unwrap();
+        let modules = filter.modules.as_deref();
+        assert_eq!(narrows(&filter, modules), narrowing, "{body}");
+        let all_match = events.iter().all(|e| matches(e, &filter, modules, 2_000));
+        // The slice shortcut is sound only if a non-narrowing filter keeps everything.
+        assert!(narrowing || all_match, "{body} drops events");
+        assert!(!narrowing || !all_match, "{body} keeps every seeded event");
+    }
+}
