@@ -1137,8 +1137,6 @@ fn page_response(
     // binary search bounds the scan to the window, so a large backlog costs
     // each page its own window rather than the whole store.
     let (start, end) = time_range(filter, now_ms);
-    let visible_match =
-        |s: &Stored| s.visible_at_ms <= now_ms && matches(&s.event, filter, modules, now_ms);
     let from = state.events.partition_point(|s| s.event.timestamp < start);
     let to = state.events.partition_point(|s| s.event.timestamp <= end);
     let window = &state.events[from..to.max(from)];
@@ -1151,27 +1149,21 @@ fn page_response(
             let page = window.iter().skip(offset).take(size);
             (window.len(), page.map(|s| s.json.as_str()).collect())
         }
-        Sort::Asc => {
-            let mut total = 0;
-            let mut content = Vec::with_capacity(size);
-            for stored in window.iter().filter(|s| visible_match(s)) {
-                if total >= offset && content.len() < size {
-                    content.push(stored.json.as_str());
-                }
-                total += 1;
+        _ => {
+            let mut hits: Vec<&Stored> = window
+                .iter()
+                .filter(|s| s.visible_at_ms <= now_ms && matches(&s.event, filter, modules, now_ms))
+                .collect();
+            if let Sort::Desc = sort {
+                hits.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
             }
-            (total, content)
-        }
-        Sort::Desc => {
-            let mut all: Vec<&Stored> = window.iter().filter(|s| visible_match(s)).collect();
-            all.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
-            let content = all
+            let content = hits
                 .iter()
                 .skip(offset)
                 .take(size)
                 .map(|s| s.json.as_str())
                 .collect();
-            (all.len(), content)
+            (hits.len(), content)
         }
     };
     let correlation = correlation_id(&mut state.rng);

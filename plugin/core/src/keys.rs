@@ -15,10 +15,7 @@
 /// The event's `auditId` and `timestamp`, or `None` when only a full parse
 /// can say.
 pub fn scan(raw: &str) -> Option<(&str, u64)> {
-    let mut scanner = Scanner {
-        bytes: raw.as_bytes(),
-        at: 0,
-    };
+    let mut scanner = Scanner { text: raw, at: 0 };
     scanner.expect(b'{')?;
     let mut audit_id = None;
     let mut timestamp = None;
@@ -26,14 +23,13 @@ pub fn scan(raw: &str) -> Option<(&str, u64)> {
         let key = scanner.plain_string()?;
         scanner.expect(b':')?;
         match key {
-            b"auditId" if audit_id.is_none() => audit_id = Some(scanner.plain_string()?),
-            b"timestamp" if timestamp.is_none() => timestamp = Some(scanner.integer()?),
-            b"auditId" | b"timestamp" => return None,
+            "auditId" if audit_id.is_none() => audit_id = Some(scanner.plain_string()?),
+            "timestamp" if timestamp.is_none() => timestamp = Some(scanner.integer()?),
+            "auditId" | "timestamp" => return None,
             _ => scanner.skip_value()?,
         }
         if let (Some(id), Some(ms)) = (audit_id, timestamp) {
-            // The id came from a `&str` and stops at ASCII quotes, so it is UTF-8.
-            return Some((std::str::from_utf8(id).ok()?, ms));
+            return Some((id, ms));
         }
         scanner.expect(b',')?;
     }
@@ -43,13 +39,20 @@ pub fn scan(raw: &str) -> Option<(&str, u64)> {
 const MAX_DIGITS: usize = 19;
 
 struct Scanner<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
     at: usize,
 }
 
 impl<'a> Scanner<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn skip_whitespace(&mut self) {
-        while matches!(self.bytes.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        while matches!(
+            self.bytes().get(self.at),
+            Some(b' ' | b'\t' | b'\n' | b'\r')
+        ) {
             self.at += 1;
         }
     }
@@ -57,19 +60,20 @@ impl<'a> Scanner<'a> {
     /// Consumes `byte` after optional whitespace.
     fn expect(&mut self, byte: u8) -> Option<()> {
         self.skip_whitespace();
-        (*self.bytes.get(self.at)? == byte).then(|| self.at += 1)
+        (*self.bytes().get(self.at)? == byte).then(|| self.at += 1)
     }
 
-    /// A string without escapes, as the bytes between its quotes.
-    fn plain_string(&mut self) -> Option<&'a [u8]> {
+    /// A string without escapes, as the text between its quotes.
+    fn plain_string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
-        let rest = self.bytes.get(self.at..)?;
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[end] == b'\\' {
+        let start = self.at;
+        let end = start + memchr::memchr2(b'"', b'\\', self.bytes().get(start..)?)?;
+        if self.bytes()[end] == b'\\' {
             return None;
         }
-        self.at += end + 1;
-        Some(&rest[..end])
+        self.at = end + 1;
+        // Both ends sit next to an ASCII quote, so they are character boundaries.
+        self.text.get(start..end)
     }
 
     /// A non-negative integer that fits `u64` and ends its member: anything
@@ -78,7 +82,7 @@ impl<'a> Scanner<'a> {
         self.skip_whitespace();
         let start = self.at;
         let mut value: u64 = 0;
-        while let Some(digit @ b'0'..=b'9') = self.bytes.get(self.at) {
+        while let Some(digit @ b'0'..=b'9') = self.bytes().get(self.at) {
             value = value * 10 + u64::from(digit - b'0');
             self.at += 1;
             // Nineteen digits cannot overflow; stopping here, rather than
@@ -88,10 +92,10 @@ impl<'a> Scanner<'a> {
             }
         }
         let digits = self.at - start;
-        let leading_zero = digits > 1 && self.bytes[start] == b'0';
+        let leading_zero = digits > 1 && self.bytes()[start] == b'0';
         self.skip_whitespace();
         // A twentieth digit lands here and sends the event to serde.
-        let ends_member = matches!(self.bytes.get(self.at), Some(b',' | b'}'));
+        let ends_member = matches!(self.bytes().get(self.at), Some(b',' | b'}'));
         (digits > 0 && !leading_zero && ends_member).then_some(value)
     }
 
@@ -101,7 +105,7 @@ impl<'a> Scanner<'a> {
         let mut depth = 0usize;
         loop {
             self.skip_whitespace();
-            match *self.bytes.get(self.at)? {
+            match *self.bytes().get(self.at)? {
                 b'"' => self.skip_string()?,
                 b'{' | b'[' => {
                     depth += 1;
@@ -114,7 +118,7 @@ impl<'a> Scanner<'a> {
                 b',' | b':' if depth > 0 => self.at += 1,
                 b',' | b':' => return None,
                 _ => {
-                    let rest = &self.bytes[self.at..];
+                    let rest = &self.bytes()[self.at..];
                     self.at += rest
                         .iter()
                         .position(|b| {
@@ -132,7 +136,7 @@ impl<'a> Scanner<'a> {
     fn skip_string(&mut self) -> Option<()> {
         self.at += 1;
         loop {
-            let rest = self.bytes.get(self.at..)?;
+            let rest = self.bytes().get(self.at..)?;
             let found = memchr::memchr2(b'"', b'\\', rest)?;
             if rest[found] == b'"' {
                 self.at += found + 1;
