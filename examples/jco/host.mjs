@@ -149,7 +149,7 @@ function exitFor(error) {
   return [code, `${payload.tag}: ${detail}`];
 }
 
-const totals = { events: 0n, batches: 0, pages: 0, duplicates: 0n, retries: 0 };
+const totals = { events: 0n, batches: 0, pages: 0, duplicates: 0n, retries: 0, late: 0n, unreconciled: 0n };
 try {
   source.configure(settings, stored);
   let caughtUp = false;
@@ -161,6 +161,16 @@ try {
     totals.pages += report.pages;
     totals.duplicates += report.duplicatesDropped;
     totals.retries += report.retries;
+    totals.pages += report.countRequests;
+    totals.late += report.lateEvents;
+    totals.unreconciled = report.unreconciledEvents;
+    for (const f of report.findings) {
+      process.stderr.write(
+        `jco-host: completeness: ${f.kind} ${new Date(Number(f.startMs)).toISOString()}..` +
+          `${new Date(Number(f.endMs)).toISOString()} counted ${f.counted}, collected ${f.collected}` +
+          `${f.detail ? `: ${f.detail}` : ''}\n`,
+      );
+    }
     caughtUp = report.caughtUp;
   }
   storeCheckpoint(source.checkpoint());
@@ -170,6 +180,7 @@ try {
 }
 await forwarder.terminate();
 process.stderr.write(
-  `jco-host: wrote ${totals.events} events in ${totals.batches} batches from ${totals.pages} pages; ` +
-    `${totals.duplicates} duplicates dropped, ${totals.retries} retries\n`,
+  `jco-host: wrote ${totals.events} events in ${totals.batches} batches from ${totals.pages} requests; ` +
+    `${totals.duplicates} duplicates dropped, ${totals.retries} retries, ${totals.late} late events; ` +
+    `${totals.unreconciled} events counted by Harness and never returned\n`,
 );

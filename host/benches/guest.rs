@@ -78,6 +78,8 @@ fn core_settings(api_base: &str) -> core_settings::Settings {
         overlap_secs: 0,
         api_flavor: ApiFlavor::List,
         batch_max_events: 1_000,
+        reconcile_interval_secs: 3_600,
+        reconcile_hours: 0,
     }
 }
 
@@ -107,6 +109,8 @@ fn wit_settings(api_base: &str) -> Settings {
         overlap_secs: s.overlap_secs,
         api_flavor: wit::ApiFlavor::List,
         batch_max_events: s.batch_max_events,
+        reconcile_interval_secs: s.reconcile_interval_secs,
+        reconcile_hours: s.reconcile_hours,
     }
 }
 

@@ -24,7 +24,7 @@ pub struct BackfillRange {
 }
 
 /// `YYYY-MM-DD` (the day's start, or with `end_of_day` its last millisecond) or RFC 3339 UTC.
-fn parse_time(text: &str, end_of_day: bool) -> Option<u64> {
+pub(crate) fn parse_time(text: &str, end_of_day: bool) -> Option<u64> {
     let text = text.trim();
     if text.len() == 10 {
         let mut parts = text.splitn(3, '-').map(str::parse::<u32>);

@@ -3,70 +3,14 @@
 //! through the component (nothing is stored and the checkpoint is untouched),
 //! and proves the storage writable with a probe object it removes again.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::collector::Collector;
 use crate::config::{Config, SinkKind};
 use crate::error::RunError;
 use crate::gcs::{GcsClient, RetryPolicy, Upload};
-use crate::sink::{BatchMeta, CheckpointStore, Sink, SinkError, Written};
-
-/// Discards batches: `check` reads, it does not collect.
-#[derive(Debug)]
-struct Discard;
-
-#[async_trait::async_trait]
-impl Sink for Discard {
-    fn object_name(&self, _meta: &BatchMeta, _lines: &[u8]) -> Option<String> {
-        None
-    }
-
-    async fn write(
-        &self,
-        _name: Option<&str>,
-        _meta: &BatchMeta,
-        _lines: &[u8],
-    ) -> Result<Written, SinkError> {
-        Ok(Written::Streamed)
-    }
-
-    async fn exists(&self, _name: &str) -> Result<bool, SinkError> {
-        Ok(false)
-    }
-
-    fn location(&self) -> String {
-        "nowhere (check)".into()
-    }
-}
-
-/// A checkpoint that lives only for the check.
-#[derive(Debug, Default)]
-struct Scratch(Mutex<Option<Vec<u8>>>);
-
-#[async_trait::async_trait]
-impl CheckpointStore for Scratch {
-    async fn load(&self) -> Result<Option<Vec<u8>>, SinkError> {
-        Ok(self
-            .0
-            .lock()
-            .expect("no panic while holding the lock")
-            .clone())
-    }
-
-    async fn save(&self, checkpoint: &[u8]) -> Result<(), SinkError> {
-        *self.0.lock().expect("no panic while holding the lock") = Some(checkpoint.to_vec());
-        Ok(())
-    }
-
-    async fn set_aside(&self) -> Result<Option<String>, SinkError> {
-        Ok(None)
-    }
-
-    fn checkpoint_location(&self) -> String {
-        "memory (check)".into()
-    }
-}
+use crate::sink::{Discard, MemoryCheckpoint};
 
 /// One line of the report and, for a failure, the exit code.
 #[derive(Debug)]
@@ -90,7 +34,13 @@ pub async fn check(config: &Config, collector: &Collector) -> Vec<Finding> {
     quick.harness.max_retries = quick.harness.max_retries.min(1);
     quick.harness.retry_budget_secs = quick.harness.retry_budget_secs.min(10);
     let harness = collector
-        .probe(&quick, Arc::new(Discard), Arc::new(Scratch::default()), 1)
+        // `check` reads, it does not collect: batches go nowhere, the checkpoint is scratch.
+        .probe(
+            &quick,
+            Arc::new(Discard),
+            Arc::new(MemoryCheckpoint::default()),
+            1,
+        )
         .await
         .map(|summary| {
             format!(

@@ -14,11 +14,11 @@ use wasmtime::{
 
 use crate::bindings::harness::audit::types as wit;
 use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
-use crate::config::{Config, OutputShape};
+use crate::config::{Config, LimitsConfig, OutputShape};
 use crate::error::RunError;
 use crate::limits::{EpochTicker, deadline_ticks};
 use crate::policy::EgressPolicy;
-use crate::sink::{CheckpointStore, Sink, now_ms, rfc3339_ms};
+use crate::sink::{CheckpointStore, Discard, MemoryCheckpoint, Sink, now_ms, rfc3339_ms};
 use crate::state::{HostState, Pipeline, PipelineStats};
 
 /// Pages one `poll` call may read before control returns to the host.
@@ -48,6 +48,14 @@ pub struct PassSummary {
     pub stopped_early: bool,
     /// Time to instantiate the component for this pass.
     pub instantiate: Duration,
+    /// Count requests (hours checked against Harness's count).
+    pub count_requests: u64,
+    /// Hours read again because Harness counted more than was stored.
+    pub slices_reread: u64,
+    /// Events those re-reads wrote: events that became visible after their window was read.
+    pub late_events: u64,
+    /// Events Harness counts (at each hour's last check) that were never returned.
+    pub unreconciled_events: u64,
 }
 
 impl PassSummary {
@@ -72,15 +80,27 @@ impl PassSummary {
         } else {
             ""
         };
+        let gap = if self.unreconciled_events > 0 {
+            format!(
+                "; {} events counted by Harness were never returned (see `harness-audit ledger`)",
+                self.unreconciled_events
+            )
+        } else {
+            String::new()
+        };
         format!(
             "collected {} events in {} pages into {} new objects at {data} (read {}, {} duplicates dropped, {} retries); \
-             window {window}; checkpoint {checkpoint}; newest event {newest}{stopped}",
+             window {window}; checked {} hours against Harness's counts, re-read {} and found {} late events; \
+             checkpoint {checkpoint}; newest event {newest}{gap}{stopped}",
             self.stored.events,
             self.pages,
             self.stored.objects,
             self.events_read,
             self.duplicates_dropped,
-            self.retries
+            self.retries,
+            self.count_requests,
+            self.slices_reread,
+            self.late_events
         )
     }
 }
@@ -215,6 +235,65 @@ impl Collector {
             .await
     }
 
+    /// A store for one instance: the sandbox around `policy` and
+    /// `pipeline`, with the memory ceiling and the call deadline armed.
+    fn sandbox(
+        &self,
+        config: &Config,
+        policy: EgressPolicy,
+        pipeline: Pipeline,
+    ) -> Store<HostState> {
+        let limits = config.limits;
+        let max_memory_bytes =
+            usize::try_from(limits.max_memory_mib).expect("u32 fits in usize") << 20;
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(
+                policy,
+                pipeline,
+                max_memory_bytes,
+                config.output.batch_max_events,
+            ),
+        );
+        store.limiter(|s| &mut s.limits);
+        // Waits on host HTTP count too, so the deadline is re-armed before every call.
+        store.set_epoch_deadline(deadline_ticks(limits.poll_timeout_secs));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// The completeness ledger of `checkpoint`, as the component reads it.
+    /// Nothing is requested or stored: the instance may reach no host and
+    /// its storage keeps nothing.
+    pub async fn ledger(
+        &self,
+        config: &Config,
+        checkpoint: Option<&[u8]>,
+    ) -> Result<wit::LedgerReport, RunError> {
+        let pipeline =
+            Pipeline::open(Arc::new(Discard), Arc::new(MemoryCheckpoint::default())).await?;
+        let mut store = self.sandbox(config, EgressPolicy::deny_all(), pipeline);
+        let limits = config.limits;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| trapped(&store, e, limits))?;
+        let source = instance.harness_audit_source();
+        let configured = source
+            .call_configure(&mut store, &settings(config), checkpoint)
+            .await
+            .map_err(|e| trapped(&store, e, limits))?;
+        configured.map_err(|e| {
+            RunError::from_source(e, &config.harness.account_id, "the stored checkpoint")
+        })?;
+        store.set_epoch_deadline(deadline_ticks(limits.poll_timeout_secs));
+        source
+            .call_ledger(&mut store)
+            .await
+            .map_err(|e| trapped(&store, e, limits))
+    }
+
     async fn pass(
         &self,
         config: &Config,
@@ -236,45 +315,9 @@ impl Collector {
         let pipeline = Pipeline::open(sink, checkpoints).await?;
         let loaded = pipeline.committed.clone().map(String::into_bytes);
         let limits = config.limits;
-        let max_memory_bytes =
-            usize::try_from(limits.max_memory_mib).expect("u32 fits in usize") << 20;
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(
-                policy,
-                pipeline,
-                max_memory_bytes,
-                config.output.batch_max_events,
-            ),
-        );
-        store.limiter(|s| &mut s.limits);
-        // Waits on host HTTP count too, so the deadline is re-armed before every call.
+        let mut store = self.sandbox(config, policy, pipeline);
         let deadline = deadline_ticks(limits.poll_timeout_secs);
-        store.set_epoch_deadline(deadline);
-        store.epoch_deadline_trap();
-
-        let trapped = |store: &Store<HostState>, e: wasmtime::Error| {
-            if let Some(desired) = store.data().limits.memory_refused {
-                return RunError::LimitExceeded(format!(
-                    "the component asked for {} MiB of memory, over MAX_MEMORY_MIB ({} MiB), and was stopped",
-                    desired.div_ceil(1 << 20),
-                    limits.max_memory_mib
-                ));
-            }
-            if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                return RunError::LimitExceeded(format!(
-                    "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
-                    limits.poll_timeout_secs
-                ));
-            }
-            let stderr = store.data().guest_stderr();
-            let detail = if stderr.is_empty() {
-                String::new()
-            } else {
-                format!("; component stderr: {stderr}")
-            };
-            RunError::Component(format!("{e:#}{detail}"))
-        };
+        let trapped = |store: &Store<HostState>, e| trapped(store, e, limits);
         let instantiating = Instant::now();
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
@@ -361,14 +404,24 @@ impl Collector {
             summary.duplicates_dropped += report.duplicates_dropped;
             summary.events_read += report.events_read;
             summary.watermark_ms = report.watermark_ms;
-            if let (None, Some(start), Some(end)) =
-                (summary.window, report.window_start_ms, report.window_end_ms)
-            {
-                summary.window = Some((start, end));
+            summary.count_requests += u64::from(report.count_requests);
+            summary.slices_reread += u64::from(report.slices_reread);
+            summary.late_events += report.late_events;
+            summary.unreconciled_events = report.unreconciled_events;
+            if let (Some(start), Some(end)) = (report.window_start_ms, report.window_end_ms) {
+                summary.window = Some(
+                    summary
+                        .window
+                        .map_or((start, end), |(s, e)| (s.min(start), e.max(end))),
+                );
+            }
+            for finding in &report.findings {
+                log_finding(finding);
             }
             tracing::debug!(
                 stage = "poll",
                 pages = report.pages,
+                count_requests = report.count_requests,
                 events = report.events_emitted,
                 "poll finished"
             );
@@ -383,7 +436,7 @@ impl Collector {
                 caught_up = true;
                 break;
             }
-            if report.pages == 0 {
+            if report.pages == 0 && report.count_requests == 0 {
                 return Err(RunError::Component(
                     "poll made no progress and is not caught up".into(),
                 ));
@@ -406,6 +459,30 @@ impl Collector {
         summary.stored = pipeline.stats.clone();
         Ok(summary)
     }
+}
+
+/// Why a call into the component failed, in terms of the limit it hit when it hit one.
+fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -> RunError {
+    if let Some(desired) = store.data().limits.memory_refused {
+        return RunError::LimitExceeded(format!(
+            "the component asked for {} MiB of memory, over MAX_MEMORY_MIB ({} MiB), and was stopped",
+            desired.div_ceil(1 << 20),
+            limits.max_memory_mib
+        ));
+    }
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return RunError::LimitExceeded(format!(
+            "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
+            limits.poll_timeout_secs
+        ));
+    }
+    let stderr = store.data().guest_stderr();
+    let detail = if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; component stderr: {stderr}")
+    };
+    RunError::Component(format!("{e:#}{detail}"))
 }
 
 fn settings(config: &Config) -> Settings {
@@ -464,10 +541,96 @@ fn settings(config: &Config) -> Settings {
         overlap_secs: h.overlap_secs,
         api_flavor: h.api_flavor,
         batch_max_events: config.output.batch_max_events,
+        reconcile_interval_secs: h.reconcile_interval_secs,
+        reconcile_hours: h.reconcile_hours,
         enrich_yaml_diff: config.output.enrich_yaml_diff,
         output_shape: match config.output.shape {
             OutputShape::Raw => wit::OutputShape::Raw,
             OutputShape::Streaming => wit::OutputShape::Streaming,
         },
+    }
+}
+
+/// Logs a completeness finding of the component, with its range in UTC.
+fn log_finding(f: &wit::Finding) {
+    let (from, to) = (rfc3339_ms(f.start_ms), rfc3339_ms(f.end_ms));
+    let (counted, collected, detail) = (f.counted, f.collected, f.detail.as_str());
+    match f.kind {
+        wit::FindingKind::WindowShort => tracing::warn!(
+            stage = "completeness", kind = "window-short", from = %from, to = %to, counted, read = collected,
+            "a window returned fewer events than Harness counted for it; its hours are checked and re-read where short"
+        ),
+        wit::FindingKind::LateCollected => tracing::info!(
+            stage = "completeness", kind = "late-collected", from = %from, to = %to, counted, written = collected,
+            "re-reading an hour found events that became visible after their window was read; they were written"
+        ),
+        wit::FindingKind::GapRemains => tracing::warn!(
+            stage = "completeness", kind = "gap-remains", from = %from, to = %to, counted, stored = collected,
+            gap = counted.saturating_sub(collected),
+            "Harness counts events in this hour that it does not return, even when read again; they are reported \
+             in the ledger and the metric, and the hour is re-read when its gap grows"
+        ),
+        wit::FindingKind::TieIncomplete => tracing::warn!(
+            stage = "completeness", kind = "tie-incomplete", at = %from, counted, read = collected,
+            "a millisecond holding more events than a page was not read to its count within the re-read bound; \
+             reconciliation checks its hour again"
+        ),
+        wit::FindingKind::CountDecreased => tracing::warn!(
+            stage = "completeness", kind = "count-decreased", from = %from, to = %to, counted, stored = collected,
+            detail, "Harness's count for this hour went down; nothing was changed"
+        ),
+        wit::FindingKind::CountBelowStored => tracing::warn!(
+            stage = "completeness", kind = "count-below-stored", from = %from, to = %to, counted, stored = collected,
+            "Harness counts fewer events in this hour than were stored (retention, or a lagging count); nothing was changed"
+        ),
+        wit::FindingKind::CountFailed => tracing::warn!(
+            stage = "completeness", kind = "count-failed", from = %from, to = %to, error = detail,
+            "a count request failed after its retries; the hour is checked again at the next interval"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The contract (`wit/world.wit`): `emit` and stable WASI 0.2 only, with
+    /// the `wasi:cli` interfaces every std-Rust program imports. A second
+    /// runtime supplies exactly these; an import beyond them (say a random
+    /// seed for a hash map) would keep the component from loading there.
+    #[test]
+    fn the_embedded_component_imports_only_the_contract() {
+        let engine = super::SharedEngine::new(None).unwrap();
+        let component =
+            wasmtime::component::Component::new(engine.engine(), crate::EMBEDDED_COMPONENT)
+                .unwrap();
+        let imports: BTreeSet<String> = component
+            .component_type()
+            .imports(engine.engine())
+            .map(|(name, _)| name.split('@').next().unwrap().to_owned())
+            .collect();
+        let allowed = [
+            "harness:audit/types",
+            "harness:audit/emit",
+            "wasi:http/types",
+            "wasi:http/outgoing-handler",
+            "wasi:io/error",
+            "wasi:io/poll",
+            "wasi:io/streams",
+            "wasi:clocks/wall-clock",
+            "wasi:clocks/monotonic-clock",
+            "wasi:random/random",
+        ];
+        let extra: Vec<&String> = imports
+            .iter()
+            .filter(|i| !allowed.contains(&i.as_str()) && !i.starts_with("wasi:cli/"))
+            .collect();
+        assert!(extra.is_empty(), "imports beyond the contract: {extra:?}");
+        for needed in ["harness:audit/emit", "wasi:http/outgoing-handler"] {
+            assert!(
+                imports.contains(needed),
+                "{needed} missing from {imports:?}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use harness_audit_core::settings::defaults;
+use harness_audit_core::settings::{self, defaults};
 use serde::Deserialize;
 use url::Url;
 
@@ -31,6 +31,10 @@ pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = defaults::MAX_REQUESTS_PER_MINU
 pub const DEFAULT_SETTLE_LAG_SECS: u32 = defaults::SETTLE_LAG_SECS;
 /// Default overlap between windows.
 pub const DEFAULT_OVERLAP_SECS: u32 = defaults::OVERLAP_SECS;
+/// Default interval between reconciliations, in seconds.
+pub const DEFAULT_RECONCILE_INTERVAL_SECS: u32 = defaults::RECONCILE_INTERVAL_SECS;
+/// Default look-back of reconciliation, in hours.
+pub const DEFAULT_RECONCILE_HOURS: u32 = defaults::RECONCILE_HOURS;
 /// Default object prefix (the recipe's).
 pub const DEFAULT_PREFIX: &str = "harness/audit";
 /// Default checkpoint key: outside the data prefix, so a SIEM feed never ingests or deletes it.
@@ -105,6 +109,10 @@ pub struct HarnessConfig {
     pub settle_lag_secs: u32,
     /// Window overlap, in seconds.
     pub overlap_secs: u32,
+    /// Seconds between reconciliations against Harness's hourly counts.
+    pub reconcile_interval_secs: u32,
+    /// Hours reconciliation looks back; 0 turns it off.
+    pub reconcile_hours: u32,
     /// Which list endpoint to page.
     pub api_flavor: ApiFlavor,
     /// Cap on each HTTP timeout, in seconds.
@@ -211,6 +219,16 @@ pub enum OutputShape {
     Streaming,
 }
 
+/// Whether a command sends requests to Harness, and so needs the API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// The command calls Harness: the key must be set.
+    Required,
+    /// The command only reads stored state (`ledger`): the key may be absent,
+    /// and is then empty.
+    NotNeeded,
+}
+
 /// An API key that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
@@ -315,6 +333,10 @@ pub struct RawConfig {
     pub settle_lag_secs: Option<Sourced<String>>,
     /// `OVERLAP_SECONDS`.
     pub overlap_secs: Option<Sourced<String>>,
+    /// `RECONCILE_INTERVAL_SECONDS`.
+    pub reconcile_interval_secs: Option<Sourced<String>>,
+    /// `RECONCILE_HOURS`.
+    pub reconcile_hours: Option<Sourced<String>>,
     /// `HARNESS_API_FLAVOR`.
     pub api_flavor: Option<Sourced<String>>,
     /// `FILTER_MODULES`.
@@ -360,7 +382,7 @@ pub struct RawConfig {
 }
 
 /// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 34] = [
+pub const SETTINGS: [(&str, &str, &str); 36] = [
     ("api_base", "HARNESS_API_BASE", "--api-base"),
     ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
     ("api_key", "HARNESS_API_KEY", ""),
@@ -390,6 +412,12 @@ pub const SETTINGS: [(&str, &str, &str); 34] = [
     ),
     ("settle_lag_secs", "SETTLE_LAG_SECONDS", "--settle-lag-secs"),
     ("overlap_secs", "OVERLAP_SECONDS", "--overlap-secs"),
+    (
+        "reconcile_interval_secs",
+        "RECONCILE_INTERVAL_SECONDS",
+        "--reconcile-interval-secs",
+    ),
+    ("reconcile_hours", "RECONCILE_HOURS", "--reconcile-hours"),
     ("api_flavor", "HARNESS_API_FLAVOR", "--api-flavor"),
     ("modules", "FILTER_MODULES", "--modules"),
     ("actions", "FILTER_ACTIONS", "--actions"),
@@ -477,6 +505,8 @@ impl RawConfig {
             "max_requests_per_minute" => &mut self.max_requests_per_minute,
             "settle_lag_secs" => &mut self.settle_lag_secs,
             "overlap_secs" => &mut self.overlap_secs,
+            "reconcile_interval_secs" => &mut self.reconcile_interval_secs,
+            "reconcile_hours" => &mut self.reconcile_hours,
             "api_flavor" => &mut self.api_flavor,
             "static_filter" => &mut self.static_filter,
             "sink" => &mut self.sink,
@@ -584,6 +614,10 @@ impl RawConfig {
                 .or(lower.max_requests_per_minute),
             settle_lag_secs: self.settle_lag_secs.or(lower.settle_lag_secs),
             overlap_secs: self.overlap_secs.or(lower.overlap_secs),
+            reconcile_interval_secs: self
+                .reconcile_interval_secs
+                .or(lower.reconcile_interval_secs),
+            reconcile_hours: self.reconcile_hours.or(lower.reconcile_hours),
             api_flavor: self.api_flavor.or(lower.api_flavor),
             modules: self.modules.or(lower.modules),
             actions: self.actions.or(lower.actions),
@@ -610,6 +644,13 @@ impl RawConfig {
 
     /// Validates everything; the first problem found is returned.
     pub fn validate(self) -> Result<Config, ConfigError> {
+        self.validate_for(KeyUse::Required)
+    }
+
+    /// Validates everything for a command that may not need the API key:
+    /// with [`KeyUse::NotNeeded`], an absent key is no error (a given one is
+    /// still checked).
+    pub fn validate_for(self, key_use: KeyUse) -> Result<Config, ConfigError> {
         let api_base = parse_api_base(self.api_base)?;
         let account_id = self.account_id.ok_or(ConfigError::Missing {
             what: "HARNESS_ACCOUNT_ID",
@@ -621,8 +662,10 @@ impl RawConfig {
                 "must be a Harness identifier: letters, digits, `_` or `-`",
             ));
         }
-        let (api_key, api_key_source) =
-            resolve_api_key(self.api_key, self.api_key_file, &account_id)?;
+        let (api_key, api_key_source) = match (key_use, self.api_key, self.api_key_file) {
+            (KeyUse::NotNeeded, None, None) => (ApiKey(String::new()), "not needed".to_owned()),
+            (_, inline, file) => resolve_api_key(inline, file, &account_id)?,
+        };
         let page_size = number(self.page_size, DEFAULT_PAGE_SIZE, 1..=100)?;
         let harness = HarnessConfig {
             api_key_source,
@@ -649,6 +692,16 @@ impl RawConfig {
             )?,
             settle_lag_secs: number(self.settle_lag_secs, DEFAULT_SETTLE_LAG_SECS, 0..=604_800)?,
             overlap_secs: number(self.overlap_secs, DEFAULT_OVERLAP_SECS, 0..=604_800)?,
+            reconcile_interval_secs: number(
+                self.reconcile_interval_secs,
+                DEFAULT_RECONCILE_INTERVAL_SECS,
+                1..=settings::MAX_RECONCILE_INTERVAL_SECS,
+            )?,
+            reconcile_hours: number(
+                self.reconcile_hours,
+                DEFAULT_RECONCILE_HOURS,
+                0..=settings::MAX_RECONCILE_HOURS,
+            )?,
             api_flavor: match self.api_flavor {
                 None => ApiFlavor::List,
                 Some(f) => match f.value.as_str() {
@@ -832,6 +885,8 @@ struct HarnessSection {
     max_requests_per_minute: Option<u32>,
     settle_lag_secs: Option<u32>,
     overlap_secs: Option<u32>,
+    reconcile_interval_secs: Option<u32>,
+    reconcile_hours: Option<u32>,
     api_flavor: Option<String>,
 }
 
@@ -892,6 +947,11 @@ impl HarnessSection {
             ),
             ("settle_lag_secs", scalar(self.settle_lag_secs)),
             ("overlap_secs", scalar(self.overlap_secs)),
+            (
+                "reconcile_interval_secs",
+                scalar(self.reconcile_interval_secs),
+            ),
+            ("reconcile_hours", scalar(self.reconcile_hours)),
             ("api_flavor", scalar(self.api_flavor)),
         ])
     }

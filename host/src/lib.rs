@@ -29,6 +29,7 @@ pub mod filters;
 pub mod gcs;
 pub mod journal;
 pub mod lease;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod policy;

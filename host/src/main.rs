@@ -11,8 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::EMBEDDED_COMPONENT;
 use harness_audit::backfill::{BackfillRange, Progress};
 use harness_audit::collector::{Collector, PassSummary, SharedEngine};
-use harness_audit::config::{Config, RawConfig, SinkKind};
+use harness_audit::config::{Config, KeyUse, RawConfig, SinkKind};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
+use harness_audit::ledger::LedgerRange;
 use harness_audit::runner;
 use harness_audit::serve::{self, ServeOptions};
 
@@ -60,6 +61,32 @@ enum Command {
     /// Check a configuration without collecting: settings, storage credentials and write
     /// access, and one authenticated request to Harness. Takes the same settings as run.
     Check(Box<RunArgs>),
+    /// Print the completeness ledger: for each hour, Harness's count at the last check, the
+    /// events stored, and the gap. Reads the checkpoint only (no request to Harness, nothing
+    /// written). Takes the same settings as run; the API key is not needed.
+    Ledger(Box<LedgerArgs>),
+}
+
+#[derive(Args, Debug)]
+struct LedgerArgs {
+    /// First hour shown: a day (2025-01-01) or an instant (2025-01-01T06:00:00Z, UTC)
+    /// [default: the ledger's start].
+    #[arg(long)]
+    from: Option<String>,
+    /// Last hour shown: a day, inclusive, or an instant [default: the last window read].
+    #[arg(long)]
+    to: Option<String>,
+    /// text (a table) or json.
+    #[arg(long, value_enum, default_value_t = LedgerFormat::Text)]
+    format: LedgerFormat,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LedgerFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +189,12 @@ struct RunArgs {
     /// Re-read this much before the previous window end, in seconds [env: OVERLAP_SECONDS] [default: 900].
     #[arg(long)]
     overlap_secs: Option<String>,
+    /// Seconds between checks of Harness's hourly counts, 1-604800 [env: RECONCILE_INTERVAL_SECONDS] [default: 3600].
+    #[arg(long)]
+    reconcile_interval_secs: Option<String>,
+    /// Hours those checks look back, 0-720, 0 = off [env: RECONCILE_HOURS] [default: 48].
+    #[arg(long)]
+    reconcile_hours: Option<String>,
     /// Comma-separated modules, e.g. CD,PMS [env: FILTER_MODULES].
     #[arg(long)]
     modules: Option<String>,
@@ -243,6 +276,11 @@ impl RunArgs {
             ),
             ("--settle-lag-secs", self.settle_lag_secs.clone()),
             ("--overlap-secs", self.overlap_secs.clone()),
+            (
+                "--reconcile-interval-secs",
+                self.reconcile_interval_secs.clone(),
+            ),
+            ("--reconcile-hours", self.reconcile_hours.clone()),
             ("--modules", self.modules.clone()),
             ("--actions", self.actions.clone()),
             ("--static-filter", self.static_filter.clone()),
@@ -270,6 +308,10 @@ impl RunArgs {
     }
 
     fn config(&self) -> Result<Config, RunError> {
+        self.config_for(KeyUse::Required)
+    }
+
+    fn config_for(&self, key_use: KeyUse) -> Result<Config, RunError> {
         let file = match &self.config {
             Some(path) => RawConfig::from_toml_file(path)?,
             None => RawConfig::default(),
@@ -277,7 +319,7 @@ impl RunArgs {
         Ok(self
             .layer()
             .over(RawConfig::from_env().over(file))
-            .validate()?)
+            .validate_for(key_use)?)
     }
 }
 
@@ -290,6 +332,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => return serve(args, cli.component, cli.cache_dir),
         Command::Check(args) => {
             return check(args, cli.component.as_deref(), cli.cache_dir.as_deref());
+        }
+        Command::Ledger(args) => {
+            return ledger(args, cli.component.as_deref(), cli.cache_dir.as_deref());
         }
     };
     let mut config = match args.config() {
@@ -312,17 +357,11 @@ fn main() -> ExitCode {
              delete option would remove it; move STATE_KEY outside the prefix"
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
-    };
-    let collector = match load_collector(cli.component.as_deref(), cli.cache_dir.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
-    };
+    let (runtime, collector) =
+        match runtime_and_collector(cli.component.as_deref(), cli.cache_dir.as_deref()) {
+            Ok(both) => both,
+            Err(code) => return code,
+        };
     let progress = config.backfill.map(Progress::new);
     let report = |summary: &PassSummary| {
         if let Some(p) = &progress {
@@ -379,16 +418,9 @@ fn check(
         config.output.prefix,
         config.output.state_key
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
-    };
-    let collector = match load_collector(component, cache_dir) {
-        Ok(c) => c,
-        Err(e) => return fail(&format!("{e:#}"), EXIT_COMPONENT),
+    let (runtime, collector) = match runtime_and_collector(component, cache_dir) {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     let mut code = 0;
     for finding in runtime.block_on(harness_audit::check::check(&config, &collector)) {
@@ -406,6 +438,41 @@ fn check(
         println!("all checks passed");
     }
     ExitCode::from(code)
+}
+
+fn ledger(
+    args: &LedgerArgs,
+    component: Option<&std::path::Path>,
+    cache_dir: Option<&std::path::Path>,
+) -> ExitCode {
+    if args.run.reset_checkpoint {
+        return fail(
+            "ledger changes nothing; --reset-checkpoint belongs to run",
+            EXIT_CONFIG,
+        );
+    }
+    let range = match LedgerRange::parse(args.from.as_deref(), args.to.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return fail(&e, EXIT_CONFIG),
+    };
+    let config = match args.run.config_for(KeyUse::NotNeeded) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string(), e.exit_code()),
+    };
+    let (runtime, collector) = match runtime_and_collector(component, cache_dir) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
+    match runtime.block_on(harness_audit::ledger::read(&config, &collector, range)) {
+        Ok(view) => {
+            match args.format {
+                LedgerFormat::Text => print!("{}", view.text()),
+                LedgerFormat::Json => println!("{}", view.json()),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string(), e.exit_code()),
+    }
 }
 
 fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf>) -> ExitCode {
@@ -430,6 +497,20 @@ fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }
+}
+
+/// The async runtime and the loaded component, or the exit code after saying why not.
+fn runtime_and_collector(
+    component: Option<&std::path::Path>,
+    cache_dir: Option<&std::path::Path>,
+) -> Result<(tokio::runtime::Runtime, Collector), ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT))?;
+    let collector = load_collector(component, cache_dir)
+        .map_err(|e| fail(&format!("{e:#}"), EXIT_COMPONENT))?;
+    Ok((runtime, collector))
 }
 
 fn load_collector(

@@ -19,6 +19,9 @@ struct TenantStats {
     objects: u64,
     pages: u64,
     retries: u64,
+    count_requests: u64,
+    late_events: u64,
+    unreconciled_events: Option<u64>,
     errors: BTreeMap<&'static str, u64>,
     newest_event_ms: Option<u64>,
     last_success_ms: Option<u64>,
@@ -114,6 +117,9 @@ impl Metrics {
             t.objects += summary.stored.objects;
             t.pages += summary.pages;
             t.retries += summary.retries;
+            t.count_requests += summary.count_requests;
+            t.late_events += summary.late_events;
+            t.unreconciled_events = Some(summary.unreconciled_events);
             t.newest_event_ms = summary.watermark_ms.or(t.newest_event_ms);
             t.last_success_ms = Some(now_ms());
             t.consecutive_failures = 0;
@@ -208,6 +214,24 @@ impl Metrics {
             "counter",
             "Requests retried.",
             per(&|t| Some(t.retries.to_string())),
+        );
+        family(
+            "harness_audit_count_requests_total",
+            "counter",
+            "Hours checked against Harness's count (one request each).",
+            per(&|t| Some(t.count_requests.to_string())),
+        );
+        family(
+            "harness_audit_late_events_total",
+            "counter",
+            "Events found by re-reading an hour: visible only after their window was read.",
+            per(&|t| Some(t.late_events.to_string())),
+        );
+        family(
+            "harness_audit_unreconciled_events",
+            "gauge",
+            "Events Harness counted at each hour's last check that it never returned (see `harness-audit ledger`).",
+            per(&|t| t.unreconciled_events.map(|n| n.to_string())),
         );
         family(
             "harness_audit_passes_total",
@@ -360,6 +384,9 @@ mod tests {
             },
             pages: 3,
             watermark_ms: Some(now_ms() - 30_000),
+            count_requests: 48,
+            late_events: 4,
+            unreconciled_events: 7,
             ..PassSummary::default()
         };
         metrics.pass_succeeded("good", &summary);
@@ -375,11 +402,18 @@ mod tests {
             "harness_audit_backoff_seconds{tenant=\"bad\\\"one\"} 60",
             "harness_audit_consecutive_failures{tenant=\"bad\\\"one\"} 2",
             "harness_audit_tenants 2",
+            "harness_audit_count_requests_total{tenant=\"good\"} 48",
+            "harness_audit_late_events_total{tenant=\"good\"} 4",
+            "harness_audit_unreconciled_events{tenant=\"good\"} 7",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }
         assert!(text.contains("harness_audit_seconds_behind{tenant=\"good\"} 3"));
         assert!(text.contains("harness_audit_instantiate_seconds_count 1"));
+        assert!(
+            !text.contains("harness_audit_unreconciled_events{tenant=\"bad"),
+            "no gap is claimed for a tenant that never finished a pass"
+        );
         assert_eq!(quantile(&[1, 2, 3, 4], 0.5), Some(2));
         assert_eq!(quantile(&(1..=100).collect::<Vec<_>>(), 0.99), Some(99));
 

@@ -70,6 +70,16 @@ impl EgressPolicy {
         })
     }
 
+    /// A sandbox with no way out, for calls that must make no request.
+    pub fn deny_all() -> Self {
+        Self {
+            scheme: Scheme::HTTPS,
+            authority: String::new(),
+            api_key: HeaderValue::from_static(""),
+            timeout_cap: Duration::ZERO,
+        }
+    }
+
     /// Whether a request to `uri` may leave the sandbox.
     pub fn allows(&self, uri: &http::Uri) -> bool {
         let Some(scheme) = uri.scheme() else {
@@ -184,6 +194,14 @@ mod tests {
             "/relative",
         ] {
             assert!(!p.allows(&denied.parse().unwrap()), "{denied}");
+        }
+        let none = EgressPolicy::deny_all();
+        for denied in [
+            "https://app.harness.io/x",
+            "http://127.0.0.1:4567/a",
+            "https://localhost/",
+        ] {
+            assert!(!none.allows(&denied.parse().unwrap()), "{denied}");
         }
         let local = policy("http://127.0.0.1:4567");
         assert!(local.allows(&"http://127.0.0.1:4567/a".parse().unwrap()));

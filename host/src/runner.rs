@@ -33,16 +33,29 @@ impl RunOutcome {
     }
 }
 
-/// Runs one pass. With `stop`, the pass ends early (progress committed) once it turns true.
-pub async fn run_once(
-    config: &Config,
-    reset: bool,
-    collector: &Collector,
-    stop: Option<watch::Receiver<bool>>,
-    progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
-) -> Result<RunOutcome, RunError> {
+/// Where a configuration's data and checkpoint live.
+pub struct Storage {
+    /// Receives the batches.
+    pub sink: Arc<dyn Sink>,
+    /// Holds the checkpoint.
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    /// The bucket's client, for the GCS sink (its lease lives beside the checkpoint).
+    gcs: Option<Arc<GcsClient>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("sink", &self.sink.location())
+            .field("checkpoints", &self.checkpoints.checkpoint_location())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the configured storage; `holder` names this process in GCS writes.
+pub async fn open_storage(config: &Config, holder: &str) -> Result<Storage, RunError> {
     let output = &config.output;
-    let (sink, store, lease): (Arc<dyn Sink>, Arc<dyn CheckpointStore>, _) = match output.sink {
+    Ok(match output.sink {
         SinkKind::Local | SinkKind::Stdout => {
             let store = Arc::new(LocalDirSink::new(
                 &output.output_dir,
@@ -54,7 +67,11 @@ pub async fn run_once(
             } else {
                 store.clone()
             };
-            (sink, store, None)
+            Storage {
+                sink,
+                checkpoints: store,
+                gcs: None,
+            }
         }
         SinkKind::Gcs => {
             let bucket = output
@@ -73,23 +90,48 @@ pub async fn run_once(
                     .map_err(|e| RunError::Credentials(e.to_string()))?,
             );
             tracing::info!(stage = "gcs", credentials = %client.credentials().source(), "resolved storage credentials");
-            let holder = lease::holder_id();
             let sink = Arc::new(GcsSink::new(
                 client.clone(),
                 &output.prefix,
                 &output.state_key,
                 output.gzip,
-                &holder,
+                holder,
             ));
-            let lease = Lease::acquire(
-                client,
-                &format!("{}.lease", output.state_key),
-                &holder,
-                Duration::from_secs(u64::from(output.lease_secs)),
-            )
-            .await?;
-            (sink.clone(), sink, Some(lease.keep()))
+            Storage {
+                sink: sink.clone(),
+                checkpoints: sink,
+                gcs: Some(client),
+            }
         }
+    })
+}
+
+/// Runs one pass. With `stop`, the pass ends early (progress committed) once it turns true.
+pub async fn run_once(
+    config: &Config,
+    reset: bool,
+    collector: &Collector,
+    stop: Option<watch::Receiver<bool>>,
+    progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
+) -> Result<RunOutcome, RunError> {
+    let holder = lease::holder_id();
+    let Storage {
+        sink,
+        checkpoints: store,
+        gcs,
+    } = open_storage(config, &holder).await?;
+    let lease = match gcs {
+        Some(client) => Some(
+            Lease::acquire(
+                client,
+                &format!("{}.lease", config.output.state_key),
+                &holder,
+                Duration::from_secs(u64::from(config.output.lease_secs)),
+            )
+            .await?
+            .keep(),
+        ),
+        None => None,
     };
     tracing::info!(
         account = %config.harness.account_id,

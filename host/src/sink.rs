@@ -3,12 +3,14 @@
 
 mod gcs;
 mod local;
+mod memory;
 mod stdout;
 
 use std::time::SystemTime;
 
 pub use gcs::GcsSink;
 pub use local::LocalDirSink;
+pub use memory::{Discard, MemoryCheckpoint};
 pub use stdout::StdoutSink;
 
 use sha2::{Digest, Sha256};

@@ -78,6 +78,88 @@ pub enum StateError {
     },
 }
 
+/// The stored state as read, before anything is written back.
+struct Loaded {
+    /// The checkpoint in force: the committed one, or a settled intent's.
+    checkpoint: Option<String>,
+    /// The Cloud Run recipe's `since`, when there is no checkpoint of ours.
+    takeover: Option<Takeover>,
+    /// An intent left by an interrupted run, and whether its object exists.
+    settled: Option<(Pending, bool)>,
+}
+
+/// Reads the state at `checkpoints` and settles, in memory only, a write a
+/// previous run left in flight: its checkpoint counts if its object exists.
+async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Loaded, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        location: checkpoints.checkpoint_location(),
+        reason,
+    };
+    let Some(bytes) = checkpoints.load().await? else {
+        let takeover = match checkpoints.recipe_state().await? {
+            None => None,
+            Some((from, bytes)) => {
+                let since_ms =
+                    recipe::parse_since(&bytes).map_err(|reason| StateError::Corrupt {
+                        location: from.clone(),
+                        reason: format!(
+                            "the Cloud Run recipe's state cannot be taken over: {reason}"
+                        ),
+                    })?;
+                Some(Takeover { from, since_ms })
+            }
+        };
+        return Ok(Loaded {
+            checkpoint: None,
+            takeover,
+            settled: None,
+        });
+    };
+    let state = match StateFile::parse(&bytes) {
+        Ok(state) => state,
+        // STATE_KEY kept at the recipe's own state object: take it over in place.
+        Err(reason) => {
+            let since_ms = recipe::parse_since(&bytes).map_err(|_| corrupt(reason))?;
+            return Ok(Loaded {
+                checkpoint: None,
+                takeover: Some(Takeover {
+                    from: checkpoints.checkpoint_location(),
+                    since_ms,
+                }),
+                settled: None,
+            });
+        }
+    };
+    Ok(match state.pending {
+        None => Loaded {
+            checkpoint: state.checkpoint,
+            takeover: None,
+            settled: None,
+        },
+        Some(pending) => {
+            let written = sink.exists(&pending.object).await?;
+            Loaded {
+                checkpoint: if written {
+                    Some(pending.checkpoint.clone())
+                } else {
+                    state.checkpoint
+                },
+                takeover: None,
+                settled: Some((pending, written)),
+            }
+        }
+    })
+}
+
+/// The checkpoint in force at `checkpoints`, read without writing anything:
+/// for commands that inspect the state while a run may hold it.
+pub async fn committed_checkpoint(
+    sink: &dyn Sink,
+    checkpoints: &dyn CheckpointStore,
+) -> Result<Option<String>, StateError> {
+    Ok(load(sink, checkpoints).await?.checkpoint)
+}
+
 impl Pipeline {
     /// Loads the stored state and settles a write that a previous run left
     /// in flight: committed if its object exists, dropped otherwise.
@@ -85,78 +167,29 @@ impl Pipeline {
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
     ) -> Result<Self, StateError> {
-        let corrupt = |reason: String| StateError::Corrupt {
-            location: checkpoints.checkpoint_location(),
-            reason,
-        };
-        let mut takeover = None;
-        let committed = match checkpoints.load().await? {
-            None => {
-                if let Some((from, bytes)) = checkpoints.recipe_state().await? {
-                    let since_ms =
-                        recipe::parse_since(&bytes).map_err(|reason| StateError::Corrupt {
-                            location: from.clone(),
-                            reason: format!(
-                                "the Cloud Run recipe's state cannot be taken over: {reason}"
-                            ),
-                        })?;
-                    takeover = Some(Takeover { from, since_ms });
-                }
-                None
-            }
-            Some(bytes) => {
-                let state = match StateFile::parse(&bytes) {
-                    Ok(state) => state,
-                    // STATE_KEY kept at the recipe's own state object: take it over in place.
-                    Err(reason) => match recipe::parse_since(&bytes) {
-                        Ok(since_ms) => {
-                            takeover = Some(Takeover {
-                                from: checkpoints.checkpoint_location(),
-                                since_ms,
-                            });
-                            StateFile {
-                                format: FORMAT.to_owned(),
-                                checkpoint: None,
-                                pending: None,
-                            }
-                        }
-                        Err(_) => return Err(corrupt(reason)),
-                    },
-                };
-                match state.pending {
-                    None => state.checkpoint,
-                    Some(pending) => {
-                        let written = sink.exists(&pending.object).await?;
-                        let settled = if written {
-                            Some(pending.checkpoint)
-                        } else {
-                            state.checkpoint
-                        };
-                        tracing::warn!(
-                            stage = "recovery",
-                            object = %pending.object,
-                            written,
-                            "settled a batch left in flight by an interrupted run: {}",
-                            if written { "its object exists, so its checkpoint is now committed" }
-                            else { "its object was never written, so it will be read again" }
-                        );
-                        let cleaned = StateFile {
-                            format: FORMAT.to_owned(),
-                            checkpoint: settled.clone(),
-                            pending: None,
-                        };
-                        checkpoints.save(&cleaned.to_bytes()).await?;
-                        settled
-                    }
-                }
-            }
-        };
+        let loaded = load(sink.as_ref(), checkpoints.as_ref()).await?;
+        if let Some((pending, written)) = &loaded.settled {
+            tracing::warn!(
+                stage = "recovery",
+                object = %pending.object,
+                written,
+                "settled a batch left in flight by an interrupted run: {}",
+                if *written { "its object exists, so its checkpoint is now committed" }
+                else { "its object was never written, so it will be read again" }
+            );
+            let cleaned = StateFile {
+                format: FORMAT.to_owned(),
+                checkpoint: loaded.checkpoint.clone(),
+                pending: None,
+            };
+            checkpoints.save(&cleaned.to_bytes()).await?;
+        }
         Ok(Self {
             sink,
             checkpoints,
-            committed,
+            committed: loaded.checkpoint,
             stats: PipelineStats::default(),
-            takeover,
+            takeover: loaded.takeover,
             superseded: None,
         })
     }

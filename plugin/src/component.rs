@@ -4,10 +4,12 @@ use std::cell::RefCell;
 
 use exports::harness::audit::source::Guest;
 use harness::audit::types::{
-    self as wit, ApiFailure, Budget, EmitError, PollReport, Settings, SourceError,
+    self as wit, ApiFailure, Budget, EmitError, Finding, FindingKind, LedgerReport as WitLedger,
+    LedgerSlice, PollReport, Settings, SliceCount, SourceError,
 };
 
 use harness_audit_core::pass::{self, Source};
+use harness_audit_core::report::{self, LedgerReport};
 use harness_audit_core::{error, settings, wasi};
 
 wit_bindgen::generate!({
@@ -82,6 +84,8 @@ impl Guest for Component {
             settle_lag_secs: settings.settle_lag_secs,
             overlap_secs: settings.overlap_secs,
             batch_max_events: settings.batch_max_events,
+            reconcile_interval_secs: settings.reconcile_interval_secs,
+            reconcile_hours: settings.reconcile_hours,
             enrich_yaml_diff: settings.enrich_yaml_diff,
             output_shape: match settings.output_shape {
                 wit::OutputShape::Raw => settings::OutputShape::Raw,
@@ -118,12 +122,73 @@ impl Guest for Component {
                 watermark_ms: report.watermark_ms,
                 window_start_ms: report.window.map(|w| w.start_ms),
                 window_end_ms: report.window.map(|w| w.end_ms),
+                count_requests: report.count_requests,
+                slices_reread: report.slices_reread,
+                late_events: report.late_events,
+                unreconciled_events: report.unreconciled_events,
+                findings: report.findings.into_iter().map(Finding::from).collect(),
             })
         })
     }
 
     fn checkpoint() -> Vec<u8> {
         SOURCE.with_borrow(|source| source.as_ref().map(Source::checkpoint).unwrap_or_default())
+    }
+
+    fn ledger() -> WitLedger {
+        SOURCE.with_borrow(|source| {
+            source
+                .as_ref()
+                .map(Source::ledger)
+                .unwrap_or_default()
+                .into()
+        })
+    }
+}
+
+impl From<report::Finding> for Finding {
+    fn from(f: report::Finding) -> Self {
+        use report::FindingKind as K;
+        Self {
+            kind: match f.kind {
+                K::WindowShort => FindingKind::WindowShort,
+                K::LateCollected => FindingKind::LateCollected,
+                K::GapRemains => FindingKind::GapRemains,
+                K::TieIncomplete => FindingKind::TieIncomplete,
+                K::CountDecreased => FindingKind::CountDecreased,
+                K::CountBelowStored => FindingKind::CountBelowStored,
+                K::CountFailed => FindingKind::CountFailed,
+            },
+            start_ms: f.range.start_ms,
+            end_ms: f.range.end_ms,
+            counted: f.counted,
+            collected: f.collected,
+            detail: f.detail,
+        }
+    }
+}
+
+impl From<LedgerReport> for WitLedger {
+    fn from(l: LedgerReport) -> Self {
+        Self {
+            from_ms: l.from_ms,
+            through_ms: l.through_ms,
+            slices: l
+                .slices
+                .into_iter()
+                .map(|s| LedgerSlice {
+                    start_ms: s.start_ms,
+                    end_ms: s.end_ms,
+                    stored: s.stored,
+                    count: s.count.map(|c| SliceCount {
+                        events: c.events,
+                        through_ms: c.through_ms,
+                        checked_at_ms: c.at_ms,
+                        stored: c.stored,
+                    }),
+                })
+                .collect(),
+        }
     }
 }
 

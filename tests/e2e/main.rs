@@ -6,6 +6,7 @@ mod backfill;
 mod chaos;
 mod check;
 mod collect;
+mod completeness;
 mod examples;
 mod failures;
 mod filters;

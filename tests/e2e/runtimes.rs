@@ -45,13 +45,17 @@ fn wasmtime_cli() -> PathBuf {
 /// Runs `command` to completion with a deadline, and checks that the key
 /// reached none of its output.
 fn finish(mut command: Command, key: &str) -> Output {
+    // Stdout goes to a file, as the README runs these (`> events.jsonl`): `jco run`
+    // ends with `process.exit`, which drops what Node still holds for a pipe.
+    let out = tempfile::NamedTempFile::new().unwrap();
     let child = command
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(out.reopen().unwrap())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let output = output_within(child, RUN_TIMEOUT, &format!("{command:?}"));
+    let mut output = output_within(child, RUN_TIMEOUT, &format!("{command:?}"));
+    output.stdout = std::fs::read(out.path()).unwrap();
     let secret = key.rsplit('.').next().unwrap();
     for stream in [&output.stdout, &output.stderr] {
         assert!(
@@ -133,6 +137,8 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
             "overlapSecs": 900,
             "apiFlavor": "list",
             "batchMaxEvents": 1000,
+            "reconcileIntervalSecs": 3600,
+            "reconcileHours": 48,
         },
         "stateDir": work.path().join("state"),
         "output": output,

@@ -373,6 +373,54 @@ fn sighup_reloads_the_tenant_file_without_dropping_the_others() {
     assert!(log.contains("tenant file reloaded"), "{log}");
 }
 
+/// `/metrics` reports, per tenant, the events Harness counted and never
+/// returned: the gap of one tenant is its own, the other's is 0.
+#[test]
+fn each_tenant_s_unreconciled_events_are_a_metric() {
+    let gap = Env::with_freedoms(
+        400,
+        harness_tests::Freedoms {
+            hidden_fraction: 0.05,
+            ..harness_tests::Freedoms::default()
+        },
+    );
+    let whole = Env::new(100);
+    let hidden = gap.mock.hidden_count() as u64;
+    assert!(hidden > 5, "{hidden}");
+    let keys = [
+        ("KEY_GAP".to_owned(), gap.key.clone()),
+        ("KEY_WHOLE".to_owned(), whole.key.clone()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "[defaults]\ninterval_secs = 60\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\n{}{}",
+            tenant_entry("gap", &gap, "KEY_GAP", ""),
+            tenant_entry("whole", &whole, "KEY_WHOLE", "")
+        ),
+    )
+    .unwrap();
+    let served = Served::start(&tenants, &keys);
+    let text = served.wait_for(Duration::from_secs(60), "both tenants ran", |t| {
+        ["gap", "whole"]
+            .iter()
+            .all(|id| metric(t, "harness_audit_passes_total", id).is_some_and(|n| n >= 1))
+    });
+    assert_eq!(
+        metric(&text, "harness_audit_unreconciled_events", "gap"),
+        Some(hidden),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "harness_audit_unreconciled_events", "whole"),
+        Some(0)
+    );
+    assert_eq!(gap.sorted_lines(), sorted(gap.mock.returnable_json()));
+    served.terminate();
+}
+
 /// SIGTERM in the middle of a long pass: the pass stops at a batch boundary,
 /// the process exits 0, and the next run continues so that every event is
 /// stored exactly once.

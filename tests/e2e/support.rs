@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use harness_tests::{KeyGrant, MockHarness, SeedSpec, generate, make_key};
+use harness_tests::{Freedoms, KeyGrant, MockHarness, SeedSpec, generate, make_key};
 
 pub const ACCOUNT: &str = "Xy3kQ9mTR0aWb1cD2eF4gH";
 /// No single run may take longer; a hung run is killed and the test fails.
@@ -41,6 +41,11 @@ impl Run {
 impl Env {
     /// `events` events spread over the 50 minutes before now.
     pub fn new(events: usize) -> Self {
+        Self::with_freedoms(events, Freedoms::default())
+    }
+
+    /// Like [`Env::new`], with the API's `freedoms` granted before the events are inserted.
+    pub fn with_freedoms(events: usize, freedoms: Freedoms) -> Self {
         let key = make_key(ACCOUNT, "E2eToken00000000000000");
         let grants = vec![
             KeyGrant {
@@ -53,6 +58,7 @@ impl Env {
             },
         ];
         let mock = MockHarness::start(ACCOUNT, grants).unwrap();
+        mock.set_freedoms(freedoms);
         let now = now_ms();
         mock.insert(generate(&SeedSpec {
             account_id: ACCOUNT.into(),
@@ -110,7 +116,10 @@ impl Env {
             stdout: String::from_utf8(stdout).unwrap(),
             stderr: String::from_utf8(stderr).unwrap(),
         };
-        for key in [self.key.as_str(), vars["HARNESS_API_KEY"]] {
+        for key in [self.key.as_str(), vars["HARNESS_API_KEY"]]
+            .into_iter()
+            .filter(|k| !k.is_empty())
+        {
             let secret = key.rsplit('.').next().unwrap();
             assert!(
                 !run.stdout.contains(secret) && !run.stderr.contains(secret),

@@ -1,7 +1,11 @@
 //! The no-loss proof: the real binary against a mock that injects every fault,
-//! makes some events visible late, inserts events while it pages, and is
-//! SIGKILLed at random instants. Afterwards the output must equal the mock's
-//! ground truth exactly. Used by the end-to-end test (small) and by
+//! uses every freedom the API has (ties in a new order on each request, short
+//! pages, events counted and never returned, counts that disagree with pages
+//! for a while), makes some events visible long after their window was read,
+//! inserts events while it pages, and is SIGKILLed at random instants.
+//! Afterwards the output must equal every event the mock can return, exactly,
+//! and the gap the collector reports must equal the events it counted and
+//! never returned. Used by the end-to-end test (small) and by
 //! `bench/chaos.sh` (large).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::mock::{FaultRates, KeyGrant, MockHarness, make_key};
+use crate::mock::{FaultRates, Freedoms, KeyGrant, MockHarness, make_key};
 use crate::seed::{self, Rng, SeedSpec};
 
 const ACCOUNT: &str = "ChaosAccount0000000000";
@@ -28,6 +32,10 @@ pub struct ChaosSpec {
     pub live_per_second: u64,
     /// For how long live inserts go on, in ms.
     pub live_ms: u64,
+    /// Millisecond bursts: for each size, that many preloaded events share one millisecond.
+    pub bursts: Vec<usize>,
+    /// The API's freedoms granted to the mock.
+    pub freedoms: Freedoms,
     /// Share of events that become visible late.
     pub late_fraction: f64,
     /// A late event becomes visible up to this long after its timestamp, in ms.
@@ -46,8 +54,10 @@ pub struct ChaosSpec {
     pub page_size: u32,
     /// `SETTLE_LAG_SECONDS`.
     pub settle_lag_secs: u64,
-    /// `OVERLAP_SECONDS`; must exceed the largest delay.
+    /// `OVERLAP_SECONDS`; delays past it are left to reconciliation.
     pub overlap_secs: u64,
+    /// `RECONCILE_INTERVAL_SECONDS`.
+    pub reconcile_interval_secs: u64,
     /// Seed for events, delays, faults and kill instants.
     pub seed: u64,
     /// Settling runs allowed after the kills.
@@ -57,8 +67,12 @@ pub struct ChaosSpec {
 /// What happened, and whether the output matched.
 #[derive(Debug, Clone, Default)]
 pub struct ChaosReport {
-    /// Events in the mock's ground truth.
+    /// Events the mock can return (its ground truth, less the hidden ones).
     pub expected: usize,
+    /// Events the mock counts and never returns.
+    pub hidden: usize,
+    /// The gap the collector's ledger reports at the end.
+    pub reported_gap: Option<u64>,
     /// Lines written across all objects.
     pub written_lines: usize,
     /// `auditId`s in the ground truth but not in the output.
@@ -78,12 +92,14 @@ pub struct ChaosReport {
 }
 
 impl ChaosReport {
-    /// True when nothing was lost or duplicated and the bytes match.
+    /// True when nothing was lost or duplicated, the bytes match, and the
+    /// reported gap is exactly the events counted and never returned.
     pub fn exact(&self) -> bool {
         self.lost.is_empty()
             && self.duplicated.is_empty()
             && self.bytes_equal
             && self.written_lines == self.expected
+            && self.reported_gap == Some(self.hidden as u64)
     }
 }
 
@@ -119,7 +135,7 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn spawn(&self, capture: bool) -> Child {
+    fn spawn(&self, args: &[&str], capture: bool) -> Child {
         let output = || {
             if capture {
                 Stdio::piped()
@@ -128,7 +144,7 @@ impl Runner<'_> {
             }
         };
         Command::new(self.binary)
-            .arg("run")
+            .args(args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
@@ -152,14 +168,22 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
         }],
     )
     .expect("mock starts");
+    mock.set_freedoms(spec.freedoms);
     let start = now_ms();
-    let preload = seed::generate(&SeedSpec {
+    let mut preload = seed::generate(&SeedSpec {
         account_id: ACCOUNT.into(),
         count: spec.preload,
         start_ms: start - spec.preload_span_ms,
         end_ms: start - 1,
         seed: spec.seed,
     });
+    for &size in &spec.bursts {
+        let at = rng.below((preload.len().saturating_sub(size) + 1) as u64) as usize;
+        let burst = preload[at].timestamp;
+        for event in preload.iter_mut().skip(at).take(size) {
+            event.timestamp = burst;
+        }
+    }
     mock.insert_visible_at(with_visibility(preload, spec, &mut rng));
     mock.set_fault_rates(Some(spec.faults));
 
@@ -177,6 +201,11 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
             ),
             ("SETTLE_LAG_SECONDS", spec.settle_lag_secs.to_string()),
             ("OVERLAP_SECONDS", spec.overlap_secs.to_string()),
+            (
+                "RECONCILE_INTERVAL_SECONDS",
+                spec.reconcile_interval_secs.to_string(),
+            ),
+            ("RECONCILE_HOURS", "2".into()),
             ("MAX_RETRIES", "12".into()),
             ("RETRY_BASE_MS", "5".into()),
             ("RETRY_BUDGET_SECONDS", "120".into()),
@@ -229,7 +258,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
             attempts += 1;
             let kill_this_one = rng.below(3) != 0;
             let requests_before = mock.request_count();
-            let mut child = runner.spawn(false);
+            let mut child = runner.spawn(&["run"], false);
             report.runs += 1;
             let delay = Duration::from_millis(rng.below(active_ms + 1));
             let mut first_request: Option<Instant> = None;
@@ -256,32 +285,30 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
     });
 
     // Settle: wait until every event is visible and older than the settle lag,
-    // then run until a successful pass finds nothing new.
+    // then run until a pass finds nothing new and the ledger's gap has stopped
+    // moving (re-reads of an hour whose gap did not grow wait out a backoff).
     let last_visible = mock.events_visible_by();
     let settled_at = last_visible.max(now_ms()) + spec.settle_lag_secs * 1000 + 1_000;
     while now_ms() < settled_at {
         std::thread::sleep(Duration::from_millis(100));
     }
+    report.hidden = mock.hidden_count();
     for _ in 0..spec.max_settle_runs {
-        let child = runner.spawn(true);
         report.runs += 1;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pid = child.id();
-        std::thread::spawn(move || tx.send(child.wait_with_output()));
-        let Ok(Ok(output)) = rx.recv_timeout(RUN_TIMEOUT) else {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("a settling run did not finish within {RUN_TIMEOUT:?}");
-        };
-        if !output.status.success() {
+        let Some(stdout) = finish(runner.spawn(&["run"], true)) else {
             report.failed_runs += 1;
             continue;
-        }
-        if String::from_utf8_lossy(&output.stdout).starts_with("collected 0 events") {
+        };
+        report.reported_gap = reported_gap(&runner);
+        if stdout.starts_with("collected 0 events")
+            && report.reported_gap == Some(report.hidden as u64)
+        {
             break;
         }
+        std::thread::sleep(Duration::from_millis(spec.reconcile_interval_secs * 1000));
     }
 
-    let expected = mock.events_json();
+    let expected = mock.returnable_json();
     report.expected = expected.len();
     let mut written = Vec::new();
     collect_lines(out_dir, &mut written);
@@ -313,6 +340,28 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
     report.bytes_equal = expected_sorted == written;
     report.elapsed = started.elapsed();
     report
+}
+
+/// Waits for a run; its stdout if it succeeded, `None` if it failed.
+fn finish(child: Child) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let Ok(Ok(output)) = rx.recv_timeout(RUN_TIMEOUT) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("a settling run did not finish within {RUN_TIMEOUT:?}");
+    };
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The collector's own account of what Harness counted and never returned:
+/// `harness-audit ledger --format json`.
+fn reported_gap(runner: &Runner<'_>) -> Option<u64> {
+    let json = finish(runner.spawn(&["ledger", "--format", "json"], true))?;
+    serde_json::from_str::<serde_json::Value>(&json).ok()?["unreconciled_events"].as_u64()
 }
 
 fn collect_lines(dir: &Path, out: &mut Vec<String>) {

@@ -10,7 +10,7 @@ pub mod server;
 
 pub use gcs::{Emulator, FaultProxy, ProxyFaults, StoredObject};
 pub use mock::{
-    Fault, FaultRates, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key,
+    Fault, FaultRates, Freedoms, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key,
     yaml_diff_of,
 };
 pub use seed::{AuditEvent, SeedSpec, generate};

@@ -1,7 +1,10 @@
 //! A mock of the Harness audit API, faithful to `shared/docs/harness-audit-api.md`:
 //! auth outcomes, offset paging with totals, `sortOrders` semantics, every body
 //! filter with inclusive bounds, verbatim validation messages, and injectable
-//! faults. It binds 127.0.0.1 on a free port and runs on its own thread.
+//! faults. Behind [`Freedoms`], it also does everything a Mongo `skip/limit` on
+//! `timestamp` alone, read from a secondary with a separate `count`, may do
+//! (section 9, item 10). It binds 127.0.0.1 on a free port and runs on its own
+//! thread.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -230,6 +233,55 @@ impl Fault {
     }
 }
 
+/// What `/list` may do under the API's contract and a kind mock would not
+/// (API doc, section 9 item 10). Every one is off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Freedoms {
+    /// Events that share a millisecond come back in a new order on every
+    /// request: the sort is on `timestamp` alone, with no tiebreaker.
+    pub shuffle_ties: bool,
+    /// Chance (0.0 to 1.0) that a list request is answered short by a lagging
+    /// secondary: each event of its page is left out with
+    /// `short_page_drop`. Another request may return them.
+    pub short_page_rate: f64,
+    /// Share of a short page's events left out.
+    pub short_page_drop: f64,
+    /// Share of events inserted while set that Harness counts in
+    /// `totalItems` but filters out of every page after paging: counted,
+    /// never returned.
+    pub hidden_fraction: f64,
+    /// `totalItems` comes from another node: it counts the events visible up
+    /// to this many ms later or earlier than the page does (drawn per
+    /// request), so counts and pages disagree for a while.
+    pub count_skew_ms: u64,
+    /// Share of events added with [`MockHarness::insert`] that become visible
+    /// late...
+    pub late_fraction: f64,
+    /// ...up to this long after their timestamp, in ms (hours, in Harness).
+    pub max_late_ms: u64,
+}
+
+impl Freedoms {
+    /// Every freedom on: ties in a new order each time, one request in ten
+    /// answered short by a third, one event in a hundred counted and never
+    /// returned, counts two seconds off either way, and one event in twenty
+    /// of those inserted visible up to a minute late.
+    pub const ALL: Self = Self {
+        shuffle_ties: true,
+        short_page_rate: 0.10,
+        short_page_drop: 0.30,
+        hidden_fraction: 0.01,
+        count_skew_ms: 2_000,
+        late_fraction: 0.05,
+        max_late_ms: 60_000,
+    };
+}
+
+/// A uniform draw in [0, 1).
+fn unit(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A request as the mock received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -258,6 +310,8 @@ struct Stored {
     json: String,
     /// Harness's async outbox makes events visible late; hidden until then.
     visible_at_ms: u64,
+    /// Counted in `totalItems`, filtered out of every page ([`Freedoms::hidden_fraction`]).
+    hidden: bool,
 }
 
 struct MockState {
@@ -272,6 +326,7 @@ struct MockState {
     fault_rates: Option<FaultRates>,
     oversize: OversizePages,
     list_v2: bool,
+    freedoms: Freedoms,
     rng: Rng,
     /// `auditYaml` answers 500 for these audit ids.
     yaml_failures: std::collections::BTreeSet<String>,
@@ -314,6 +369,7 @@ impl MockHarness {
             fault_rates: None,
             oversize: OversizePages::Reject,
             list_v2: false,
+            freedoms: Freedoms::default(),
             rng: Rng::new(0x5eed),
             yaml_failures: std::collections::BTreeSet::new(),
         }));
@@ -348,20 +404,39 @@ impl MockHarness {
         self.server.addr()
     }
 
-    /// Adds events (any order), visible at once; they are kept sorted by
+    /// Adds events (any order), visible at once unless
+    /// [`Freedoms::late_fraction`] makes some late; they are kept sorted by
     /// timestamp, ties in insertion order.
     pub fn insert(&self, events: impl IntoIterator<Item = AuditEvent>) {
-        self.insert_visible_at(events.into_iter().map(|e| (e, 0)));
+        let (freedoms, seed) = {
+            let mut state = self.lock();
+            (state.freedoms, state.rng.next_u64())
+        };
+        let mut rng = Rng::new(seed);
+        self.insert_visible_at(events.into_iter().map(|e| {
+            let late = freedoms.late_fraction > 0.0 && unit(&mut rng) < freedoms.late_fraction;
+            let visible_at = if late {
+                e.timestamp + rng.below(freedoms.max_late_ms + 1)
+            } else {
+                0
+            };
+            (e, visible_at)
+        }));
     }
 
-    /// Adds events that become visible only at the given epoch ms (an ingest delay).
+    /// Adds events that become visible only at the given epoch ms (an ingest
+    /// delay). With [`Freedoms::hidden_fraction`] set, that share of them is
+    /// counted and never returned.
     pub fn insert_visible_at(&self, events: impl IntoIterator<Item = (AuditEvent, u64)>) {
         let mut state = self.lock();
+        let state = &mut *state;
         for (event, visible_at_ms) in events {
             let at = state
                 .events
                 .partition_point(|s| s.event.timestamp <= event.timestamp);
             let json = event.to_json();
+            let hidden = state.freedoms.hidden_fraction > 0.0
+                && unit(&mut state.rng) < state.freedoms.hidden_fraction;
             state.visible_by_ms = state.visible_by_ms.max(visible_at_ms);
             state.events.insert(
                 at,
@@ -369,9 +444,31 @@ impl MockHarness {
                     event,
                     json,
                     visible_at_ms,
+                    hidden,
                 },
             );
         }
+    }
+
+    /// Grants `/list` the API's freedoms (or takes them back). Set before
+    /// inserting: hidden and late events are chosen as events are inserted.
+    pub fn set_freedoms(&self, freedoms: Freedoms) {
+        self.lock().freedoms = freedoms;
+    }
+
+    /// Every event the API can return (all but the hidden ones), as JSON, oldest first.
+    pub fn returnable_json(&self) -> Vec<String> {
+        self.lock()
+            .events
+            .iter()
+            .filter(|s| !s.hidden)
+            .map(|s| s.json.clone())
+            .collect()
+    }
+
+    /// How many events are counted and never returned.
+    pub fn hidden_count(&self) -> usize {
+        self.lock().events.iter().filter(|s| s.hidden).count()
     }
 
     /// Injects faults at random into list requests, or stops with `None`.
@@ -1141,32 +1238,72 @@ fn page_response(
     let to = state.events.partition_point(|s| s.event.timestamp <= end);
     let window = &state.events[from..to.max(from)];
     let size = page_size as usize;
-    let (total, content): (usize, Vec<&str>) = match sort {
-        // Every event in the window is a hit: the page is a slice of it. A
-        // drain asks for the rest of the backlog page after page, and visiting
-        // every event of it for each page made the mock the bottleneck.
-        Sort::Asc if state.visible_by_ms <= now_ms && !narrows(filter, modules) => {
-            let page = window.iter().skip(offset).take(size);
-            (window.len(), page.map(|s| s.json.as_str()).collect())
-        }
-        _ => {
-            let mut hits: Vec<&Stored> = window
-                .iter()
-                .filter(|s| s.visible_at_ms <= now_ms && matches(&s.event, filter, modules, now_ms))
-                .collect();
-            if let Sort::Desc = sort {
-                hits.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
+    // The freedoms are those of `/list`'s skip/limit; `listV2` is inferred as a server-side cursor.
+    let freedoms = match flavor {
+        Flavor::List => state.freedoms,
+        Flavor::ListV2 => Freedoms::default(),
+    };
+    let rng = &mut state.rng;
+    let plain = !narrows(filter, modules);
+    let hit = |s: &Stored, at: u64| {
+        s.visible_at_ms <= at && (plain || matches(&s.event, filter, modules, now_ms))
+    };
+    // `count` runs apart from the page query, possibly on another node.
+    let counted_at = match freedoms.count_skew_ms {
+        0 => now_ms,
+        skew => (now_ms + rng.below(2 * skew + 1)).saturating_sub(skew),
+    };
+    let total = if plain && state.visible_by_ms <= counted_at.min(now_ms) {
+        window.len()
+    } else {
+        window.iter().filter(|s| hit(s, counted_at)).count()
+    };
+    // The hits up to the end of the page, and the rest of the millisecond it
+    // ends in, so that a shuffle can move any of them onto the page.
+    let mut hits: Vec<&Stored> = match sort {
+        Sort::Asc => {
+            let needed = offset + size;
+            let mut hits: Vec<&Stored> = Vec::with_capacity(needed);
+            for s in window.iter().filter(|s| hit(s, now_ms)) {
+                if hits.len() >= needed
+                    && hits
+                        .last()
+                        .is_some_and(|l| l.event.timestamp != s.event.timestamp)
+                {
+                    break;
+                }
+                hits.push(s);
             }
-            let content = hits
-                .iter()
-                .skip(offset)
-                .take(size)
-                .map(|s| s.json.as_str())
-                .collect();
-            (hits.len(), content)
+            hits
+        }
+        Sort::Desc => {
+            let mut hits: Vec<&Stored> = window.iter().filter(|s| hit(s, now_ms)).collect();
+            hits.sort_by_key(|s| std::cmp::Reverse(s.event.timestamp));
+            hits
         }
     };
-    let correlation = correlation_id(&mut state.rng);
+    if freedoms.shuffle_ties {
+        let mut first = 0;
+        while first < hits.len() {
+            let ts = hits[first].event.timestamp;
+            let last = first + hits[first..].partition_point(|s| s.event.timestamp == ts);
+            for i in (first + 1..last).rev() {
+                let j = first + rng.below((i - first + 1) as u64) as usize;
+                hits.swap(i, j);
+            }
+            first = last;
+        }
+    }
+    let lagging = freedoms.short_page_rate > 0.0 && unit(rng) < freedoms.short_page_rate;
+    let content: Vec<&str> = hits
+        .iter()
+        .skip(offset)
+        .take(size)
+        // Hidden events are filtered after paging; a lagging node leaves others out.
+        .filter(|s| !(s.hidden || (lagging && unit(rng) < freedoms.short_page_drop)))
+        .map(|s| s.json.as_str())
+        .collect();
+    let correlation = correlation_id(rng);
     match flavor {
         Flavor::List => format!(
             r#"{{"status":"SUCCESS","data":{{"totalPages":{},"totalItems":{total},"pageItemCount":{},"pageSize":{page_size},"content":[{}],"pageIndex":{},"empty":{},"pageToken":null}},"metaData":null,"correlationId":"{correlation}"}}"#,

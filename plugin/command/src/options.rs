@@ -4,7 +4,7 @@
 use harness_audit_core::settings::{ApiFlavor, OutputShape, Settings, defaults};
 
 /// Variables this command reads, with what each one sets.
-pub const READS: [(&str, &str); 18] = [
+pub const READS: [(&str, &str); 20] = [
     ("HARNESS_ACCOUNT_ID", "account identifier (required)"),
     ("HARNESS_API_KEY", "API key, sent as x-api-key"),
     (
@@ -46,6 +46,14 @@ pub const READS: [(&str, &str); 18] = [
     (
         "ENRICH_YAML_DIFF",
         "attach the YAML diff of configuration changes",
+    ),
+    (
+        "RECONCILE_INTERVAL_SECONDS",
+        "seconds between checks of Harness's hourly counts",
+    ),
+    (
+        "RECONCILE_HOURS",
+        "hours the checks look back; 0 turns them off",
     ),
 ];
 
@@ -275,6 +283,11 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<In
         overlap_secs: number("OVERLAP_SECONDS", defaults::OVERLAP_SECS)?,
         api_flavor,
         batch_max_events: defaults::BATCH_MAX_EVENTS,
+        reconcile_interval_secs: number(
+            "RECONCILE_INTERVAL_SECONDS",
+            defaults::RECONCILE_INTERVAL_SECS,
+        )?,
+        reconcile_hours: number("RECONCILE_HOURS", defaults::RECONCILE_HOURS)?,
     }
     .validate()
     .map_err(|e| format!("invalid settings: {e}"))?;
@@ -329,8 +342,17 @@ mod tests {
             ("OUTPUT_SHAPE", "streaming"),
             ("HARNESS_API_FLAVOR", "list-v2"),
             ("ENRICH_YAML_DIFF", "true"),
+            ("RECONCILE_INTERVAL_SECONDS", "600"),
+            ("RECONCILE_HOURS", "0"),
         ]);
         let options = run(&["--state-dir", "/state"], &env).unwrap();
+        assert_eq!(
+            (
+                options.settings.reconcile_interval_secs,
+                options.settings.reconcile_hours
+            ),
+            (600, 0)
+        );
         assert_eq!(options.settings.api_base, "http://127.0.0.1:9/gateway");
         assert_eq!(options.settings.page_size, 100);
         assert_eq!(options.settings.modules, ["CORE", "PMS"]);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use harness_audit_core::error::{EmitError, SourceError};
 use harness_audit_core::pass::{Batch, Pipeline, Source};
+use harness_audit_core::report::{Finding, FindingKind};
 use harness_audit_core::wasi::{self, WasiClock, WasiHttp};
 
 use crate::options::{ApiKey, Options};
@@ -50,15 +51,25 @@ fn collect(options: Options) -> Result<String, String> {
         stored: checkpoint.unwrap_or_default(),
     };
     let (mut events, mut batches, mut pages, mut duplicates, mut retries) = (0, 0, 0, 0, 0);
+    let mut late = 0;
+    let mut unreconciled;
     loop {
         let report = source
             .poll(MAX_PAGES_PER_POLL, &mut http, &mut stdout, &mut WasiClock)
             .map_err(|e| describe(&e))?;
         events += report.events_emitted;
         batches += report.batches;
-        pages += report.pages;
+        pages += report.pages + report.count_requests;
         duplicates += report.duplicates_dropped;
         retries += report.retries;
+        late += report.late_events;
+        unreconciled = report.unreconciled_events;
+        for finding in &report.findings {
+            eprintln!(
+                "harness-audit-command: completeness: {}",
+                finding_text(finding)
+            );
+        }
         if report.caught_up {
             break;
         }
@@ -66,9 +77,36 @@ fn collect(options: Options) -> Result<String, String> {
     // A pass over an empty window advances the checkpoint without a batch.
     stdout.store_checkpoint(&source.checkpoint())?;
     Ok(format!(
-        "wrote {events} events in {batches} batches from {pages} pages; \
-         {duplicates} duplicates dropped, {retries} retries"
+        "wrote {events} events in {batches} batches from {pages} requests; \
+         {duplicates} duplicates dropped, {retries} retries, {late} late events; \
+         {unreconciled} events counted by Harness and never returned"
     ))
+}
+
+fn finding_text(f: &Finding) -> String {
+    let what = match f.kind {
+        FindingKind::WindowShort => {
+            "a window returned fewer events than counted; checking its hours"
+        }
+        FindingKind::LateCollected => "late events collected",
+        FindingKind::GapRemains => "Harness counts events it does not return",
+        FindingKind::TieIncomplete => "a millisecond was not read to its count",
+        FindingKind::CountDecreased => "an hour's count went down",
+        FindingKind::CountBelowStored => "Harness counts fewer events than were stored",
+        FindingKind::CountFailed => "a count request failed; checked again next interval",
+    };
+    format!(
+        "{what} (epoch ms {}..{}: counted {}, collected {}){}",
+        f.range.start_ms,
+        f.range.end_ms,
+        f.counted,
+        f.collected,
+        if f.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", f.detail)
+        }
+    )
 }
 
 /// Stdout is at least once: a batch written before a crash that kept its

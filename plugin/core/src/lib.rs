@@ -5,16 +5,19 @@
 //! world: `plugin/` exports the `harness:audit` source (`wit/world.wit`), and
 //! `plugin/command` is a `wasi:cli/command` for stock runtimes.
 
-pub mod cursor;
+pub mod checkpoint;
 pub mod error;
 mod keys;
+pub mod ledger;
 pub mod pacing;
 pub mod page;
 pub mod pass;
+pub mod report;
 pub mod request;
 pub mod retry;
 pub mod settings;
 pub mod shape;
+pub mod walk;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasi;

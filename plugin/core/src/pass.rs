@@ -1,15 +1,29 @@
-//! One collection pass: pages through a fixed window, drops events already
-//! emitted, and hands each page to the pipeline with the checkpoint that
-//! covers it. Generic over its effects so it runs natively in tests.
+//! One collection pass: reads each settled window to its end, checks what it
+//! read against Harness's counts, reads slices again where they fall short,
+//! drops events already stored, and hands batches to the pipeline with the
+//! checkpoint that covers them. Generic over its effects so it runs natively
+//! in tests.
 
-use crate::cursor::{Chain, Checkpoint, Window};
+mod reconcile;
+
+use std::collections::BTreeSet;
+
+use crate::checkpoint::Checkpoint;
 use crate::error::{EmitError, SourceError};
+use crate::ledger::SLICE_MS;
 use crate::pacing::Pacer;
 use crate::page::{self, Event, Page};
+use crate::report::{Finding, FindingKind, LedgerReport, LedgerSlice, PollReport};
 use crate::request::{self, ListRequest};
 use crate::retry;
 use crate::settings::{ApiFlavor, Settings};
 use crate::shape::{self, OutputShape};
+use crate::walk::{Chain, Purpose, Walk, Window};
+
+/// Requests of one page at most while it comes back shorter than the count
+/// says it should: a lagging secondary answers differently the next time,
+/// results filtered after paging do not.
+pub const SHORT_PAGE_ATTEMPTS: u32 = 3;
 
 /// A raw HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +57,7 @@ pub trait Clock {
 /// A batch ready for the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    /// NDJSON, one event per line, each line ending in `\n`.
+    /// NDJSON, one event per line, each line ending in `\n`, oldest first.
     pub lines: Vec<u8>,
     /// Lines in `lines`.
     pub event_count: u32,
@@ -51,9 +65,9 @@ pub struct Batch {
     pub first_event_ms: u64,
     /// Last event's `timestamp`.
     pub last_event_ms: u64,
-    /// Window start (inclusive).
+    /// Start (inclusive) of the window, or of the slice read again.
     pub window_start_ms: u64,
-    /// Window end (inclusive).
+    /// End (inclusive) of that range.
     pub window_end_ms: u64,
     /// Checkpoint valid once the batch is durable.
     pub checkpoint: Vec<u8>,
@@ -65,27 +79,33 @@ pub trait Pipeline {
     fn emit(&mut self, batch: Batch) -> Result<(), EmitError>;
 }
 
-/// Counters for one `poll` call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PollReport {
-    /// Events the API returned.
-    pub events_read: u64,
-    /// Events emitted.
-    pub events_emitted: u64,
-    /// Events dropped as already emitted.
-    pub duplicates_dropped: u64,
-    /// Successful page responses.
-    pub pages: u32,
-    /// Batches emitted.
-    pub batches: u32,
-    /// Retried requests.
-    pub retries: u32,
-    /// The pass reached the end of its window.
-    pub caught_up: bool,
-    /// Newest emitted `timestamp`.
-    pub watermark_ms: Option<u64>,
-    /// The window of the pass this call worked on, if any.
-    pub window: Option<Window>,
+/// The effects one poll works through.
+struct Effects<'a, T, P, C> {
+    transport: &'a mut T,
+    pipeline: &'a mut P,
+    clock: &'a mut C,
+}
+
+/// Events read and not yet emitted, with the span of the ranges they came from.
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    range: Option<Window>,
+}
+
+impl Pending {
+    fn add(&mut self, events: impl IntoIterator<Item = Event>, range: Window) {
+        self.events.extend(events);
+        self.range = Some(span(self.range, range));
+    }
+}
+
+/// The smallest window holding `a` (if any) and `b`.
+fn span(a: Option<Window>, b: Window) -> Window {
+    a.map_or(b, |a| Window {
+        start_ms: a.start_ms.min(b.start_ms),
+        end_ms: a.end_ms.max(b.end_ms),
+    })
 }
 
 /// The source's state between calls.
@@ -94,10 +114,13 @@ pub struct Source {
     settings: Settings,
     /// The working state, advanced page by page.
     checkpoint: Checkpoint,
-    /// The state as of the last emitted batch.
-    committed: Checkpoint,
+    /// The state as of the last emitted batch, serialized: the ledger can be
+    /// large, and it is read back only after an error.
+    committed: Vec<u8>,
     pacer: Pacer,
     retry_waited_ms: u64,
+    /// End of the last window of this pass, fixed at its first poll.
+    target_end_ms: Option<u64>,
 }
 
 impl Source {
@@ -108,8 +131,9 @@ impl Source {
         now_ms: u64,
     ) -> Result<Self, SourceError> {
         let settings = settings.validate().map_err(SourceError::InvalidSettings)?;
+        let overlap_ms = u64::from(settings.overlap_secs) * 1000;
         let checkpoint = match checkpoint {
-            Some(bytes) => Checkpoint::load(bytes, &settings.account_id)
+            Some(bytes) => Checkpoint::load(bytes, &settings.account_id, overlap_ms)
                 .map_err(SourceError::InvalidSettings)?,
             None => match settings.start_at_ms {
                 Some(start) if start > now_ms => {
@@ -127,10 +151,11 @@ impl Source {
         let pacer = Pacer::new(settings.max_requests_per_minute);
         Ok(Self {
             settings,
-            committed: checkpoint.clone(),
+            committed: checkpoint.to_bytes(),
             checkpoint,
             pacer,
             retry_waited_ms: 0,
+            target_end_ms: None,
         })
     }
 
@@ -139,13 +164,33 @@ impl Source {
         self.checkpoint.to_bytes()
     }
 
+    /// The ledger of the current checkpoint.
+    pub fn ledger(&self) -> LedgerReport {
+        let ledger = &self.checkpoint.ledger;
+        LedgerReport {
+            from_ms: ledger.from_ms,
+            through_ms: self.checkpoint.last_end_ms,
+            slices: ledger
+                .slices
+                .iter()
+                .map(|(&start, slice)| LedgerSlice {
+                    start_ms: ledger.covered_start(start),
+                    end_ms: start + SLICE_MS - 1,
+                    stored: slice.stored(),
+                    count: slice.count,
+                })
+                .collect(),
+        }
+    }
+
     fn overlap_ms(&self) -> u64 {
         u64::from(self.settings.overlap_secs) * 1000
     }
 
-    /// Pages through the current settled window until it is exhausted or
-    /// `max_pages` pages were read. On error the state returns to the last
-    /// emitted batch's checkpoint, so nothing read but not emitted is skipped.
+    /// Reads what has settled, checks it, and re-reads what falls short,
+    /// until caught up or `max_pages` requests were made. On error the state
+    /// returns to the last emitted batch's checkpoint, so nothing read but
+    /// not emitted is skipped.
     pub fn poll(
         &mut self,
         max_pages: u32,
@@ -153,222 +198,359 @@ impl Source {
         pipeline: &mut impl Pipeline,
         clock: &mut impl Clock,
     ) -> Result<PollReport, SourceError> {
-        let result = self.poll_pages(max_pages, transport, pipeline, clock);
+        let mut fx = Effects {
+            transport,
+            pipeline,
+            clock,
+        };
+        let result = self.poll_steps(max_pages.max(1), &mut fx);
         if result.is_err() {
-            self.checkpoint = self.committed.clone();
+            self.checkpoint = Checkpoint::load(
+                &self.committed,
+                &self.settings.account_id,
+                self.overlap_ms(),
+            )
+            .expect("a checkpoint this source serialized reads back");
         }
         result
     }
 
-    fn poll_pages(
+    fn poll_steps<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
-        max_pages: u32,
-        transport: &mut impl Transport,
-        pipeline: &mut impl Pipeline,
-        clock: &mut impl Clock,
+        max_requests: u32,
+        fx: &mut Effects<'_, T, P, C>,
     ) -> Result<PollReport, SourceError> {
-        let mut report = PollReport {
-            watermark_ms: self.checkpoint.watermark_ms,
-            ..PollReport::default()
+        let mut report = PollReport::default();
+        let now_ms = fx.clock.now_ms();
+        let target_end_ms = match self.target_end_ms {
+            Some(target) => target,
+            None => *self.target_end_ms.insert(self.target_end(now_ms)),
         };
-        let settle_lag_ms = u64::from(self.settings.settle_lag_secs) * 1000;
-        let overlap_ms = self.overlap_ms();
-        // A fixed range end (a backfill) caps the window end like the settle lag does.
-        let now_ms = match self.settings.end_at_ms {
-            Some(end) => clock.now_ms().min(end.saturating_add(settle_lag_ms)),
-            None => clock.now_ms(),
-        };
-        let Some(window) = self
-            .checkpoint
-            .begin_pass(now_ms, settle_lag_ms, overlap_ms)
-        else {
-            report.caught_up = true;
-            return Ok(report);
-        };
-        report.window = Some(window);
-        let max_pages = max_pages.max(1);
-        let mut pending = Vec::new();
-        while report.pages < max_pages {
-            let req = self.next_request(window);
-            let body = request::body(&self.settings, &req);
-            let page = self.fetch(&req, &body, transport, clock, &mut report)?;
-            report.pages += 1;
-            report.events_read += page.events.len() as u64;
-            check_order(&page, &req)?;
-            let more = match self.settings.api_flavor {
-                ApiFlavor::List => page.events.len() >= self.settings.page_size as usize,
-                ApiFlavor::ListV2 => page.has_next == Some(true),
-            };
-            if more
-                && req.page_token.is_none()
-                && page
-                    .events
-                    .iter()
-                    .all(|e| self.checkpoint.read_at_cursor(e))
-            {
-                return Err(SourceError::MalformedResponse(format!(
-                    "a page at startTime {} pageIndex {} held only events already read; the API is not \
-                     honouring the time filter",
-                    req.start_ms, req.page_index
-                )));
-            }
-            let is_fresh: Vec<bool> = page
-                .events
-                .iter()
-                .map(|e| !self.checkpoint.has_seen(e))
-                .collect();
-            let fresh: Vec<&Event> = page
-                .events
-                .iter()
-                .zip(&is_fresh)
-                .filter(|(_, f)| **f)
-                .map(|(e, _)| e)
-                .collect();
-            // A batch holds whole pages (its checkpoint marks a page end), so the
-            // batch this page would push past the limit is emitted before it.
-            if !pending.is_empty()
-                && pending.len() + fresh.len() > self.settings.batch_max_events as usize
-            {
-                self.emit(
-                    &mut pending,
-                    window,
-                    pipeline,
-                    transport,
-                    clock,
-                    &mut report,
-                )?;
-            }
-            report.duplicates_dropped += (page.events.len() - fresh.len()) as u64;
-            self.checkpoint.advance(&page.events, &fresh, overlap_ms);
-            self.checkpoint.chain = match (more, page.next_token) {
-                (true, Some(token)) if self.settings.api_flavor == ApiFlavor::ListV2 => {
-                    Some(Chain {
-                        start_ms: req.start_ms,
-                        body_hash: request::body_hash(&body),
-                        token,
-                    })
-                }
-                _ => None,
-            };
-            if !more {
-                self.checkpoint.finish_pass(overlap_ms);
-            }
-            pending.extend(
-                page.events
-                    .into_iter()
-                    .zip(is_fresh)
-                    .filter_map(|(e, fresh)| fresh.then_some(e)),
-            );
-            let last_page = !more || report.pages >= max_pages;
-            if pending.len() >= self.settings.batch_max_events as usize
-                || (last_page && !pending.is_empty())
-            {
-                self.emit(
-                    &mut pending,
-                    window,
-                    pipeline,
-                    transport,
-                    clock,
-                    &mut report,
-                )?;
-            }
-            if !more {
-                report.caught_up = true;
+        let mut pending = Pending::default();
+        loop {
+            if report.pages + report.count_requests >= max_requests {
                 break;
             }
+            if self.checkpoint.walk.is_some() {
+                self.step_walk(&mut pending, &mut report, fx)?;
+                continue;
+            }
+            if !self.checkpoint.to_check.is_empty() {
+                self.check_next_slice(&mut report, fx)?;
+                continue;
+            }
+            if let Some(window) = self
+                .checkpoint
+                .next_window(target_end_ms, self.overlap_ms())
+            {
+                self.begin_window(window, now_ms);
+                continue;
+            }
+            if self.queue_reconciliation(fx.clock.now_ms()) {
+                continue;
+            }
+            report.caught_up = true;
+            // The next poll begins a new pass, up to what has settled by then.
+            self.target_end_ms = None;
+            break;
         }
+        if !pending.events.is_empty() {
+            self.emit(&mut pending, &mut report, fx)?;
+        }
+        report.watermark_ms = self.checkpoint.watermark_ms;
+        report.unreconciled_events = self.checkpoint.ledger.total_gap();
         Ok(report)
     }
 
-    /// Emits the events read since the last batch with the checkpoint that
-    /// covers them; only then does that checkpoint count as committed.
-    fn emit(
+    /// The end of the last window of a pass starting at `now_ms`: what has
+    /// settled, and never past a fixed range's end.
+    fn target_end(&self, now_ms: u64) -> u64 {
+        let settled = now_ms.saturating_sub(u64::from(self.settings.settle_lag_secs) * 1000);
+        match self.settings.end_at_ms {
+            Some(end) => settled.min(end),
+            None => settled,
+        }
+    }
+
+    /// Starts reading `window`, first forgetting the ledger slices that
+    /// neither it nor reconciliation can reach any more.
+    fn begin_window(&mut self, window: Window, now_ms: u64) {
+        let keep_from = match self.reconcile_span_ms() {
+            Some(span) => window.start_ms.min(now_ms.saturating_sub(span)),
+            None => window.start_ms,
+        };
+        self.checkpoint.ledger.forget_before(keep_from);
+        self.checkpoint.walk = Some(Walk::new(Purpose::Window, window));
+    }
+
+    /// One page of the walk in progress (with its repeats, if short), its
+    /// new events added to `pending`.
+    fn step_walk<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
-        pending: &mut Vec<Event>,
-        window: Window,
-        pipeline: &mut impl Pipeline,
-        transport: &mut impl Transport,
-        clock: &mut impl Clock,
+        pending: &mut Pending,
         report: &mut PollReport,
+        fx: &mut Effects<'_, T, P, C>,
     ) -> Result<(), SourceError> {
+        let walk = self
+            .checkpoint
+            .walk
+            .as_ref()
+            .expect("a walk is in progress");
+        let (range, purpose, in_tie) = (walk.range, walk.purpose, walk.tie.is_some());
+        let req = self.next_request(walk);
+        let body = request::body(&self.settings, &req);
+        let mut page = self.fetch_page(&req, &body, report, fx)?;
+        if self.settings.api_flavor == ApiFlavor::List && !in_tie {
+            self.complete_short_page(&req, &body, &mut page, report, fx)?;
+        }
+        if purpose == Purpose::Window {
+            report.window = Some(span(report.window, range));
+        }
+
+        let walk = self
+            .checkpoint
+            .walk
+            .as_ref()
+            .expect("a walk is in progress");
+        let mut this_page = BTreeSet::new();
+        let fresh: Vec<bool> = page
+            .events
+            .iter()
+            .map(|e| {
+                walk.unread(e)
+                    && !self.checkpoint.ledger.contains(e.timestamp_ms, &e.audit_id)
+                    && this_page.insert(e.audit_id.as_str())
+            })
+            .collect();
+        let fresh_count = fresh.iter().filter(|f| **f).count();
+        // A batch holds whole pages (its checkpoint marks a page end), so the
+        // batch this page would push past the limit is emitted before it.
+        if !pending.events.is_empty()
+            && pending.events.len() + fresh_count > self.settings.batch_max_events as usize
+        {
+            self.emit(pending, report, fx)?;
+        }
+        report.duplicates_dropped += (page.events.len() - fresh_count) as u64;
+
+        let page_size = self.settings.page_size;
+        let walk = self
+            .checkpoint
+            .walk
+            .as_mut()
+            .expect("a walk is in progress");
+        let step = match self.settings.api_flavor {
+            ApiFlavor::List => walk.apply_list(&page.events, page.total_items, page_size),
+            ApiFlavor::ListV2 => {
+                let has_next = page.has_next == Some(true);
+                if has_next && page.next_token.is_none() && !walk.unread_any(&page.events) {
+                    return Err(SourceError::MalformedResponse(format!(
+                        "a page at startTime {} said hasNext without a pageToken and held nothing new",
+                        req.start_ms
+                    )));
+                }
+                walk.chain = match page.next_token.clone() {
+                    Some(token) if has_next => Some(Chain {
+                        start_ms: req.start_ms,
+                        body_hash: request::body_hash(&body),
+                        token,
+                    }),
+                    _ => None,
+                };
+                walk.apply_v2(&page.events, has_next)
+            }
+        };
+        walk.written += fresh_count as u64;
+        let new_events: Vec<Event> = page
+            .events
+            .into_iter()
+            .zip(fresh)
+            .filter_map(|(e, fresh)| fresh.then_some(e))
+            .collect();
+        for event in &new_events {
+            self.checkpoint.record(event.timestamp_ms, &event.audit_id);
+        }
+        pending.add(new_events, range);
+        if let Some(tie) = step.tie_shortfall {
+            report.findings.push(Finding {
+                kind: FindingKind::TieIncomplete,
+                range: Window {
+                    start_ms: tie.ms,
+                    end_ms: tie.ms,
+                },
+                counted: tie.counted,
+                collected: tie.read,
+                detail: String::new(),
+            });
+        }
+        if step.done {
+            let walk = self.checkpoint.walk.take().expect("a walk is in progress");
+            self.finish_walk(walk, report, fx.clock.now_ms());
+        }
+        if pending.events.len() >= self.settings.batch_max_events as usize {
+            self.emit(pending, report, fx)?;
+        }
+        Ok(())
+    }
+
+    /// A page shorter than `pageSize` whose events do not reach the count the
+    /// API gave is requested again, and the answers merged, until one adds
+    /// nothing or [`SHORT_PAGE_ATTEMPTS`] were made.
+    fn complete_short_page<T: Transport, P: Pipeline, C: Clock>(
+        &mut self,
+        req: &ListRequest,
+        body: &[u8],
+        page: &mut Page,
+        report: &mut PollReport,
+        fx: &mut Effects<'_, T, P, C>,
+    ) -> Result<(), SourceError> {
+        for _ in 1..SHORT_PAGE_ATTEMPTS {
+            let walk = self
+                .checkpoint
+                .walk
+                .as_ref()
+                .expect("a walk is in progress");
+            let short = page.events.len() < req.page_size as usize
+                && page
+                    .total_items
+                    .is_some_and(|total| walk.known_with(&page.events) < total);
+            if !short {
+                break;
+            }
+            let again = self.fetch_page(req, body, report, fx)?;
+            let before = page.events.len();
+            let held: BTreeSet<String> = page.events.iter().map(|e| e.audit_id.clone()).collect();
+            page.events.extend(
+                again
+                    .events
+                    .into_iter()
+                    .filter(|e| !held.contains(&e.audit_id)),
+            );
+            page.total_items = again.total_items.or(page.total_items);
+            if page.events.len() == before {
+                break;
+            }
+            page.events.sort_by_key(|e| e.timestamp_ms);
+        }
+        Ok(())
+    }
+
+    /// Closes a walk: a window moves the pass forward and, if it came back
+    /// short of its count, queues its slices for a check; a re-read settles
+    /// its slice.
+    fn finish_walk(&mut self, walk: Walk, report: &mut PollReport, now_ms: u64) {
+        match walk.purpose {
+            Purpose::Window => {
+                let end = walk.range.end_ms;
+                self.checkpoint.last_end_ms = Some(
+                    self.checkpoint
+                        .last_end_ms
+                        .map_or(end, |last| last.max(end)),
+                );
+                if let Some(counted) = walk.counted.filter(|c| *c > walk.read) {
+                    report.findings.push(Finding {
+                        kind: FindingKind::WindowShort,
+                        range: walk.range,
+                        counted,
+                        collected: walk.read,
+                        detail: String::new(),
+                    });
+                    self.checkpoint
+                        .queue_checks(walk.range.start_ms, walk.range.end_ms);
+                }
+            }
+            Purpose::Reread => self.settle_reread(&walk, report, now_ms),
+        }
+    }
+
+    /// Emits the events read since the last batch, oldest first, with the
+    /// checkpoint that covers them; only then does that checkpoint count as
+    /// committed.
+    fn emit<T: Transport, P: Pipeline, C: Clock>(
+        &mut self,
+        pending: &mut Pending,
+        report: &mut PollReport,
+        fx: &mut Effects<'_, T, P, C>,
+    ) -> Result<(), SourceError> {
+        pending.events.sort_by_key(|e| e.timestamp_ms);
         let extras: Vec<Option<String>> = if self.settings.enrich_yaml_diff {
             pending
+                .events
                 .iter()
-                .map(|event| self.yaml_diff(event, transport, clock, report))
+                .map(|event| self.yaml_diff(event, report, fx))
                 .collect()
         } else {
-            vec![None; pending.len()]
+            vec![None; pending.events.len()]
         };
-        pipeline
+        let range = pending.range.expect("pending events have a range");
+        let checkpoint = self.checkpoint.to_bytes();
+        fx.pipeline
             .emit(batch(
-                pending,
+                &pending.events,
                 &extras,
-                window,
-                self.checkpoint.to_bytes(),
+                range,
+                checkpoint.clone(),
                 self.settings.output_shape,
             )?)
             .map_err(SourceError::SinkFailure)?;
-        self.committed = self.checkpoint.clone();
+        self.committed = checkpoint;
         report.batches += 1;
-        report.events_emitted += pending.len() as u64;
-        report.watermark_ms = self.checkpoint.watermark_ms;
-        pending.clear();
+        report.events_emitted += pending.events.len() as u64;
+        *pending = Pending::default();
         Ok(())
     }
 
     /// Continues a `listV2` token chain when its body is unchanged; otherwise
-    /// starts at the cursor (for `list`, with an offset inside its millisecond).
-    fn next_request(&self, window: Window) -> ListRequest {
-        let cp = &self.checkpoint;
-        if let Some(chain) = &cp.chain {
+    /// starts at the walk's cursor.
+    fn next_request(&self, walk: &Walk) -> ListRequest {
+        let page_size = self.settings.page_size;
+        if let Some(chain) = &walk.chain {
             let req = ListRequest {
                 start_ms: chain.start_ms,
-                end_ms: window.end_ms,
+                end_ms: walk.range.end_ms,
                 page_index: 0,
+                page_size,
                 page_token: Some(chain.token.clone()),
             };
             if request::body_hash(&request::body(&self.settings, &req)) == chain.body_hash {
                 return req;
             }
         }
-        let page_index = match self.settings.api_flavor {
-            ApiFlavor::List => cp.page_index(self.settings.page_size),
-            ApiFlavor::ListV2 => 0,
+        let (start_ms, end_ms, page_index) = match self.settings.api_flavor {
+            ApiFlavor::List => walk.list_request(),
+            ApiFlavor::ListV2 => (walk.cursor_ms, walk.range.end_ms, 0),
         };
         ListRequest {
-            start_ms: cp.cursor_ms,
-            end_ms: window.end_ms,
+            start_ms,
+            end_ms,
             page_index,
+            page_size,
             page_token: None,
         }
     }
 
-    fn fetch(
+    /// One page, checked to be in order and inside the request's range.
+    fn fetch_page<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
         req: &ListRequest,
         body: &[u8],
-        transport: &mut impl Transport,
-        clock: &mut impl Clock,
         report: &mut PollReport,
+        fx: &mut Effects<'_, T, P, C>,
     ) -> Result<Page, SourceError> {
         let url = request::url(&self.settings, req);
-        self.call(
-            transport,
-            clock,
-            report,
-            |t| t.post_json(&url, body),
-            page::parse,
-        )
+        let page = self.call(report, fx, |t| t.post_json(&url, body), page::parse)?;
+        report.pages += 1;
+        report.events_read += page.events.len() as u64;
+        check_order(&page, req)?;
+        Ok(page)
     }
 
     /// `"harnessAuditYamlDiff":{...}` for a configuration change: the diff, or
     /// the error that kept it from being fetched (the event is written either way).
-    fn yaml_diff(
+    fn yaml_diff<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
         event: &Event,
-        transport: &mut impl Transport,
-        clock: &mut impl Clock,
         report: &mut PollReport,
+        fx: &mut Effects<'_, T, P, C>,
     ) -> Option<String> {
         #[derive(serde::Deserialize)]
         struct ActionKey {
@@ -381,7 +563,7 @@ impl Source {
             return None;
         }
         let url = request::yaml_url(&self.settings, &event.audit_id);
-        let value = match self.call(transport, clock, report, |t| t.get(&url), page::parse_yaml) {
+        let value = match self.call(report, fx, |t| t.get(&url), page::parse_yaml) {
             Ok(diff) => serde_json::to_string(&diff).expect("strings always serialize"),
             Err(e) => serde_json::json!({ "error": describe(&e) }).to_string(),
         };
@@ -389,22 +571,21 @@ impl Source {
     }
 
     /// Sends with pacing, and retries what is retryable within the pass's budget.
-    fn call<T>(
+    fn call<R, T: Transport, P: Pipeline, C: Clock>(
         &mut self,
-        transport: &mut impl Transport,
-        clock: &mut impl Clock,
         report: &mut PollReport,
-        mut send: impl FnMut(&mut dyn Transport) -> Result<HttpResponse, String>,
-        parse: impl Fn(u16, &[u8], Option<u32>) -> Result<T, SourceError>,
-    ) -> Result<T, SourceError> {
+        fx: &mut Effects<'_, T, P, C>,
+        mut send: impl FnMut(&mut T) -> Result<HttpResponse, String>,
+        parse: impl Fn(u16, &[u8], Option<u32>) -> Result<R, SourceError>,
+    ) -> Result<R, SourceError> {
         let budget_ms = u64::from(self.settings.retry_budget_secs) * 1000;
         let mut attempt = 0;
         loop {
-            let wait = self.pacer.delay_ms(clock.now_ms());
+            let wait = self.pacer.delay_ms(fx.clock.now_ms());
             if wait > 0 {
-                clock.sleep_ms(wait);
+                fx.clock.sleep_ms(wait);
             }
-            let result = send(transport)
+            let result = send(fx.transport)
                 .map_err(SourceError::Transport)
                 .and_then(|resp| parse(resp.status, &resp.body, resp.retry_after_secs));
             let err = match result {
@@ -417,13 +598,13 @@ impl Source {
                 } => *retry_after_secs,
                 _ => None,
             };
-            let random = clock.random_u64();
+            let random = fx.clock.random_u64();
             let delay = retry::delay_ms(attempt, self.settings.retry_base_ms, retry_after, random);
             // The budget bounds how long one pass can stall on a failing API.
             if self.retry_waited_ms + delay > budget_ms {
                 return Err(err);
             }
-            clock.sleep_ms(delay);
+            fx.clock.sleep_ms(delay);
             self.retry_waited_ms += delay;
             attempt += 1;
             report.retries += 1;
@@ -431,8 +612,8 @@ impl Source {
     }
 }
 
-/// The cursor is only sound if events come back oldest first and inside the
-/// window asked for; anything else could skip events, so it is an error.
+/// The walk is only sound if events come back oldest first and inside the
+/// range asked for; anything else could skip events, so it is an error.
 fn check_order(page: &Page, req: &ListRequest) -> Result<(), SourceError> {
     let mut previous = req.start_ms;
     for (i, event) in page.events.iter().enumerate() {

@@ -14,6 +14,8 @@ pub struct ListRequest {
     pub end_ms: u64,
     /// 0-based `pageIndex` (`list` only).
     pub page_index: u32,
+    /// `pageSize`: the configured one, or 1 when only `totalItems` is wanted.
+    pub page_size: u32,
     /// `pageToken` from the previous page of the same body (`list-v2` only).
     pub page_token: Option<String>,
 }
@@ -77,7 +79,7 @@ pub fn url(settings: &Settings, req: &ListRequest) -> String {
     match settings.api_flavor {
         ApiFlavor::List => format!(
             "{}/audit/api/audits/list?accountIdentifier={}&pageIndex={}&pageSize={}&sortOrders=timestamp,ASC",
-            settings.api_base, settings.account_id, req.page_index, settings.page_size
+            settings.api_base, settings.account_id, req.page_index, req.page_size
         ),
         ApiFlavor::ListV2 => {
             let token = req
@@ -87,7 +89,7 @@ pub fn url(settings: &Settings, req: &ListRequest) -> String {
                 .unwrap_or_default();
             format!(
                 "{}/audit/api/audits/listV2?accountIdentifier={}&pageSize={}&sortOrders=timestamp,ASC{token}",
-                settings.api_base, settings.account_id, settings.page_size
+                settings.api_base, settings.account_id, req.page_size
             )
         }
     }
@@ -179,6 +181,7 @@ mod tests {
         start_ms: 1_749_564_191_482,
         end_ms: 1_749_570_491_741,
         page_index: 3,
+        page_size: 50,
         page_token: None,
     };
 

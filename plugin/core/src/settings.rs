@@ -11,6 +11,13 @@ pub const MAX_BATCH_EVENTS: u32 = 20_000;
 /// Longest settle lag or overlap accepted, in seconds.
 pub const MAX_WINDOW_SECS: u32 = 7 * 24 * 3600;
 
+/// Longest reconciliation look-back accepted, in hours (30 days): the ledger
+/// keeps the ids of every event stored within it.
+pub const MAX_RECONCILE_HOURS: u32 = 720;
+
+/// Longest reconciliation interval accepted, in seconds (one week).
+pub const MAX_RECONCILE_INTERVAL_SECS: u32 = 7 * 24 * 3600;
+
 /// Defaults of the source's settings, shared by every wrapper (the Rust
 /// host's configuration and the command variant) so they cannot drift apart.
 pub mod defaults {
@@ -35,6 +42,11 @@ pub mod defaults {
     /// Events per batch: checkpoint work is per batch, so larger batches
     /// drain a backlog faster; a crash re-reads at most one batch.
     pub const BATCH_MAX_EVENTS: u32 = 1000;
+    /// Interval between reconciliations, in seconds.
+    pub const RECONCILE_INTERVAL_SECS: u32 = 3600;
+    /// Look-back of reconciliation, in hours: Harness can make events
+    /// visible hours after their timestamp.
+    pub const RECONCILE_HOURS: u32 = 48;
 }
 
 const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
@@ -136,6 +148,11 @@ pub struct Settings {
     pub api_flavor: ApiFlavor,
     /// Events per emitted batch at most (one object each).
     pub batch_max_events: u32,
+    /// Seconds between reconciliations: each compares Harness's count for
+    /// every hour of the look-back with the events stored for it.
+    pub reconcile_interval_secs: u32,
+    /// Hours of look-back of reconciliation; 0 turns it off.
+    pub reconcile_hours: u32,
 }
 
 impl Settings {
@@ -208,6 +225,18 @@ impl Settings {
                 self.batch_max_events
             ));
         }
+        if !(1..=MAX_RECONCILE_INTERVAL_SECS).contains(&self.reconcile_interval_secs) {
+            return Err(format!(
+                "reconcile-interval-secs {} is out of range: use 1 to {MAX_RECONCILE_INTERVAL_SECS}",
+                self.reconcile_interval_secs
+            ));
+        }
+        if self.reconcile_hours > MAX_RECONCILE_HOURS {
+            return Err(format!(
+                "reconcile-hours {} is over {MAX_RECONCILE_HOURS} (30 days)",
+                self.reconcile_hours
+            ));
+        }
         for (name, value) in [
             ("settle-lag-secs", self.settle_lag_secs),
             ("overlap-secs", self.overlap_secs),
@@ -260,6 +289,8 @@ pub(crate) fn example() -> Settings {
         overlap_secs: 0,
         api_flavor: ApiFlavor::List,
         batch_max_events: 1,
+        reconcile_interval_secs: defaults::RECONCILE_INTERVAL_SECS,
+        reconcile_hours: 0,
     }
 }
 
@@ -335,6 +366,18 @@ mod tests {
             },
             Settings {
                 static_filter: Some("EXCLUDE_EVERYTHING".into()),
+                ..example()
+            },
+            Settings {
+                reconcile_interval_secs: 0,
+                ..example()
+            },
+            Settings {
+                reconcile_interval_secs: MAX_RECONCILE_INTERVAL_SECS + 1,
+                ..example()
+            },
+            Settings {
+                reconcile_hours: MAX_RECONCILE_HOURS + 1,
                 ..example()
             },
         ];

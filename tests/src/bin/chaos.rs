@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use harness_tests::FaultRates;
 use harness_tests::chaos::{self, ChaosSpec};
+use harness_tests::{FaultRates, Freedoms};
 
-/// Chaos run: faults, late events, live inserts and SIGKILLs.
+/// Chaos run: faults, every freedom of the API, late events, live inserts and SIGKILLs.
 #[derive(Parser, Debug)]
 struct Args {
     /// The harness-audit binary to test.
@@ -41,10 +41,12 @@ fn main() -> ExitCode {
     let spec = ChaosSpec {
         preload: args.events,
         preload_span_ms: 30 * 60_000,
+        bursts: vec![1_000, 1_000, 150, 150, 150],
+        freedoms: Freedoms::ALL,
         live_per_second: args.live_per_second,
         live_ms: args.live_secs * 1000,
         late_fraction: 0.10,
-        max_delay_ms: 8_000,
+        max_delay_ms: 60_000,
         kills: args.kills,
         kill_within_ms: 1_500,
         faults: FaultRates {
@@ -57,19 +59,22 @@ fn main() -> ExitCode {
         },
         page_size: 100,
         settle_lag_secs: 2,
-        overlap_secs: 30,
+        overlap_secs: 10,
+        reconcile_interval_secs: 1,
         seed: args.seed,
-        max_settle_runs: 50,
+        max_settle_runs: 120,
     };
     let dir = tempfile::tempdir().expect("temporary output directory");
     let report = chaos::run(&spec, &args.binary, dir.path());
     println!(
-        "events {} | written {} | lost {} | duplicated {} | bytes equal {} | kills {} | runs {} | failed runs {} | {:.1} s",
+        "events {} | written {} | lost {} | duplicated {} | bytes equal {} | hidden {} | reported gap {:?} | kills {} | runs {} | failed runs {} | {:.1} s",
         report.expected,
         report.written_lines,
         report.lost.len(),
         report.duplicated.len(),
         report.bytes_equal,
+        report.hidden,
+        report.reported_gap,
         report.kills,
         report.runs,
         report.failed_runs,

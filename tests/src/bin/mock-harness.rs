@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use harness_tests::seed::Rng;
-use harness_tests::{FaultRates, KeyGrant, MockHarness, SeedSpec, generate, make_key};
+use harness_tests::{FaultRates, Freedoms, KeyGrant, MockHarness, SeedSpec, generate, make_key};
 
 /// Mock Harness audit API on loopback.
 #[derive(Parser, Debug)]
@@ -44,6 +44,11 @@ struct Args {
     /// Also serve the unverified `/audits/listV2`.
     #[arg(long)]
     list_v2: bool,
+    /// Use every freedom the API has (`Freedoms::ALL`): ties in a new order on
+    /// each request, short pages, events counted and never returned, counts
+    /// that disagree with pages for a while, events visible late.
+    #[arg(long)]
+    freedoms: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +61,9 @@ fn main() -> anyhow::Result<()> {
             can_view: true,
         }],
     )?;
+    if args.freedoms {
+        mock.set_freedoms(Freedoms::ALL);
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let events = generate(&SeedSpec {
         account_id: args.account.clone(),
@@ -91,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             "account_id": args.account,
             "api_key": key,
             "events": args.events,
+            "hidden": mock.hidden_count(),
             "ground_truth": format!("{}/__mock/ground-truth", mock.base_url()),
         })
     );

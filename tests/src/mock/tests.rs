@@ -557,3 +557,181 @@ fn only_criteria_besides_time_count_as_narrowing() {
         assert!(!narrowing || !all_match, "{body} keeps every seeded event");
     }
 }
+
+/// A mock with `freedoms` set before its events are inserted: 250 events in
+/// one millisecond between 20 before and 20 after.
+fn free_mock(freedoms: Freedoms) -> (MockHarness, String) {
+    let (mock, key) = mock_with(0);
+    mock.set_freedoms(freedoms);
+    let mut events = generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 290,
+        start_ms: 1_000_000,
+        end_ms: 2_000_000,
+        seed: 8,
+    });
+    for (i, e) in events.iter_mut().enumerate() {
+        e.timestamp = match i {
+            0..20 => 1_000_000 + i as u64,
+            20..270 => 1_500_000,
+            _ => 1_600_000 + i as u64,
+        };
+    }
+    mock.insert(events);
+    (mock, key)
+}
+
+fn ids(r: &Reply) -> Vec<String> {
+    content(r)
+        .iter()
+        .map(|e| e["auditId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn without_freedoms_ties_keep_their_order_and_pages_are_full() {
+    let (mock, key) = free_mock(Freedoms::default());
+    let a = post(&mock, &list_path(1, 100, ASC), Some(&key), BODY);
+    let b = post(&mock, &list_path(1, 100, ASC), Some(&key), BODY);
+    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(ids(&a).len(), 100);
+    assert_eq!(a.json()["data"]["totalItems"], 290);
+}
+
+/// The same page of a millisecond larger than a page holds other events on
+/// each request, and every page stays in timestamp order.
+#[test]
+fn ties_come_back_in_a_new_order_on_every_request() {
+    let (mock, key) = free_mock(Freedoms {
+        shuffle_ties: true,
+        ..Freedoms::default()
+    });
+    let pages: Vec<Vec<String>> = (0..5)
+        .map(|_| ids(&post(&mock, &list_path(1, 100, ASC), Some(&key), BODY)))
+        .collect();
+    assert!(pages.iter().all(|p| p.len() == 100));
+    assert!(
+        pages.windows(2).any(|w| w[0] != w[1]),
+        "the order never changed"
+    );
+    let union: std::collections::BTreeSet<&String> = pages.iter().flatten().collect();
+    assert!(union.len() > 100, "other tie members reached the page");
+    let page = content(&post(&mock, &list_path(0, 100, ASC), Some(&key), BODY));
+    let stamps: Vec<u64> = page
+        .iter()
+        .map(|e| e["timestamp"].as_u64().unwrap())
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(&stamps[..20], (1_000_000..1_000_020).collect::<Vec<_>>());
+}
+
+/// Hidden events are counted and never returned; a lagging node answers
+/// short pages whose events another request returns.
+#[test]
+fn counted_events_can_be_missing_from_pages_for_good_or_for_a_while() {
+    let (mock, key) = free_mock(Freedoms {
+        hidden_fraction: 0.1,
+        ..Freedoms::default()
+    });
+    let hidden = mock.hidden_count();
+    assert!((10..=50).contains(&hidden), "{hidden}");
+    let r = post(&mock, &list_path(0, 100, ASC), Some(&key), BODY);
+    assert_eq!(
+        r.json()["data"]["totalItems"],
+        290,
+        "hidden events are counted"
+    );
+    let mut returned = std::collections::BTreeSet::new();
+    for index in 0..3 {
+        returned.extend(ids(&post(
+            &mock,
+            &list_path(index, 100, ASC),
+            Some(&key),
+            BODY,
+        )));
+    }
+    assert_eq!(returned.len(), 290 - hidden, "and never returned");
+    assert_eq!(mock.returnable_json().len(), 290 - hidden);
+
+    let (lagging, key) = free_mock(Freedoms {
+        short_page_rate: 1.0,
+        short_page_drop: 0.5,
+        ..Freedoms::default()
+    });
+    let pages: Vec<Vec<String>> = (0..6)
+        .map(|_| ids(&post(&lagging, &list_path(0, 100, ASC), Some(&key), BODY)))
+        .collect();
+    assert!(pages.iter().all(|p| p.len() < 100), "every page is short");
+    let union: std::collections::BTreeSet<&String> = pages.iter().flatten().collect();
+    assert_eq!(
+        union.len(),
+        100,
+        "what one page leaves out, another returns"
+    );
+}
+
+/// The count comes from another node: it includes events the pages do not
+/// return yet, or leaves out events they already return.
+#[test]
+fn counts_disagree_with_pages_for_a_while() {
+    let (mock, key) = mock_with(0);
+    mock.set_freedoms(Freedoms {
+        count_skew_ms: 60_000,
+        ..Freedoms::default()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let events = generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 40,
+        start_ms: 1_000_000,
+        end_ms: 2_000_000,
+        seed: 9,
+    });
+    // Half of them become visible 30 s from now.
+    mock.insert_visible_at(
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (e, if i % 2 == 0 { 0 } else { now + 30_000 })),
+    );
+    let totals: std::collections::BTreeSet<u64> = (0..30)
+        .map(|_| {
+            let r = post(&mock, &list_path(0, 100, ASC), Some(&key), BODY);
+            assert_eq!(content(&r).len(), 20, "pages show what is visible now");
+            r.json()["data"]["totalItems"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [20, 40].into(),
+        "counts from a node ahead and one in step"
+    );
+}
+
+#[test]
+fn late_events_become_visible_up_to_the_set_delay_after_their_timestamp() {
+    let (mock, key) = mock_with(0);
+    mock.set_freedoms(Freedoms {
+        late_fraction: 1.0,
+        max_late_ms: 3_600_000,
+        ..Freedoms::default()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    mock.insert(generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 50,
+        start_ms: now - 1_000,
+        end_ms: now,
+        seed: 10,
+    }));
+    let visible = content(&post(&mock, &list_path(0, 100, ASC), Some(&key), BODY)).len();
+    assert!(visible < 5, "{visible} of 50 visible at once");
+    assert!(mock.events_visible_by() > now + 600_000);
+    assert!(mock.events_visible_by() <= now + 3_600_000);
+}

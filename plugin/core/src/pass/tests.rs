@@ -9,8 +9,33 @@ use crate::shape::OutputShape;
 /// Runs before each page is served, with the stored events and the request number.
 type InsertHook = Box<dyn FnMut(&mut Vec<(u64, String)>, usize)>;
 
-/// An in-memory list endpoint: ascending by timestamp, ties in insertion
-/// order, inclusive bounds, offset pages, as the real `/list` behaves.
+/// A small deterministic PRNG (xorshift64*) for the API's freedoms.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// What the real API may do and an in-order fake would not.
+#[derive(Default)]
+struct Freedoms {
+    /// Events sharing a millisecond come back in a new order on every request.
+    shuffle_ties: bool,
+    /// Counted in `totalItems` but filtered out of every page after paging.
+    hidden: std::collections::HashSet<String>,
+    /// Chance (per mille) that a request is answered by a lagging node that
+    /// leaves each event of its page out with a chance of one in two.
+    lagging_per_mille: u64,
+}
+
+/// An in-memory list endpoint: ascending by timestamp, inclusive bounds,
+/// offset pages with `totalItems`, as the real `/list` behaves; with
+/// `freedoms`, also as it may behave.
 struct FakeHarness {
     events: Vec<(u64, String)>,
     requests: Vec<(String, Value)>,
@@ -24,6 +49,8 @@ struct FakeHarness {
     yaml_failures: Vec<String>,
     /// `auditYaml` requests, by audit id.
     yaml_requests: Vec<String>,
+    freedoms: Freedoms,
+    rng: Rng,
 }
 
 impl FakeHarness {
@@ -36,6 +63,8 @@ impl FakeHarness {
             fail_on_request: None,
             yaml_failures: vec![],
             yaml_requests: vec![],
+            freedoms: Freedoms::default(),
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
         };
         for ts in timestamps {
             h.insert(ts);
@@ -43,10 +72,41 @@ impl FakeHarness {
         h
     }
 
-    fn insert(&mut self, ts: u64) {
+    fn insert(&mut self, ts: u64) -> String {
         let id = format!("id{:05}", self.events.len());
         let at = self.events.partition_point(|(t, _)| *t <= ts);
-        self.events.insert(at, (ts, id));
+        self.events.insert(at, (ts, id.clone()));
+        id
+    }
+
+    /// Count requests (`pageSize=1`) served so far.
+    fn count_requests(&self) -> usize {
+        self.requests
+            .iter()
+            .filter(|(url, _)| url.contains("pageSize=1&"))
+            .count()
+    }
+
+    /// The events in `[start, end]`, ties shuffled if the API may.
+    fn matching(&mut self, start: u64, end: u64) -> Vec<(u64, String)> {
+        let mut hits: Vec<(u64, String)> = self
+            .events
+            .iter()
+            .filter(|(ts, _)| (start..=end).contains(ts))
+            .cloned()
+            .collect();
+        if self.freedoms.shuffle_ties {
+            let mut from = 0;
+            while from < hits.len() {
+                let to = from + hits[from..].partition_point(|(t, _)| *t == hits[from].0);
+                for i in (from + 1..to).rev() {
+                    let j = from + self.rng.below((i - from + 1) as u64) as usize;
+                    hits.swap(i, j);
+                }
+                from = to;
+            }
+        }
+        hits
     }
 }
 
@@ -104,12 +164,8 @@ impl Transport for FakeHarness {
             body["startTime"].as_u64().unwrap(),
             body["endTime"].as_u64().unwrap(),
         );
-        let matching: Vec<String> = self
-            .events
-            .iter()
-            .filter(|(ts, _)| (start..=end).contains(ts))
-            .map(|(ts, id)| event_json(*ts, id))
-            .collect();
+        let hits = self.matching(start, end);
+        let matching: Vec<String> = hits.iter().map(|(ts, id)| event_json(*ts, id)).collect();
         let json = if url.contains("/listV2?") {
             // Token = "<offset>:<hash of the body it was issued for>".
             let hash = crate::request::body_hash(raw_body);
@@ -144,12 +200,15 @@ impl Transport for FakeHarness {
             )
         } else {
             let index = query("pageIndex");
-            let content: Vec<&str> = matching
-                .iter()
-                .skip(index * size)
-                .take(size)
-                .map(String::as_str)
-                .collect();
+            let lagging = self.rng.below(1000) < self.freedoms.lagging_per_mille;
+            let mut content = Vec::new();
+            for ((_, id), json) in hits.iter().zip(&matching).skip(index * size).take(size) {
+                // Filtered after paging, or left out by a lagging node.
+                if self.freedoms.hidden.contains(id) || (lagging && self.rng.below(2) == 0) {
+                    continue;
+                }
+                content.push(json.as_str());
+            }
             format!(
                 r#"{{"status":"SUCCESS","data":{{"totalItems":{},"content":[{}]}},"correlationId":"x"}}"#,
                 matching.len(),
@@ -248,17 +307,33 @@ fn all_ids(h: &FakeHarness) -> Vec<String> {
     h.events.iter().map(|(_, id)| id.clone()).collect()
 }
 
-/// Runs polls until caught up, at most `limit` calls.
+/// Runs polls until caught up, at most 1,000 calls; the report sums them
+/// (the watermark, gap and window are the last call's).
 fn drain(
     src: &mut Source,
     h: &mut FakeHarness,
     out: &mut Collected,
     c: &mut FakeClock,
 ) -> PollReport {
+    let mut total = PollReport::default();
     for _ in 0..1000 {
         let report = src.poll(7, h, out, c).unwrap();
+        total.events_read += report.events_read;
+        total.events_emitted += report.events_emitted;
+        total.duplicates_dropped += report.duplicates_dropped;
+        total.pages += report.pages;
+        total.batches += report.batches;
+        total.retries += report.retries;
+        total.count_requests += report.count_requests;
+        total.slices_reread += report.slices_reread;
+        total.late_events += report.late_events;
+        total.findings.extend(report.findings);
+        total.watermark_ms = report.watermark_ms;
+        total.unreconciled_events = report.unreconciled_events;
+        total.window = report.window.or(total.window);
         if report.caught_up {
-            return report;
+            total.caught_up = true;
+            return total;
         }
     }
     panic!("never caught up");
@@ -481,12 +556,7 @@ fn retries_are_bounded_and_the_last_error_is_returned() {
         "{err:?}"
     );
     assert_eq!(h.requests.len(), 3);
-    let after: Checkpoint = serde_json::from_slice(&src.checkpoint()).unwrap();
-    let before: Checkpoint = serde_json::from_slice(&before).unwrap();
-    assert_eq!(
-        (after.cursor_ms, after.seen_at_cursor),
-        (before.cursor_ms, before.seen_at_cursor)
-    );
+    assert_eq!(src.checkpoint(), before, "nothing advanced");
 }
 
 #[test]
@@ -535,9 +605,18 @@ fn a_resumed_pass_keeps_its_window_and_emits_nothing_twice() {
     let stored = out.batches.last().unwrap().checkpoint.clone();
     c.now = NOW + 5000;
     let mut resumed = Source::new(settings(10), Some(&stored), c.now).unwrap();
+    let before = h.requests.len();
     drain(&mut resumed, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), all_ids(&h));
-    assert!(h.requests.iter().all(|(_, b)| b["endTime"] == NOW));
+    assert_eq!(
+        h.requests[before].1["endTime"], NOW,
+        "the interrupted window is finished first"
+    );
+    assert_eq!(
+        h.requests.last().unwrap().1["endTime"],
+        NOW + 5000,
+        "then the pass reads what settled since"
+    );
 }
 
 #[test]
@@ -794,4 +873,276 @@ fn configuration_changes_carry_their_yaml_diff_or_the_error_that_kept_it() {
         "a failed fetch is retried"
     );
     assert_eq!(h.yaml_requests.len(), 15 + 1);
+}
+
+/// Settings with reconciliation on: look back a day, check every minute.
+fn reconciling(page_size: u32) -> Settings {
+    Settings {
+        reconcile_hours: 24,
+        reconcile_interval_secs: 60,
+        overlap_secs: 10,
+        ..settings(page_size)
+    }
+}
+
+fn unique(ids: &[String]) -> usize {
+    ids.iter().collect::<std::collections::BTreeSet<_>>().len()
+}
+
+/// A bulk operation writes 1,000 events in one millisecond; every request
+/// returns them in a new order. All of them arrive, once each, with the
+/// millisecond's own count as the stopping rule.
+#[test]
+fn a_thousand_events_in_one_millisecond_in_a_new_order_each_time_arrive_once() {
+    let burst = NOW - 50_000;
+    let mut h = FakeHarness::new(
+        (0..40)
+            .map(|i| burst - 20_000 + i)
+            .chain(std::iter::repeat_n(burst, 1_000))
+            .chain((1..=40).map(|i| burst + i)),
+    );
+    h.freedoms.shuffle_ties = true;
+    let (mut src, mut out, mut c) = (source(100), Collected::default(), clock());
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    let ids = out.ids();
+    assert_eq!(ids.len(), 1_080);
+    assert_eq!(sorted(ids), sorted(all_ids(&h)));
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    let tie_requests = h
+        .requests
+        .iter()
+        .filter(|(_, b)| b["startTime"] == burst && b["endTime"] == burst)
+        .count();
+    assert!(
+        (10..=crate::walk::tie_request_bound(1_000, 100) as usize).contains(&tie_requests),
+        "{tie_requests} requests for the millisecond"
+    );
+}
+
+/// Pages come back short before the end (a lagging node leaves events out):
+/// a short page is asked again, the window is compared with its count, and
+/// nothing is lost.
+#[test]
+fn short_pages_before_the_end_lose_nothing() {
+    let mut h = FakeHarness::new((0..2_000).map(|i| NOW - 3_000_000 + i * 1_000));
+    h.freedoms.lagging_per_mille = 300;
+    let (mut src, mut out, mut c) = (source_with(reconciling(50)), Collected::default(), clock());
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    let ids = out.ids();
+    assert_eq!(unique(&ids), ids.len(), "duplicates");
+    assert_eq!(sorted(ids), sorted(all_ids(&h)));
+    assert_eq!(report.unreconciled_events, 0);
+}
+
+/// Harness counts events that it never returns (filtered after paging): the
+/// pass still finishes, writes everything else, and reports exactly the
+/// gap, in the ledger and the report; it does not re-read forever.
+#[test]
+fn events_counted_but_never_returned_are_reported_and_the_pass_finishes() {
+    let mut h = FakeHarness::new((0..500).map(|i| NOW - 2_000_000 + i * 3_000));
+    let hidden: Vec<String> = all_ids(&h).into_iter().step_by(20).collect();
+    h.freedoms.hidden = hidden.iter().cloned().collect();
+    h.freedoms.shuffle_ties = true;
+    let (mut src, mut out, mut c) = (source_with(reconciling(40)), Collected::default(), clock());
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    let visible: Vec<String> = all_ids(&h)
+        .into_iter()
+        .filter(|id| !hidden.contains(id))
+        .collect();
+    assert_eq!(sorted(out.ids()), sorted(visible));
+    assert_eq!(report.unreconciled_events, hidden.len() as u64);
+    let ledger = src.ledger();
+    let gap: u64 = ledger
+        .slices
+        .iter()
+        .filter_map(|s| s.count)
+        .map(|c| c.gap())
+        .sum();
+    assert_eq!(gap, hidden.len() as u64);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::GapRemains)
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::WindowShort)
+    );
+
+    // The next pass checks again but does not re-read a gap that did not grow.
+    let requests = h.requests.len();
+    c.now += 61_000;
+    let again = drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(again.slices_reread, 0, "{:?}", again.findings);
+    assert_eq!(again.unreconciled_events, hidden.len() as u64);
+    let counts = h.requests[requests..]
+        .iter()
+        .filter(|(url, _)| url.contains("pageSize=1&"))
+        .count();
+    assert!(counts >= 1);
+}
+
+/// An event that becomes visible long after its window was read (past the
+/// overlap) is found by reconciliation, written once, and counted as late.
+#[test]
+fn an_event_visible_hours_late_is_collected_by_reconciliation() {
+    let mut h = FakeHarness::new((0..30).map(|i| NOW - 7_000_000 + i * 100_000));
+    let mut src = source_with(Settings {
+        start_at_ms: Some(NOW - 8_000_000),
+        ..reconciling(10)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids().len(), 30);
+    let late = h.insert(NOW - 6_000_000);
+    // Before the interval has passed, nothing is checked.
+    c.now += 30_000;
+    let quiet = drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!((quiet.count_requests, quiet.late_events), (0, 0));
+    c.now += 31_000;
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!((report.late_events, report.slices_reread), (1, 1));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::LateCollected)
+    );
+    assert_eq!(out.ids().last(), Some(&late));
+    assert_eq!(unique(&out.ids()), 31);
+    assert_eq!(report.unreconciled_events, 0);
+}
+
+/// With nothing missing, reconciliation costs one count request per slice
+/// of the look-back that was collected, and no page request.
+#[test]
+fn reconciliation_with_nothing_missing_costs_one_count_per_slice() {
+    let hour = crate::ledger::SLICE_MS;
+    let start = NOW - 5 * hour;
+    let mut h = FakeHarness::new((0..50).map(|i| start + i * 300_000));
+    let mut src = source_with(Settings {
+        start_at_ms: Some(start),
+        ..reconciling(100)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    let before = h.requests.len();
+    c.now += 60_000;
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    let slices = (NOW + 60_000) / hour - start / hour + 1;
+    assert_eq!(u64::from(report.count_requests), slices);
+    let new: Vec<_> = h.requests[before..].iter().collect();
+    let counts = new
+        .iter()
+        .filter(|(u, _)| u.contains("pageSize=1&"))
+        .count() as u64;
+    assert_eq!(counts, slices);
+    assert!(
+        new.len() as u64 <= slices + 1,
+        "at most the new window's page besides the counts"
+    );
+    assert_eq!(report.slices_reread, 0);
+    assert_eq!(h.count_requests() as u64, slices);
+}
+
+/// A count request that fails is reported and retried at the next interval;
+/// a count that goes down is reported; neither stops the pass or changes
+/// what is stored.
+#[test]
+fn failing_and_shrinking_counts_are_reported_and_change_nothing() {
+    let mut h = FakeHarness::new((0..20).map(|i| NOW - 1_000_000 + i * 1_000));
+    let mut src = source_with(Settings {
+        max_retries: 0,
+        ..reconciling(50)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    c.now += 61_000;
+    // The new window takes one request; the first count fails.
+    h.fail_on_request = Some((
+        h.requests.len() + 2,
+        HttpResponse {
+            status: 503,
+            body: b"<html>busy</html>".to_vec(),
+            retry_after_secs: None,
+        },
+    ));
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    let failed: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::CountFailed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.findings);
+    assert!(failed[0].detail.contains("503"), "{}", failed[0].detail);
+    assert_eq!(out.ids().len(), 20);
+
+    c.now += 61_000;
+    drain(&mut src, &mut h, &mut out, &mut c);
+    // Retention removes events Harness had counted.
+    h.events.truncate(15);
+    c.now += 61_000;
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+    assert!(kinds.contains(&FindingKind::CountDecreased), "{kinds:?}");
+    assert!(kinds.contains(&FindingKind::CountBelowStored), "{kinds:?}");
+    assert_eq!((report.slices_reread, report.unreconciled_events), (0, 0));
+    assert_eq!(out.ids().len(), 20, "nothing is written or removed");
+}
+
+/// Killed after any batch and resumed from that batch's checkpoint, with
+/// every freedom on, the output is exactly the visible events, once each.
+#[test]
+fn resuming_from_any_batch_with_every_freedom_on_is_exact() {
+    let burst = NOW - 400_000;
+    let timestamps: Vec<u64> = (0..300)
+        .map(|i| NOW - 900_000 + i * 1_500)
+        .chain(std::iter::repeat_n(burst, 120))
+        .collect();
+    let make = || {
+        let mut h = FakeHarness::new(timestamps.iter().copied());
+        h.freedoms.shuffle_ties = true;
+        h.freedoms.lagging_per_mille = 200;
+        h.freedoms.hidden = all_ids(&h).into_iter().step_by(37).collect();
+        h
+    };
+    let settings = Settings {
+        batch_max_events: 30,
+        ..reconciling(25)
+    };
+    let mut h = make();
+    let (mut src, mut full, mut c) = (source_with(settings.clone()), Collected::default(), clock());
+    drain(&mut src, &mut h, &mut full, &mut c);
+    let visible: Vec<String> = all_ids(&h)
+        .into_iter()
+        .filter(|id| !h.freedoms.hidden.contains(id))
+        .collect();
+    assert_eq!(sorted(full.ids()), sorted(visible.clone()));
+    for kill_after in 0..full.batches.len() {
+        let kept = Collected {
+            batches: full.batches[..=kill_after].to_vec(),
+            fail_next: None,
+        };
+        let mut out = kept;
+        let stored = out.batches.last().unwrap().checkpoint.clone();
+        let mut h = make();
+        let mut c = clock();
+        c.now += 1_000;
+        let mut resumed = Source::new(settings.clone(), Some(&stored), c.now).unwrap();
+        drain(&mut resumed, &mut h, &mut out, &mut c);
+        let ids = out.ids();
+        assert_eq!(
+            unique(&ids),
+            ids.len(),
+            "duplicate after a kill at batch {kill_after}"
+        );
+        assert_eq!(
+            sorted(ids),
+            sorted(visible.clone()),
+            "kill at batch {kill_after}"
+        );
+    }
 }

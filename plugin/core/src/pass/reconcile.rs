@@ -1,0 +1,211 @@
+//! Reconciliation: each slice's count from Harness against the events stored
+//! for it, and a re-read of the slices that fall short.
+//!
+//! Checks are queued when a window comes back short of its count, and for
+//! every slice of the last `reconcile_hours` once per interval. A check is
+//! one request (`pageSize=1`, for its `totalItems`). A slice is read again
+//! when its gap is new or has grown since the last re-read; a gap that a
+//! re-read could not close (events Harness counts but never returns) is
+//! re-read only after a wait that doubles each time nothing new turns up, so
+//! it costs a bounded number of re-reads and is reported in the meantime.
+
+use super::{
+    Clock, Effects, Finding, FindingKind, Pipeline, PollReport, Source, SourceError, Transport,
+    describe,
+};
+use crate::ledger::{Count, SLICE_MS, slice_start};
+use crate::page;
+use crate::request::{self, ListRequest};
+use crate::settings::ApiFlavor;
+use crate::walk::{Purpose, Walk, Window};
+
+/// Doublings of the wait before a gap that did not grow is re-read again:
+/// at most 64 intervals.
+const MAX_BACKOFF_DOUBLINGS: u32 = 6;
+
+impl Source {
+    /// How far back periodic reconciliation looks, in ms; `None` when it is
+    /// off: `reconcile_hours` is 0, the range is fixed (a backfill reads
+    /// settled history), or the API gives no counts (`list-v2`).
+    pub(super) fn reconcile_span_ms(&self) -> Option<u64> {
+        let on = self.settings.api_flavor == ApiFlavor::List
+            && self.settings.end_at_ms.is_none()
+            && self.settings.reconcile_hours > 0;
+        on.then(|| u64::from(self.settings.reconcile_hours) * SLICE_MS)
+    }
+
+    fn interval_ms(&self) -> u64 {
+        u64::from(self.settings.reconcile_interval_secs) * 1000
+    }
+
+    /// Queues every slice of the look-back span for a check once the
+    /// interval has passed; true if it did.
+    pub(super) fn queue_reconciliation(&mut self, now_ms: u64) -> bool {
+        let Some(span_ms) = self.reconcile_span_ms() else {
+            return false;
+        };
+        let Some(last_end) = self.checkpoint.last_end_ms else {
+            return false;
+        };
+        let next = now_ms.saturating_add(self.interval_ms());
+        match self.checkpoint.next_reconcile_ms {
+            // A first pass has just read everything: the first check is an interval later.
+            None => {
+                self.checkpoint.next_reconcile_ms = Some(next);
+                false
+            }
+            Some(due) if now_ms < due => false,
+            Some(_) => {
+                self.checkpoint.next_reconcile_ms = Some(next);
+                self.checkpoint
+                    .queue_checks(now_ms.saturating_sub(span_ms), last_end);
+                true
+            }
+        }
+    }
+
+    /// Counts the next queued slice and starts re-reading it if it falls short.
+    pub(super) fn check_next_slice<T: Transport, P: Pipeline, C: Clock>(
+        &mut self,
+        report: &mut PollReport,
+        fx: &mut Effects<'_, T, P, C>,
+    ) -> Result<(), SourceError> {
+        let slice = self.checkpoint.to_check.remove(0);
+        let Some(last_end) = self.checkpoint.last_end_ms else {
+            return Ok(());
+        };
+        let range = Window {
+            start_ms: self.checkpoint.ledger.covered_start(slice),
+            end_ms: (slice + SLICE_MS - 1).min(last_end),
+        };
+        if range.start_ms > range.end_ms {
+            return Ok(());
+        }
+        let req = ListRequest {
+            start_ms: range.start_ms,
+            end_ms: range.end_ms,
+            page_index: 0,
+            page_size: 1,
+            page_token: None,
+        };
+        let body = request::body(&self.settings, &req);
+        let url = request::url(&self.settings, &req);
+        let result = self.call(report, fx, |t| t.post_json(&url, &body), page::parse);
+        report.count_requests += 1;
+        let stored = self
+            .checkpoint
+            .ledger
+            .slices
+            .get(&slice)
+            .map_or(0, |s| s.stored());
+        let failed = |detail: String| Finding {
+            kind: FindingKind::CountFailed,
+            range,
+            counted: 0,
+            collected: stored,
+            detail,
+        };
+        let counted = match result {
+            Ok(page) => page.total_items,
+            // A failed check changes nothing: the slice is checked again next interval.
+            Err(e) if e.is_retryable() => {
+                report.findings.push(failed(describe(&e)));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(counted) = counted else {
+            report
+                .findings
+                .push(failed("the response carried no totalItems".into()));
+            return Ok(());
+        };
+        let now_ms = fx.clock.now_ms();
+        let entry = self.checkpoint.ledger.slices.entry(slice).or_default();
+        let finding = |kind, detail: String| Finding {
+            kind,
+            range,
+            counted,
+            collected: stored,
+            detail,
+        };
+        if let Some(previous) = entry.count.filter(|c| counted < c.events) {
+            report.findings.push(finding(
+                FindingKind::CountDecreased,
+                format!("it was {} at the previous check", previous.events),
+            ));
+        }
+        if counted < stored {
+            report
+                .findings
+                .push(finding(FindingKind::CountBelowStored, String::new()));
+        }
+        entry.count = Some(Count {
+            events: counted,
+            through_ms: range.end_ms,
+            at_ms: now_ms,
+            stored,
+        });
+        let gap = counted.saturating_sub(stored);
+        if gap == 0 {
+            entry.settled_gap = 0;
+            entry.retry_ms = 0;
+            entry.fruitless = 0;
+            return Ok(());
+        }
+        entry.settled_gap = entry.settled_gap.min(gap);
+        if gap > entry.settled_gap || now_ms >= entry.retry_ms {
+            self.checkpoint.walk = Some(Walk::new(Purpose::Reread, range));
+            report.slices_reread += 1;
+        }
+        Ok(())
+    }
+
+    /// Records what re-reading a slice found: its fresh count, the gap left,
+    /// and when a gap that does not grow may be re-read again.
+    pub(super) fn settle_reread(&mut self, walk: &Walk, report: &mut PollReport, now_ms: u64) {
+        let interval_ms = self.interval_ms();
+        let entry = self
+            .checkpoint
+            .ledger
+            .slices
+            .entry(slice_start(walk.range.start_ms))
+            .or_default();
+        let stored = entry.stored();
+        if let Some(counted) = walk.counted {
+            entry.count = Some(Count {
+                events: counted,
+                through_ms: walk.range.end_ms,
+                at_ms: now_ms,
+                stored,
+            });
+        }
+        let counted = entry.count.map_or(0, |c| c.events);
+        report.late_events += walk.written;
+        if walk.written > 0 {
+            entry.fruitless = 0;
+            entry.retry_ms = now_ms;
+            report.findings.push(Finding {
+                kind: FindingKind::LateCollected,
+                range: walk.range,
+                counted,
+                collected: walk.written,
+                detail: String::new(),
+            });
+        } else {
+            entry.fruitless = entry.fruitless.saturating_add(1);
+            let doublings = entry.fruitless.min(MAX_BACKOFF_DOUBLINGS);
+            entry.retry_ms = now_ms.saturating_add(interval_ms.saturating_mul(1 << doublings));
+        }
+        entry.settled_gap = entry.gap();
+        if entry.settled_gap > 0 {
+            report.findings.push(Finding {
+                kind: FindingKind::GapRemains,
+                range: walk.range,
+                counted,
+                collected: stored,
+                detail: String::new(),
+            });
+        }
+    }
+}
