@@ -5,45 +5,64 @@
 //! exists its checkpoint is committed, otherwise the intent is dropped and the
 //! batch is read again.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// Format tag of the envelope.
 pub const FORMAT: &str = "harness-audit-state/1";
 
-/// What is stored at `STATE_KEY`.
+/// What is stored at `STATE_KEY`. Its text borrows where it can: a
+/// checkpoint (the ledger in it) can run to megabytes, and it is written
+/// twice per batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StateFile {
+pub struct StateFile<'a> {
     /// Always [`FORMAT`].
-    pub format: String,
+    pub format: Cow<'a, str>,
     /// The component's last committed checkpoint (its own JSON, as text);
     /// `None` before the first commit.
-    pub checkpoint: Option<String>,
+    pub checkpoint: Option<Cow<'a, str>>,
     /// A batch whose object may or may not have been written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<Pending>,
+    pub pending: Option<Pending<'a>>,
 }
 
 /// An object write in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Pending {
+pub struct Pending<'a> {
     /// Name of the object being written.
-    pub object: String,
+    pub object: Cow<'a, str>,
     /// Checkpoint that becomes committed once the object exists.
-    pub checkpoint: String,
+    pub checkpoint: Cow<'a, str>,
 }
 
-impl StateFile {
-    /// A state with `checkpoint` committed and nothing in flight.
-    pub fn committed(checkpoint: String) -> Self {
+impl<'a> StateFile<'a> {
+    /// A state with `checkpoint` in force (none before the first commit)
+    /// and nothing in flight.
+    pub fn settled(checkpoint: Option<&'a str>) -> Self {
         Self {
-            format: FORMAT.to_owned(),
-            checkpoint: Some(checkpoint),
+            format: FORMAT.into(),
+            checkpoint: checkpoint.map(Cow::Borrowed),
             pending: None,
         }
     }
 
+    /// `committed` in force, and the write of `object` carrying `checkpoint` in flight.
+    pub fn intent(committed: Option<&'a str>, object: &'a str, checkpoint: &'a str) -> Self {
+        Self {
+            format: FORMAT.into(),
+            checkpoint: committed.map(Cow::Borrowed),
+            pending: Some(Pending {
+                object: object.into(),
+                checkpoint: checkpoint.into(),
+            }),
+        }
+    }
+}
+
+impl StateFile<'static> {
     /// Parses stored bytes; the error says what is wrong, never what to overwrite.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         let state: Self =
@@ -56,7 +75,9 @@ impl StateFile {
         }
         Ok(state)
     }
+}
 
+impl StateFile<'_> {
     /// JSON bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("state fields always serialize")
@@ -69,22 +90,19 @@ mod tests {
 
     #[test]
     fn round_trips_with_and_without_a_pending_write() {
-        let mut state = StateFile::committed("{\"v\":1}".into());
+        let state = StateFile::settled(Some("{\"v\":1}"));
         assert_eq!(StateFile::parse(&state.to_bytes()).unwrap(), state);
         assert!(
             !String::from_utf8(state.to_bytes())
                 .unwrap()
                 .contains("pending")
         );
-        state.pending = Some(Pending {
-            object: "a/b.jsonl".into(),
-            checkpoint: "{\"v\":2}".into(),
-        });
-        assert_eq!(StateFile::parse(&state.to_bytes()).unwrap(), state);
-        state.checkpoint = None;
+        let intent = StateFile::intent(Some("{\"v\":1}"), "a/b.jsonl", "{\"v\":2}");
+        assert_eq!(StateFile::parse(&intent.to_bytes()).unwrap(), intent);
+        let first = StateFile::intent(None, "a/b.jsonl", "{\"v\":2}");
         assert_eq!(
-            StateFile::parse(&state.to_bytes()).unwrap(),
-            state,
+            StateFile::parse(&first.to_bytes()).unwrap(),
+            first,
             "an intent before the first commit"
         );
     }

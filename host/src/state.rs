@@ -1,6 +1,7 @@
 //! The per-instance store state: WASI with nothing granted, wasi:http behind
 //! the egress policy, memory limits, and the pipeline that `emit` feeds.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,7 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::harness::audit::{emit, types};
 use crate::bindings::{Batch, EmitError};
-use crate::journal::{FORMAT, Pending, StateFile};
+use crate::journal::{Pending, StateFile};
 use crate::limits::SandboxLimits;
 use crate::policy::EgressPolicy;
 use crate::recipe;
@@ -85,7 +86,7 @@ struct Loaded {
     /// The Cloud Run recipe's `since`, when there is no checkpoint of ours.
     takeover: Option<Takeover>,
     /// An intent left by an interrupted run, and whether its object exists.
-    settled: Option<(Pending, bool)>,
+    settled: Option<(Pending<'static>, bool)>,
 }
 
 /// Reads the state at `checkpoints` and settles, in memory only, a write a
@@ -132,7 +133,7 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
     };
     Ok(match state.pending {
         None => Loaded {
-            checkpoint: state.checkpoint,
+            checkpoint: state.checkpoint.map(Cow::into_owned),
             takeover: None,
             settled: None,
         },
@@ -140,9 +141,9 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
             let written = sink.exists(&pending.object).await?;
             Loaded {
                 checkpoint: if written {
-                    Some(pending.checkpoint.clone())
+                    Some(pending.checkpoint.clone().into_owned())
                 } else {
-                    state.checkpoint
+                    state.checkpoint.map(Cow::into_owned)
                 },
                 takeover: None,
                 settled: Some((pending, written)),
@@ -177,11 +178,7 @@ impl Pipeline {
                 if *written { "its object exists, so its checkpoint is now committed" }
                 else { "its object was never written, so it will be read again" }
             );
-            let cleaned = StateFile {
-                format: FORMAT.to_owned(),
-                checkpoint: loaded.checkpoint.clone(),
-                pending: None,
-            };
+            let cleaned = StateFile::settled(loaded.checkpoint.as_deref());
             checkpoints.save(&cleaned.to_bytes()).await?;
         }
         Ok(Self {
@@ -198,7 +195,7 @@ impl Pipeline {
     pub async fn save_checkpoint(&mut self, checkpoint: String) -> Result<(), SinkError> {
         if self.committed.as_ref() != Some(&checkpoint) {
             self.checkpoints
-                .save(&StateFile::committed(checkpoint.clone()).to_bytes())
+                .save(&StateFile::settled(Some(&checkpoint)).to_bytes())
                 .await?;
             self.committed = Some(checkpoint);
         }
@@ -214,14 +211,7 @@ impl Pipeline {
     ) -> Result<Written, String> {
         let name = self.sink.object_name(meta, lines);
         if let Some(object) = &name {
-            let intent = StateFile {
-                format: FORMAT.to_owned(),
-                checkpoint: self.committed.clone(),
-                pending: Some(Pending {
-                    object: object.clone(),
-                    checkpoint: checkpoint.clone(),
-                }),
-            };
+            let intent = StateFile::intent(self.committed.as_deref(), object, &checkpoint);
             self.checkpoints
                 .save(&intent.to_bytes())
                 .await

@@ -159,7 +159,12 @@ impl Checkpoint {
 
     /// JSON bytes, as stored by the host.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("checkpoint fields always serialize")
+        // Sized up front: the ledger makes this megabytes, and growing by
+        // doubling would leave that much again behind in linear memory.
+        let ids = self.ledger.ids_held() * 17;
+        let mut bytes = Vec::with_capacity(ids + 1024 + self.ledger.slices.len() * 160);
+        serde_json::to_writer(&mut bytes, self).expect("checkpoint fields always serialize");
+        bytes
     }
 
     /// The next window up to `target_end_ms`, or `None` when everything up
@@ -192,10 +197,14 @@ impl Checkpoint {
         }
     }
 
-    /// Records an emitted event in the ledger and the watermark.
-    pub fn record(&mut self, ts: u64, id: &str) {
-        self.ledger.insert(ts, id);
+    /// Records an event to be emitted in the ledger and the watermark;
+    /// false, recording nothing, if the ledger holds it already.
+    pub fn record(&mut self, ts: u64, id: &str) -> bool {
+        if !self.ledger.insert(ts, id) {
+            return false;
+        }
         self.watermark_ms = Some(self.watermark_ms.map_or(ts, |w| w.max(ts)));
+        true
     }
 }
 

@@ -312,14 +312,11 @@ impl Source {
             .walk
             .as_ref()
             .expect("a walk is in progress");
-        let mut this_page = BTreeSet::new();
         let fresh: Vec<bool> = page
             .events
             .iter()
             .map(|e| {
-                walk.unread(e)
-                    && !self.checkpoint.ledger.contains(e.timestamp_ms, &e.audit_id)
-                    && this_page.insert(e.audit_id.as_str())
+                walk.unread(e) && !self.checkpoint.ledger.contains(e.timestamp_ms, &e.audit_id)
             })
             .collect();
         let fresh_count = fresh.iter().filter(|f| **f).count();
@@ -330,7 +327,7 @@ impl Source {
         {
             self.emit(pending, report, fx)?;
         }
-        report.duplicates_dropped += (page.events.len() - fresh_count) as u64;
+        let listed = page.events.len();
 
         let page_size = self.settings.page_size;
         let walk = self
@@ -359,15 +356,18 @@ impl Source {
                 walk.apply_v2(&page.events, has_next)
             }
         };
-        walk.written += fresh_count as u64;
         let new_events: Vec<Event> = page
             .events
             .into_iter()
             .zip(fresh)
-            .filter_map(|(e, fresh)| fresh.then_some(e))
+            // Recording refuses an id recorded already: one listed twice on this page.
+            .filter_map(|(e, fresh)| {
+                (fresh && self.checkpoint.record(e.timestamp_ms, &e.audit_id)).then_some(e)
+            })
             .collect();
-        for event in &new_events {
-            self.checkpoint.record(event.timestamp_ms, &event.audit_id);
+        report.duplicates_dropped += (listed - new_events.len()) as u64;
+        if let Some(walk) = self.checkpoint.walk.as_mut() {
+            walk.written += new_events.len() as u64;
         }
         pending.add(new_events, range);
         if let Some(tie) = step.tie_shortfall {

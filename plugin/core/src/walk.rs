@@ -201,20 +201,24 @@ impl Walk {
 
     /// Records the unread events of an ascending page; whether there were any.
     fn advance(&mut self, page: &[Event]) -> bool {
-        let mut any = false;
-        for event in page {
-            if !self.unread(event) {
-                continue;
-            }
-            any = true;
-            self.read += 1;
-            if event.timestamp_ms > self.cursor_ms {
-                self.cursor_ms = event.timestamp_ms;
-                self.seen_at_cursor.clear();
-            }
-            self.seen_at_cursor.push(event.audit_id.clone());
+        let mut unread = 0;
+        let mut newest = self.cursor_ms;
+        for event in page.iter().filter(|e| self.unread(e)) {
+            unread += 1;
+            newest = newest.max(event.timestamp_ms);
         }
-        any
+        self.read += unread;
+        if newest > self.cursor_ms {
+            self.cursor_ms = newest;
+            self.seen_at_cursor.clear();
+        }
+        // Only the cursor's millisecond needs its ids: everything before it is behind the walk.
+        for event in page.iter().filter(|e| e.timestamp_ms == self.cursor_ms) {
+            if !self.seen_at_cursor.contains(&event.audit_id) {
+                self.seen_at_cursor.push(event.audit_id.clone());
+            }
+        }
+        unread > 0
     }
 
     fn apply_tie(&mut self, page: &[Event], total: Option<u64>, page_size: u32) -> Step {

@@ -1146,3 +1146,24 @@ fn resuming_from_any_batch_with_every_freedom_on_is_exact() {
         );
     }
 }
+
+/// An event listed twice on one page is written once.
+#[test]
+fn an_event_listed_twice_on_a_page_is_written_once() {
+    let mut h = FakeHarness::new([NOW - 20, NOW - 10]);
+    let body = format!(
+        r#"{{"status":"SUCCESS","data":{{"totalItems":3,"content":[{},{},{}]}}}}"#,
+        event_json(NOW - 20, "id00000"),
+        event_json(NOW - 20, "id00000"),
+        event_json(NOW - 10, "id00001")
+    );
+    h.faults.push_back(Ok(HttpResponse {
+        status: 200,
+        body: body.into_bytes(),
+        retry_after_secs: None,
+    }));
+    let (mut src, mut out, mut c) = (source(50), Collected::default(), clock());
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), all_ids(&h));
+    assert!(report.duplicates_dropped >= 1);
+}
