@@ -50,6 +50,46 @@ fn objects_follow_the_recipe_layout_with_content_type_and_metadata() {
     );
     assert_exactly_once(&gcs, &bucket, &env);
 
+    // `ledger` reads the bucket's checkpoint, without the key, and writes nothing.
+    let names = |objects: Vec<harness_tests::StoredObject>| -> Vec<String> {
+        objects.into_iter().map(|o| o.name).collect()
+    };
+    let (before, state) = (
+        names(gcs.list(&bucket, "")),
+        gcs.download(&bucket, CHECKPOINT),
+    );
+    let ledger = env.run_with(
+        &["ledger", "--format", "json"],
+        &[
+            ("GCS_BUCKET", bucket.as_str()),
+            ("STORAGE_EMULATOR_HOST", gcs.base_url()),
+            ("HARNESS_API_KEY", ""),
+        ],
+    );
+    assert_eq!(ledger.code, 0, "{}", ledger.stderr);
+    let view: serde_json::Value = serde_json::from_str(&ledger.stdout).unwrap();
+    let stored: u64 = view["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["stored"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stored, 1500);
+    assert!(
+        view["checkpoint"].as_str().unwrap().starts_with("gs://"),
+        "{view}"
+    );
+    assert_eq!(
+        names(gcs.list(&bucket, "")),
+        before,
+        "no object written or removed"
+    );
+    assert_eq!(
+        gcs.download(&bucket, CHECKPOINT),
+        state,
+        "the checkpoint is untouched"
+    );
+
     let objects = gcs.list(&bucket, "");
     let data: Vec<_> = objects
         .iter()
