@@ -3,6 +3,7 @@
 //! between them. It reads the committed checkpoint and asks the component
 //! to read its ledger; nothing is requested from Harness or written.
 
+use harness_audit_core::ledger::{SLICE_MS, slice_start};
 use serde::Serialize;
 
 use crate::backfill::parse_time;
@@ -13,8 +14,6 @@ use crate::error::RunError;
 use crate::runner;
 use crate::sink::rfc3339_ms;
 use crate::state::committed_checkpoint;
-
-const HOUR_MS: u64 = 3_600_000;
 
 /// The hours asked for: `--from` and `--to`, dates (whole UTC days, `--to`
 /// inclusive) or RFC 3339 UTC times; open ends take the ledger's own.
@@ -133,21 +132,21 @@ pub fn view(
         let from = range.from_ms.unwrap_or(0).max(report.from_ms);
         let to = range.to_ms.unwrap_or(u64::MAX).min(last.unwrap_or(0));
         let mut held = report.slices.iter().peekable();
-        let mut hour = from - from % HOUR_MS;
+        let mut hour = slice_start(from);
         while last.is_some() && hour <= to {
             while held.next_if(|s| s.end_ms < hour).is_some() {}
-            let slice = held.next_if(|s| s.start_ms < hour + HOUR_MS);
+            let slice = held.next_if(|s| s.start_ms < hour + SLICE_MS);
             let count = slice.and_then(|s| s.count);
             hours.push(Hour {
                 start: rfc3339_ms(hour.max(report.from_ms)),
-                end: rfc3339_ms(hour + HOUR_MS - 1),
+                end: rfc3339_ms(hour + SLICE_MS - 1),
                 stored: slice.map_or(0, |s| s.stored),
                 counted: count.map(|c| c.events),
                 counted_through: count.map(|c| rfc3339_ms(c.through_ms)),
                 checked_at: count.map(|c| rfc3339_ms(c.checked_at_ms)),
                 gap: count.map(|c| c.events.saturating_sub(c.stored)),
             });
-            hour += HOUR_MS;
+            hour += SLICE_MS;
         }
     }
     LedgerView {
@@ -214,7 +213,7 @@ impl LedgerView {
 mod tests {
     use super::*;
 
-    const H: u64 = HOUR_MS;
+    const H: u64 = SLICE_MS;
 
     fn report() -> wit::LedgerReport {
         wit::LedgerReport {

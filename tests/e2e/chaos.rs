@@ -15,11 +15,13 @@ fn survives_faults_freedoms_late_events_live_inserts_and_sigkills_exactly() {
         preload: 20_000,
         preload_span_ms: 120_000,
         bursts: vec![1_000, 150, 150],
-        freedoms: Freedoms::ALL,
+        freedoms: Freedoms {
+            late_fraction: 0.10,
+            max_late_ms: 40_000,
+            ..Freedoms::ALL
+        },
         live_per_second: 40,
         live_ms: 25_000,
-        late_fraction: 0.10,
-        max_delay_ms: 40_000,
         kills: 10,
         kill_within_ms: 600,
         faults: FaultRates {

@@ -34,12 +34,9 @@ pub struct ChaosSpec {
     pub live_ms: u64,
     /// Millisecond bursts: for each size, that many preloaded events share one millisecond.
     pub bursts: Vec<usize>,
-    /// The API's freedoms granted to the mock.
+    /// The API's freedoms granted to the mock, late events included: their
+    /// share and delay apply to the preload and the live inserts alike.
     pub freedoms: Freedoms,
-    /// Share of events that become visible late.
-    pub late_fraction: f64,
-    /// A late event becomes visible up to this long after its timestamp, in ms.
-    pub max_delay_ms: u64,
     /// SIGKILLs to deliver.
     pub kills: usize,
     /// A run is killed at a uniformly random instant after its first request
@@ -109,26 +106,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Each event visible at once, or (with `late_fraction`) up to `max_delay_ms` after its timestamp.
-fn with_visibility(
-    events: Vec<seed::AuditEvent>,
-    spec: &ChaosSpec,
-    rng: &mut Rng,
-) -> Vec<(seed::AuditEvent, u64)> {
-    events
-        .into_iter()
-        .map(|e| {
-            let late = (rng.below(1_000_000) as f64) < spec.late_fraction * 1_000_000.0;
-            let visible_at = if late {
-                e.timestamp + rng.below(spec.max_delay_ms + 1)
-            } else {
-                0
-            };
-            (e, visible_at)
-        })
-        .collect()
-}
-
 struct Runner<'a> {
     binary: &'a Path,
     env: Vec<(&'static str, String)>,
@@ -184,7 +161,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
             event.timestamp = burst;
         }
     }
-    mock.insert_visible_at(with_visibility(preload, spec, &mut rng));
+    mock.insert(preload);
     mock.set_fault_rates(Some(spec.faults));
 
     let runner = Runner {
@@ -231,16 +208,11 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
                     seed: spec.seed.wrapping_add(1_000 + batch),
                 });
                 // Ids must stay unique across batches: generated ids restart their counter.
-                let events = events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, mut e)| {
-                        e.audit_id =
-                            seed::object_id(&mut rng, e.timestamp, (batch + 1) << 24 | i as u64);
-                        e
-                    })
-                    .collect();
-                mock.insert_visible_at(with_visibility(events, spec, &mut rng));
+                mock.insert(events.into_iter().enumerate().map(|(i, mut e)| {
+                    e.audit_id =
+                        seed::object_id(&mut rng, e.timestamp, (batch + 1) << 24 | i as u64);
+                    e
+                }));
                 batch += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }

@@ -84,6 +84,18 @@ impl Slice {
     pub fn gap(&self) -> u64 {
         self.count.map_or(0, |c| c.gap())
     }
+
+    /// Records Harness's count of `events` for the slice up to `through_ms`,
+    /// taken at `at_ms`, against what is stored now; the count it replaces.
+    pub fn set_count(&mut self, events: u64, through_ms: u64, at_ms: u64) -> Option<Count> {
+        let stored = self.stored();
+        self.count.replace(Count {
+            events,
+            through_ms,
+            at_ms,
+            stored,
+        })
+    }
 }
 
 /// The ledger: slices by their start, for every hour from `from_ms` on.

@@ -131,9 +131,8 @@ impl Source {
         now_ms: u64,
     ) -> Result<Self, SourceError> {
         let settings = settings.validate().map_err(SourceError::InvalidSettings)?;
-        let overlap_ms = u64::from(settings.overlap_secs) * 1000;
-        let checkpoint = match checkpoint {
-            Some(bytes) => Checkpoint::load(bytes, &settings.account_id, overlap_ms)
+        let loaded = match checkpoint {
+            Some(bytes) => Checkpoint::load(bytes, &settings.account_id, settings.overlap_ms())
                 .map_err(SourceError::InvalidSettings)?,
             None => match settings.start_at_ms {
                 Some(start) if start > now_ms => {
@@ -149,10 +148,12 @@ impl Source {
             },
         };
         let pacer = Pacer::new(settings.max_requests_per_minute);
+        // The bytes as stored already read back to this state: no need to serialize it again.
+        let committed = checkpoint.map_or_else(|| loaded.to_bytes(), <[u8]>::to_vec);
         Ok(Self {
             settings,
-            committed: checkpoint.to_bytes(),
-            checkpoint,
+            committed,
+            checkpoint: loaded,
             pacer,
             retry_waited_ms: 0,
             target_end_ms: None,
@@ -183,10 +184,6 @@ impl Source {
         }
     }
 
-    fn overlap_ms(&self) -> u64 {
-        u64::from(self.settings.overlap_secs) * 1000
-    }
-
     /// Reads what has settled, checks it, and re-reads what falls short,
     /// until caught up or `max_pages` requests were made. On error the state
     /// returns to the last emitted batch's checkpoint, so nothing read but
@@ -208,7 +205,7 @@ impl Source {
             self.checkpoint = Checkpoint::load(
                 &self.committed,
                 &self.settings.account_id,
-                self.overlap_ms(),
+                self.settings.overlap_ms(),
             )
             .expect("a checkpoint this source serialized reads back");
         }
@@ -241,7 +238,7 @@ impl Source {
             }
             if let Some(window) = self
                 .checkpoint
-                .next_window(target_end_ms, self.overlap_ms())
+                .next_window(target_end_ms, self.settings.overlap_ms())
             {
                 self.begin_window(window, now_ms);
                 continue;

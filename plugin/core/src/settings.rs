@@ -156,6 +156,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// `overlap_secs` in milliseconds.
+    pub fn overlap_ms(&self) -> u64 {
+        u64::from(self.overlap_secs) * 1000
+    }
+
     /// Checks every field and normalises the base URL. The error names the field.
     pub fn validate(mut self) -> Result<Self, String> {
         let base = self.api_base.trim().trim_end_matches('/').to_owned();

@@ -42,11 +42,13 @@ fn main() -> ExitCode {
         preload: args.events,
         preload_span_ms: 30 * 60_000,
         bursts: vec![1_000, 1_000, 150, 150, 150],
-        freedoms: Freedoms::ALL,
+        freedoms: Freedoms {
+            late_fraction: 0.10,
+            max_late_ms: 60_000,
+            ..Freedoms::ALL
+        },
         live_per_second: args.live_per_second,
         live_ms: args.live_secs * 1000,
-        late_fraction: 0.10,
-        max_delay_ms: 60_000,
         kills: args.kills,
         kill_within_ms: 1_500,
         faults: FaultRates {

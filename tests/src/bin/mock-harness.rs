@@ -5,7 +5,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use harness_tests::seed::Rng;
 use harness_tests::{FaultRates, Freedoms, KeyGrant, MockHarness, SeedSpec, generate, make_key};
 
 /// Mock Harness audit API on loopback.
@@ -35,12 +34,12 @@ struct Args {
     /// Most latency added to each request, in ms.
     #[arg(long, default_value_t = 0)]
     max_latency_ms: u64,
-    /// Share of events that become visible late...
-    #[arg(long, default_value_t = 0.0)]
-    late_fraction: f64,
-    /// ...up to this long after their timestamp, in ms.
-    #[arg(long, default_value_t = 0)]
-    max_delay_ms: u64,
+    /// Share of events that become visible late [default: 0, or 0.05 with --freedoms]...
+    #[arg(long)]
+    late_fraction: Option<f64>,
+    /// ...up to this long after their timestamp, in ms [default: 0, or 60000 with --freedoms].
+    #[arg(long)]
+    max_delay_ms: Option<u64>,
     /// Also serve the unverified `/audits/listV2`.
     #[arg(long)]
     list_v2: bool,
@@ -61,9 +60,16 @@ fn main() -> anyhow::Result<()> {
             can_view: true,
         }],
     )?;
-    if args.freedoms {
-        mock.set_freedoms(Freedoms::ALL);
-    }
+    let freedoms = if args.freedoms {
+        Freedoms::ALL
+    } else {
+        Freedoms::default()
+    };
+    mock.set_freedoms(Freedoms {
+        late_fraction: args.late_fraction.unwrap_or(freedoms.late_fraction),
+        max_late_ms: args.max_delay_ms.unwrap_or(freedoms.max_late_ms),
+        ..freedoms
+    });
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
     let events = generate(&SeedSpec {
         account_id: args.account.clone(),
@@ -72,16 +78,7 @@ fn main() -> anyhow::Result<()> {
         end_ms: now - args.settled_secs * 1000,
         seed: args.seed,
     });
-    let mut rng = Rng::new(args.seed);
-    mock.insert_visible_at(events.into_iter().map(|e| {
-        let late = (rng.below(1_000_000) as f64) < args.late_fraction * 1_000_000.0;
-        let visible_at = if late {
-            e.timestamp + rng.below(args.max_delay_ms + 1)
-        } else {
-            0
-        };
-        (e, visible_at)
-    }));
+    mock.insert(events);
     let rate = args.fault_rate;
     mock.set_fault_rates(Some(FaultRates {
         rate_limited: rate,

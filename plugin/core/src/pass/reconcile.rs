@@ -13,7 +13,7 @@ use super::{
     Clock, Effects, Finding, FindingKind, Pipeline, PollReport, Source, SourceError, Transport,
     describe,
 };
-use crate::ledger::{Count, SLICE_MS, slice_start};
+use crate::ledger::{SLICE_MS, slice_start};
 use crate::page;
 use crate::request::{self, ListRequest};
 use crate::settings::ApiFlavor;
@@ -129,7 +129,8 @@ impl Source {
             collected: stored,
             detail,
         };
-        if let Some(previous) = entry.count.filter(|c| counted < c.events) {
+        let previous = entry.set_count(counted, range.end_ms, now_ms);
+        if let Some(previous) = previous.filter(|c| counted < c.events) {
             report.findings.push(finding(
                 FindingKind::CountDecreased,
                 format!("it was {} at the previous check", previous.events),
@@ -140,12 +141,6 @@ impl Source {
                 .findings
                 .push(finding(FindingKind::CountBelowStored, String::new()));
         }
-        entry.count = Some(Count {
-            events: counted,
-            through_ms: range.end_ms,
-            at_ms: now_ms,
-            stored,
-        });
         let gap = counted.saturating_sub(stored);
         if gap == 0 {
             entry.settled_gap = 0;
@@ -173,12 +168,7 @@ impl Source {
             .or_default();
         let stored = entry.stored();
         if let Some(counted) = walk.counted {
-            entry.count = Some(Count {
-                events: counted,
-                through_ms: walk.range.end_ms,
-                at_ms: now_ms,
-                stored,
-            });
+            entry.set_count(counted, walk.range.end_ms, now_ms);
         }
         let counted = entry.count.map_or(0, |c| c.events);
         report.late_events += walk.written;
