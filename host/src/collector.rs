@@ -21,7 +21,7 @@ use crate::policy::EgressPolicy;
 use crate::sink::{CheckpointStore, Discard, MemoryCheckpoint, Sink, now_ms, rfc3339_ms};
 use crate::state::{HostState, Pipeline, PipelineStats};
 
-/// Pages one `poll` call may read before control returns to the host.
+/// List requests (pages and counts) one `poll` call may make before control returns to the host.
 pub const PAGES_PER_POLL: u32 = 20;
 /// Upper bound on `poll` calls in one pass, so a misbehaving API cannot keep a run alive forever
 /// (at 100 events a page, this is 200 million events).

@@ -175,15 +175,16 @@ impl Walk {
         {
             self.counted = self.counted.or(total);
         }
-        let known = self.known_with(page);
+        let seen_before = self.seen_at_cursor.len() as u64;
         let full = page.len() >= page_size as usize;
         let one_millisecond = full && page.iter().all(|e| e.timestamp_ms == self.cursor_ms);
-        let progressed = self.advance(page);
+        let unread = self.advance(page);
         if one_millisecond {
             self.tie = Some(Tie::default());
             return Step::default();
         }
-        let done = !progressed || (!full && total.is_some_and(|t| known >= t));
+        let known = seen_before + unread;
+        let done = unread == 0 || (!full && total.is_some_and(|t| known >= t));
         Step {
             done,
             tie_shortfall: None,
@@ -199,8 +200,8 @@ impl Walk {
         }
     }
 
-    /// Records the unread events of an ascending page; whether there were any.
-    fn advance(&mut self, page: &[Event]) -> bool {
+    /// Records the unread events of an ascending page; how many there were.
+    fn advance(&mut self, page: &[Event]) -> u64 {
         let mut unread = 0;
         let mut newest = self.cursor_ms;
         for event in page.iter().filter(|e| self.unread(e)) {
@@ -218,7 +219,7 @@ impl Walk {
                 self.seen_at_cursor.push(event.audit_id.clone());
             }
         }
-        unread > 0
+        unread
     }
 
     fn apply_tie(&mut self, page: &[Event], total: Option<u64>, page_size: u32) -> Step {
