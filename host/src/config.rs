@@ -6,57 +6,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use harness_audit_core::settings::{self, defaults};
-use serde::Deserialize;
+use harness_audit_settings::{self as table, Kind, Section, Setting};
 use url::Url;
 
 use crate::bindings::ApiFlavor;
 use crate::filters;
 
-/// Default Harness API base.
-pub const DEFAULT_API_BASE: &str = defaults::API_BASE;
-/// Default events per page (the recipe's default).
-pub const DEFAULT_PAGE_SIZE: u32 = defaults::PAGE_SIZE;
-/// Default look-back of the first pass, in minutes.
-pub const DEFAULT_START_MINUTES_BACK: u32 = defaults::START_MINUTES_BACK;
-/// Default retries per request.
-pub const DEFAULT_MAX_RETRIES: u32 = defaults::MAX_RETRIES;
-/// Default first backoff delay, in milliseconds.
-pub const DEFAULT_RETRY_BASE_MS: u32 = defaults::RETRY_BASE_MS;
-/// Default total retry wait per pass, in seconds.
-pub const DEFAULT_RETRY_BUDGET_SECS: u32 = defaults::RETRY_BUDGET_SECS;
-/// Default request rate cap: below Harness's 400 external calls a minute per key.
-pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = defaults::MAX_REQUESTS_PER_MINUTE;
-/// Default settle lag: Harness events can take minutes to become visible.
-pub const DEFAULT_SETTLE_LAG_SECS: u32 = defaults::SETTLE_LAG_SECS;
-/// Default overlap between windows.
-pub const DEFAULT_OVERLAP_SECS: u32 = defaults::OVERLAP_SECS;
-/// Default interval between reconciliations, in seconds.
-pub const DEFAULT_RECONCILE_INTERVAL_SECS: u32 = defaults::RECONCILE_INTERVAL_SECS;
-/// Default look-back of reconciliation, in hours.
-pub const DEFAULT_RECONCILE_HOURS: u32 = defaults::RECONCILE_HOURS;
-/// Default object prefix (the recipe's).
-pub const DEFAULT_PREFIX: &str = "harness/audit";
-/// Default checkpoint key: outside the data prefix, so a SIEM feed never ingests or deletes it.
-pub const DEFAULT_STATE_KEY: &str = "harness-audit-state/checkpoint.json";
-/// Default local output directory.
-pub const DEFAULT_OUTPUT_DIR: &str = "./harness-audit-data";
-/// Default events per object.
-pub const DEFAULT_BATCH_MAX_EVENTS: u32 = defaults::BATCH_MAX_EVENTS;
-/// Default cap on each HTTP timeout (connect, first byte, between bytes), in seconds.
-pub const DEFAULT_HTTP_TIMEOUT_SECS: u32 = 60;
-/// Default linear-memory ceiling of the component, in MiB.
-pub const DEFAULT_MAX_MEMORY_MIB: u32 = 256;
-/// The highest memory ceiling a setting may ask for, in MiB.
-pub const MAX_MEMORY_MIB: u32 = 4096;
-/// Default limit on one call into the component, in seconds. A poll reads up
-/// to 20 pages, each of which may wait out timeouts and retries, so this is a
-/// backstop against a component that never returns, not a pace setter.
-pub const DEFAULT_POLL_TIMEOUT_SECS: u32 = 3600;
-/// Default lifetime of the GCS lease, in seconds; a live holder renews it every third of that.
-pub const DEFAULT_LEASE_SECS: u32 = 300;
+mod flags;
 
-const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
+pub use flags::SettingFlags;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +213,8 @@ pub enum Origin {
     Flag(&'static str),
     /// A key in the TOML file.
     File(String),
+    /// The built-in default of the setting read from this variable.
+    Default(&'static str),
 }
 
 impl fmt::Display for Origin {
@@ -263,6 +223,7 @@ impl fmt::Display for Origin {
             Self::Env(name) => write!(f, "environment variable {name}"),
             Self::Flag(name) => write!(f, "flag {name}"),
             Self::File(key) => write!(f, "config file key {key}"),
+            Self::Default(name) => write!(f, "the default of {name}"),
         }
     }
 }
@@ -304,159 +265,43 @@ pub struct Sourced<T> {
     origin: Origin,
 }
 
-/// Settings as given, before validation. Every layer (file, env, flags) fills one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawConfig {
-    /// `HARNESS_API_BASE`.
-    pub api_base: Option<Sourced<String>>,
-    /// `HARNESS_ACCOUNT_ID`.
-    pub account_id: Option<Sourced<String>>,
-    /// `HARNESS_API_KEY`.
-    pub api_key: Option<Sourced<String>>,
-    /// `HARNESS_API_KEY_FILE`.
-    pub api_key_file: Option<Sourced<String>>,
-    /// `PAGE_SIZE`.
-    pub page_size: Option<Sourced<String>>,
-    /// `START_MINUTES_BACK`.
-    pub start_minutes_back: Option<Sourced<String>>,
-    /// `MAX_RETRIES`.
-    pub max_retries: Option<Sourced<String>>,
-    /// `RETRY_BASE_MS`.
-    pub retry_base_ms: Option<Sourced<String>>,
-    /// `HTTP_TIMEOUT_SECS`.
-    pub http_timeout_secs: Option<Sourced<String>>,
-    /// `RETRY_BUDGET_SECONDS`.
-    pub retry_budget_secs: Option<Sourced<String>>,
-    /// `MAX_REQUESTS_PER_MINUTE`.
-    pub max_requests_per_minute: Option<Sourced<String>>,
-    /// `SETTLE_LAG_SECONDS`.
-    pub settle_lag_secs: Option<Sourced<String>>,
-    /// `OVERLAP_SECONDS`.
-    pub overlap_secs: Option<Sourced<String>>,
-    /// `RECONCILE_INTERVAL_SECONDS`.
-    pub reconcile_interval_secs: Option<Sourced<String>>,
-    /// `RECONCILE_HOURS`.
-    pub reconcile_hours: Option<Sourced<String>>,
-    /// `HARNESS_API_FLAVOR`.
-    pub api_flavor: Option<Sourced<String>>,
-    /// `FILTER_MODULES`.
-    pub modules: Option<Sourced<Vec<String>>>,
-    /// `FILTER_ACTIONS`.
-    pub actions: Option<Sourced<Vec<String>>>,
-    /// `STATIC_FILTER`.
-    pub static_filter: Option<Sourced<String>>,
-    /// `FILTER_PRINCIPALS`.
-    pub principals: Option<Sourced<Vec<String>>>,
-    /// `FILTER_SCOPES`.
-    pub scopes: Option<Sourced<Vec<String>>>,
-    /// `FILTER_RESOURCES`.
-    pub resources: Option<Sourced<Vec<String>>>,
-    /// `FILTER_ENVIRONMENTS`.
-    pub environments: Option<Sourced<Vec<String>>>,
-    /// `ALLOW_UNKNOWN_VALUES`.
-    pub allow_unknown_values: Option<Sourced<String>>,
-    /// `OUTPUT_SHAPE`.
-    pub output_shape: Option<Sourced<String>>,
-    /// `ENRICH_YAML_DIFF`.
-    pub enrich_yaml_diff: Option<Sourced<String>>,
-    /// `SINK`.
-    pub sink: Option<Sourced<String>>,
-    /// `OUTPUT_DIR`.
-    pub output_dir: Option<Sourced<String>>,
-    /// `GCS_BUCKET`.
-    pub gcs_bucket: Option<Sourced<String>>,
-    /// `GCS_PREFIX`.
-    pub prefix: Option<Sourced<String>>,
-    /// `STATE_KEY`.
-    pub state_key: Option<Sourced<String>>,
-    /// `BATCH_MAX_EVENTS`.
-    pub batch_max_events: Option<Sourced<String>>,
-    /// `GZIP`.
-    pub gzip: Option<Sourced<String>>,
-    /// `LEASE_SECONDS`.
-    pub lease_secs: Option<Sourced<String>>,
-    /// `MAX_MEMORY_MIB`.
-    pub max_memory_mib: Option<Sourced<String>>,
-    /// `POLL_TIMEOUT_SECS`.
-    pub poll_timeout_secs: Option<Sourced<String>>,
+/// A value as given: one text, or a list (comma-separated in the
+/// environment and flags, an array in TOML).
+#[derive(Clone, PartialEq, Eq)]
+enum RawValue {
+    One(String),
+    Many(Vec<String>),
 }
 
-/// Names of every setting, for env and flags alike: (field, env var, flag).
-pub const SETTINGS: [(&str, &str, &str); 36] = [
-    ("api_base", "HARNESS_API_BASE", "--api-base"),
-    ("account_id", "HARNESS_ACCOUNT_ID", "--account-id"),
-    ("api_key", "HARNESS_API_KEY", ""),
-    ("api_key_file", "HARNESS_API_KEY_FILE", "--api-key-file"),
-    ("page_size", "PAGE_SIZE", "--page-size"),
-    (
-        "start_minutes_back",
-        "START_MINUTES_BACK",
-        "--start-minutes-back",
-    ),
-    ("max_retries", "MAX_RETRIES", "--max-retries"),
-    ("retry_base_ms", "RETRY_BASE_MS", "--retry-base-ms"),
-    (
-        "http_timeout_secs",
-        "HTTP_TIMEOUT_SECS",
-        "--http-timeout-secs",
-    ),
-    (
-        "retry_budget_secs",
-        "RETRY_BUDGET_SECONDS",
-        "--retry-budget-secs",
-    ),
-    (
-        "max_requests_per_minute",
-        "MAX_REQUESTS_PER_MINUTE",
-        "--max-requests-per-minute",
-    ),
-    ("settle_lag_secs", "SETTLE_LAG_SECONDS", "--settle-lag-secs"),
-    ("overlap_secs", "OVERLAP_SECONDS", "--overlap-secs"),
-    (
-        "reconcile_interval_secs",
-        "RECONCILE_INTERVAL_SECONDS",
-        "--reconcile-interval-secs",
-    ),
-    ("reconcile_hours", "RECONCILE_HOURS", "--reconcile-hours"),
-    ("api_flavor", "HARNESS_API_FLAVOR", "--api-flavor"),
-    ("modules", "FILTER_MODULES", "--modules"),
-    ("actions", "FILTER_ACTIONS", "--actions"),
-    ("static_filter", "STATIC_FILTER", "--static-filter"),
-    ("principals", "FILTER_PRINCIPALS", "--principals"),
-    ("scopes", "FILTER_SCOPES", "--scopes"),
-    ("resources", "FILTER_RESOURCES", "--resources"),
-    ("environments", "FILTER_ENVIRONMENTS", "--environments"),
-    (
-        "allow_unknown_values",
-        "ALLOW_UNKNOWN_VALUES",
-        "--allow-unknown-values",
-    ),
-    ("sink", "SINK", "--sink"),
-    ("output_dir", "OUTPUT_DIR", "--output-dir"),
-    ("gcs_bucket", "GCS_BUCKET", "--gcs-bucket"),
-    ("prefix", "GCS_PREFIX", "--prefix"),
-    ("state_key", "STATE_KEY", "--state-key"),
-    ("batch_max_events", "BATCH_MAX_EVENTS", "--batch-max-events"),
-    ("gzip", "GZIP", "--gzip"),
-    ("output_shape", "OUTPUT_SHAPE", "--output-shape"),
-    ("enrich_yaml_diff", "ENRICH_YAML_DIFF", "--enrich-yaml-diff"),
-    ("lease_secs", "LEASE_SECONDS", "--lease-secs"),
-    ("max_memory_mib", "MAX_MEMORY_MIB", "--max-memory-mib"),
-    (
-        "poll_timeout_secs",
-        "POLL_TIMEOUT_SECS",
-        "--poll-timeout-secs",
-    ),
-];
+/// Settings as given, before validation. Every layer (file, env, flags) fills one.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RawConfig {
+    values: BTreeMap<&'static str, Sourced<RawValue>>,
+}
+
+impl fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (key, sourced) in &self.values {
+            let secret = table::by_key(key).is_some_and(|s| s.secret);
+            match &sourced.value {
+                _ if secret => map.entry(key, &"<redacted>"),
+                RawValue::One(v) => map.entry(key, v),
+                RawValue::Many(v) => map.entry(key, v),
+            };
+        }
+        map.finish()
+    }
+}
 
 impl RawConfig {
     /// Reads the recipe's environment variables through `lookup`. Empty
     /// values count as unset, as in the recipe.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let mut raw = Self::default();
-        for (field, env, _) in SETTINGS {
-            if let Some(value) = lookup(env).filter(|v| !v.trim().is_empty()) {
-                raw.set(field, value, Origin::Env(env));
+        for setting in table::ALL {
+            if let Some(value) = lookup(setting.env).filter(|v| !v.trim().is_empty()) {
+                raw.set(setting, value, Origin::Env(setting.env));
             }
         }
         raw
@@ -467,129 +312,112 @@ impl RawConfig {
         Self::from_env_with(|name| std::env::var(name).ok())
     }
 
-    /// Reads parsed command-line flags, given as (flag, value) pairs.
-    pub fn from_flags(flags: impl IntoIterator<Item = (&'static str, Option<String>)>) -> Self {
-        let mut raw = Self::default();
-        for (flag, value) in flags {
-            let Some(value) = value else { continue };
-            let (field, _, flag) = SETTINGS
-                .into_iter()
-                .find(|(_, _, f)| *f == flag)
-                .expect("every flag is listed in SETTINGS");
-            raw.set(field, value, Origin::Flag(flag));
-        }
-        raw
-    }
-
-    pub(crate) fn set(&mut self, field: &str, value: String, origin: Origin) {
-        if let Some(slot) = self.list_slot(field) {
-            let value = value
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect();
-            *slot = Some(Sourced { value, origin });
-            return;
-        }
-        let slot = match field {
-            "api_base" => &mut self.api_base,
-            "account_id" => &mut self.account_id,
-            "api_key" => &mut self.api_key,
-            "api_key_file" => &mut self.api_key_file,
-            "page_size" => &mut self.page_size,
-            "start_minutes_back" => &mut self.start_minutes_back,
-            "max_retries" => &mut self.max_retries,
-            "retry_base_ms" => &mut self.retry_base_ms,
-            "http_timeout_secs" => &mut self.http_timeout_secs,
-            "retry_budget_secs" => &mut self.retry_budget_secs,
-            "max_requests_per_minute" => &mut self.max_requests_per_minute,
-            "settle_lag_secs" => &mut self.settle_lag_secs,
-            "overlap_secs" => &mut self.overlap_secs,
-            "reconcile_interval_secs" => &mut self.reconcile_interval_secs,
-            "reconcile_hours" => &mut self.reconcile_hours,
-            "api_flavor" => &mut self.api_flavor,
-            "static_filter" => &mut self.static_filter,
-            "sink" => &mut self.sink,
-            "output_dir" => &mut self.output_dir,
-            "gcs_bucket" => &mut self.gcs_bucket,
-            "prefix" => &mut self.prefix,
-            "state_key" => &mut self.state_key,
-            "batch_max_events" => &mut self.batch_max_events,
-            "gzip" => &mut self.gzip,
-            "lease_secs" => &mut self.lease_secs,
-            "allow_unknown_values" => &mut self.allow_unknown_values,
-            "output_shape" => &mut self.output_shape,
-            "enrich_yaml_diff" => &mut self.enrich_yaml_diff,
-            "max_memory_mib" => &mut self.max_memory_mib,
-            "poll_timeout_secs" => &mut self.poll_timeout_secs,
-            other => unreachable!("SETTINGS names an unknown field {other}"),
+    /// Sets `setting` from text: a list setting splits it at commas.
+    pub fn set(&mut self, setting: &'static Setting, value: String, origin: Origin) {
+        let value = match setting.kind {
+            Kind::List => RawValue::Many(
+                value
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+            _ => RawValue::One(value),
         };
-        *slot = Some(Sourced { value, origin });
+        self.values.insert(setting.key, Sourced { value, origin });
     }
 
-    /// The setting's slot if it is a list (comma-separated in env and flags).
-    fn list_slot(&mut self, field: &str) -> Option<&mut Option<Sourced<Vec<String>>>> {
-        Some(match field {
-            "modules" => &mut self.modules,
-            "actions" => &mut self.actions,
-            "principals" => &mut self.principals,
-            "scopes" => &mut self.scopes,
-            "resources" => &mut self.resources,
-            "environments" => &mut self.environments,
-            _ => return None,
-        })
+    /// Sets `setting` from a TOML value, which must have the setting's type.
+    pub fn set_toml(
+        &mut self,
+        setting: &'static Setting,
+        value: &toml::Value,
+        origin: Origin,
+    ) -> Result<(), ConfigError> {
+        let value = match (&setting.kind, value) {
+            (Kind::Number { .. }, toml::Value::Integer(n)) => RawValue::One(n.to_string()),
+            (Kind::Bool { .. }, toml::Value::Boolean(b)) => RawValue::One(b.to_string()),
+            (Kind::Choice { .. } | Kind::Text { .. }, toml::Value::String(s)) => {
+                RawValue::One(s.clone())
+            }
+            (Kind::List, toml::Value::Array(items)) => RawValue::Many(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| ConfigError::Invalid {
+                        origin: origin.clone(),
+                        message: "must be an array of strings, e.g. [\"CD\", \"PMS\"]".into(),
+                    })?,
+            ),
+            (kind, other) => {
+                return Err(ConfigError::Invalid {
+                    origin,
+                    message: format!("must be {}, not a {}", toml_type(kind), other.type_str()),
+                });
+            }
+        };
+        self.values.insert(setting.key, Sourced { value, origin });
+        Ok(())
     }
 
-    /// Reads a TOML file (`[harness]`, `[filters]`, `[output]` tables).
+    /// Reads a TOML file (`[harness]`, `[filters]`, `[output]`, `[limits]` tables).
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::File {
-            path: path.to_owned(),
-            message,
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::File { message, .. } => ConfigError::File {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
         })
     }
 
-    /// Parses TOML text.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        if table
-            .get("harness")
-            .and_then(|h| h.get("api_key"))
-            .is_some()
-        {
-            return Err("`api_key` is not accepted in a config file, which tends to be committed and copied: \
-                        set HARNESS_API_KEY, or `api_key_file` to a file holding the key"
-                .into());
-        }
-        // Parsed again from text so errors keep their line and column.
-        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    /// Parses TOML text. A syntax error is a [`ConfigError::File`] with an
+    /// empty path, which [`RawConfig::from_toml_file`] fills in.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let file: toml::Table = toml::from_str(text).map_err(|e| ConfigError::File {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
         let mut raw = Self::default();
-        let sections: [(&str, BTreeMap<&str, Option<TomlValue>>); 4] = [
-            ("harness", file.harness.into_map()),
-            ("filters", file.filters.into_map()),
-            ("output", file.output.into_map()),
-            ("limits", file.limits.into_map()),
-        ];
-        for (section, map) in sections {
-            for (key, value) in map {
-                let Some(value) = value else { continue };
-                let origin = Origin::File(format!("{section}.{key}"));
-                let field = match key {
-                    "gcs_prefix" => "prefix",
-                    other => other,
-                };
-                match value {
-                    TomlValue::List(items) => {
-                        *raw.list_slot(field)
-                            .expect("only list settings are TOML lists") = Some(Sourced {
-                            value: items,
+        for (name, section) in &file {
+            let known = Section::ALL.into_iter().find(|s| s.name() == name);
+            let (Some(known), toml::Value::Table(section)) = (known, section) else {
+                return Err(ConfigError::Invalid {
+                    origin: Origin::File(name.clone()),
+                    message: "is not a section: a config file has only [harness], [filters], [output] and [limits] tables"
+                        .into(),
+                });
+            };
+            for (key, value) in section {
+                let origin = Origin::File(format!("{name}.{key}"));
+                let setting = table::ALL
+                    .into_iter()
+                    .find(|s| s.key == key && s.section == known);
+                match setting {
+                    Some(s) if s.secret => {
+                        return Err(ConfigError::Invalid {
                             origin,
+                            message: format!(
+                                "is not accepted in a config file, which tends to be committed and copied: \
+                                 set {}, or `{}` to a file holding the key",
+                                s.env,
+                                table::API_KEY_FILE.key
+                            ),
                         });
                     }
-                    TomlValue::Scalar(text) => raw.set(field, text, origin),
+                    Some(s) => raw.set_toml(s, value, origin)?,
+                    None => {
+                        let message = match table::by_key(key) {
+                            Some(s) => format!("belongs in [{}], not [{name}]", s.section.name()),
+                            None => format!("is not a setting; [{name}] takes {}", keys_of(known)),
+                        };
+                        return Err(ConfigError::Invalid { origin, message });
+                    }
                 }
             }
         }
@@ -597,49 +425,97 @@ impl RawConfig {
     }
 
     /// This layer, with gaps filled from `lower`.
-    pub fn over(self, lower: Self) -> Self {
-        Self {
-            api_base: self.api_base.or(lower.api_base),
-            account_id: self.account_id.or(lower.account_id),
-            api_key: self.api_key.or(lower.api_key),
-            api_key_file: self.api_key_file.or(lower.api_key_file),
-            page_size: self.page_size.or(lower.page_size),
-            start_minutes_back: self.start_minutes_back.or(lower.start_minutes_back),
-            max_retries: self.max_retries.or(lower.max_retries),
-            retry_base_ms: self.retry_base_ms.or(lower.retry_base_ms),
-            http_timeout_secs: self.http_timeout_secs.or(lower.http_timeout_secs),
-            retry_budget_secs: self.retry_budget_secs.or(lower.retry_budget_secs),
-            max_requests_per_minute: self
-                .max_requests_per_minute
-                .or(lower.max_requests_per_minute),
-            settle_lag_secs: self.settle_lag_secs.or(lower.settle_lag_secs),
-            overlap_secs: self.overlap_secs.or(lower.overlap_secs),
-            reconcile_interval_secs: self
-                .reconcile_interval_secs
-                .or(lower.reconcile_interval_secs),
-            reconcile_hours: self.reconcile_hours.or(lower.reconcile_hours),
-            api_flavor: self.api_flavor.or(lower.api_flavor),
-            modules: self.modules.or(lower.modules),
-            actions: self.actions.or(lower.actions),
-            static_filter: self.static_filter.or(lower.static_filter),
-            principals: self.principals.or(lower.principals),
-            scopes: self.scopes.or(lower.scopes),
-            resources: self.resources.or(lower.resources),
-            environments: self.environments.or(lower.environments),
-            allow_unknown_values: self.allow_unknown_values.or(lower.allow_unknown_values),
-            output_shape: self.output_shape.or(lower.output_shape),
-            enrich_yaml_diff: self.enrich_yaml_diff.or(lower.enrich_yaml_diff),
-            sink: self.sink.or(lower.sink),
-            output_dir: self.output_dir.or(lower.output_dir),
-            gcs_bucket: self.gcs_bucket.or(lower.gcs_bucket),
-            prefix: self.prefix.or(lower.prefix),
-            state_key: self.state_key.or(lower.state_key),
-            batch_max_events: self.batch_max_events.or(lower.batch_max_events),
-            gzip: self.gzip.or(lower.gzip),
-            lease_secs: self.lease_secs.or(lower.lease_secs),
-            max_memory_mib: self.max_memory_mib.or(lower.max_memory_mib),
-            poll_timeout_secs: self.poll_timeout_secs.or(lower.poll_timeout_secs),
+    pub fn over(mut self, lower: Self) -> Self {
+        for (key, value) in lower.values {
+            self.values.entry(key).or_insert(value);
         }
+        self
+    }
+
+    fn take(&mut self, setting: &Setting) -> Option<Sourced<String>> {
+        self.values.remove(setting.key).map(|s| Sourced {
+            value: match s.value {
+                RawValue::One(v) => v,
+                RawValue::Many(v) => v.join(","),
+            },
+            origin: s.origin,
+        })
+    }
+
+    fn take_list(&mut self, setting: &Setting) -> Option<Sourced<Vec<String>>> {
+        self.values.remove(setting.key).map(|s| Sourced {
+            value: match s.value {
+                RawValue::One(v) => vec![v],
+                RawValue::Many(v) => v,
+            },
+            origin: s.origin,
+        })
+    }
+
+    fn number(&mut self, setting: &Setting) -> Result<u32, ConfigError> {
+        let Kind::Number { default, range } = &setting.kind else {
+            unreachable!("{} is not a number", setting.env)
+        };
+        let Some(raw) = self.take(setting) else {
+            return Ok(*default);
+        };
+        match raw.value.trim().parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(invalid(
+                &raw,
+                &format!(
+                    "`{}` is not a whole number from {} to {}",
+                    raw.value,
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    fn boolean(&mut self, setting: &Setting) -> Result<bool, ConfigError> {
+        let Kind::Bool { default } = setting.kind else {
+            unreachable!("{} is not a boolean", setting.env)
+        };
+        let Some(raw) = self.take(setting) else {
+            return Ok(default);
+        };
+        match raw.value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(invalid(&raw, "must be `true` or `false`")),
+        }
+    }
+
+    /// The chosen value in its canonical spelling, or the default.
+    fn choice(&mut self, setting: &Setting) -> Result<Option<&'static str>, ConfigError> {
+        let Kind::Choice { choices, default } = setting.kind else {
+            unreachable!("{} is not a choice", setting.env)
+        };
+        let Some(raw) = self.take(setting) else {
+            return Ok(default);
+        };
+        let given = raw.value.trim();
+        match choices.iter().find(|c| c.eq_ignore_ascii_case(given)) {
+            Some(c) => Ok(Some(c)),
+            None => Err(invalid(
+                &raw,
+                &format!("`{given}` is not one of {}", table::accepts(&setting.kind)),
+            )),
+        }
+    }
+
+    /// The text, or the default.
+    fn text(&mut self, setting: &Setting) -> Option<Sourced<String>> {
+        let Kind::Text { default } = setting.kind else {
+            unreachable!("{} is not text", setting.env)
+        };
+        self.take(setting).or_else(|| {
+            default.map(|d| Sourced {
+                value: d.to_owned(),
+                origin: Origin::Default(setting.env),
+            })
+        })
     }
 
     /// Validates everything; the first problem found is returned.
@@ -650,10 +526,10 @@ impl RawConfig {
     /// Validates everything for a command that may not need the API key:
     /// with [`KeyUse::NotNeeded`], an absent key is no error (a given one is
     /// still checked).
-    pub fn validate_for(self, key_use: KeyUse) -> Result<Config, ConfigError> {
-        let api_base = parse_api_base(self.api_base)?;
-        let account_id = self.account_id.ok_or(ConfigError::Missing {
-            what: "HARNESS_ACCOUNT_ID",
+    pub fn validate_for(mut self, key_use: KeyUse) -> Result<Config, ConfigError> {
+        let api_base = parse_api_base(self.text(&table::API_BASE))?;
+        let account_id = self.text(&table::ACCOUNT_ID).ok_or(ConfigError::Missing {
+            what: table::ACCOUNT_ID.env,
             hint: "set it to your Harness account identifier (Account Settings > Overview)",
         })?;
         if !is_identifier(&account_id.value) {
@@ -662,119 +538,83 @@ impl RawConfig {
                 "must be a Harness identifier: letters, digits, `_` or `-`",
             ));
         }
-        let (api_key, api_key_source) = match (key_use, self.api_key, self.api_key_file) {
+        let inline_key = self.take(&table::API_KEY);
+        let key_file = self.text(&table::API_KEY_FILE);
+        let (api_key, api_key_source) = match (key_use, inline_key, key_file) {
             (KeyUse::NotNeeded, None, None) => (ApiKey(String::new()), "not needed".to_owned()),
             (_, inline, file) => resolve_api_key(inline, file, &account_id)?,
         };
-        let page_size = number(self.page_size, DEFAULT_PAGE_SIZE, 1..=100)?;
         let harness = HarnessConfig {
             api_key_source,
             api_base,
             api_key,
-            page_size,
-            start_minutes_back: number(
-                self.start_minutes_back,
-                DEFAULT_START_MINUTES_BACK,
-                0..=1_051_200,
-            )?,
-            max_retries: number(self.max_retries, DEFAULT_MAX_RETRIES, 0..=20)?,
-            retry_base_ms: number(self.retry_base_ms, DEFAULT_RETRY_BASE_MS, 0..=60_000)?,
-            http_timeout_secs: number(self.http_timeout_secs, DEFAULT_HTTP_TIMEOUT_SECS, 1..=600)?,
-            retry_budget_secs: number(
-                self.retry_budget_secs,
-                DEFAULT_RETRY_BUDGET_SECS,
-                0..=86_400,
-            )?,
-            max_requests_per_minute: number(
-                self.max_requests_per_minute,
-                DEFAULT_MAX_REQUESTS_PER_MINUTE,
-                0..=100_000,
-            )?,
-            settle_lag_secs: number(self.settle_lag_secs, DEFAULT_SETTLE_LAG_SECS, 0..=604_800)?,
-            overlap_secs: number(self.overlap_secs, DEFAULT_OVERLAP_SECS, 0..=604_800)?,
-            reconcile_interval_secs: number(
-                self.reconcile_interval_secs,
-                DEFAULT_RECONCILE_INTERVAL_SECS,
-                1..=settings::MAX_RECONCILE_INTERVAL_SECS,
-            )?,
-            reconcile_hours: number(
-                self.reconcile_hours,
-                DEFAULT_RECONCILE_HOURS,
-                0..=settings::MAX_RECONCILE_HOURS,
-            )?,
-            api_flavor: match self.api_flavor {
-                None => ApiFlavor::List,
-                Some(f) => match f.value.as_str() {
-                    "list" => ApiFlavor::List,
-                    "list-v2" => ApiFlavor::ListV2,
-                    _ => {
-                        return Err(invalid(
-                            &f,
-                            "must be `list` (the verified offset-paged API) or `list-v2` (cursor-paged, unverified)",
-                        ));
-                    }
-                },
+            page_size: self.number(&table::PAGE_SIZE)?,
+            start_minutes_back: self.number(&table::START_MINUTES_BACK)?,
+            max_retries: self.number(&table::MAX_RETRIES)?,
+            retry_base_ms: self.number(&table::RETRY_BASE_MS)?,
+            http_timeout_secs: self.number(&table::HTTP_TIMEOUT_SECS)?,
+            retry_budget_secs: self.number(&table::RETRY_BUDGET_SECS)?,
+            max_requests_per_minute: self.number(&table::MAX_REQUESTS_PER_MINUTE)?,
+            settle_lag_secs: self.number(&table::SETTLE_LAG_SECS)?,
+            overlap_secs: self.number(&table::OVERLAP_SECS)?,
+            reconcile_interval_secs: self.number(&table::RECONCILE_INTERVAL_SECS)?,
+            reconcile_hours: self.number(&table::RECONCILE_HOURS)?,
+            api_flavor: match self.choice(&table::API_FLAVOR)? {
+                Some("list-v2") => ApiFlavor::ListV2,
+                _ => ApiFlavor::List,
             },
             account_id: account_id.value,
         };
-        let allow_unknown = match &self.allow_unknown_values {
-            None => false,
-            Some(a) => boolean(a)?,
-        };
+        let allow_unknown = self.boolean(&table::ALLOW_UNKNOWN_VALUES)?;
         let filters = FilterConfig {
-            modules: each(self.modules, |v| filters::module(v, allow_unknown))?,
-            actions: each(self.actions, |v| filters::action(v, allow_unknown))?,
-            principals: each(self.principals, |v| filters::principal(v, allow_unknown))?,
-            scopes: each(self.scopes, filters::scope)?,
-            resources: each(self.resources, |v| filters::resource(v, allow_unknown))?,
-            environments: each(self.environments, filters::environment)?,
-            static_filter: match self.static_filter {
-                Some(s) if STATIC_FILTERS.contains(&s.value.as_str()) => Some(s.value),
-                Some(s) => {
-                    return Err(invalid(
-                        &s,
-                        &format!("must be one of {}", STATIC_FILTERS.join(", ")),
-                    ));
-                }
-                None => None,
-            },
+            modules: each(self.take_list(&table::MODULES), |v| {
+                filters::module(v, allow_unknown)
+            })?,
+            actions: each(self.take_list(&table::ACTIONS), |v| {
+                filters::action(v, allow_unknown)
+            })?,
+            principals: each(self.take_list(&table::PRINCIPALS), |v| {
+                filters::principal(v, allow_unknown)
+            })?,
+            scopes: each(self.take_list(&table::SCOPES), filters::scope)?,
+            resources: each(self.take_list(&table::RESOURCES), |v| {
+                filters::resource(v, allow_unknown)
+            })?,
+            environments: each(self.take_list(&table::ENVIRONMENTS), filters::environment)?,
+            static_filter: self.choice(&table::STATIC_FILTER)?.map(str::to_owned),
         };
-        let gcs_bucket = self.gcs_bucket.map(bucket_name).transpose()?;
+        let gcs_bucket = self.text(&table::GCS_BUCKET).map(bucket_name).transpose()?;
         // The recipe sets only GCS_BUCKET, so a bucket alone selects the GCS sink.
-        let sink = match &self.sink {
+        let sink = match self.choice(&table::SINK)? {
             None if gcs_bucket.is_some() => SinkKind::Gcs,
-            None => SinkKind::Local,
-            Some(s) => match s.value.as_str() {
-                "local" => SinkKind::Local,
-                "stdout" => SinkKind::Stdout,
-                "gcs" => SinkKind::Gcs,
-                _ => return Err(invalid(s, "must be `gcs`, `local` or `stdout`")),
-            },
+            Some("gcs") => SinkKind::Gcs,
+            Some("stdout") => SinkKind::Stdout,
+            _ => SinkKind::Local,
         };
         if sink == SinkKind::Gcs && gcs_bucket.is_none() {
             return Err(ConfigError::Missing {
-                what: "GCS_BUCKET",
+                what: table::GCS_BUCKET.env,
                 hint: "SINK=gcs needs the bucket name, e.g. GCS_BUCKET=my-secops-bucket",
             });
         }
-        let gzip = match &self.gzip {
-            None => false,
-            Some(g) => boolean(g)?,
-        };
+        let gzip = self.boolean(&table::GZIP)?;
         if gzip && sink != SinkKind::Gcs {
             return Err(ConfigError::Missing {
-                what: "GCS_BUCKET",
+                what: table::GCS_BUCKET.env,
                 hint: "GZIP=true compresses GCS objects only; set GCS_BUCKET, or unset GZIP",
             });
         }
-        let prefix = relative_key(self.prefix, DEFAULT_PREFIX)?;
-        let state_key = relative_key(self.state_key, DEFAULT_STATE_KEY)?;
+        let prefix = relative_key(self.text(&table::GCS_PREFIX))?;
+        let state_key = relative_key(self.text(&table::STATE_KEY))?;
         // A batch holds whole pages, so it could not stay under a limit below one page.
-        let batch_origin = self.batch_max_events.as_ref().map(|s| s.origin.clone());
-        let batch_max_events = number(self.batch_max_events, DEFAULT_BATCH_MAX_EVENTS, 1..=20_000)?;
+        let batch_origin = self
+            .values
+            .get(table::BATCH_MAX_EVENTS.key)
+            .map(|s| s.origin.clone());
+        let batch_max_events = self.number(&table::BATCH_MAX_EVENTS)?;
         if batch_max_events < harness.page_size {
             return Err(ConfigError::Invalid {
-                origin: batch_origin.unwrap_or(Origin::Env("BATCH_MAX_EVENTS")),
+                origin: batch_origin.unwrap_or(Origin::Default(table::BATCH_MAX_EVENTS.env)),
                 message: format!(
                     "{batch_max_events} is below PAGE_SIZE ({}): a batch holds whole pages; raise it or lower PAGE_SIZE",
                     harness.page_size
@@ -782,8 +622,9 @@ impl RawConfig {
             });
         }
         let output_dir = PathBuf::from(
-            self.output_dir
-                .map_or_else(|| DEFAULT_OUTPUT_DIR.to_owned(), |d| d.value),
+            self.text(&table::OUTPUT_DIR)
+                .map(|d| d.value)
+                .unwrap_or_default(),
         );
         Ok(Config {
             harness,
@@ -796,37 +637,17 @@ impl RawConfig {
                 batch_max_events,
                 gcs_bucket,
                 gzip,
-                lease_secs: number(self.lease_secs, DEFAULT_LEASE_SECS, 30..=86_400)?,
-                enrich_yaml_diff: match &self.enrich_yaml_diff {
-                    None => false,
-                    Some(e) => boolean(e)?,
-                },
-                shape: match self.output_shape {
-                    None => OutputShape::Raw,
-                    Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
-                        "raw" => OutputShape::Raw,
-                        "streaming" => OutputShape::Streaming,
-                        _ => {
-                            return Err(invalid(
-                                &s,
-                                "must be `raw` (the API's objects, byte for byte) or `streaming` (audit-streaming field names)",
-                            ));
-                        }
-                    },
+                lease_secs: self.number(&table::LEASE_SECS)?,
+                enrich_yaml_diff: self.boolean(&table::ENRICH_YAML_DIFF)?,
+                shape: match self.choice(&table::OUTPUT_SHAPE)? {
+                    Some("streaming") => OutputShape::Streaming,
+                    _ => OutputShape::Raw,
                 },
             },
             backfill: None,
             limits: LimitsConfig {
-                max_memory_mib: number(
-                    self.max_memory_mib,
-                    DEFAULT_MAX_MEMORY_MIB,
-                    16..=MAX_MEMORY_MIB,
-                )?,
-                poll_timeout_secs: number(
-                    self.poll_timeout_secs,
-                    DEFAULT_POLL_TIMEOUT_SECS,
-                    1..=86_400,
-                )?,
+                max_memory_mib: self.number(&table::MAX_MEMORY_MIB)?,
+                poll_timeout_secs: self.number(&table::POLL_TIMEOUT_SECS)?,
             },
         })
     }
@@ -839,154 +660,24 @@ impl OutputConfig {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    harness: HarnessSection,
-    #[serde(default)]
-    filters: FiltersSection,
-    #[serde(default)]
-    output: OutputSection,
-    #[serde(default)]
-    limits: LimitsSection,
-}
-
-/// `[limits]` table.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct LimitsSection {
-    max_memory_mib: Option<u32>,
-    poll_timeout_secs: Option<u32>,
-}
-
-impl LimitsSection {
-    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
-        BTreeMap::from([
-            ("max_memory_mib", scalar(self.max_memory_mib)),
-            ("poll_timeout_secs", scalar(self.poll_timeout_secs)),
-        ])
+/// The TOML type a setting's kind takes, for errors.
+fn toml_type(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Number { .. } => "a whole number",
+        Kind::Bool { .. } => "`true` or `false`",
+        Kind::Choice { .. } | Kind::Text { .. } => "a string",
+        Kind::List => "an array of strings",
     }
 }
 
-/// `[harness]` table.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct HarnessSection {
-    api_base: Option<String>,
-    account_id: Option<String>,
-    api_key_file: Option<String>,
-    page_size: Option<u32>,
-    start_minutes_back: Option<u32>,
-    max_retries: Option<u32>,
-    retry_base_ms: Option<u32>,
-    http_timeout_secs: Option<u32>,
-    retry_budget_secs: Option<u32>,
-    max_requests_per_minute: Option<u32>,
-    settle_lag_secs: Option<u32>,
-    overlap_secs: Option<u32>,
-    reconcile_interval_secs: Option<u32>,
-    reconcile_hours: Option<u32>,
-    api_flavor: Option<String>,
-}
-
-/// `[filters]` table.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FiltersSection {
-    modules: Option<Vec<String>>,
-    actions: Option<Vec<String>>,
-    static_filter: Option<String>,
-    principals: Option<Vec<String>>,
-    scopes: Option<Vec<String>>,
-    resources: Option<Vec<String>>,
-    environments: Option<Vec<String>>,
-    allow_unknown_values: Option<bool>,
-}
-
-/// `[output]` table.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct OutputSection {
-    sink: Option<String>,
-    output_dir: Option<String>,
-    gcs_bucket: Option<String>,
-    gcs_prefix: Option<String>,
-    state_key: Option<String>,
-    batch_max_events: Option<u32>,
-    gzip: Option<bool>,
-    lease_secs: Option<u32>,
-    output_shape: Option<String>,
-    enrich_yaml_diff: Option<bool>,
-}
-
-enum TomlValue {
-    Scalar(String),
-    List(Vec<String>),
-}
-
-fn scalar(v: Option<impl ToString>) -> Option<TomlValue> {
-    v.map(|v| TomlValue::Scalar(v.to_string()))
-}
-
-impl HarnessSection {
-    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
-        BTreeMap::from([
-            ("api_base", scalar(self.api_base)),
-            ("account_id", scalar(self.account_id)),
-            ("api_key_file", scalar(self.api_key_file)),
-            ("page_size", scalar(self.page_size)),
-            ("start_minutes_back", scalar(self.start_minutes_back)),
-            ("max_retries", scalar(self.max_retries)),
-            ("retry_base_ms", scalar(self.retry_base_ms)),
-            ("http_timeout_secs", scalar(self.http_timeout_secs)),
-            ("retry_budget_secs", scalar(self.retry_budget_secs)),
-            (
-                "max_requests_per_minute",
-                scalar(self.max_requests_per_minute),
-            ),
-            ("settle_lag_secs", scalar(self.settle_lag_secs)),
-            ("overlap_secs", scalar(self.overlap_secs)),
-            (
-                "reconcile_interval_secs",
-                scalar(self.reconcile_interval_secs),
-            ),
-            ("reconcile_hours", scalar(self.reconcile_hours)),
-            ("api_flavor", scalar(self.api_flavor)),
-        ])
-    }
-}
-
-impl FiltersSection {
-    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
-        BTreeMap::from([
-            ("modules", self.modules.map(TomlValue::List)),
-            ("actions", self.actions.map(TomlValue::List)),
-            ("static_filter", scalar(self.static_filter)),
-            ("principals", self.principals.map(TomlValue::List)),
-            ("scopes", self.scopes.map(TomlValue::List)),
-            ("resources", self.resources.map(TomlValue::List)),
-            ("environments", self.environments.map(TomlValue::List)),
-            ("allow_unknown_values", scalar(self.allow_unknown_values)),
-        ])
-    }
-}
-
-impl OutputSection {
-    fn into_map(self) -> BTreeMap<&'static str, Option<TomlValue>> {
-        BTreeMap::from([
-            ("sink", scalar(self.sink)),
-            ("output_dir", scalar(self.output_dir)),
-            ("gcs_bucket", scalar(self.gcs_bucket)),
-            ("gcs_prefix", scalar(self.gcs_prefix)),
-            ("state_key", scalar(self.state_key)),
-            ("batch_max_events", scalar(self.batch_max_events)),
-            ("gzip", scalar(self.gzip)),
-            ("lease_secs", scalar(self.lease_secs)),
-            ("output_shape", scalar(self.output_shape)),
-            ("enrich_yaml_diff", scalar(self.enrich_yaml_diff)),
-        ])
-    }
+/// The keys a section takes, for errors.
+fn keys_of(section: Section) -> String {
+    table::ALL
+        .into_iter()
+        .filter(|s| s.section == section && !s.secret)
+        .map(|s| s.key)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn invalid<T>(s: &Sourced<T>, message: &str) -> ConfigError {
@@ -1003,15 +694,14 @@ fn is_identifier(v: &str) -> bool {
 }
 
 fn parse_api_base(raw: Option<Sourced<String>>) -> Result<Url, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(Url::parse(DEFAULT_API_BASE).expect("the default is a valid URL"));
-    };
+    let raw = raw.expect("HARNESS_API_BASE has a default");
     let url = Url::parse(raw.value.trim()).map_err(|e| {
         invalid(
             &raw,
             &format!(
-                "`{}` is not a URL ({e}); expected e.g. {DEFAULT_API_BASE}",
-                raw.value
+                "`{}` is not a URL ({e}); expected e.g. {}",
+                raw.value,
+                table::API_BASE.default_text()
             ),
         )
     })?;
@@ -1095,34 +785,6 @@ fn resolve_api_key(
     Ok((ApiKey(key), source))
 }
 
-fn number(
-    raw: Option<Sourced<String>>,
-    default: u32,
-    range: std::ops::RangeInclusive<u32>,
-) -> Result<u32, ConfigError> {
-    let Some(raw) = raw else { return Ok(default) };
-    match raw.value.trim().parse::<u32>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(invalid(
-            &raw,
-            &format!(
-                "`{}` is not a whole number from {} to {}",
-                raw.value,
-                range.start(),
-                range.end()
-            ),
-        )),
-    }
-}
-
-fn boolean(raw: &Sourced<String>) -> Result<bool, ConfigError> {
-    match raw.value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(invalid(raw, "must be `true` or `false`")),
-    }
-}
-
 /// Parses every entry of a list setting; the error names the setting and the entry.
 fn each<T>(
     raw: Option<Sourced<Vec<String>>>,
@@ -1168,10 +830,8 @@ fn bucket_name(raw: Sourced<String>) -> Result<String, ConfigError> {
     Ok(name.to_owned())
 }
 
-fn relative_key(raw: Option<Sourced<String>>, default: &str) -> Result<String, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(default.to_owned());
-    };
+fn relative_key(raw: Option<Sourced<String>>) -> Result<String, ConfigError> {
+    let raw = raw.expect("the prefix and the state key have defaults");
     let key = raw.value.trim().trim_matches('/').to_owned();
     let path = Path::new(&key);
     if key.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::EMBEDDED_COMPONENT;
 use harness_audit::backfill::{BackfillRange, Progress};
 use harness_audit::collector::{Collector, PassSummary, SharedEngine};
-use harness_audit::config::{Config, KeyUse, RawConfig, SinkKind};
+use harness_audit::config::{Config, KeyUse, RawConfig, SettingFlags, SinkKind};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
 use harness_audit::ledger::LedgerRange;
 use harness_audit::runner;
@@ -150,163 +150,11 @@ struct RunArgs {
     /// START_MINUTES_BACK minutes ago; events already written since then are written again.
     #[arg(long)]
     reset_checkpoint: bool,
-    /// Harness API base URL [env: HARNESS_API_BASE] [default: https://app.harness.io].
-    #[arg(long)]
-    api_base: Option<String>,
-    /// list (verified, offset pages) or list-v2 (pageToken, unverified) [env: HARNESS_API_FLAVOR] [default: list].
-    #[arg(long)]
-    api_flavor: Option<String>,
-    /// Harness account identifier [env: HARNESS_ACCOUNT_ID].
-    #[arg(long)]
-    account_id: Option<String>,
-    /// File holding the API key [env: HARNESS_API_KEY_FILE]; the key itself is read only from HARNESS_API_KEY.
-    #[arg(long, value_name = "FILE")]
-    api_key_file: Option<String>,
-    /// Events per page, 1-100 [env: PAGE_SIZE] [default: 50].
-    #[arg(long)]
-    page_size: Option<String>,
-    /// First pass look-back in minutes [env: START_MINUTES_BACK] [default: 60].
-    #[arg(long)]
-    start_minutes_back: Option<String>,
-    /// Retries per request [env: MAX_RETRIES] [default: 5].
-    #[arg(long)]
-    max_retries: Option<String>,
-    /// First backoff delay in ms [env: RETRY_BASE_MS] [default: 1000].
-    #[arg(long)]
-    retry_base_ms: Option<String>,
-    /// Cap on each HTTP timeout in seconds [env: HTTP_TIMEOUT_SECS] [default: 60].
-    #[arg(long)]
-    http_timeout_secs: Option<String>,
-    /// Total retry wait per pass in seconds [env: RETRY_BUDGET_SECONDS] [default: 300].
-    #[arg(long)]
-    retry_budget_secs: Option<String>,
-    /// Client-side request cap per minute, 0 = off [env: MAX_REQUESTS_PER_MINUTE] [default: 300].
-    #[arg(long)]
-    max_requests_per_minute: Option<String>,
-    /// Read only events at least this old, in seconds [env: SETTLE_LAG_SECONDS] [default: 120].
-    #[arg(long)]
-    settle_lag_secs: Option<String>,
-    /// Re-read this much before the previous window end, in seconds [env: OVERLAP_SECONDS] [default: 900].
-    #[arg(long)]
-    overlap_secs: Option<String>,
-    /// Seconds between checks of Harness's hourly counts, 1-604800 [env: RECONCILE_INTERVAL_SECONDS] [default: 3600].
-    #[arg(long)]
-    reconcile_interval_secs: Option<String>,
-    /// Hours those checks look back, 0-720, 0 = off [env: RECONCILE_HOURS] [default: 48].
-    #[arg(long)]
-    reconcile_hours: Option<String>,
-    /// Comma-separated modules, e.g. CD,PMS [env: FILTER_MODULES].
-    #[arg(long)]
-    modules: Option<String>,
-    /// Comma-separated actions, e.g. CREATE,UPDATE [env: FILTER_ACTIONS].
-    #[arg(long)]
-    actions: Option<String>,
-    /// EXCLUDE_LOGIN_EVENTS or EXCLUDE_SYSTEM_EVENTS [env: STATIC_FILTER].
-    #[arg(long)]
-    static_filter: Option<String>,
-    /// Comma-separated TYPE:identifier, e.g. USER:alice@example.com,SERVICE_ACCOUNT:ci_bot,SYSTEM [env: FILTER_PRINCIPALS].
-    #[arg(long)]
-    principals: Option<String>,
-    /// Comma-separated org or org/project, e.g. default/payments [env: FILTER_SCOPES].
-    #[arg(long)]
-    scopes: Option<String>,
-    /// Comma-separated TYPE or TYPE:identifier, e.g. PIPELINE:deploy,SECRET [env: FILTER_RESOURCES].
-    #[arg(long)]
-    resources: Option<String>,
-    /// Comma-separated Production, PreProduction, TYPE:identifier or :identifier [env: FILTER_ENVIRONMENTS].
-    #[arg(long)]
-    environments: Option<String>,
-    /// Accept module, action, resource and principal types newer than this release [env: ALLOW_UNKNOWN_VALUES].
-    #[arg(long)]
-    allow_unknown_values: bool,
-    /// gcs, local or stdout [env: SINK] [default: gcs when GCS_BUCKET is set, else local].
-    #[arg(long)]
-    sink: Option<String>,
-    /// Local store root [env: OUTPUT_DIR] [default: ./harness-audit-data].
-    #[arg(long)]
-    output_dir: Option<String>,
-    /// GCS bucket, bare name [env: GCS_BUCKET].
-    #[arg(long)]
-    gcs_bucket: Option<String>,
-    /// Object prefix [env: GCS_PREFIX] [default: harness/audit].
-    #[arg(long)]
-    prefix: Option<String>,
-    /// Checkpoint key [env: STATE_KEY] [default: harness-audit-state/checkpoint.json].
-    #[arg(long)]
-    state_key: Option<String>,
-    /// Events per object at most, 1-20000 [env: BATCH_MAX_EVENTS] [default: 1000].
-    #[arg(long)]
-    batch_max_events: Option<String>,
-    /// Attach each configuration change's YAML diff (auditYaml): true or false [env: ENRICH_YAML_DIFF] [default: false].
-    #[arg(long)]
-    enrich_yaml_diff: Option<String>,
-    /// raw (the API's objects) or streaming (audit-streaming field names) [env: OUTPUT_SHAPE] [default: raw].
-    #[arg(long)]
-    output_shape: Option<String>,
-    /// Gzip GCS objects (.jsonl.gz, contentEncoding gzip): true or false [env: GZIP] [default: false].
-    #[arg(long)]
-    gzip: Option<String>,
-    /// Lifetime of the GCS lease in seconds, 30-86400 [env: LEASE_SECONDS] [default: 300].
-    #[arg(long)]
-    lease_secs: Option<String>,
-    /// Memory ceiling of the component in MiB, 16-4096 [env: MAX_MEMORY_MIB] [default: 256].
-    #[arg(long)]
-    max_memory_mib: Option<String>,
-    /// Limit on each call into the component in seconds, 1-86400 [env: POLL_TIMEOUT_SECS] [default: 3600].
-    #[arg(long)]
-    poll_timeout_secs: Option<String>,
+    #[command(flatten)]
+    settings: SettingFlags,
 }
 
 impl RunArgs {
-    fn layer(&self) -> RawConfig {
-        RawConfig::from_flags([
-            ("--api-base", self.api_base.clone()),
-            ("--api-flavor", self.api_flavor.clone()),
-            ("--account-id", self.account_id.clone()),
-            ("--api-key-file", self.api_key_file.clone()),
-            ("--page-size", self.page_size.clone()),
-            ("--start-minutes-back", self.start_minutes_back.clone()),
-            ("--max-retries", self.max_retries.clone()),
-            ("--retry-base-ms", self.retry_base_ms.clone()),
-            ("--http-timeout-secs", self.http_timeout_secs.clone()),
-            ("--retry-budget-secs", self.retry_budget_secs.clone()),
-            (
-                "--max-requests-per-minute",
-                self.max_requests_per_minute.clone(),
-            ),
-            ("--settle-lag-secs", self.settle_lag_secs.clone()),
-            ("--overlap-secs", self.overlap_secs.clone()),
-            (
-                "--reconcile-interval-secs",
-                self.reconcile_interval_secs.clone(),
-            ),
-            ("--reconcile-hours", self.reconcile_hours.clone()),
-            ("--modules", self.modules.clone()),
-            ("--actions", self.actions.clone()),
-            ("--static-filter", self.static_filter.clone()),
-            ("--principals", self.principals.clone()),
-            ("--scopes", self.scopes.clone()),
-            ("--resources", self.resources.clone()),
-            ("--environments", self.environments.clone()),
-            (
-                "--allow-unknown-values",
-                self.allow_unknown_values.then(|| "true".to_owned()),
-            ),
-            ("--sink", self.sink.clone()),
-            ("--output-dir", self.output_dir.clone()),
-            ("--gcs-bucket", self.gcs_bucket.clone()),
-            ("--prefix", self.prefix.clone()),
-            ("--state-key", self.state_key.clone()),
-            ("--batch-max-events", self.batch_max_events.clone()),
-            ("--gzip", self.gzip.clone()),
-            ("--output-shape", self.output_shape.clone()),
-            ("--enrich-yaml-diff", self.enrich_yaml_diff.clone()),
-            ("--lease-secs", self.lease_secs.clone()),
-            ("--max-memory-mib", self.max_memory_mib.clone()),
-            ("--poll-timeout-secs", self.poll_timeout_secs.clone()),
-        ])
-    }
-
     fn config(&self) -> Result<Config, RunError> {
         self.config_for(KeyUse::Required)
     }
@@ -317,6 +165,7 @@ impl RunArgs {
             None => RawConfig::default(),
         };
         Ok(self
+            .settings
             .layer()
             .over(RawConfig::from_env().over(file))
             .validate_for(key_use)?)

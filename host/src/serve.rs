@@ -19,7 +19,6 @@ use tracing::Instrument as _;
 
 use crate::EMBEDDED_COMPONENT;
 use crate::collector::{Collector, PoolSize, SharedEngine};
-use crate::config::MAX_MEMORY_MIB;
 use crate::error::RunError;
 use crate::metrics::Metrics;
 use crate::runner;
@@ -66,7 +65,9 @@ struct Components {
 
 impl Components {
     fn new(options: &ServeOptions) -> anyhow::Result<Self> {
-        let max_memory_mib = usize::try_from(MAX_MEMORY_MIB).expect("fits");
+        let max_memory_mib = harness_audit_settings::MAX_MEMORY_MIB
+            .range()
+            .map_or(0, |r| usize::try_from(*r.end()).expect("fits"));
         let engine = SharedEngine::new(Some(PoolSize {
             instances: u32::try_from(options.max_concurrent).unwrap_or(u32::MAX),
             max_memory_bytes: max_memory_mib << 20,

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Config, Origin, RawConfig, SETTINGS, SinkKind};
+use harness_audit_settings as table;
+
+use crate::config::{Config, Origin, RawConfig, SinkKind};
 
 /// Default pause between a tenant's passes, in seconds.
 pub const DEFAULT_INTERVAL_SECS: u64 = 3600;
@@ -37,38 +39,23 @@ pub struct TenantSpec {
     pub component: Option<PathBuf>,
 }
 
-/// The TOML name of a `run` setting, and the field it sets.
-fn setting_field(key: &str) -> Option<&'static str> {
-    let field = match key {
-        "gcs_prefix" => "prefix",
-        "prefix" | "api_key" => return None,
-        other => other,
-    };
-    SETTINGS.iter().map(|(f, _, _)| *f).find(|f| *f == field)
-}
-
 fn valid_keys() -> String {
-    let mut keys: Vec<&str> = SETTINGS
-        .iter()
-        .map(|(f, _, _)| if *f == "prefix" { "gcs_prefix" } else { *f })
-        .filter(|k| *k != "api_key")
+    let mut keys: Vec<&str> = table::ALL
+        .into_iter()
+        .filter(|s| !s.secret)
+        .map(|s| s.key)
         .chain(TENANT_KEYS)
         .collect();
     keys.sort_unstable();
     keys.join(", ")
 }
 
-fn text(value: &toml::Value) -> Option<String> {
+fn text(value: &toml::Value) -> String {
     match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .map(|v| v.join(",")),
-        _ => None,
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => format!("a {}", other.type_str()),
     }
 }
 
@@ -80,7 +67,7 @@ fn seconds(table: &toml::Table, key: &str, id: &str, default: u64) -> Result<u64
         }
         Some(other) => Err(format!(
             "tenant `{id}`: {key} = {} is not a whole number of seconds from 0 to 604800",
-            text(other).unwrap_or_else(|| "that value".into())
+            text(other)
         )),
     }
 }
@@ -186,20 +173,18 @@ fn tenant(
                  use api_key_env = \"VAR\" or api_key_file = \"/path\""
             ));
         }
-        let field = setting_field(key).ok_or_else(|| {
+        let setting = table::by_key(key).filter(|s| !s.secret).ok_or_else(|| {
             format!(
                 "tenant `{id}`: unknown key `{key}`; valid keys are {}",
                 valid_keys()
             )
         })?;
-        let value = text(value).ok_or_else(|| {
-            format!("tenant `{id}`: {key} must be a string, number, boolean or list of strings")
-        })?;
-        raw.set(
-            field,
+        raw.set_toml(
+            setting,
             value,
             Origin::File(format!("tenant `{id}` key {key}")),
-        );
+        )
+        .map_err(|e| format!("tenant `{id}`: {e}"))?;
     }
     match merged.get("api_key_env") {
         Some(toml::Value::String(var)) => {
@@ -209,7 +194,7 @@ fn tenant(
                 )
             })?;
             raw.set(
-                "api_key",
+                &table::API_KEY,
                 key,
                 Origin::File(format!("tenant `{id}` key api_key_env ({var})")),
             );

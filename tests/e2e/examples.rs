@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness_audit::config::SETTINGS;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -56,9 +55,9 @@ impl Schema {
             .map(|name| (name.to_owned(), help(&[name])))
             .collect();
         assert!(subcommands.contains_key("run") && subcommands.contains_key("serve"));
-        let mut variables: BTreeSet<String> = SETTINGS
+        let mut variables: BTreeSet<String> = harness_audit_settings::ALL
             .iter()
-            .map(|(_, env, _)| (*env).to_owned())
+            .map(|s| s.env.to_owned())
             .collect();
         // Variables outside the settings table are named in the help texts.
         for text in subcommands.values().chain([&top]) {

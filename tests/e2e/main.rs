@@ -7,6 +7,7 @@ mod chaos;
 mod check;
 mod collect;
 mod completeness;
+mod config_ui;
 mod examples;
 mod failures;
 mod filters;

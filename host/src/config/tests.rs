@@ -1,3 +1,5 @@
+use clap::{Args, FromArgMatches};
+
 use super::*;
 
 const KEY: &str = "pat.acct1.tok.secretsecretsecret1234";
@@ -54,87 +56,6 @@ fn recipe_filter_variables_are_parsed() {
     );
     assert_eq!(cfg.harness.page_size, 100);
     assert!(cfg.output.state_inside_prefix());
-}
-
-#[test]
-fn errors_name_the_variable_and_the_accepted_values() {
-    let cases: [(&str, &str, &str); 18] = [
-        (
-            "PAGE_SIZE",
-            "101",
-            "environment variable PAGE_SIZE: `101` is not a whole number from 1 to 100",
-        ),
-        ("PAGE_SIZE", "0", "from 1 to 100"),
-        (
-            "STATIC_FILTER",
-            "LOGIN",
-            "must be one of EXCLUDE_LOGIN_EVENTS, EXCLUDE_SYSTEM_EVENTS",
-        ),
-        (
-            "FILTER_ACTIONS",
-            "create",
-            "FILTER_ACTIONS: `create`: actions are upper-case in the API; write CREATE",
-        ),
-        (
-            "FILTER_MODULES",
-            "CD,NEWMODULE",
-            "FILTER_MODULES: `NEWMODULE` is not a Harness module; valid: CD, CI,",
-        ),
-        (
-            "FILTER_PRINCIPALS",
-            "alice@example.com",
-            "FILTER_PRINCIPALS: `alice@example.com` is not a principal: write TYPE:identifier",
-        ),
-        (
-            "FILTER_SCOPES",
-            "a/b/c",
-            "FILTER_SCOPES: `a/b/c` is not a scope",
-        ),
-        (
-            "FILTER_RESOURCES",
-            "WIDGET:x",
-            "FILTER_RESOURCES: `WIDGET` is not a Harness resource type",
-        ),
-        (
-            "FILTER_ENVIRONMENTS",
-            "Staging",
-            "FILTER_ENVIRONMENTS: `Staging` is not an environment",
-        ),
-        (
-            "ALLOW_UNKNOWN_VALUES",
-            "perhaps",
-            "must be `true` or `false`",
-        ),
-        (
-            "HARNESS_API_BASE",
-            "http://harness.example.com",
-            "must use https://",
-        ),
-        ("HARNESS_API_BASE", "not a url", "is not a URL"),
-        ("SINK", "s3", "must be `gcs`, `local` or `stdout`"),
-        (
-            "GCS_BUCKET",
-            "gs://My_Bucket/path",
-            "is not a GCS bucket name",
-        ),
-        ("GZIP", "maybe", "must be `true` or `false`"),
-        ("LEASE_SECONDS", "5", "from 30 to 86400"),
-        (
-            "BATCH_MAX_EVENTS",
-            "49",
-            "49 is below PAGE_SIZE (50): a batch holds whole pages",
-        ),
-        ("STATE_KEY", "../escape", "without `.` or `..` parts"),
-    ];
-    for (name, value, expected) in cases {
-        let mut pairs = minimal();
-        pairs.push((name, value));
-        let err = error_of(&pairs);
-        assert!(
-            err.contains(expected) && err.contains(name),
-            "{name}={value}: {err}"
-        );
-    }
 }
 
 #[test]
@@ -258,7 +179,10 @@ fn flags_beat_env_which_beats_the_file() {
         ("HARNESS_API_KEY", KEY),
         ("MAX_RETRIES", "2"),
     ]);
-    let flags = RawConfig::from_flags([("--page-size", Some("30".into())), ("--modules", None)]);
+    let matches = SettingFlags::augment_args(clap::Command::new("run"))
+        .try_get_matches_from(["run", "--page-size", "30"])
+        .unwrap();
+    let flags = SettingFlags::from_arg_matches(&matches).unwrap().layer();
     let cfg = flags.over(env.over(file)).validate().unwrap();
     assert_eq!(cfg.harness.page_size, 30);
     assert_eq!(cfg.harness.max_retries, 2);
@@ -266,45 +190,65 @@ fn flags_beat_env_which_beats_the_file() {
 }
 
 #[test]
-fn file_errors_name_the_key() {
-    let raw = RawConfig::from_toml("[harness]\npage_size = 500\n").unwrap();
-    let err = env(&minimal())
-        .over(raw)
+fn boolean_flags_are_switches_that_also_take_a_value() {
+    let flags = |argv: &[&str]| {
+        let matches = SettingFlags::augment_args(clap::Command::new("run"))
+            .try_get_matches_from(argv)
+            .unwrap();
+        SettingFlags::from_arg_matches(&matches).unwrap().layer()
+    };
+    let cfg = flags(&["run", "--allow-unknown-values", "--modules", "cd,NEWMODULE"])
+        .over(env(&minimal()))
         .validate()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("config file key harness.page_size: `500`"),
-        "{err}"
-    );
-    let err = RawConfig::from_toml("[harness]\napi_key = \"x\"\n").unwrap_err();
-    assert!(
-        err.contains("`api_key` is not accepted in a config file") && !err.contains("\"x\""),
-        "{err}"
-    );
-    let err = RawConfig::from_toml("[harness]\naccount = \"x\"\n").unwrap_err();
-    assert!(err.contains("unknown field `account`"), "{err}");
-    assert!(
-        RawConfig::from_toml("[sinks]\n")
-            .unwrap_err()
-            .contains("unknown field `sinks`")
-    );
+        .unwrap();
+    assert_eq!(cfg.filters.modules, ["CD", "NEWMODULE"]);
+    let cfg = flags(&["run", "--enrich-yaml-diff", "false"])
+        .over(env(&[("ENRICH_YAML_DIFF", "true")]).over(env(&minimal())))
+        .validate()
+        .unwrap();
+    assert!(!cfg.output.enrich_yaml_diff);
 }
 
 #[test]
-fn every_setting_has_an_env_name_and_all_flags_are_distinct() {
-    let mut flags: Vec<&str> = SETTINGS
-        .iter()
-        .map(|(_, _, f)| *f)
-        .filter(|f| !f.is_empty())
-        .collect();
-    flags.sort_unstable();
-    flags.dedup();
-    assert_eq!(
-        flags.len(),
-        SETTINGS.len() - 1,
-        "only the key itself has no flag"
-    );
+fn the_raw_layers_never_print_the_key() {
+    let raw = env(&minimal());
+    assert!(!format!("{raw:?}").contains("secretsecret"), "{raw:?}");
+    assert!(format!("{raw:?}").contains("acct1"), "{raw:?}");
+}
+
+/// Every numeric setting accepts both ends of its range and refuses one past either end.
+#[test]
+fn every_number_is_accepted_at_its_bounds_and_refused_just_past_them() {
+    for setting in harness_audit_settings::ALL {
+        let Some(range) = setting.range() else {
+            continue;
+        };
+        for value in [*range.start(), *range.end()] {
+            let value = value.to_string();
+            let mut pairs = minimal();
+            // A batch holds whole pages: bounds are tried with the smallest page and largest batch.
+            pairs.extend([("PAGE_SIZE", "1"), ("BATCH_MAX_EVENTS", "20000")]);
+            pairs.push((setting.env, value.as_str()));
+            if let Err(e) = env(&pairs).validate() {
+                panic!("{}={value} refused: {e}", setting.env);
+            }
+        }
+        let mut outside = vec![u64::from(*range.end()) + 1];
+        outside.extend(range.start().checked_sub(1).map(u64::from));
+        for value in outside {
+            let value = value.to_string();
+            let mut pairs = minimal();
+            pairs.push((setting.env, value.as_str()));
+            let err = error_of(&pairs);
+            let expected = format!(
+                "environment variable {}: `{value}` is not a whole number from {} to {}",
+                setting.env,
+                range.start(),
+                range.end()
+            );
+            assert_eq!(err, expected);
+        }
+    }
 }
 
 #[test]

@@ -2,82 +2,19 @@
 //! variables and the command line, checked before any request is made.
 
 use harness_audit_core::settings::{ApiFlavor, OutputShape, Settings, defaults};
+use harness_audit_settings::{self as table, Kind, Setting};
 
-/// Variables this command reads, with what each one sets.
-pub const READS: [(&str, &str); 20] = [
-    ("HARNESS_ACCOUNT_ID", "account identifier (required)"),
-    ("HARNESS_API_KEY", "API key, sent as x-api-key"),
-    (
-        "HARNESS_API_KEY_FILE",
-        "file holding the API key (in a preopened directory)",
-    ),
-    ("HARNESS_API_BASE", "API base URL"),
-    ("PAGE_SIZE", "events per page, 1 to 100"),
-    (
-        "START_MINUTES_BACK",
-        "look-back of the first pass, in minutes",
-    ),
-    ("MAX_RETRIES", "retries per request"),
-    ("RETRY_BASE_MS", "first backoff delay, in milliseconds"),
-    (
-        "RETRY_BUDGET_SECONDS",
-        "total retry wait per pass, in seconds",
-    ),
-    (
-        "MAX_REQUESTS_PER_MINUTE",
-        "client-side pacing; 0 turns it off",
-    ),
-    (
-        "SETTLE_LAG_SECONDS",
-        "only events at least this old are read",
-    ),
-    (
-        "OVERLAP_SECONDS",
-        "each window re-reads this much of the last one",
-    ),
-    ("HARNESS_API_FLAVOR", "`list` or `list-v2`"),
-    ("FILTER_MODULES", "comma-separated module names"),
-    ("FILTER_ACTIONS", "comma-separated action names"),
-    (
-        "STATIC_FILTER",
-        "EXCLUDE_LOGIN_EVENTS or EXCLUDE_SYSTEM_EVENTS",
-    ),
-    ("OUTPUT_SHAPE", "`raw` or `streaming`"),
-    (
-        "ENRICH_YAML_DIFF",
-        "attach the YAML diff of configuration changes",
-    ),
-    (
-        "RECONCILE_INTERVAL_SECONDS",
-        "seconds between checks of Harness's hourly counts",
-    ),
-    (
-        "RECONCILE_HOURS",
-        "hours the checks look back; 0 turns them off",
-    ),
-];
+/// Settings this command reads from the environment.
+pub fn reads() -> impl Iterator<Item = &'static Setting> {
+    table::ALL.into_iter().filter(|s| s.command)
+}
 
 /// Settings of the `harness-audit` host that this command cannot honour.
 /// Setting one is refused rather than ignored, so that nobody believes a
 /// filter, a sink or a limit is in force when it is not.
-pub const HOST_ONLY: [&str; 16] = [
-    "HTTP_TIMEOUT_SECS",
-    "FILTER_PRINCIPALS",
-    "FILTER_SCOPES",
-    "FILTER_RESOURCES",
-    "FILTER_ENVIRONMENTS",
-    "ALLOW_UNKNOWN_VALUES",
-    "SINK",
-    "OUTPUT_DIR",
-    "GCS_BUCKET",
-    "GCS_PREFIX",
-    "STATE_KEY",
-    "GZIP",
-    "BATCH_MAX_EVENTS",
-    "LEASE_SECONDS",
-    "MAX_MEMORY_MIB",
-    "POLL_TIMEOUT_SECS",
-];
+pub fn host_only() -> impl Iterator<Item = &'static Setting> {
+    table::ALL.into_iter().filter(|s| !s.command)
+}
 
 /// Where the checkpoint lives when `--state-dir` is not given.
 pub const DEFAULT_STATE_DIR: &str = "state";
@@ -150,13 +87,19 @@ pub fn usage() -> String {
          -V, --version    print the version\n\n\
          Environment:\n",
     );
-    for (name, what) in READS {
-        text.push_str(&format!("  {name:<24} {what}\n"));
+    for setting in reads() {
+        text.push_str(&format!(
+            "  {:<28} {} [default: {}]\n",
+            setting.env,
+            setting.summary(),
+            setting.default_text()
+        ));
     }
     text.push_str(
         "\nRefused (settings of the harness-audit host, which this command cannot honour):\n",
     );
-    text.push_str(&format!("  {}\n", HOST_ONLY.join(" ")));
+    let refused: Vec<&str> = host_only().map(|s| s.env).collect();
+    text.push_str(&format!("  {}\n", refused.join(" ")));
     text
 }
 
@@ -188,22 +131,41 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<In
         }
     }
 
-    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    if let Some(name) = HOST_ONLY.iter().find(|name| var(name).is_some()) {
+    let var = |s: &Setting| env(s.env).filter(|v| !v.trim().is_empty());
+    if let Some(setting) = host_only().find(|s| var(s).is_some()) {
         return Err(format!(
-            "{name} is a setting of the harness-audit host that this command cannot honour; \
-             unset it, or run the harness-audit binary instead"
+            "{} is a setting of the harness-audit host that this command cannot honour; \
+             unset it, or run the harness-audit binary instead",
+            setting.env
         ));
     }
-    let number = |name: &str, default: u32| -> Result<u32, String> {
-        var(name).map_or(Ok(default), |v| {
+    let number = |s: &Setting| -> Result<u32, String> {
+        let Kind::Number { default, .. } = s.kind else {
+            unreachable!("{} is not a number", s.env)
+        };
+        var(s).map_or(Ok(default), |v| {
             v.trim().parse().map_err(|_| {
-                format!("{name} `{v}` is not a whole number: use digits only, e.g. {default}")
+                format!(
+                    "{} `{v}` is not a whole number: use digits only, e.g. {default}",
+                    s.env
+                )
             })
         })
     };
-    let list = |name: &str| -> Vec<String> {
-        var(name)
+    let choice = |s: &Setting| -> Result<Option<&'static str>, String> {
+        let Kind::Choice { choices, default } = s.kind else {
+            unreachable!("{} is not a choice", s.env)
+        };
+        var(s).map_or(Ok(default), |v| {
+            choices
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(v.trim()))
+                .map(|c| Some(*c))
+                .ok_or_else(|| format!("{} `{v}` is not one of {}", s.env, choices.join(", ")))
+        })
+    };
+    let list = |s: &Setting| -> Vec<String> {
+        var(s)
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -214,9 +176,9 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<In
             .unwrap_or_default()
     };
 
-    let account_id = var("HARNESS_ACCOUNT_ID")
+    let account_id = var(&table::ACCOUNT_ID)
         .ok_or("HARNESS_ACCOUNT_ID is not set: set it to your Harness account identifier")?;
-    let api_key = match (var("HARNESS_API_KEY"), var("HARNESS_API_KEY_FILE")) {
+    let api_key = match (var(&table::API_KEY), var(&table::API_KEY_FILE)) {
         (Some(_), Some(_)) => {
             return Err("both HARNESS_API_KEY and HARNESS_API_KEY_FILE are set: keep one".into());
         }
@@ -229,25 +191,7 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<In
             );
         }
     };
-    let api_flavor = match var("HARNESS_API_FLAVOR").as_deref().map(str::trim) {
-        None | Some("list") => ApiFlavor::List,
-        Some("list-v2") => ApiFlavor::ListV2,
-        Some(other) => {
-            return Err(format!(
-                "HARNESS_API_FLAVOR `{other}` is not `list` or `list-v2`"
-            ));
-        }
-    };
-    let output_shape = match var("OUTPUT_SHAPE").as_deref().map(str::trim) {
-        None | Some("raw") => OutputShape::Raw,
-        Some("streaming") => OutputShape::Streaming,
-        Some(other) => {
-            return Err(format!(
-                "OUTPUT_SHAPE `{other}` is not `raw` or `streaming`"
-            ));
-        }
-    };
-    let enrich_yaml_diff = match var("ENRICH_YAML_DIFF").as_deref().map(str::trim) {
+    let enrich_yaml_diff = match var(&table::ENRICH_YAML_DIFF).as_deref().map(str::trim) {
         None => false,
         Some("true" | "1" | "yes") => true,
         Some("false" | "0" | "no") => false,
@@ -257,37 +201,37 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<In
     };
 
     let settings = Settings {
-        api_base: var("HARNESS_API_BASE").unwrap_or_else(|| defaults::API_BASE.to_owned()),
+        api_base: var(&table::API_BASE).unwrap_or_else(|| defaults::API_BASE.to_owned()),
         account_id: account_id.trim().to_owned(),
-        page_size: number("PAGE_SIZE", defaults::PAGE_SIZE)?,
-        start_minutes_back: number("START_MINUTES_BACK", defaults::START_MINUTES_BACK)?,
+        page_size: number(&table::PAGE_SIZE)?,
+        start_minutes_back: number(&table::START_MINUTES_BACK)?,
         start_at_ms: None,
         end_at_ms: None,
-        modules: list("FILTER_MODULES"),
-        actions: list("FILTER_ACTIONS"),
-        static_filter: var("STATIC_FILTER").map(|v| v.trim().to_owned()),
+        modules: list(&table::MODULES),
+        actions: list(&table::ACTIONS),
+        static_filter: choice(&table::STATIC_FILTER)?.map(str::to_owned),
         principals: Vec::new(),
         scopes: Vec::new(),
         resources: Vec::new(),
         environments: Vec::new(),
-        output_shape,
+        output_shape: match choice(&table::OUTPUT_SHAPE)? {
+            Some("streaming") => OutputShape::Streaming,
+            _ => OutputShape::Raw,
+        },
         enrich_yaml_diff,
-        max_retries: number("MAX_RETRIES", defaults::MAX_RETRIES)?,
-        retry_base_ms: number("RETRY_BASE_MS", defaults::RETRY_BASE_MS)?,
-        retry_budget_secs: number("RETRY_BUDGET_SECONDS", defaults::RETRY_BUDGET_SECS)?,
-        max_requests_per_minute: number(
-            "MAX_REQUESTS_PER_MINUTE",
-            defaults::MAX_REQUESTS_PER_MINUTE,
-        )?,
-        settle_lag_secs: number("SETTLE_LAG_SECONDS", defaults::SETTLE_LAG_SECS)?,
-        overlap_secs: number("OVERLAP_SECONDS", defaults::OVERLAP_SECS)?,
-        api_flavor,
+        max_retries: number(&table::MAX_RETRIES)?,
+        retry_base_ms: number(&table::RETRY_BASE_MS)?,
+        retry_budget_secs: number(&table::RETRY_BUDGET_SECS)?,
+        max_requests_per_minute: number(&table::MAX_REQUESTS_PER_MINUTE)?,
+        settle_lag_secs: number(&table::SETTLE_LAG_SECS)?,
+        overlap_secs: number(&table::OVERLAP_SECS)?,
+        api_flavor: match choice(&table::API_FLAVOR)? {
+            Some("list-v2") => ApiFlavor::ListV2,
+            _ => ApiFlavor::List,
+        },
         batch_max_events: defaults::BATCH_MAX_EVENTS,
-        reconcile_interval_secs: number(
-            "RECONCILE_INTERVAL_SECONDS",
-            defaults::RECONCILE_INTERVAL_SECS,
-        )?,
-        reconcile_hours: number("RECONCILE_HOURS", defaults::RECONCILE_HOURS)?,
+        reconcile_interval_secs: number(&table::RECONCILE_INTERVAL_SECS)?,
+        reconcile_hours: number(&table::RECONCILE_HOURS)?,
     }
     .validate()
     .map_err(|e| format!("invalid settings: {e}"))?;
@@ -412,8 +356,13 @@ mod tests {
     #[test]
     fn usage_lists_every_variable() {
         let text = usage();
-        for name in READS.iter().map(|(n, _)| *n).chain(HOST_ONLY) {
-            assert!(text.contains(name), "usage lacks {name}");
+        for setting in reads().chain(host_only()) {
+            assert!(text.contains(setting.env), "usage lacks {}", setting.env);
         }
+        assert_eq!(
+            reads().count(),
+            20,
+            "the source settings the command honours"
+        );
     }
 }

@@ -2,21 +2,39 @@
 
 pub use crate::shape::OutputShape;
 
+use std::ops::RangeInclusive;
+
 /// Largest `pageSize` the list endpoint accepts (`@Max(100)`).
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-/// Largest batch accepted, in events.
-pub const MAX_BATCH_EVENTS: u32 = 20_000;
+/// The values each numeric setting accepts, shared by every wrapper like the
+/// defaults: [`Settings::validate`] enforces them, and the host's settings
+/// table shows them.
+pub mod ranges {
+    use super::{MAX_PAGE_SIZE, RangeInclusive};
 
-/// Longest settle lag or overlap accepted, in seconds.
-pub const MAX_WINDOW_SECS: u32 = 7 * 24 * 3600;
-
-/// Longest reconciliation look-back accepted, in hours (30 days): the ledger
-/// keeps the ids of every event stored within it.
-pub const MAX_RECONCILE_HOURS: u32 = 720;
-
-/// Longest reconciliation interval accepted, in seconds (one week).
-pub const MAX_RECONCILE_INTERVAL_SECS: u32 = 7 * 24 * 3600;
+    /// Events per page.
+    pub const PAGE_SIZE: RangeInclusive<u32> = 1..=MAX_PAGE_SIZE;
+    /// Look-back of the first pass, in minutes (two years).
+    pub const START_MINUTES_BACK: RangeInclusive<u32> = 0..=1_051_200;
+    /// Retries per request.
+    pub const MAX_RETRIES: RangeInclusive<u32> = 0..=20;
+    /// First backoff delay, in milliseconds.
+    pub const RETRY_BASE_MS: RangeInclusive<u32> = 0..=60_000;
+    /// Total retry wait per pass, in seconds (one day).
+    pub const RETRY_BUDGET_SECS: RangeInclusive<u32> = 0..=86_400;
+    /// Requests per minute; 0 turns pacing off.
+    pub const MAX_REQUESTS_PER_MINUTE: RangeInclusive<u32> = 0..=100_000;
+    /// Settle lag and overlap, in seconds (one week).
+    pub const WINDOW_SECS: RangeInclusive<u32> = 0..=7 * 24 * 3600;
+    /// Events per batch: a batch is one object, and holds whole pages.
+    pub const BATCH_MAX_EVENTS: RangeInclusive<u32> = 1..=20_000;
+    /// Interval between reconciliations, in seconds (one week).
+    pub const RECONCILE_INTERVAL_SECS: RangeInclusive<u32> = 1..=7 * 24 * 3600;
+    /// Look-back of reconciliation, in hours (30 days): the ledger keeps the
+    /// ids of every event stored within it.
+    pub const RECONCILE_HOURS: RangeInclusive<u32> = 0..=720;
+}
 
 /// Defaults of the source's settings, shared by every wrapper (the Rust
 /// host's configuration and the command variant) so they cannot drift apart.
@@ -49,7 +67,8 @@ pub mod defaults {
     pub const RECONCILE_HOURS: u32 = 48;
 }
 
-const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
+/// Values of `staticFilter`.
+pub const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
 
 /// Which list endpoint to page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,12 +199,7 @@ impl Settings {
                 self.account_id
             ));
         }
-        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
-            return Err(format!(
-                "page-size {} is out of range: use 1 to {MAX_PAGE_SIZE}",
-                self.page_size
-            ));
-        }
+        self.check_ranges()?;
         for (name, values) in [("modules", &self.modules), ("actions", &self.actions)] {
             if let Some(bad) = values
                 .iter()
@@ -224,34 +238,6 @@ impl Settings {
         }) {
             return Err("environments entries need a type, an identifier or both".into());
         }
-        if !(1..=MAX_BATCH_EVENTS).contains(&self.batch_max_events) {
-            return Err(format!(
-                "batch-max-events {} is out of range: use 1 to {MAX_BATCH_EVENTS}",
-                self.batch_max_events
-            ));
-        }
-        if !(1..=MAX_RECONCILE_INTERVAL_SECS).contains(&self.reconcile_interval_secs) {
-            return Err(format!(
-                "reconcile-interval-secs {} is out of range: use 1 to {MAX_RECONCILE_INTERVAL_SECS}",
-                self.reconcile_interval_secs
-            ));
-        }
-        if self.reconcile_hours > MAX_RECONCILE_HOURS {
-            return Err(format!(
-                "reconcile-hours {} is over {MAX_RECONCILE_HOURS} (30 days)",
-                self.reconcile_hours
-            ));
-        }
-        for (name, value) in [
-            ("settle-lag-secs", self.settle_lag_secs),
-            ("overlap-secs", self.overlap_secs),
-        ] {
-            if value > MAX_WINDOW_SECS {
-                return Err(format!(
-                    "{name} {value} is over {MAX_WINDOW_SECS} (one week)"
-                ));
-            }
-        }
         if let Some(filter) = &self.static_filter
             && !STATIC_FILTERS.contains(&filter.as_str())
         {
@@ -261,6 +247,54 @@ impl Settings {
             ));
         }
         Ok(self)
+    }
+
+    fn check_ranges(&self) -> Result<(), String> {
+        let numbers = [
+            ("page-size", self.page_size, ranges::PAGE_SIZE),
+            (
+                "start-minutes-back",
+                self.start_minutes_back,
+                ranges::START_MINUTES_BACK,
+            ),
+            ("max-retries", self.max_retries, ranges::MAX_RETRIES),
+            ("retry-base-ms", self.retry_base_ms, ranges::RETRY_BASE_MS),
+            (
+                "retry-budget-secs",
+                self.retry_budget_secs,
+                ranges::RETRY_BUDGET_SECS,
+            ),
+            (
+                "max-requests-per-minute",
+                self.max_requests_per_minute,
+                ranges::MAX_REQUESTS_PER_MINUTE,
+            ),
+            ("settle-lag-secs", self.settle_lag_secs, ranges::WINDOW_SECS),
+            ("overlap-secs", self.overlap_secs, ranges::WINDOW_SECS),
+            (
+                "batch-max-events",
+                self.batch_max_events,
+                ranges::BATCH_MAX_EVENTS,
+            ),
+            (
+                "reconcile-interval-secs",
+                self.reconcile_interval_secs,
+                ranges::RECONCILE_INTERVAL_SECS,
+            ),
+            (
+                "reconcile-hours",
+                self.reconcile_hours,
+                ranges::RECONCILE_HOURS,
+            ),
+        ];
+        match numbers.into_iter().find(|(_, v, range)| !range.contains(v)) {
+            Some((name, value, range)) => Err(format!(
+                "{name} {value} is out of range: use {} to {}",
+                range.start(),
+                range.end()
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -378,11 +412,11 @@ mod tests {
                 ..example()
             },
             Settings {
-                reconcile_interval_secs: MAX_RECONCILE_INTERVAL_SECS + 1,
+                reconcile_interval_secs: ranges::RECONCILE_INTERVAL_SECS.end() + 1,
                 ..example()
             },
             Settings {
-                reconcile_hours: MAX_RECONCILE_HOURS + 1,
+                reconcile_hours: ranges::RECONCILE_HOURS.end() + 1,
                 ..example()
             },
         ];
