@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use harness_audit::bindings::harness::audit::types as wit;
-use harness_audit::bindings::harness::audit::{emit, types};
-use harness_audit::bindings::{AuditSource, AuditSourcePre, Batch, Budget, EmitError, Settings};
-use harness_audit::collector::{PoolSize, SharedEngine};
+use harness_audit::engine::bindings::harness::audit::types as wit;
+use harness_audit::engine::bindings::harness::audit::{emit, types};
+use harness_audit::engine::bindings::{
+    AuditSource, AuditSourcePre, Batch, Budget, EmitError, Settings,
+};
+use harness_audit::engine::{PoolSize, SharedEngine};
 use harness_audit_core::error::EmitError as CoreEmitError;
 use harness_audit_core::pass::{self, Clock, HttpResponse, Pipeline, Source, Transport};
 use harness_audit_core::settings::{self as core_settings, ApiFlavor, OutputShape};
@@ -239,7 +241,7 @@ fn record() -> Vec<Exchange> {
         end_ms: END_MS - 1,
         seed: 7,
     }));
-    harness_audit::gcs::install_crypto_provider();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut recorder = Recorder {
         client: reqwest::blocking::Client::new(),
         key,
@@ -396,9 +398,12 @@ impl Wasm {
         }))
         .unwrap();
         let engine = shared.engine().clone();
-        let component =
-            harness_audit::precompiled::load(&engine, harness_audit::EMBEDDED_COMPONENT, None)
-                .unwrap();
+        let component = harness_audit::engine::precompiled::load(
+            &engine,
+            harness_audit::engine::EMBEDDED_COMPONENT,
+            None,
+        )
+        .unwrap();
         let mut linker = Linker::<BenchState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();

@@ -6,15 +6,21 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+pub use harness_audit_core::settings::{
+    EnvironmentFilter, PrincipalFilter, ResourceFilter, ScopeFilter,
+};
 use harness_audit_settings::{self as table, Kind, Section, Setting};
 use url::Url;
 
-use crate::bindings::ApiFlavor;
-use crate::filters;
+use crate::engine::bindings::ApiFlavor;
 
+pub mod filters;
 mod flags;
+mod range;
+pub mod tenants;
 
 pub use flags::SettingFlags;
+pub use range::BackfillRange;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +34,7 @@ pub struct Config {
     /// What the component may use.
     pub limits: LimitsConfig,
     /// A fixed historical range instead of live collection (`backfill`).
-    pub backfill: Option<crate::backfill::BackfillRange>,
+    pub backfill: Option<BackfillRange>,
 }
 
 /// Resource limits of the component's sandbox.
@@ -94,42 +100,6 @@ pub struct FilterConfig {
     pub resources: Vec<ResourceFilter>,
     /// `environments`.
     pub environments: Vec<EnvironmentFilter>,
-}
-
-/// A `principals` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrincipalFilter {
-    /// `USER`, `SERVICE_ACCOUNT`, `API_KEY` or `SYSTEM`.
-    pub kind: String,
-    /// E-mail for `USER`, identifier otherwise.
-    pub identifier: String,
-}
-
-/// A `scopes` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScopeFilter {
-    /// Organization identifier.
-    pub org: String,
-    /// Project identifier inside it.
-    pub project: Option<String>,
-}
-
-/// A `resources` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceFilter {
-    /// Resource type.
-    pub kind: String,
-    /// One resource's identifier.
-    pub identifier: Option<String>,
-}
-
-/// An `environments` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvironmentFilter {
-    /// `Production` or `PreProduction`.
-    pub kind: Option<String>,
-    /// Environment identifier.
-    pub identifier: Option<String>,
 }
 
 /// Which sink receives the events.

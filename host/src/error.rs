@@ -1,8 +1,10 @@
 //! Why a collection pass failed, with the fix, and the exit code for each cause.
 
-use crate::bindings::{ApiFailure, EmitError, SourceError};
 use crate::config::ConfigError;
-use crate::sink::SinkError;
+use crate::engine::bindings::{ApiFailure, EmitError, SourceError};
+use crate::engine::state::StateError;
+use crate::storage::SinkError;
+use crate::storage::lease::LeaseError;
 
 /// Exit code for configuration errors (including an unusable checkpoint).
 pub const EXIT_CONFIG: u8 = 2;
@@ -26,54 +28,120 @@ pub enum RunError {
     #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
     /// The stored state is not usable; it was left untouched.
-    #[error("{0}")]
-    CorruptState(String),
+    #[error(transparent)]
+    CorruptState(Box<StateError>),
     /// Storage credentials are missing or unusable.
-    #[error("{0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Credentials(Box<SinkError>),
     /// The component refused its settings or the stored checkpoint.
     #[error(
-        "invalid settings or checkpoint: {0}. Fix the setting named, or move the checkpoint at {1} aside"
+        "invalid settings or checkpoint: {reason}. Fix the setting named, or move the checkpoint at {checkpoint} aside"
     )]
-    InvalidSettings(String, String),
+    InvalidSettings {
+        /// The component's words.
+        reason: String,
+        /// Where the checkpoint it was given lives.
+        checkpoint: String,
+    },
     /// HTTP 401.
     #[error(
-        "Harness rejected the API key ({0}). Fix: set HARNESS_API_KEY to a valid, unexpired key of account {1}"
+        "Harness rejected the API key ({failure}). Fix: set HARNESS_API_KEY to a valid, unexpired key of account {account}"
     )]
-    Unauthorized(String, String),
+    Unauthorized {
+        /// Harness's answer.
+        failure: String,
+        /// The configured account.
+        account: String,
+    },
     /// HTTP 403.
     #[error(
-        "Harness denied access ({0}). Fix: grant the key's user or service account the core_audit_view permission \
-         (for example the Account Viewer role) on account {1}"
+        "Harness denied access ({failure}). Fix: grant the key's user or service account the core_audit_view permission \
+         (for example the Account Viewer role) on account {account}"
     )]
-    Forbidden(String, String),
+    Forbidden {
+        /// Harness's answer.
+        failure: String,
+        /// The configured account.
+        account: String,
+    },
     /// HTTP 400.
     #[error(
-        "Harness rejected the request ({0}). Fix: check FILTER_MODULES, FILTER_ACTIONS, STATIC_FILTER and PAGE_SIZE"
+        "Harness rejected the request ({failure}). Fix: check FILTER_MODULES, FILTER_ACTIONS, STATIC_FILTER and PAGE_SIZE"
     )]
-    BadRequest(String),
+    BadRequest {
+        /// Harness's answer.
+        failure: String,
+    },
     /// HTTP 429 after all retries.
     #[error(
-        "Harness rate-limited every attempt ({0}). Fix: run less often, or raise MAX_RETRIES / RETRY_BASE_MS"
+        "Harness rate-limited every attempt ({failure}). Fix: run less often, or raise MAX_RETRIES / RETRY_BASE_MS"
     )]
-    RateLimited(String),
+    RateLimited {
+        /// Harness's answer.
+        failure: String,
+    },
     /// 5xx, network or unparseable responses after all retries.
     #[error(
-        "Harness was unavailable: {0}. Nothing was lost: the next run resumes from the last checkpoint"
+        "Harness was unavailable: {reason}. Nothing was lost: the next run resumes from the last checkpoint"
     )]
-    Unavailable(String),
+    Unavailable {
+        /// The last attempt's failure.
+        reason: String,
+    },
     /// The sink or checkpoint store failed.
-    #[error("storage failed: {0}")]
-    Storage(String),
+    #[error("storage failed: {during}{source}")]
+    Storage {
+        /// What the host was doing, when more than writing a batch (ends in `: `).
+        during: &'static str,
+        /// The store's error.
+        source: Box<SinkError>,
+    },
+    /// A batch could not be made durable; the component passed on the host's words.
+    #[error("storage failed: {reason}")]
+    EmitFailed {
+        /// The host's storage error, as the component returned it.
+        reason: String,
+    },
     /// Another instance holds the lease or advanced the checkpoint.
-    #[error("{0}")]
-    AnotherInstance(String),
-    /// The component trapped or broke the contract.
-    #[error("the source component failed: {0}")]
-    Component(String),
+    #[error("{reason}")]
+    AnotherInstance {
+        /// Who holds what.
+        reason: String,
+    },
+    /// The component trapped: a panic, an unreachable, a failed host call.
+    #[error("the source component failed: {trap}{stderr}")]
+    Trap {
+        /// The trap and its backtrace.
+        trap: String,
+        /// What the component wrote on stderr, prefixed with `; component stderr: `, or empty.
+        stderr: String,
+    },
+    /// The component broke the `harness:audit` contract.
+    #[error("the source component failed: {breach}")]
+    ContractBreach {
+        /// What it did.
+        breach: String,
+    },
+    /// The egress policy could not be built for the configured API base.
+    #[error("the egress policy cannot be built: {reason}")]
+    Policy {
+        /// Why.
+        reason: String,
+    },
+    /// A pass's task panicked in the host.
+    #[error("the pass panicked: {reason}")]
+    Panicked {
+        /// The panic.
+        reason: String,
+    },
     /// The component hit a sandbox limit.
-    #[error("the source component hit a limit: {0}")]
-    LimitExceeded(String),
+    #[error("the source component hit a limit: {message}")]
+    LimitExceeded {
+        /// The setting that sets the limit.
+        setting: &'static str,
+        /// What happened, naming the setting and its value.
+        message: String,
+    },
 }
 
 impl RunError {
@@ -81,65 +149,97 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_)
-            | Self::InvalidSettings(..)
+            | Self::InvalidSettings { .. }
             | Self::CorruptState(_)
             | Self::Credentials(_) => EXIT_CONFIG,
-            Self::Unauthorized(..) | Self::Forbidden(..) | Self::BadRequest(_) => EXIT_REFUSED,
-            Self::RateLimited(_) | Self::Unavailable(_) => EXIT_UNAVAILABLE,
-            Self::Storage(_) => EXIT_STORAGE,
-            Self::AnotherInstance(_) => EXIT_ANOTHER_INSTANCE,
-            Self::Component(_) | Self::LimitExceeded(_) => EXIT_COMPONENT,
+            Self::Unauthorized { .. } | Self::Forbidden { .. } | Self::BadRequest { .. } => {
+                EXIT_REFUSED
+            }
+            Self::RateLimited { .. } | Self::Unavailable { .. } => EXIT_UNAVAILABLE,
+            Self::Storage { .. } | Self::EmitFailed { .. } => EXIT_STORAGE,
+            Self::AnotherInstance { .. } => EXIT_ANOTHER_INSTANCE,
+            Self::Trap { .. }
+            | Self::ContractBreach { .. }
+            | Self::Policy { .. }
+            | Self::Panicked { .. }
+            | Self::LimitExceeded { .. } => EXIT_COMPONENT,
         }
     }
 
-    /// A short, stable name of the cause, for metric labels.
+    /// A short, stable name of the cause: the `error_kind` log field and metric label.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Config(_) => "config",
             Self::CorruptState(_) => "corrupt_state",
             Self::Credentials(_) => "credentials",
-            Self::InvalidSettings(..) => "invalid_settings",
-            Self::Unauthorized(..) => "unauthorized",
-            Self::Forbidden(..) => "forbidden",
-            Self::BadRequest(_) => "bad_request",
-            Self::RateLimited(_) => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
-            Self::Storage(_) => "storage",
-            Self::AnotherInstance(_) => "another_instance",
-            Self::Component(_) => "component",
-            Self::LimitExceeded(_) => "limit",
+            Self::InvalidSettings { .. } => "invalid_settings",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::BadRequest { .. } => "bad_request",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Storage { .. } | Self::EmitFailed { .. } => "storage",
+            Self::AnotherInstance { .. } => "another_instance",
+            Self::Trap { .. }
+            | Self::ContractBreach { .. }
+            | Self::Policy { .. }
+            | Self::Panicked { .. } => "component",
+            Self::LimitExceeded { .. } => "limit",
+        }
+    }
+
+    /// A contract breach by the component.
+    pub fn breach(breach: impl Into<String>) -> Self {
+        Self::ContractBreach {
+            breach: breach.into(),
         }
     }
 
     /// Maps a component error; `account` and `state` name what to fix.
     pub fn from_source(err: SourceError, account: &str, state: &str) -> Self {
+        let account = account.to_owned();
         match err {
-            SourceError::InvalidSettings(m) => Self::InvalidSettings(m, state.to_owned()),
-            SourceError::NotConfigured => {
-                Self::Component("poll was called before configure".into())
-            }
-            SourceError::Unauthorized(f) => Self::Unauthorized(describe(&f), account.to_owned()),
-            SourceError::Forbidden(f) => Self::Forbidden(describe(&f), account.to_owned()),
-            SourceError::BadRequest(f) => Self::BadRequest(describe(&f)),
-            SourceError::RateLimited(r) => Self::RateLimited(format!("HTTP 429: {}", r.message)),
-            SourceError::ServerError(f) => Self::Unavailable(describe(&f)),
-            SourceError::Transport(m) => Self::Unavailable(format!("request failed: {m}")),
-            SourceError::MalformedResponse(m) => {
-                Self::Unavailable(format!("unusable response: {m}"))
-            }
-            SourceError::SinkFailure(EmitError::Unavailable(m)) => Self::Storage(m),
+            SourceError::InvalidSettings(reason) => Self::InvalidSettings {
+                reason,
+                checkpoint: state.to_owned(),
+            },
+            SourceError::NotConfigured => Self::breach("poll was called before configure"),
+            SourceError::Unauthorized(f) => Self::Unauthorized {
+                failure: describe(&f),
+                account,
+            },
+            SourceError::Forbidden(f) => Self::Forbidden {
+                failure: describe(&f),
+                account,
+            },
+            SourceError::BadRequest(f) => Self::BadRequest {
+                failure: describe(&f),
+            },
+            SourceError::RateLimited(r) => Self::RateLimited {
+                failure: format!("HTTP 429: {}", r.message),
+            },
+            SourceError::ServerError(f) => Self::Unavailable {
+                reason: describe(&f),
+            },
+            SourceError::Transport(m) => Self::Unavailable {
+                reason: format!("request failed: {m}"),
+            },
+            SourceError::MalformedResponse(m) => Self::Unavailable {
+                reason: format!("unusable response: {m}"),
+            },
+            SourceError::SinkFailure(EmitError::Unavailable(reason)) => Self::EmitFailed { reason },
             SourceError::SinkFailure(EmitError::Rejected(m)) => {
-                Self::Component(format!("the host rejected a batch: {m}"))
+                Self::breach(format!("the host rejected a batch: {m}"))
             }
         }
     }
 }
 
-impl From<crate::state::StateError> for RunError {
-    fn from(e: crate::state::StateError) -> Self {
+impl From<StateError> for RunError {
+    fn from(e: StateError) -> Self {
         match e {
-            crate::state::StateError::Storage(e) => e.into(),
-            corrupt => Self::CorruptState(corrupt.to_string()),
+            StateError::Storage(e) => e.into(),
+            corrupt => Self::CorruptState(Box::new(corrupt)),
         }
     }
 }
@@ -147,17 +247,28 @@ impl From<crate::state::StateError> for RunError {
 impl From<SinkError> for RunError {
     fn from(e: SinkError) -> Self {
         match e {
-            SinkError::Superseded(_) => Self::AnotherInstance(e.to_string()),
-            other => Self::Storage(other.to_string()),
+            SinkError::Superseded(_) => Self::AnotherInstance {
+                reason: e.to_string(),
+            },
+            SinkError::Credentials(_) => Self::Credentials(Box::new(e)),
+            source => Self::Storage {
+                during: "",
+                source: Box::new(source),
+            },
         }
     }
 }
 
-impl From<crate::lease::LeaseError> for RunError {
-    fn from(e: crate::lease::LeaseError) -> Self {
+impl From<LeaseError> for RunError {
+    fn from(e: LeaseError) -> Self {
         match e {
-            crate::lease::LeaseError::Held { .. } => Self::AnotherInstance(e.to_string()),
-            crate::lease::LeaseError::Gcs(g) => Self::Storage(g.to_string()),
+            LeaseError::Held { .. } => Self::AnotherInstance {
+                reason: e.to_string(),
+            },
+            LeaseError::Gcs(g) => Self::Storage {
+                during: "",
+                source: Box::new(g.into()),
+            },
         }
     }
 }

@@ -6,16 +6,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use harness_audit::EMBEDDED_COMPONENT;
-use harness_audit::backfill::{BackfillRange, Progress};
-use harness_audit::collector::{Collector, PassSummary, SharedEngine};
-use harness_audit::config::{Config, KeyUse, RawConfig, SettingFlags, SinkKind};
+use harness_audit::commands::backfill::Progress;
+use harness_audit::commands::ledger::LedgerRange;
+use harness_audit::commands::run;
+use harness_audit::commands::serve::{self, ServeOptions};
+use harness_audit::config::{BackfillRange, Config, KeyUse, RawConfig, SettingFlags, SinkKind};
+use harness_audit::engine::{Collector, PassSummary, SharedEngine, load_component};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
-use harness_audit::ledger::LedgerRange;
-use harness_audit::runner;
-use harness_audit::serve::{self, ServeOptions};
+use harness_audit::time::now_ms;
 
 /// Variables read besides the settings, which `run --help` lists as flags.
 const ENVIRONMENT_HELP: &str = "Environment besides the settings: GOOGLE_APPLICATION_CREDENTIALS, \
@@ -191,7 +190,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
     };
     if let Some((from, to)) = range {
-        let range = match BackfillRange::parse(from, to, harness_audit::sink::now_ms()) {
+        let range = match BackfillRange::parse(from, to, now_ms()) {
             Ok(r) => r,
             Err(e) => return fail(&e, EXIT_CONFIG),
         };
@@ -217,7 +216,7 @@ fn main() -> ExitCode {
             p.report(summary, false);
         }
     };
-    match runtime.block_on(runner::run_once(
+    match runtime.block_on(run::run_once(
         &config,
         args.reset_checkpoint,
         &collector,
@@ -272,7 +271,7 @@ fn check(
         Err(code) => return code,
     };
     let mut code = 0;
-    for finding in runtime.block_on(harness_audit::check::check(&config, &collector)) {
+    for finding in runtime.block_on(harness_audit::commands::check::check(&config, &collector)) {
         match finding.outcome {
             Ok(what) => println!("{}: ok, {what}", finding.what),
             Err(e) => {
@@ -312,7 +311,9 @@ fn ledger(
         Ok(both) => both,
         Err(code) => return code,
     };
-    match runtime.block_on(harness_audit::ledger::read(&config, &collector, range)) {
+    match runtime.block_on(harness_audit::commands::ledger::read(
+        &config, &collector, range,
+    )) {
         Ok(view) => {
             match args.format {
                 LedgerFormat::Text => print!("{}", view.text()),
@@ -366,20 +367,8 @@ fn load_collector(
     path: Option<&std::path::Path>,
     cache_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<Collector> {
-    let bytes = match path {
-        Some(p) => {
-            std::fs::read(p).with_context(|| format!("reading component {}", p.display()))?
-        }
-        None => EMBEDDED_COMPONENT.to_vec(),
-    };
-    let what = path.map_or_else(
-        || "the embedded component".to_owned(),
-        |p| p.display().to_string(),
-    );
-    SharedEngine::new(None)
-        .and_then(|engine| Collector::with_engine(&engine, &bytes, cache_dir))
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("loading {what}"))
+    let engine = SharedEngine::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    load_component(&engine, path, cache_dir)
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use harness_audit::sink::rfc3339_ms;
+use harness_audit::time::rfc3339_ms;
 use harness_tests::FaultRates;
 
 use crate::support::{Env, now_ms, sorted};

@@ -85,7 +85,7 @@ fn each_failure_is_named_with_its_exit_code() {
         (
             &[("OUTPUT_DIR", blocker.to_str().unwrap())],
             5,
-            "storage: FAILED: storage failed: the output directory",
+            "storage: FAILED: storage failed: writing a probe file in the output directory",
         ),
     ];
     for (vars, code, message) in cases {

@@ -104,7 +104,7 @@ impl Schema {
 /// tenants take their keys from.
 fn check_tenant_file(example: &str, text: &str) -> BTreeSet<String> {
     let asked = std::cell::RefCell::new(BTreeSet::new());
-    let tenants = harness_audit::tenants::parse(text, Path::new("."), |name| {
+    let tenants = harness_audit::config::tenants::parse(text, Path::new("."), |name| {
         asked.borrow_mut().insert(name.to_owned());
         Some("pat.Xy3kQ9mTR0aWb1cD2eF4gH.t.secretsecretsecret".to_owned())
     })

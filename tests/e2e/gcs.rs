@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness_audit::gcs::{Credentials, GcsClient, RetryPolicy};
-use harness_audit::lease::{Lease, LeaseError};
-use harness_audit::sink::{CheckpointStore, GcsSink, SinkError};
+use harness_audit::storage::gcs::{Credentials, GcsClient, RetryPolicy};
+use harness_audit::storage::lease::{Lease, LeaseError};
+use harness_audit::storage::{CheckpointStore, GcsSink, SinkError};
 use harness_tests::{Emulator, FaultProxy, ProxyFaults, SeedSpec};
 
 use crate::support::{ACCOUNT, Env, Run, now_ms, sorted};

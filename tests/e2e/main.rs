@@ -13,6 +13,7 @@ mod failures;
 mod filters;
 mod gcs;
 mod limits;
+mod logging;
 mod runtimes;
 mod sandbox;
 mod serve;

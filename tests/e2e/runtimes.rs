@@ -92,7 +92,7 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
 
     let work = tempfile::tempdir().unwrap();
     let component = work.path().join("harness_audit_plugin.wasm");
-    std::fs::write(&component, harness_audit::EMBEDDED_COMPONENT).unwrap();
+    std::fs::write(&component, harness_audit::engine::EMBEDDED_COMPONENT).unwrap();
     let generated = work.path().join("generated");
     let transpile = finish(
         {

@@ -706,11 +706,14 @@ async fn serve(
     response
 }
 
-/// FNV-1a of a request body: a `listV2` token is valid only with its body.
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// A hash of a request body: a `listV2` token is valid only with its body.
+/// Tokens live as long as the mock process, so the standard hasher, fixed
+/// within one build, is enough.
+fn hash_body(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Ground truth for tests driving a separate mock process: every stored
@@ -984,7 +987,7 @@ fn respond(
         );
     }
 
-    let body_hash = fnv(body);
+    let body_hash = hash_body(body);
     let offset = match flavor {
         Flavor::List => (page_index * page_size) as usize,
         Flavor::ListV2 => match param("pageToken").filter(|t| !t.is_empty()) {

@@ -8,6 +8,7 @@
 //! network errors are retried with jittered exponential backoff.
 
 mod auth;
+mod sink;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,7 +17,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use crate::random;
+
 pub use auth::Credentials;
+pub use sink::GcsSink;
 
 /// OAuth scope for reading and writing objects.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
@@ -173,10 +177,9 @@ struct ObjectResource {
     metadata: BTreeMap<String, String>,
 }
 
-/// Makes ring the process's TLS provider. reqwest and gcloud-auth are built
-/// without one of their own, and a single provider also keeps
-/// wasmtime-wasi-http's TLS set-up unambiguous. Idempotent.
-pub fn install_crypto_provider() {
+/// Makes ring the process's TLS provider: reqwest and gcloud-auth are built
+/// without one of their own. Idempotent.
+pub(crate) fn install_crypto_provider() {
     // Err only means a provider is installed already, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -354,7 +357,7 @@ impl GcsClient {
             if attempt > 0 {
                 let delay = backoff(self.retry.base, attempt);
                 tracing::warn!(
-                    stage = "gcs",
+                    stage = "storage",
                     object = %self.url(object),
                     attempt,
                     delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -461,21 +464,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     let ceiling = base
         .saturating_mul(1u32 << (attempt - 1).min(16))
         .min(MAX_BACKOFF);
-    let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(random_u64() % (ceiling_ms + 1))
-}
-
-/// A random number from the standard library's randomly keyed hasher (no RNG crate needed
-/// for jitter and boundaries).
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
+    random::up_to(ceiling)
 }
 
 fn describe_transport(e: &reqwest::Error) -> String {
@@ -526,7 +515,7 @@ fn encode(segment: &str) -> String {
 /// content type. The boundary is chosen so it occurs in neither part.
 fn multipart_related(resource: &str, upload: Upload<'_>) -> (String, Vec<u8>) {
     let boundary = loop {
-        let candidate = format!("harness-audit-{:016x}{:016x}", random_u64(), random_u64());
+        let candidate = format!("harness-audit-{:016x}{:016x}", random::u64(), random::u64());
         let needle = candidate.as_bytes();
         if !upload.body.windows(needle.len()).any(|w| w == needle) {
             break candidate;

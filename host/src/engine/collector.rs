@@ -12,14 +12,15 @@ use wasmtime::{
     Trap,
 };
 
-use crate::bindings::harness::audit::types as wit;
-use crate::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
 use crate::config::{Config, LimitsConfig, OutputShape};
+use crate::engine::bindings::harness::audit::types as wit;
+use crate::engine::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
+use crate::engine::limits::{EpochTicker, deadline_ticks};
+use crate::engine::policy::EgressPolicy;
+use crate::engine::state::{HostState, Pipeline, PipelineStats};
 use crate::error::RunError;
-use crate::limits::{EpochTicker, deadline_ticks};
-use crate::policy::EgressPolicy;
-use crate::sink::{CheckpointStore, Discard, MemoryCheckpoint, Sink, now_ms, rfc3339_ms};
-use crate::state::{HostState, Pipeline, PipelineStats};
+use crate::storage::{CheckpointStore, Discard, MemoryCheckpoint, Sink};
+use crate::time::{now_ms, rfc3339_ms};
 
 /// List requests (pages and counts) one `poll` call may make before control returns to the host.
 pub const PAGES_PER_POLL: u32 = 20;
@@ -132,7 +133,7 @@ impl SharedEngine {
     /// An engine with on-demand allocation, or with a pool of pre-reserved
     /// instance slots (instantiation then costs microseconds).
     pub fn new(pool: Option<PoolSize>) -> wasmtime::Result<Self> {
-        crate::gcs::install_crypto_provider();
+        super::policy::install_tls_provider();
         let mut config = EngineConfig::new();
         config.wasm_component_model(true);
         // Stops a component that never returns: each call gets a deadline.
@@ -192,7 +193,7 @@ impl Collector {
         cache_dir: Option<&std::path::Path>,
     ) -> wasmtime::Result<Self> {
         let engine = shared.engine.clone();
-        let component = crate::precompiled::load(&engine, component, cache_dir)?;
+        let component = crate::engine::precompiled::load(&engine, component, cache_dir)?;
         let mut linker = Linker::<HostState>::new(&engine);
         // A std-Rust component imports wasi:cli and friends even when unused;
         // they are linked with nothing granted (see `HostState::new`).
@@ -311,7 +312,9 @@ impl Collector {
             harness.api_key.expose(),
             Duration::from_secs(u64::from(harness.http_timeout_secs)),
         )
-        .map_err(|e| RunError::Component(e.to_string()))?;
+        .map_err(|e| RunError::Policy {
+            reason: e.to_string(),
+        })?;
         let pipeline = Pipeline::open(sink, checkpoints).await?;
         let loaded = pipeline.committed.clone().map(String::into_bytes);
         let limits = config.limits;
@@ -351,7 +354,7 @@ impl Collector {
                 Err(e) => return Err(trapped(&store, e)),
             };
             let checkpoint = String::from_utf8(checkpoint)
-                .map_err(|_| RunError::Component("the checkpoint is not UTF-8 text".into()))?;
+                .map_err(|_| RunError::breach("the checkpoint is not UTF-8 text"))?;
             store
                 .data_mut()
                 .pipeline
@@ -437,13 +440,13 @@ impl Collector {
                 break;
             }
             if report.pages == 0 && report.count_requests == 0 {
-                return Err(RunError::Component(
-                    "poll made no progress and is not caught up".into(),
+                return Err(RunError::breach(
+                    "poll made no progress and is not caught up",
                 ));
             }
         }
         if !caught_up {
-            return Err(RunError::Component(format!(
+            return Err(RunError::breach(format!(
                 "not caught up after {MAX_POLLS_PER_PASS} polls; progress so far is committed, run again"
             )));
         }
@@ -453,7 +456,7 @@ impl Collector {
             Err(e) => return Err(trapped(&store, e)),
         };
         let checkpoint = String::from_utf8(checkpoint)
-            .map_err(|_| RunError::Component("the final checkpoint is not UTF-8 text".into()))?;
+            .map_err(|_| RunError::breach("the final checkpoint is not UTF-8 text"))?;
         let pipeline = &mut store.data_mut().pipeline;
         pipeline.save_checkpoint(checkpoint).await?;
         summary.stored = pipeline.stats.clone();
@@ -464,25 +467,33 @@ impl Collector {
 /// Why a call into the component failed, in terms of the limit it hit when it hit one.
 fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -> RunError {
     if let Some(desired) = store.data().limits.memory_refused {
-        return RunError::LimitExceeded(format!(
-            "the component asked for {} MiB of memory, over MAX_MEMORY_MIB ({} MiB), and was stopped",
-            desired.div_ceil(1 << 20),
-            limits.max_memory_mib
-        ));
+        return RunError::LimitExceeded {
+            setting: harness_audit_settings::MAX_MEMORY_MIB.env,
+            message: format!(
+                "the component asked for {} MiB of memory, over MAX_MEMORY_MIB ({} MiB), and was stopped",
+                desired.div_ceil(1 << 20),
+                limits.max_memory_mib
+            ),
+        };
     }
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return RunError::LimitExceeded(format!(
-            "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
-            limits.poll_timeout_secs
-        ));
+        return RunError::LimitExceeded {
+            setting: harness_audit_settings::POLL_TIMEOUT_SECS.env,
+            message: format!(
+                "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
+                limits.poll_timeout_secs
+            ),
+        };
     }
     let stderr = store.data().guest_stderr();
-    let detail = if stderr.is_empty() {
-        String::new()
-    } else {
-        format!("; component stderr: {stderr}")
-    };
-    RunError::Component(format!("{e:#}{detail}"))
+    RunError::Trap {
+        trap: format!("{e:#}"),
+        stderr: if stderr.is_empty() {
+            String::new()
+        } else {
+            format!("; component stderr: {stderr}")
+        },
+    }
 }
 
 fn settings(config: &Config) -> Settings {
@@ -602,7 +613,7 @@ mod tests {
     fn the_embedded_component_imports_only_the_contract() {
         let engine = super::SharedEngine::new(None).unwrap();
         let component =
-            wasmtime::component::Component::new(engine.engine(), crate::EMBEDDED_COMPONENT)
+            wasmtime::component::Component::new(engine.engine(), crate::engine::EMBEDDED_COMPONENT)
                 .unwrap();
         let imports: BTreeSet<String> = component
             .component_type()

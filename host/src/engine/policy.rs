@@ -11,6 +11,14 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
+/// Makes ring the process's TLS provider for the guest's requests: wasi:http
+/// builds its client configuration from the process default, and ring is the
+/// one provider linked. Idempotent.
+pub fn install_tls_provider() {
+    // Err only means a provider is installed already, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Header carrying the Harness API key.
 pub const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -142,7 +150,7 @@ impl WasiHttpHooks for EgressPolicy {
         if !self.allows(request.uri()) {
             tracing::warn!(
                 stage = "egress",
-                error_type = "request_denied",
+                error_kind = "request_denied",
                 uri = %request.uri(),
                 "the component tried to reach a host outside its allow-list"
             );

@@ -1,9 +1,16 @@
-//! Where batches go. Every sink stores a batch as one immutable object whose
-//! name derives from the batch, so re-writing the same batch is recognised.
+//! Storage: where batches and the checkpoint go (a local directory, stdout,
+//! a GCS bucket), the intent journal, the GCS lease and the takeover of the
+//! Cloud Run recipe's checkpoint. Every sink stores a batch as one immutable
+//! object whose name derives from the batch, so re-writing the same batch is
+//! recognised. Nothing outside this module knows GCS exists.
 
-mod gcs;
+pub mod gcs;
+pub mod journal;
+pub mod lease;
 mod local;
 mod memory;
+mod open;
+pub mod recipe;
 mod stdout;
 
 use std::time::SystemTime;
@@ -11,9 +18,12 @@ use std::time::SystemTime;
 pub use gcs::GcsSink;
 pub use local::LocalDirSink;
 pub use memory::{Discard, MemoryCheckpoint};
+pub use open::{Storage, open, probe};
 pub use stdout::StdoutSink;
 
 use sha2::{Digest, Sha256};
+
+use crate::time;
 
 /// Facts about a batch that sinks put in names and metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +76,12 @@ pub enum SinkError {
          writing anything more (the other instance continues from its own checkpoint)"
     )]
     Superseded(String),
+    /// No usable Google credentials were found.
+    #[error("{0}")]
+    Credentials(#[source] gcs::GcsError),
     /// A Google Cloud Storage call failed.
     #[error(transparent)]
-    Gcs(#[from] crate::gcs::GcsError),
+    Gcs(#[from] gcs::GcsError),
 }
 
 /// Stores batches durably.
@@ -116,66 +129,19 @@ pub trait CheckpointStore: Send + Sync {
 /// hash is of its content, so the name depends only on the batch: the same
 /// events written again after a crash land on the same name and are recognised.
 pub fn object_name(prefix: &str, first_event_ms: u64, lines: &[u8]) -> String {
-    let (y, mo, d, h, mi, s) = utc(first_event_ms / 1000);
+    let at = time::utc(first_event_ms);
     let digest = Sha256::digest(lines);
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!(
-        "{prefix}/{y:04}/{mo:02}/{d:02}/harness-audit-{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{hash}.jsonl"
-    )
-}
-
-/// Civil UTC date and time of a Unix timestamp (proleptic Gregorian).
-pub fn utc(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = i64::try_from(secs / 86_400).expect("u64 seconds / 86400 fits in i64");
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        month,
-        day,
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    )
-}
-
-/// The wall clock in epoch milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// RFC 3339 UTC with milliseconds, for logs and summaries.
-pub fn rfc3339_ms(epoch_ms: u64) -> String {
-    let (y, mo, d, h, mi, s) = utc(epoch_ms / 1000);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
-        epoch_ms % 1000
+        "{prefix}/{}/harness-audit-{}-{hash}.jsonl",
+        at.format("%Y/%m/%d"),
+        at.format("%Y%m%d-%H%M%S")
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_matches_known_dates() {
-        assert_eq!(utc(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(utc(951_782_400), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(utc(1_749_564_191), (2025, 6, 10, 14, 3, 11));
-        assert_eq!(utc(4_102_444_799), (2099, 12, 31, 23, 59, 59));
-        assert_eq!(rfc3339_ms(1_749_564_191_482), "2025-06-10T14:03:11.482Z");
-    }
 
     #[test]
     fn object_names_follow_the_recipe_layout_and_depend_on_content() {

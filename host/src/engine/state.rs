@@ -10,13 +10,14 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::harness::audit::{emit, types};
-use crate::bindings::{Batch, EmitError};
-use crate::journal::{Pending, StateFile};
-use crate::limits::SandboxLimits;
-use crate::policy::EgressPolicy;
-use crate::recipe;
-use crate::sink::{BatchMeta, CheckpointStore, Sink, SinkError, Written, rfc3339_ms};
+use crate::engine::bindings::harness::audit::{emit, types};
+use crate::engine::bindings::{Batch, EmitError};
+use crate::engine::limits::SandboxLimits;
+use crate::engine::policy::EgressPolicy;
+use crate::storage::journal::{Pending, StateFile};
+use crate::storage::recipe;
+use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written};
+use crate::time::rfc3339_ms;
 
 /// Largest batch accepted from a component.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
@@ -342,7 +343,7 @@ impl emit::Host for HostState {
         let checkpoint = String::from_utf8(batch.checkpoint)
             .map_err(|_| EmitError::Rejected("the checkpoint is not UTF-8 text".into()))?;
         let written = self.pipeline.store(&meta, &batch.lines, checkpoint).await.map_err(|e| {
-            tracing::error!(stage = "sink", error_type = "store_failed", error = %e, "batch not committed");
+            tracing::error!(stage = "sink", error_kind = "store_failed", error = %e, "batch not committed");
             EmitError::Unavailable(e)
         })?;
         let stats = &mut self.pipeline.stats;

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::collector::PassSummary;
+use crate::engine::PassSummary;
 use crate::error::RunError;
-use crate::sink::now_ms;
+use crate::time::now_ms;
 
 /// What is known about one tenant.
 #[derive(Debug, Clone, Default)]
@@ -160,7 +160,7 @@ impl Metrics {
                 "{id}: {} (last success {}, consecutive failures {}{})",
                 if ok { "ok" } else { "failing" },
                 t.last_success_ms
-                    .map_or_else(|| "never".to_owned(), crate::sink::rfc3339_ms),
+                    .map_or_else(|| "never".to_owned(), crate::time::rfc3339_ms),
                 t.consecutive_failures,
                 t.last_error
                     .as_ref()
@@ -369,7 +369,7 @@ fn resident_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::PipelineStats;
+    use crate::engine::state::PipelineStats;
 
     #[test]
     fn passes_show_in_the_exposition_and_the_health_verdict() {
@@ -390,7 +390,10 @@ mod tests {
             ..PassSummary::default()
         };
         metrics.pass_succeeded("good", &summary);
-        let err = RunError::Unauthorized("HTTP 401".into(), "acct".into());
+        let err = RunError::Unauthorized {
+            failure: "HTTP 401".into(),
+            account: "acct".into(),
+        };
         metrics.pass_failed("bad\"one", &err, Duration::from_secs(30));
         metrics.pass_failed("bad\"one", &err, Duration::from_secs(60));
 

@@ -6,14 +6,13 @@
 use harness_audit_core::ledger::{SLICE_MS, slice_start};
 use serde::Serialize;
 
-use crate::backfill::parse_time;
-use crate::bindings::harness::audit::types as wit;
-use crate::collector::Collector;
 use crate::config::Config;
+use crate::engine::Collector;
+use crate::engine::bindings::harness::audit::types as wit;
+use crate::engine::state::committed_checkpoint;
 use crate::error::RunError;
-use crate::runner;
-use crate::sink::rfc3339_ms;
-use crate::state::committed_checkpoint;
+use crate::storage;
+use crate::time::{parse_day_or_instant, rfc3339_ms};
 
 /// The hours asked for: `--from` and `--to`, dates (whole UTC days, `--to`
 /// inclusive) or RFC 3339 UTC times; open ends take the ledger's own.
@@ -30,13 +29,7 @@ impl LedgerRange {
     pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Self, String> {
         let time = |flag: &str, value: Option<&str>, end_of_day: bool| {
             value
-                .map(|v| {
-                    parse_time(v, end_of_day).ok_or_else(|| {
-                        format!(
-                            "{flag} `{v}` is not a date (2025-01-31) or an RFC 3339 UTC time (2025-01-31T12:00:00Z)"
-                        )
-                    })
-                })
+                .map(|v| parse_day_or_instant(flag, v, end_of_day))
                 .transpose()
         };
         let range = Self {
@@ -98,7 +91,7 @@ pub async fn read(
     collector: &Collector,
     range: LedgerRange,
 ) -> Result<LedgerView, RunError> {
-    let storage = runner::open_storage(config, "harness-audit ledger").await?;
+    let storage = storage::open(config, "harness-audit ledger").await?;
     let location = storage.checkpoints.checkpoint_location();
     let checkpoint =
         committed_checkpoint(storage.sink.as_ref(), storage.checkpoints.as_ref()).await?;

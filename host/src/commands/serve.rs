@@ -17,12 +17,11 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::EMBEDDED_COMPONENT;
-use crate::collector::{Collector, PoolSize, SharedEngine};
+use super::metrics::Metrics;
+use super::run;
+use crate::config::tenants::{self, TenantSpec};
+use crate::engine::{Collector, PoolSize, SharedEngine, load_component};
 use crate::error::RunError;
-use crate::metrics::Metrics;
-use crate::runner;
-use crate::tenants::{self, TenantSpec};
 
 /// First wait after a failed pass; it doubles per failure, up to the tenant's interval.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -86,21 +85,11 @@ impl Components {
         if let Some(c) = self.compiled.get(&key) {
             return Ok(c.clone());
         }
-        let (bytes, what) = match path {
-            None => (
-                EMBEDDED_COMPONENT.to_vec(),
-                "the embedded component".to_owned(),
-            ),
-            Some(p) => (
-                std::fs::read(p).with_context(|| format!("reading component {}", p.display()))?,
-                format!("component {}", p.display()),
-            ),
-        };
-        let collector = Arc::new(
-            Collector::with_engine(&self.engine, &bytes, self.cache_dir.as_deref())
-                .map_err(|e| anyhow::anyhow!("{e:#}"))
-                .with_context(|| format!("loading {what}"))?,
-        );
+        let collector = Arc::new(load_component(
+            &self.engine,
+            path,
+            self.cache_dir.as_deref(),
+        )?);
         self.compiled.insert(key, collector.clone());
         Ok(collector)
     }
@@ -396,13 +385,15 @@ async fn schedule(
         let pass = {
             let (config, collector, stop) = (spec.config.clone(), collector.clone(), stop.clone());
             tokio::spawn(
-                async move { runner::run_once(&config, false, &collector, Some(stop), None).await }
+                async move { run::run_once(&config, false, &collector, Some(stop), None).await }
                     .in_current_span(),
             )
         };
         let result = match pass.await {
             Ok(result) => result,
-            Err(e) => Err(RunError::Component(format!("the pass panicked: {e}"))),
+            Err(e) => Err(RunError::Panicked {
+                reason: e.to_string(),
+            }),
         };
         drop(permit);
         let wait = match result {
@@ -410,7 +401,7 @@ async fn schedule(
                 failures = 0;
                 metrics.pass_succeeded(&spec.id, &outcome.summary);
                 tracing::info!(summary = %outcome.line(), "pass finished");
-                spec.interval + jitter(spec.jitter)
+                spec.interval + crate::random::up_to(spec.jitter)
             }
             Err(e) => {
                 failures += 1;
@@ -433,14 +424,6 @@ async fn schedule(
             _ = stop.changed() => return,
         }
     }
-}
-
-fn jitter(max: Duration) -> Duration {
-    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
-    if max_ms == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(crate::gcs::random_u64() % (max_ms + 1))
 }
 
 async fn start_http(

@@ -117,14 +117,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
         let engine = engine();
-        load(&engine, crate::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
-        let path = entry(&engine, crate::EMBEDDED_COMPONENT, &cache);
+        load(&engine, crate::engine::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
+        let path = entry(&engine, crate::engine::EMBEDDED_COMPONENT, &cache);
         let first = std::fs::read(&path).unwrap();
         assert_eq!(
             std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        load(&engine, crate::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
+        load(&engine, crate::engine::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
         assert_eq!(
             std::fs::read(&path).unwrap(),
             first,
@@ -132,7 +132,7 @@ mod tests {
         );
 
         std::fs::write(&path, b"not native code").unwrap();
-        load(&engine, crate::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
+        load(&engine, crate::engine::EMBEDDED_COMPONENT, Some(&cache)).unwrap();
         assert_eq!(
             std::fs::read(&path).unwrap(),
             first,
@@ -147,7 +147,7 @@ mod tests {
         let err = private_dir(dir.path()).unwrap_err();
         assert!(err.contains("writable by other users (mode 777)"), "{err}");
         let engine = engine();
-        load(&engine, crate::EMBEDDED_COMPONENT, Some(dir.path())).unwrap();
+        load(&engine, crate::engine::EMBEDDED_COMPONENT, Some(dir.path())).unwrap();
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,

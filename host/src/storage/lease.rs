@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::gcs::{GcsClient, GcsError, Upload};
-use crate::sink::{now_ms, rfc3339_ms};
+use crate::random;
+use crate::storage::gcs::{GcsClient, GcsError, Upload};
+use crate::time::{now_ms, rfc3339_ms};
 
 /// Why the lease could not be taken or kept.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +211,6 @@ pub fn holder_id() -> String {
     format!(
         "{host}/pid-{}/{:08x}",
         std::process::id(),
-        crate::gcs::random_u64() as u32
+        random::u64() as u32
     )
 }

@@ -1,6 +1,8 @@
 //! The Cloud Run recipe's checkpoint, `{"since": ...}`, read once when this
 //! collector takes over, so the switch re-reads nothing and skips nothing.
 
+use crate::time::parse_rfc3339_utc;
+
 /// Epoch seconds below this are seconds; at or above, milliseconds (the
 /// boundary is in the year 5138 as seconds and 1973 as milliseconds).
 const MS_THRESHOLD: f64 = 1e11;
@@ -32,49 +34,10 @@ pub fn parse_since(bytes: &[u8]) -> Result<u64, String> {
     ))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff...](Z|+00:00)` to epoch milliseconds.
-pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let body = text
-        .strip_suffix('Z')
-        .or_else(|| text.strip_suffix("+00:00"))?;
-    let (date, time) = body.split_once(['T', ' '])?;
-    let mut d = date.splitn(3, '-').map(str::parse::<u32>);
-    let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(str::parse::<u32>);
-    let (h, mi, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    if !(1970..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || h > 23
-        || mi > 59
-        || s > 60
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let millis: u64 = format!("{fraction:0<3}")[..3].parse().ok()?;
-    let days = days_from_civil(i64::from(year), month, day);
-    let secs = u64::try_from(days).ok()? * 86_400 + u64::from(h * 3600 + mi * 60 + s);
-    Some(secs * 1000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::rfc3339_ms;
+    use crate::time::rfc3339_ms;
 
     #[test]
     fn seconds_milliseconds_and_text_all_mean_the_same_instant() {

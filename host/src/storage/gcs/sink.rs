@@ -10,10 +10,9 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
-use super::{
-    BatchMeta, CheckpointStore, Sink, SinkError, Written, now_ms, object_name, rfc3339_ms,
-};
-use crate::gcs::{GcsClient, GcsError, Upload};
+use super::{GcsClient, GcsError, Upload};
+use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written, object_name};
+use crate::time::{now_ms, rfc3339_ms};
 
 /// `content-type` of data objects, as SIEM feeds expect.
 pub const NDJSON: &str = "application/x-ndjson";
