@@ -3,7 +3,7 @@
 //   node host.mjs <transpiled source.js> <run.json>
 //
 // run.json: {"settings": <the WIT `settings` record, camelCase, with
-// startAtMs/endAtMs as numbers>, "stateDir": <directory for the checkpoint>,
+// window.startAtMs/endAtMs as numbers>, "stateDir": <directory for the checkpoint>,
 // "output": <file the NDJSON is appended to>}. HARNESS_API_KEY holds the key.
 //
 // The component gets what the Rust host gives it and nothing more: no
@@ -33,7 +33,7 @@ const run = JSON.parse(readFileSync(runFile, 'utf8'));
 const apiKey = process.env.HARNESS_API_KEY;
 if (!apiKey) fail(EXIT.config, 'HARNESS_API_KEY is not set');
 
-const upstream = new URL(run.settings.apiBase);
+const upstream = new URL(run.settings.query.apiBase);
 const forwarder = new Worker(new URL('./forwarder.mjs', import.meta.url), {
   workerData: { upstreamOrigin: upstream.origin, apiKey },
 });
@@ -61,7 +61,7 @@ let stored = readOrNothing(checkpointFile);
 
 function readOrNothing(path) {
   try {
-    return new Uint8Array(readFileSync(path));
+    return readFileSync(path, 'utf8');
   } catch (error) {
     if (error.code === 'ENOENT') return undefined;
     fail(EXIT.config, `reading the checkpoint ${path}: ${error.message}`);
@@ -78,11 +78,11 @@ function writeDurably(path, bytes, flags) {
   }
 }
 
-function storeCheckpoint(bytes) {
-  if (stored && Buffer.compare(stored, bytes) === 0) return;
-  writeDurably(`${checkpointFile}.tmp`, bytes, 'w');
+function storeCheckpoint(text) {
+  if (stored === text) return;
+  writeDurably(`${checkpointFile}.tmp`, text, 'w');
   renameSync(`${checkpointFile}.tmp`, checkpointFile);
-  stored = bytes;
+  stored = text;
 }
 
 // The batch first, then the checkpoint that covers it: a crash between the
@@ -124,11 +124,15 @@ const { instantiate } = await import(componentUrl);
 const getCoreModule = (name) => WebAssembly.compile(readFileSync(new URL(name, componentUrl)));
 const { source } = await instantiate(getCoreModule, imports);
 
+const { query, window: span } = run.settings;
 const settings = {
   ...run.settings,
-  apiBase: `http://${allowedAuthority}${upstream.pathname.replace(/\/$/, '')}`,
-  startAtMs: run.settings.startAtMs == null ? undefined : BigInt(run.settings.startAtMs),
-  endAtMs: run.settings.endAtMs == null ? undefined : BigInt(run.settings.endAtMs),
+  query: { ...query, apiBase: `http://${allowedAuthority}${upstream.pathname.replace(/\/$/, '')}` },
+  window: {
+    ...span,
+    startAtMs: span.startAtMs == null ? undefined : BigInt(span.startAtMs),
+    endAtMs: span.endAtMs == null ? undefined : BigInt(span.endAtMs),
+  },
 };
 
 function exitFor(error) {

@@ -34,15 +34,25 @@ thread_local! {
 }
 
 impl Guest for Component {
-    fn configure(settings: Settings, checkpoint: Option<Vec<u8>>) -> Result<(), SourceError> {
+    fn configure(settings: Settings, checkpoint: Option<String>) -> Result<(), SourceError> {
+        let Settings {
+            query,
+            window,
+            retries,
+            output,
+        } = settings;
         let settings = settings::Settings {
-            api_base: settings.api_base,
-            account_id: settings.account_id,
-            page_size: settings.page_size,
-            start_minutes_back: settings.start_minutes_back,
-            start_at_ms: settings.start_at_ms,
-            end_at_ms: settings.end_at_ms,
-            principals: settings
+            api_base: query.api_base,
+            account_id: query.account_id,
+            page_size: query.page_size,
+            api_flavor: match query.api_flavor {
+                wit::ApiFlavor::List => settings::ApiFlavor::List,
+                wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,
+            },
+            modules: query.modules,
+            actions: query.actions,
+            static_filter: query.static_filter,
+            principals: query
                 .principals
                 .into_iter()
                 .map(|p| settings::PrincipalFilter {
@@ -50,7 +60,7 @@ impl Guest for Component {
                     identifier: p.identifier,
                 })
                 .collect(),
-            scopes: settings
+            scopes: query
                 .scopes
                 .into_iter()
                 .map(|s| settings::ScopeFilter {
@@ -58,7 +68,7 @@ impl Guest for Component {
                     project: s.project,
                 })
                 .collect(),
-            resources: settings
+            resources: query
                 .resources
                 .into_iter()
                 .map(|r| settings::ResourceFilter {
@@ -66,7 +76,7 @@ impl Guest for Component {
                     identifier: r.identifier,
                 })
                 .collect(),
-            environments: settings
+            environments: query
                 .environments
                 .into_iter()
                 .map(|e| settings::EnvironmentFilter {
@@ -74,30 +84,27 @@ impl Guest for Component {
                     identifier: e.identifier,
                 })
                 .collect(),
-            modules: settings.modules,
-            actions: settings.actions,
-            static_filter: settings.static_filter,
-            max_retries: settings.max_retries,
-            retry_base_ms: settings.retry_base_ms,
-            retry_budget_secs: settings.retry_budget_secs,
-            max_requests_per_minute: settings.max_requests_per_minute,
-            settle_lag_secs: settings.settle_lag_secs,
-            overlap_secs: settings.overlap_secs,
-            batch_max_events: settings.batch_max_events,
-            reconcile_interval_secs: settings.reconcile_interval_secs,
-            reconcile_hours: settings.reconcile_hours,
-            enrich_yaml_diff: settings.enrich_yaml_diff,
-            output_shape: match settings.output_shape {
+            start_minutes_back: window.start_minutes_back,
+            start_at_ms: window.start_at_ms,
+            end_at_ms: window.end_at_ms,
+            settle_lag_secs: window.settle_lag_secs,
+            overlap_secs: window.overlap_secs,
+            reconcile_interval_secs: window.reconcile_interval_secs,
+            reconcile_hours: window.reconcile_hours,
+            max_retries: retries.max_retries,
+            retry_base_ms: retries.retry_base_ms,
+            retry_budget_secs: retries.retry_budget_secs,
+            max_requests_per_minute: retries.max_requests_per_minute,
+            output_shape: match output.output_shape {
                 wit::OutputShape::Raw => settings::OutputShape::Raw,
                 wit::OutputShape::Streaming => settings::OutputShape::Streaming,
             },
-            api_flavor: match settings.api_flavor {
-                wit::ApiFlavor::List => settings::ApiFlavor::List,
-                wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,
-            },
+            enrich_yaml_diff: output.enrich_yaml_diff,
+            batch_max_events: output.batch_max_events,
         };
-        let source = Source::new(settings, checkpoint.as_deref(), wasi::now_ms())
-            .map_err(SourceError::from)?;
+        let checkpoint = checkpoint.as_deref().map(str::as_bytes);
+        let source =
+            Source::new(settings, checkpoint, wasi::now_ms()).map_err(SourceError::from)?;
         SOURCE.set(Some(source));
         Ok(())
     }
@@ -131,8 +138,13 @@ impl Guest for Component {
         })
     }
 
-    fn checkpoint() -> Vec<u8> {
-        SOURCE.with_borrow(|source| source.as_ref().map(Source::checkpoint).unwrap_or_default())
+    fn checkpoint() -> String {
+        SOURCE.with_borrow(|source| {
+            source
+                .as_ref()
+                .map(|s| text(s.checkpoint()))
+                .unwrap_or_default()
+        })
     }
 
     fn ledger() -> WitLedger {
@@ -203,7 +215,7 @@ impl pass::Pipeline for HostPipeline {
             last_event_ms: batch.last_event_ms,
             window_start_ms: batch.window_start_ms,
             window_end_ms: batch.window_end_ms,
-            checkpoint: batch.checkpoint,
+            checkpoint: text(batch.checkpoint),
         })
         .map_err(|e| match e {
             EmitError::Rejected(m) => error::EmitError::Rejected(m),
@@ -253,3 +265,8 @@ impl From<error::SourceError> for SourceError {
 }
 
 export!(Component);
+
+/// The core serializes checkpoints as JSON, which is UTF-8 text.
+fn text(checkpoint: Vec<u8>) -> String {
+    String::from_utf8(checkpoint).expect("the core's checkpoint is JSON text")
+}

@@ -82,12 +82,12 @@ fn batch_size_violated() {
 }
 
 #[test]
-fn malformed_checkpoint_is_rejected() {
-    let run = run_fixture("bad-checkpoint", &[]);
+fn an_empty_checkpoint_is_rejected() {
+    let run = run_fixture("empty-checkpoint", &[]);
     assert_eq!(run.code, 6, "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("the host rejected a batch: the checkpoint is not UTF-8 text"),
+            .contains("the host rejected a batch: checkpoint of 0 bytes is empty"),
         "{}",
         run.stderr
     );

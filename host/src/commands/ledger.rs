@@ -96,7 +96,7 @@ pub async fn read(
     let checkpoint =
         committed_checkpoint(storage.sink.as_ref(), storage.checkpoints.as_ref()).await?;
     let report = match &checkpoint {
-        Some(text) => Some(collector.ledger(config, Some(text.as_bytes())).await?),
+        Some(text) => Some(collector.ledger(config, Some(text)).await?),
         None => None,
     };
     Ok(view(

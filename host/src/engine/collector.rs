@@ -269,7 +269,7 @@ impl Collector {
     pub async fn ledger(
         &self,
         config: &Config,
-        checkpoint: Option<&[u8]>,
+        checkpoint: Option<&str>,
     ) -> Result<wit::LedgerReport, RunError> {
         let pipeline =
             Pipeline::open(Arc::new(Discard), Arc::new(MemoryCheckpoint::default())).await?;
@@ -316,7 +316,7 @@ impl Collector {
             reason: e.to_string(),
         })?;
         let pipeline = Pipeline::open(sink, checkpoints).await?;
-        let loaded = pipeline.committed.clone().map(String::into_bytes);
+        let loaded = pipeline.committed.clone();
         let limits = config.limits;
         let mut store = self.sandbox(config, policy, pipeline);
         let deadline = deadline_ticks(limits.poll_timeout_secs);
@@ -337,7 +337,7 @@ impl Collector {
         if let Some(takeover) = &takeover {
             // A `since` ahead of this host's clock (skew between hosts) starts now:
             // there is nothing later than now to skip.
-            settings.start_at_ms = Some(takeover.since_ms.min(now_ms()));
+            settings.window.start_at_ms = Some(takeover.since_ms.min(now_ms()));
         }
         match source
             .call_configure(&mut store, &settings, loaded.as_deref())
@@ -353,8 +353,6 @@ impl Collector {
                 Ok(c) => c,
                 Err(e) => return Err(trapped(&store, e)),
             };
-            let checkpoint = String::from_utf8(checkpoint)
-                .map_err(|_| RunError::breach("the checkpoint is not UTF-8 text"))?;
             store
                 .data_mut()
                 .pipeline
@@ -455,8 +453,6 @@ impl Collector {
             Ok(c) => c,
             Err(e) => return Err(trapped(&store, e)),
         };
-        let checkpoint = String::from_utf8(checkpoint)
-            .map_err(|_| RunError::breach("the final checkpoint is not UTF-8 text"))?;
         let pipeline = &mut store.data_mut().pipeline;
         pipeline.save_checkpoint(checkpoint).await?;
         summary.stored = pipeline.stats.clone();
@@ -498,66 +494,71 @@ fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -
 
 fn settings(config: &Config) -> Settings {
     let h = &config.harness;
+    let f = &config.filters;
     Settings {
-        api_base: h.api_base.as_str().trim_end_matches('/').to_owned(),
-        account_id: h.account_id.clone(),
-        page_size: h.page_size,
-        start_minutes_back: h.start_minutes_back,
-        start_at_ms: config.backfill.map(|b| b.from_ms),
-        end_at_ms: config.backfill.map(|b| b.to_ms),
-        modules: config.filters.modules.clone(),
-        actions: config.filters.actions.clone(),
-        static_filter: config.filters.static_filter.clone(),
-        principals: config
-            .filters
-            .principals
-            .iter()
-            .map(|p| wit::PrincipalFilter {
-                kind: p.kind.clone(),
-                identifier: p.identifier.clone(),
-            })
-            .collect(),
-        scopes: config
-            .filters
-            .scopes
-            .iter()
-            .map(|s| wit::ScopeFilter {
-                org: s.org.clone(),
-                project: s.project.clone(),
-            })
-            .collect(),
-        resources: config
-            .filters
-            .resources
-            .iter()
-            .map(|r| wit::ResourceFilter {
-                kind: r.kind.clone(),
-                identifier: r.identifier.clone(),
-            })
-            .collect(),
-        environments: config
-            .filters
-            .environments
-            .iter()
-            .map(|e| wit::EnvironmentFilter {
-                kind: e.kind.clone(),
-                identifier: e.identifier.clone(),
-            })
-            .collect(),
-        max_retries: h.max_retries,
-        retry_base_ms: h.retry_base_ms,
-        retry_budget_secs: h.retry_budget_secs,
-        max_requests_per_minute: h.max_requests_per_minute,
-        settle_lag_secs: h.settle_lag_secs,
-        overlap_secs: h.overlap_secs,
-        api_flavor: h.api_flavor,
-        batch_max_events: config.output.batch_max_events,
-        reconcile_interval_secs: h.reconcile_interval_secs,
-        reconcile_hours: h.reconcile_hours,
-        enrich_yaml_diff: config.output.enrich_yaml_diff,
-        output_shape: match config.output.shape {
-            OutputShape::Raw => wit::OutputShape::Raw,
-            OutputShape::Streaming => wit::OutputShape::Streaming,
+        query: wit::Query {
+            api_base: h.api_base.as_str().trim_end_matches('/').to_owned(),
+            account_id: h.account_id.clone(),
+            api_flavor: h.api_flavor,
+            page_size: h.page_size,
+            modules: f.modules.clone(),
+            actions: f.actions.clone(),
+            static_filter: f.static_filter.clone(),
+            principals: f
+                .principals
+                .iter()
+                .map(|p| wit::PrincipalFilter {
+                    kind: p.kind.clone(),
+                    identifier: p.identifier.clone(),
+                })
+                .collect(),
+            scopes: f
+                .scopes
+                .iter()
+                .map(|s| wit::ScopeFilter {
+                    org: s.org.clone(),
+                    project: s.project.clone(),
+                })
+                .collect(),
+            resources: f
+                .resources
+                .iter()
+                .map(|r| wit::ResourceFilter {
+                    kind: r.kind.clone(),
+                    identifier: r.identifier.clone(),
+                })
+                .collect(),
+            environments: f
+                .environments
+                .iter()
+                .map(|e| wit::EnvironmentFilter {
+                    kind: e.kind.clone(),
+                    identifier: e.identifier.clone(),
+                })
+                .collect(),
+        },
+        window: wit::Window {
+            start_minutes_back: h.start_minutes_back,
+            start_at_ms: config.backfill.map(|b| b.from_ms),
+            end_at_ms: config.backfill.map(|b| b.to_ms),
+            settle_lag_secs: h.settle_lag_secs,
+            overlap_secs: h.overlap_secs,
+            reconcile_interval_secs: h.reconcile_interval_secs,
+            reconcile_hours: h.reconcile_hours,
+        },
+        retries: wit::Retries {
+            max_retries: h.max_retries,
+            retry_base_ms: h.retry_base_ms,
+            retry_budget_secs: h.retry_budget_secs,
+            max_requests_per_minute: h.max_requests_per_minute,
+        },
+        output: wit::Output {
+            output_shape: match config.output.shape {
+                OutputShape::Raw => wit::OutputShape::Raw,
+                OutputShape::Streaming => wit::OutputShape::Streaming,
+            },
+            enrich_yaml_diff: config.output.enrich_yaml_diff,
+            batch_max_events: config.output.batch_max_events,
         },
     }
 }

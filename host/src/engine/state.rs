@@ -340,9 +340,7 @@ impl emit::Host for HostState {
             window_end_ms: batch.window_end_ms,
             collected_at: SystemTime::now(),
         };
-        let checkpoint = String::from_utf8(batch.checkpoint)
-            .map_err(|_| EmitError::Rejected("the checkpoint is not UTF-8 text".into()))?;
-        let written = self.pipeline.store(&meta, &batch.lines, checkpoint).await.map_err(|e| {
+        let written = self.pipeline.store(&meta, &batch.lines, batch.checkpoint).await.map_err(|e| {
             tracing::error!(stage = "sink", error_kind = "store_failed", error = %e, "batch not committed");
             EmitError::Unavailable(e)
         })?;
@@ -435,7 +433,7 @@ mod tests {
             last_event_ms: 2,
             window_start_ms: 0,
             window_end_ms: 3,
-            checkpoint: b"{}".to_vec(),
+            checkpoint: "{}".to_owned(),
         }
     }
 
@@ -461,7 +459,7 @@ mod tests {
             (batch("{\"a\":\n", 1), "line 1 is not a JSON object"),
             (
                 Batch {
-                    checkpoint: vec![],
+                    checkpoint: String::new(),
                     ..batch("{}\n", 1)
                 },
                 "checkpoint of 0 bytes",
