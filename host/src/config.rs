@@ -7,12 +7,11 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 pub use harness_audit_core::settings::{
-    EnvironmentFilter, PrincipalFilter, ResourceFilter, ScopeFilter,
+    ApiFlavor, EnvironmentFilter, OutputShape, PrincipalFilter, ResourceFilter, ScopeFilter,
+    Settings,
 };
 use harness_audit_settings::{self as table, Kind, Section, Setting};
 use url::Url;
-
-use crate::engine::bindings::ApiFlavor;
 
 pub mod filters;
 mod flags;
@@ -25,10 +24,12 @@ pub use range::BackfillRange;
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Where and how to call Harness.
+    /// What the component receives: the core's settings (query, window,
+    /// retries, output shape and batching), validated here against the
+    /// core's own ranges.
+    pub source: Settings,
+    /// What only the host holds about Harness: the key and the egress limits.
     pub harness: HarnessConfig,
-    /// Which events to request.
-    pub filters: FilterConfig,
     /// Where events and the checkpoint go.
     pub output: OutputConfig,
     /// What the component may use.
@@ -46,60 +47,18 @@ pub struct LimitsConfig {
     pub poll_timeout_secs: u32,
 }
 
-/// Connection to the Harness API.
+/// What the host alone holds about Harness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HarnessConfig {
-    /// API base URL (`https://app.harness.io`, a vanity host, or `.../gateway`).
+    /// API base URL (`https://app.harness.io`, a vanity host, or `.../gateway`):
+    /// the one origin the egress policy lets through.
     pub api_base: Url,
-    /// Account identifier.
-    pub account_id: String,
     /// The API key, injected by the host into each request.
     pub api_key: ApiKey,
     /// Where the key came from (a variable or file name, never the key).
     pub api_key_source: String,
-    /// Events per page, 1 to 100.
-    pub page_size: u32,
-    /// First pass look-back, in minutes.
-    pub start_minutes_back: u32,
-    /// Retries per request.
-    pub max_retries: u32,
-    /// First backoff delay, in milliseconds.
-    pub retry_base_ms: u32,
-    /// Total retry wait per pass, in seconds.
-    pub retry_budget_secs: u32,
-    /// Request rate cap per minute; 0 disables it.
-    pub max_requests_per_minute: u32,
-    /// Window end lag behind now, in seconds.
-    pub settle_lag_secs: u32,
-    /// Window overlap, in seconds.
-    pub overlap_secs: u32,
-    /// Seconds between reconciliations against Harness's hourly counts.
-    pub reconcile_interval_secs: u32,
-    /// Hours reconciliation looks back; 0 turns it off.
-    pub reconcile_hours: u32,
-    /// Which list endpoint to page.
-    pub api_flavor: ApiFlavor,
     /// Cap on each HTTP timeout, in seconds.
     pub http_timeout_secs: u32,
-}
-
-/// Body filters of the list request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FilterConfig {
-    /// `modules`, upper-cased.
-    pub modules: Vec<String>,
-    /// `actions`.
-    pub actions: Vec<String>,
-    /// `staticFilter`.
-    pub static_filter: Option<String>,
-    /// `principals`: who acted.
-    pub principals: Vec<PrincipalFilter>,
-    /// `scopes`: organizations or projects.
-    pub scopes: Vec<ScopeFilter>,
-    /// `resources`: resource types, optionally one resource.
-    pub resources: Vec<ResourceFilter>,
-    /// `environments`.
-    pub environments: Vec<EnvironmentFilter>,
 }
 
 /// Which sink receives the events.
@@ -124,27 +83,12 @@ pub struct OutputConfig {
     pub prefix: String,
     /// Checkpoint key inside the store.
     pub state_key: String,
-    /// Events per object at most.
-    pub batch_max_events: u32,
     /// The bucket, for the `gcs` sink.
     pub gcs_bucket: Option<String>,
     /// Whether GCS objects are gzip-compressed (`.jsonl.gz`, `contentEncoding: gzip`).
     pub gzip: bool,
     /// Lifetime of the GCS lease, in seconds.
     pub lease_secs: u32,
-    /// How each event is written.
-    pub shape: OutputShape,
-    /// Attach each configuration change's YAML diff.
-    pub enrich_yaml_diff: bool,
-}
-
-/// How each event is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputShape {
-    /// The API's list item, byte for byte.
-    Raw,
-    /// The audit-streaming field names the SecOps parser maps.
-    Streaming,
 }
 
 /// Whether a command sends requests to Harness, and so needs the API key.
@@ -514,35 +458,37 @@ impl RawConfig {
             (KeyUse::NotNeeded, None, None) => (ApiKey(String::new()), "not needed".to_owned()),
             (_, inline, file) => resolve_api_key(inline, file, &account_id)?,
         };
-        let harness = HarnessConfig {
-            api_key_source,
-            api_base,
-            api_key,
-            page_size: self.number(&table::PAGE_SIZE)?,
-            start_minutes_back: self.number(&table::START_MINUTES_BACK)?,
-            max_retries: self.number(&table::MAX_RETRIES)?,
-            retry_base_ms: self.number(&table::RETRY_BASE_MS)?,
-            http_timeout_secs: self.number(&table::HTTP_TIMEOUT_SECS)?,
-            retry_budget_secs: self.number(&table::RETRY_BUDGET_SECS)?,
-            max_requests_per_minute: self.number(&table::MAX_REQUESTS_PER_MINUTE)?,
-            settle_lag_secs: self.number(&table::SETTLE_LAG_SECS)?,
-            overlap_secs: self.number(&table::OVERLAP_SECS)?,
-            reconcile_interval_secs: self.number(&table::RECONCILE_INTERVAL_SECS)?,
-            reconcile_hours: self.number(&table::RECONCILE_HOURS)?,
+        let allow_unknown = self.boolean(&table::ALLOW_UNKNOWN_VALUES)?;
+        let page_size = self.number(&table::PAGE_SIZE)?;
+        // A batch holds whole pages, so it could not stay under a limit below one page.
+        let batch_origin = self
+            .values
+            .get(table::BATCH_MAX_EVENTS.key)
+            .map(|s| s.origin.clone());
+        let batch_max_events = self.number(&table::BATCH_MAX_EVENTS)?;
+        if batch_max_events < page_size {
+            return Err(ConfigError::Invalid {
+                origin: batch_origin.unwrap_or(Origin::Default(table::BATCH_MAX_EVENTS.env)),
+                message: format!(
+                    "{batch_max_events} is below PAGE_SIZE ({page_size}): a batch holds whole pages; raise it or lower PAGE_SIZE"
+                ),
+            });
+        }
+        let source = Settings {
+            api_base: api_base.as_str().trim_end_matches('/').to_owned(),
+            account_id: account_id.value,
+            page_size,
             api_flavor: match self.choice(&table::API_FLAVOR)? {
                 Some("list-v2") => ApiFlavor::ListV2,
                 _ => ApiFlavor::List,
             },
-            account_id: account_id.value,
-        };
-        let allow_unknown = self.boolean(&table::ALLOW_UNKNOWN_VALUES)?;
-        let filters = FilterConfig {
             modules: each(self.take_list(&table::MODULES), |v| {
                 filters::module(v, allow_unknown)
             })?,
             actions: each(self.take_list(&table::ACTIONS), |v| {
                 filters::action(v, allow_unknown)
             })?,
+            static_filter: self.choice(&table::STATIC_FILTER)?.map(str::to_owned),
             principals: each(self.take_list(&table::PRINCIPALS), |v| {
                 filters::principal(v, allow_unknown)
             })?,
@@ -551,7 +497,29 @@ impl RawConfig {
                 filters::resource(v, allow_unknown)
             })?,
             environments: each(self.take_list(&table::ENVIRONMENTS), filters::environment)?,
-            static_filter: self.choice(&table::STATIC_FILTER)?.map(str::to_owned),
+            start_minutes_back: self.number(&table::START_MINUTES_BACK)?,
+            start_at_ms: None,
+            end_at_ms: None,
+            settle_lag_secs: self.number(&table::SETTLE_LAG_SECS)?,
+            overlap_secs: self.number(&table::OVERLAP_SECS)?,
+            reconcile_interval_secs: self.number(&table::RECONCILE_INTERVAL_SECS)?,
+            reconcile_hours: self.number(&table::RECONCILE_HOURS)?,
+            max_retries: self.number(&table::MAX_RETRIES)?,
+            retry_base_ms: self.number(&table::RETRY_BASE_MS)?,
+            retry_budget_secs: self.number(&table::RETRY_BUDGET_SECS)?,
+            max_requests_per_minute: self.number(&table::MAX_REQUESTS_PER_MINUTE)?,
+            output_shape: match self.choice(&table::OUTPUT_SHAPE)? {
+                Some("streaming") => OutputShape::Streaming,
+                _ => OutputShape::Raw,
+            },
+            enrich_yaml_diff: self.boolean(&table::ENRICH_YAML_DIFF)?,
+            batch_max_events,
+        };
+        let harness = HarnessConfig {
+            api_base,
+            api_key,
+            api_key_source,
+            http_timeout_secs: self.number(&table::HTTP_TIMEOUT_SECS)?,
         };
         let gcs_bucket = self.text(&table::GCS_BUCKET).map(bucket_name).transpose()?;
         // The recipe sets only GCS_BUCKET, so a bucket alone selects the GCS sink.
@@ -574,46 +542,23 @@ impl RawConfig {
                 hint: "GZIP=true compresses GCS objects only; set GCS_BUCKET, or unset GZIP",
             });
         }
-        let prefix = relative_key(self.text(&table::GCS_PREFIX))?;
-        let state_key = relative_key(self.text(&table::STATE_KEY))?;
-        // A batch holds whole pages, so it could not stay under a limit below one page.
-        let batch_origin = self
-            .values
-            .get(table::BATCH_MAX_EVENTS.key)
-            .map(|s| s.origin.clone());
-        let batch_max_events = self.number(&table::BATCH_MAX_EVENTS)?;
-        if batch_max_events < harness.page_size {
-            return Err(ConfigError::Invalid {
-                origin: batch_origin.unwrap_or(Origin::Default(table::BATCH_MAX_EVENTS.env)),
-                message: format!(
-                    "{batch_max_events} is below PAGE_SIZE ({}): a batch holds whole pages; raise it or lower PAGE_SIZE",
-                    harness.page_size
-                ),
-            });
-        }
-        let output_dir = PathBuf::from(
-            self.text(&table::OUTPUT_DIR)
-                .map(|d| d.value)
-                .unwrap_or_default(),
-        );
+        let output = OutputConfig {
+            sink,
+            output_dir: PathBuf::from(
+                self.text(&table::OUTPUT_DIR)
+                    .map(|d| d.value)
+                    .unwrap_or_default(),
+            ),
+            prefix: relative_key(self.text(&table::GCS_PREFIX))?,
+            state_key: relative_key(self.text(&table::STATE_KEY))?,
+            gcs_bucket,
+            gzip,
+            lease_secs: self.number(&table::LEASE_SECS)?,
+        };
         Ok(Config {
+            source,
             harness,
-            filters,
-            output: OutputConfig {
-                sink,
-                output_dir,
-                prefix,
-                state_key,
-                batch_max_events,
-                gcs_bucket,
-                gzip,
-                lease_secs: self.number(&table::LEASE_SECS)?,
-                enrich_yaml_diff: self.boolean(&table::ENRICH_YAML_DIFF)?,
-                shape: match self.choice(&table::OUTPUT_SHAPE)? {
-                    Some("streaming") => OutputShape::Streaming,
-                    _ => OutputShape::Raw,
-                },
-            },
+            output,
             backfill: None,
             limits: LimitsConfig {
                 max_memory_mib: self.number(&table::MAX_MEMORY_MIB)?,

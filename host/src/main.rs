@@ -192,7 +192,7 @@ fn main() -> ExitCode {
     if let Some((from, to)) = range {
         let range = match BackfillRange::parse(from, to, now_ms()) {
             Ok(r) => r,
-            Err(e) => return fail(&e, EXIT_CONFIG),
+            Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
         };
         config.output.state_key = range.state_key(&config.output.state_key);
         config.backfill = Some(range);
@@ -259,7 +259,7 @@ fn check(
     };
     println!(
         "configuration: ok (account {}, API {}, key from {}, sink {:?}, prefix {}, checkpoint {})",
-        config.harness.account_id,
+        config.source.account_id,
         config.harness.api_base,
         config.harness.api_key_source,
         config.output.sink,
@@ -301,7 +301,7 @@ fn ledger(
     }
     let range = match LedgerRange::parse(args.from.as_deref(), args.to.as_deref()) {
         Ok(r) => r,
-        Err(e) => return fail(&e, EXIT_CONFIG),
+        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
     };
     let config = match args.run.config_for(KeyUse::NotNeeded) {
         Ok(c) => c,

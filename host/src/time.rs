@@ -34,9 +34,43 @@ pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
     u64::try_from(at.timestamp_millis()).ok()
 }
 
+/// A time range given on the command line that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RangeError {
+    /// A bound is neither a day nor an instant.
+    #[error(
+        "{flag} `{text}` is not a date (2025-01-31) or an RFC 3339 UTC time (2025-01-31T12:00:00Z)"
+    )]
+    NotATime {
+        /// `--from` or `--to`.
+        flag: &'static str,
+        /// What was given.
+        text: String,
+    },
+    /// The start is after the end.
+    #[error("--from {from} is after --to {to}")]
+    Reversed {
+        /// `--from` as given.
+        from: String,
+        /// `--to` as given.
+        to: String,
+    },
+    /// The start has not happened yet.
+    #[error("--from {from} is in the future")]
+    Future {
+        /// `--from` as given.
+        from: String,
+    },
+}
+
 /// A day (`2025-01-31`: its first millisecond, or with `end_of_day` its
 /// last) or an RFC 3339 UTC instant; the error names `flag` and both forms.
-pub fn parse_day_or_instant(flag: &str, text: &str, end_of_day: bool) -> Result<u64, String> {
+pub fn parse_day_or_instant(
+    flag: &'static str,
+    text: &str,
+    end_of_day: bool,
+) -> Result<u64, RangeError> {
     let text = text.trim();
     let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
@@ -45,10 +79,9 @@ pub fn parse_day_or_instant(flag: &str, text: &str, end_of_day: bool) -> Result<
     match day {
         Some(start) if end_of_day => Ok(start + DAY_MS - 1),
         Some(start) => Ok(start),
-        None => parse_rfc3339_utc(text).ok_or_else(|| {
-            format!(
-                "{flag} `{text}` is not a date (2025-01-31) or an RFC 3339 UTC time (2025-01-31T12:00:00Z)"
-            )
+        None => parse_rfc3339_utc(text).ok_or_else(|| RangeError::NotATime {
+            flag,
+            text: text.to_owned(),
         }),
     }
 }
@@ -89,7 +122,7 @@ mod tests {
             Ok("2024-02-29T23:59:59.999Z".to_owned())
         );
         assert_eq!(
-            parse_day_or_instant("--to", "2025-02-29", true),
+            parse_day_or_instant("--to", "2025-02-29", true).map_err(|e| e.to_string()),
             Err("--to `2025-02-29` is not a date (2025-01-31) or an RFC 3339 UTC time (2025-01-31T12:00:00Z)".to_owned())
         );
     }

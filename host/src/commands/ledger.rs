@@ -12,7 +12,7 @@ use crate::engine::bindings::harness::audit::types as wit;
 use crate::engine::state::committed_checkpoint;
 use crate::error::RunError;
 use crate::storage;
-use crate::time::{parse_day_or_instant, rfc3339_ms};
+use crate::time::{RangeError, parse_day_or_instant, rfc3339_ms};
 
 /// The hours asked for: `--from` and `--to`, dates (whole UTC days, `--to`
 /// inclusive) or RFC 3339 UTC times; open ends take the ledger's own.
@@ -26,8 +26,8 @@ pub struct LedgerRange {
 
 impl LedgerRange {
     /// Parses the flags; the error names the flag and the accepted forms.
-    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Self, String> {
-        let time = |flag: &str, value: Option<&str>, end_of_day: bool| {
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Self, RangeError> {
+        let time = |flag: &'static str, value: Option<&str>, end_of_day: bool| {
             value
                 .map(|v| parse_day_or_instant(flag, v, end_of_day))
                 .transpose()
@@ -39,11 +39,10 @@ impl LedgerRange {
         if let (Some(f), Some(t)) = (range.from_ms, range.to_ms)
             && f > t
         {
-            return Err(format!(
-                "--from {} is after --to {}",
-                from.unwrap_or_default(),
-                to.unwrap_or_default()
-            ));
+            return Err(RangeError::Reversed {
+                from: from.unwrap_or_default().to_owned(),
+                to: to.unwrap_or_default().to_owned(),
+            });
         }
         Ok(range)
     }
@@ -100,7 +99,7 @@ pub async fn read(
         None => None,
     };
     Ok(view(
-        &config.harness.account_id,
+        &config.source.account_id,
         location,
         report.as_ref(),
         range,
@@ -300,9 +299,19 @@ mod tests {
             empty.text()
         );
         assert!(empty.hours.is_empty());
-        let err = LedgerRange::parse(Some("yesterday"), None).unwrap_err();
-        assert!(err.contains("--from `yesterday` is not a date"), "{err}");
-        let err = LedgerRange::parse(Some("2025-02-01"), Some("2025-01-01")).unwrap_err();
-        assert!(err.contains("is after --to"), "{err}");
+        assert_eq!(
+            LedgerRange::parse(Some("yesterday"), None),
+            Err(RangeError::NotATime {
+                flag: "--from",
+                text: "yesterday".into()
+            })
+        );
+        assert_eq!(
+            LedgerRange::parse(Some("2025-02-01"), Some("2025-01-01")),
+            Err(RangeError::Reversed {
+                from: "2025-02-01".into(),
+                to: "2025-01-01".into()
+            })
+        );
     }
 }

@@ -1,56 +1,190 @@
-//! Per-tenant and process figures for `serve`, as Prometheus text, and the
-//! health verdict behind `/healthz`.
+//! Per-tenant and process figures for `serve`, exposed with `prometheus-client`
+//! in the OpenMetrics text format, and the health verdict behind `/healthz`,
+//! which is ours.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 use crate::engine::PassSummary;
 use crate::error::RunError;
 use crate::time::now_ms;
 
-/// What is known about one tenant.
-#[derive(Debug, Clone, Default)]
-struct TenantStats {
-    interval: Duration,
-    passes: u64,
-    events: u64,
-    objects: u64,
-    pages: u64,
-    retries: u64,
-    count_requests: u64,
-    late_events: u64,
-    unreconciled_events: Option<u64>,
-    errors: BTreeMap<&'static str, u64>,
-    newest_event_ms: Option<u64>,
-    last_success_ms: Option<u64>,
-    last_error: Option<String>,
-    consecutive_failures: u32,
-    backoff: Duration,
-    running: bool,
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A label value, escaped as the exposition format requires: the library
+/// writes label values as given, and a tenant id is the operator's text.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord)]
+struct Escaped(String);
+
+impl EncodeLabelValue for Escaped {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Instantiation times kept for the quantiles.
-const INSTANTIATIONS_KEPT: usize = 10_000;
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: Escaped,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    tenant: Escaped,
+    kind: &'static str,
+}
+
+/// What the health verdict and the derived gauges need about one tenant.
+#[derive(Debug, Clone, Default)]
+struct TenantState {
+    interval: Duration,
+    newest_event_ms: Option<u64>,
+    last_success_ms: Option<u64>,
+    last_error: Option<&'static str>,
+    consecutive_failures: u32,
+    error_kinds: BTreeSet<&'static str>,
+}
+
+/// The families of the registry, by tenant.
+#[derive(Debug, Default)]
+struct Families {
+    events: Family<TenantLabel, Counter>,
+    objects: Family<TenantLabel, Counter>,
+    pages: Family<TenantLabel, Counter>,
+    retries: Family<TenantLabel, Counter>,
+    count_requests: Family<TenantLabel, Counter>,
+    late_events: Family<TenantLabel, Counter>,
+    passes: Family<TenantLabel, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    unreconciled: Family<TenantLabel, Gauge>,
+    seconds_behind: Family<TenantLabel, Gauge>,
+    last_success: Family<TenantLabel, Gauge>,
+    consecutive_failures: Family<TenantLabel, Gauge>,
+    backoff: Family<TenantLabel, Gauge>,
+    running: Family<TenantLabel, Gauge>,
+}
 
 /// Figures of every tenant served.
 #[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
+    families: Families,
+    tenants_gauge: Gauge,
+    uptime: Gauge,
+    resident: Gauge,
+    instantiate: Histogram,
     started: Instant,
     started_ms: u64,
-    tenants: Mutex<BTreeMap<String, TenantStats>>,
-    /// The latest instantiation times, in microseconds.
-    instantiations: Mutex<VecDeque<u64>>,
+    tenants: Mutex<BTreeMap<String, TenantState>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let families = Families::default();
+        let mut registry = Registry::with_prefix("harness_audit");
+        let f = &families;
+        registry.register("events_written", "Events stored", f.events.clone());
+        registry.register("objects_written", "Objects created", f.objects.clone());
+        registry.register("pages", "Pages read from Harness", f.pages.clone());
+        registry.register("retries", "Requests retried", f.retries.clone());
+        registry.register(
+            "count_requests",
+            "Hours checked against Harness's count (one request each)",
+            f.count_requests.clone(),
+        );
+        registry.register(
+            "late_events",
+            "Events found by re-reading an hour: visible only after their window was read",
+            f.late_events.clone(),
+        );
+        registry.register(
+            "unreconciled_events",
+            "Events Harness counted at each hour's last check that it never returned (see `harness-audit ledger`)",
+            f.unreconciled.clone(),
+        );
+        registry.register(
+            "passes",
+            "Passes finished, successful or not",
+            f.passes.clone(),
+        );
+        registry.register("errors", "Failed passes by cause", f.errors.clone());
+        registry.register(
+            "seconds_behind",
+            "Seconds between now and the newest event stored",
+            f.seconds_behind.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When the last successful pass ended (Unix time)",
+            f.last_success.clone(),
+        );
+        registry.register(
+            "consecutive_failures",
+            "Failed passes since the last success",
+            f.consecutive_failures.clone(),
+        );
+        registry.register(
+            "backoff_seconds",
+            "Current wait before the next pass after failures (0 when healthy)",
+            f.backoff.clone(),
+        );
+        registry.register("pass_running", "1 while a pass runs", f.running.clone());
+        let tenants_gauge = Gauge::default();
+        registry.register("tenants", "Tenants served", tenants_gauge.clone());
+        let started_ms = now_ms();
+        let start: Gauge = Gauge::default();
+        start.set(gauge_value(started_ms / 1000));
+        registry.register(
+            "process_start_time_seconds",
+            "Process start (Unix time)",
+            start,
+        );
+        let uptime = Gauge::default();
+        registry.register(
+            "process_uptime_seconds",
+            "Seconds since start",
+            uptime.clone(),
+        );
+        let resident = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident set size (Linux)",
+            resident.clone(),
+        );
+        // 10 us to about 20 s, each bucket 1.5 times the last.
+        let instantiate = Histogram::new(exponential_buckets(1e-5, 1.5, 36));
+        registry.register(
+            "instantiate_seconds",
+            "Component instantiation time per pass",
+            instantiate.clone(),
+        );
         Self {
+            registry,
+            families,
+            tenants_gauge,
+            uptime,
+            resident,
+            instantiate,
             started: Instant::now(),
-            started_ms: now_ms(),
+            started_ms,
             tenants: Mutex::new(BTreeMap::new()),
-            instantiations: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -64,79 +198,154 @@ pub struct Health {
     pub report: String,
 }
 
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl Metrics {
-    fn with(&self, id: &str, f: impl FnOnce(&mut TenantStats)) {
+    fn label(id: &str) -> TenantLabel {
+        TenantLabel {
+            tenant: Escaped(id.to_owned()),
+        }
+    }
+
+    fn with(&self, id: &str, f: impl FnOnce(&mut TenantState)) {
         let mut tenants = self
             .tenants
             .lock()
             .expect("no panic while holding the lock");
         f(tenants.entry(id.to_owned()).or_default());
+        self.tenants_gauge.set(gauge_value(tenants.len() as u64));
     }
 
     /// Starts tracking `id`, or updates its interval.
     pub fn register(&self, id: &str, interval: Duration) {
         self.with(id, |t| t.interval = interval);
+        let label = Self::label(id);
+        let f = &self.families;
+        // Every per-tenant series exists from the start, at zero.
+        for family in [
+            &f.events,
+            &f.objects,
+            &f.pages,
+            &f.retries,
+            &f.count_requests,
+            &f.late_events,
+            &f.passes,
+        ] {
+            drop(family.get_or_create(&label));
+        }
+        for family in [&f.consecutive_failures, &f.backoff, &f.running] {
+            drop(family.get_or_create(&label));
+        }
     }
 
     /// Stops tracking `id` (removed from the tenant file).
     pub fn remove(&self, id: &str) {
-        self.tenants
+        let mut tenants = self
+            .tenants
             .lock()
-            .expect("no panic while holding the lock")
-            .remove(id);
+            .expect("no panic while holding the lock");
+        let Some(state) = tenants.remove(id) else {
+            return;
+        };
+        self.tenants_gauge.set(gauge_value(tenants.len() as u64));
+        let label = Self::label(id);
+        let f = &self.families;
+        for family in [
+            &f.events,
+            &f.objects,
+            &f.pages,
+            &f.retries,
+            &f.count_requests,
+            &f.late_events,
+            &f.passes,
+        ] {
+            family.remove(&label);
+        }
+        for family in [
+            &f.unreconciled,
+            &f.seconds_behind,
+            &f.last_success,
+            &f.consecutive_failures,
+            &f.backoff,
+            &f.running,
+        ] {
+            family.remove(&label);
+        }
+        for kind in state.error_kinds {
+            f.errors.remove(&ErrorLabels {
+                tenant: label.tenant.clone(),
+                kind,
+            });
+        }
     }
 
     /// A pass of `id` began.
     pub fn pass_started(&self, id: &str) {
-        self.with(id, |t| t.running = true);
+        self.families.running.get_or_create(&Self::label(id)).set(1);
     }
 
     /// A pass of `id` succeeded.
     pub fn pass_succeeded(&self, id: &str, summary: &PassSummary) {
-        {
-            let mut kept = self
-                .instantiations
-                .lock()
-                .expect("no panic while holding the lock");
-            if kept.len() == INSTANTIATIONS_KEPT {
-                kept.pop_front();
-            }
-            kept.push_back(u64::try_from(summary.instantiate.as_micros()).unwrap_or(u64::MAX));
-        }
+        self.instantiate.observe(summary.instantiate.as_secs_f64());
+        let label = Self::label(id);
+        let f = &self.families;
+        f.running.get_or_create(&label).set(0);
+        f.passes.get_or_create(&label).inc();
+        f.events.get_or_create(&label).inc_by(summary.stored.events);
+        f.objects
+            .get_or_create(&label)
+            .inc_by(summary.stored.objects);
+        f.pages.get_or_create(&label).inc_by(summary.pages);
+        f.retries.get_or_create(&label).inc_by(summary.retries);
+        f.count_requests
+            .get_or_create(&label)
+            .inc_by(summary.count_requests);
+        f.late_events
+            .get_or_create(&label)
+            .inc_by(summary.late_events);
+        f.unreconciled
+            .get_or_create(&label)
+            .set(gauge_value(summary.unreconciled_events));
+        f.consecutive_failures.get_or_create(&label).set(0);
+        f.backoff.get_or_create(&label).set(0);
+        let now = now_ms();
+        f.last_success
+            .get_or_create(&label)
+            .set(gauge_value(now / 1000));
         self.with(id, |t| {
-            t.running = false;
-            t.passes += 1;
-            t.events += summary.stored.events;
-            t.objects += summary.stored.objects;
-            t.pages += summary.pages;
-            t.retries += summary.retries;
-            t.count_requests += summary.count_requests;
-            t.late_events += summary.late_events;
-            t.unreconciled_events = Some(summary.unreconciled_events);
             t.newest_event_ms = summary.watermark_ms.or(t.newest_event_ms);
-            t.last_success_ms = Some(now_ms());
+            t.last_success_ms = Some(now);
             t.consecutive_failures = 0;
-            t.backoff = Duration::ZERO;
         });
     }
 
     /// A pass of `id` failed; the next one waits `backoff`.
     pub fn pass_failed(&self, id: &str, error: &RunError, backoff: Duration) {
+        let label = Self::label(id);
+        let f = &self.families;
+        f.running.get_or_create(&label).set(0);
+        f.passes.get_or_create(&label).inc();
+        f.errors
+            .get_or_create(&ErrorLabels {
+                tenant: label.tenant.clone(),
+                kind: error.kind(),
+            })
+            .inc();
+        f.backoff
+            .get_or_create(&label)
+            .set(gauge_value(backoff.as_secs()));
+        let mut failures = 0;
         self.with(id, |t| {
-            t.running = false;
-            t.passes += 1;
-            *t.errors.entry(error.kind()).or_default() += 1;
-            t.last_error = Some(error.kind().to_owned());
+            t.error_kinds.insert(error.kind());
+            t.last_error = Some(error.kind());
             t.consecutive_failures += 1;
-            t.backoff = backoff;
+            failures = t.consecutive_failures;
         });
+        f.consecutive_failures
+            .get_or_create(&label)
+            .set(i64::from(failures));
     }
 
     /// Whether every tenant succeeded within `intervals` of its interval. A
@@ -163,7 +372,6 @@ impl Metrics {
                     .map_or_else(|| "never".to_owned(), crate::time::rfc3339_ms),
                 t.consecutive_failures,
                 t.last_error
-                    .as_ref()
                     .filter(|_| t.consecutive_failures > 0)
                     .map_or_else(String::new, |e| format!(", last error {e}"))
             );
@@ -171,191 +379,33 @@ impl Metrics {
         Health { healthy, report }
     }
 
-    /// Prometheus text exposition.
+    /// The OpenMetrics text exposition (see [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let now = now_ms();
-        let tenants = self
-            .tenants
-            .lock()
-            .expect("no panic while holding the lock");
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        };
-        let per = |f: &dyn Fn(&TenantStats) -> Option<String>| -> Vec<(String, String)> {
-            tenants
-                .iter()
-                .filter_map(|(id, t)| f(t).map(|v| (format!("tenant=\"{}\"", label(id)), v)))
-                .collect()
-        };
-        family(
-            "harness_audit_events_written_total",
-            "counter",
-            "Events stored.",
-            per(&|t| Some(t.events.to_string())),
-        );
-        family(
-            "harness_audit_objects_written_total",
-            "counter",
-            "Objects created.",
-            per(&|t| Some(t.objects.to_string())),
-        );
-        family(
-            "harness_audit_pages_total",
-            "counter",
-            "Pages read from Harness.",
-            per(&|t| Some(t.pages.to_string())),
-        );
-        family(
-            "harness_audit_retries_total",
-            "counter",
-            "Requests retried.",
-            per(&|t| Some(t.retries.to_string())),
-        );
-        family(
-            "harness_audit_count_requests_total",
-            "counter",
-            "Hours checked against Harness's count (one request each).",
-            per(&|t| Some(t.count_requests.to_string())),
-        );
-        family(
-            "harness_audit_late_events_total",
-            "counter",
-            "Events found by re-reading an hour: visible only after their window was read.",
-            per(&|t| Some(t.late_events.to_string())),
-        );
-        family(
-            "harness_audit_unreconciled_events",
-            "gauge",
-            "Events Harness counted at each hour's last check that it never returned (see `harness-audit ledger`).",
-            per(&|t| t.unreconciled_events.map(|n| n.to_string())),
-        );
-        family(
-            "harness_audit_passes_total",
-            "counter",
-            "Passes finished, successful or not.",
-            per(&|t| Some(t.passes.to_string())),
-        );
-        family(
-            "harness_audit_errors_total",
-            "counter",
-            "Failed passes by cause.",
-            tenants
-                .iter()
-                .flat_map(|(id, t)| {
-                    t.errors.iter().map(move |(kind, n)| {
-                        (
-                            format!("tenant=\"{}\",kind=\"{kind}\"", label(id)),
-                            n.to_string(),
-                        )
-                    })
-                })
-                .collect(),
-        );
-        family(
-            "harness_audit_seconds_behind",
-            "gauge",
-            "Seconds between now and the newest event stored.",
-            per(&|t| {
-                t.newest_event_ms
-                    .map(|w| (now.saturating_sub(w) / 1000).to_string())
-            }),
-        );
-        family(
-            "harness_audit_last_success_timestamp_seconds",
-            "gauge",
-            "When the last successful pass ended (Unix time).",
-            per(&|t| t.last_success_ms.map(|s| (s / 1000).to_string())),
-        );
-        family(
-            "harness_audit_consecutive_failures",
-            "gauge",
-            "Failed passes since the last success.",
-            per(&|t| Some(t.consecutive_failures.to_string())),
-        );
-        family(
-            "harness_audit_backoff_seconds",
-            "gauge",
-            "Current wait before the next pass after failures (0 when healthy).",
-            per(&|t| Some(t.backoff.as_secs().to_string())),
-        );
-        family(
-            "harness_audit_pass_running",
-            "gauge",
-            "1 while a pass runs.",
-            per(&|t| Some(u8::from(t.running).to_string())),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP harness_audit_tenants Tenants served.\n# TYPE harness_audit_tenants gauge\nharness_audit_tenants {}",
-            tenants.len()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP harness_audit_process_start_time_seconds Process start (Unix time).\n\
-             # TYPE harness_audit_process_start_time_seconds gauge\nharness_audit_process_start_time_seconds {}",
-            self.started_ms / 1000
-        );
-        let _ = writeln!(
-            out,
-            "# HELP harness_audit_process_uptime_seconds Seconds since start.\n\
-             # TYPE harness_audit_process_uptime_seconds gauge\nharness_audit_process_uptime_seconds {}",
-            self.started.elapsed().as_secs()
-        );
-        let mut micros: Vec<u64> = self
-            .instantiations
-            .lock()
-            .expect("no panic while holding the lock")
-            .iter()
-            .copied()
-            .collect();
-        micros.sort_unstable();
-        let _ = writeln!(
-            out,
-            "# HELP harness_audit_instantiate_seconds Component instantiation time per pass (latest {INSTANTIATIONS_KEPT}).\n\
-             # TYPE harness_audit_instantiate_seconds summary"
-        );
-        for q in [0.5, 0.99] {
-            if let Some(v) = quantile(&micros, q) {
-                let _ = writeln!(
-                    out,
-                    "harness_audit_instantiate_seconds{{quantile=\"{q}\"}} {:.6}",
-                    v as f64 / 1e6
-                );
+        {
+            let tenants = self
+                .tenants
+                .lock()
+                .expect("no panic while holding the lock");
+            for (id, t) in tenants.iter() {
+                if let Some(newest) = t.newest_event_ms {
+                    self.families
+                        .seconds_behind
+                        .get_or_create(&Self::label(id))
+                        .set(gauge_value(now.saturating_sub(newest) / 1000));
+                }
             }
         }
-        let _ = writeln!(
-            out,
-            "harness_audit_instantiate_seconds_count {}",
-            micros.len()
-        );
+        self.uptime
+            .set(gauge_value(self.started.elapsed().as_secs()));
         if let Some(rss) = resident_bytes() {
-            let _ = writeln!(
-                out,
-                "# HELP harness_audit_process_resident_memory_bytes Resident set size.\n\
-                 # TYPE harness_audit_process_resident_memory_bytes gauge\nharness_audit_process_resident_memory_bytes {rss}"
-            );
+            self.resident.set(gauge_value(rss));
         }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
-}
-
-/// The nearest-rank quantile of sorted values.
-fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "a rank within a slice of at most 10,000 values"
-    )]
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
 }
 
 /// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
@@ -417,8 +467,6 @@ mod tests {
             !text.contains("harness_audit_unreconciled_events{tenant=\"bad"),
             "no gap is claimed for a tenant that never finished a pass"
         );
-        assert_eq!(quantile(&[1, 2, 3, 4], 0.5), Some(2));
-        assert_eq!(quantile(&(1..=100).collect::<Vec<_>>(), 0.99), Some(99));
 
         let health = metrics.health(2);
         assert!(!health.healthy);
@@ -431,5 +479,14 @@ mod tests {
         );
         metrics.remove("bad\"one");
         assert!(metrics.health(2).healthy);
+        let text = metrics.render();
+        assert!(
+            !text.contains("bad\\\"one"),
+            "a removed tenant's series are gone\n{text}"
+        );
+        assert!(
+            text.contains("harness_audit_tenants 1") && text.ends_with("# EOF\n"),
+            "{text}"
+        );
     }
 }

@@ -103,8 +103,9 @@ struct Running {
 
 /// Reads the tenant file and keeps this replica's shard.
 fn load(options: &ServeOptions) -> anyhow::Result<Vec<TenantSpec>> {
+    // The message already holds its causes: `{:#}` of a chain would repeat them.
     let all = tenants::load(&options.tenants_file, |name| std::env::var(name).ok())
-        .map_err(|e| anyhow::anyhow!(e))?;
+        .map_err(|e| anyhow::Error::msg(e.to_string()))?;
     Ok(match options.shard {
         None => all,
         Some((index, count)) => all
@@ -445,7 +446,7 @@ async fn start_http(
             "/metrics",
             get(move || {
                 let body = for_metrics.render();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+                async move { ([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], body) }
             }),
         )
         .route(

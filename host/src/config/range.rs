@@ -1,6 +1,6 @@
 //! The fixed range of a `backfill`: read once, with its own checkpoint.
 
-use crate::time::{parse_day_or_instant, rfc3339_ms, utc};
+use crate::time::{RangeError, parse_day_or_instant, rfc3339_ms, utc};
 
 /// How far back Harness keeps audit events.
 const RETENTION_MS: u64 = 2 * 366 * 86_400_000;
@@ -16,14 +16,19 @@ pub struct BackfillRange {
 
 impl BackfillRange {
     /// `--from` and `--to`: dates are whole days (`--to` inclusive), or RFC 3339 UTC times.
-    pub fn parse(from: &str, to: &str, now_ms: u64) -> Result<Self, String> {
+    pub fn parse(from: &str, to: &str, now_ms: u64) -> Result<Self, RangeError> {
         let from_ms = parse_day_or_instant("--from", from, false)?;
         let to_ms = parse_day_or_instant("--to", to, true)?;
         if from_ms > to_ms {
-            return Err(format!("--from {from} is after --to {to}"));
+            return Err(RangeError::Reversed {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            });
         }
         if from_ms > now_ms {
-            return Err(format!("--from {from} is in the future"));
+            return Err(RangeError::Future {
+                from: from.to_owned(),
+            });
         }
         if now_ms.saturating_sub(from_ms) > RETENTION_MS {
             tracing::warn!(from = %rfc3339_ms(from_ms), "Harness keeps about two years of audit events; the start of this range is older");
@@ -81,16 +86,19 @@ mod tests {
         assert!(
             BackfillRange::parse("yesterday", "2025-01-01", NOW)
                 .unwrap_err()
+                .to_string()
                 .contains("--from `yesterday` is not a date")
         );
         assert!(
             BackfillRange::parse("2025-02-01", "2025-01-01", NOW)
                 .unwrap_err()
+                .to_string()
                 .contains("is after --to")
         );
         assert!(
             BackfillRange::parse("2026-02-01", "2026-03-01", NOW)
                 .unwrap_err()
+                .to_string()
                 .contains("in the future")
         );
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness_audit_settings as table;
 
-use crate::config::{Config, Origin, RawConfig, SinkKind};
+use crate::config::{Config, ConfigError, Origin, RawConfig, SinkKind};
 
 /// Default pause between a tenant's passes, in seconds.
 pub const DEFAULT_INTERVAL_SECS: u64 = 3600;
@@ -23,6 +23,82 @@ const TENANT_KEYS: [&str; 5] = [
     "jitter_secs",
     "component",
 ];
+
+/// Why a tenant file was refused; every message names the tenant and the key to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenantFileError {
+    /// The file cannot be read.
+    #[error("tenant file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    /// The file's tables are not a `[defaults]` table and `[[tenant]]` entries.
+    #[error("{message}")]
+    Layout {
+        /// What is wrong.
+        message: String,
+    },
+    /// One tenant's entry is unusable.
+    #[error("tenant `{tenant}`: {message}")]
+    Tenant {
+        /// The tenant's id, or `#n` before its id is known.
+        tenant: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// One tenant's settings fail the validation of `run`.
+    #[error("tenant `{tenant}`: {source}")]
+    Settings {
+        /// The tenant's id.
+        tenant: String,
+        /// The setting and what is wrong with it.
+        source: ConfigError,
+    },
+    /// Two entries have the same id.
+    #[error("tenant id `{0}` appears twice")]
+    DuplicateId(String),
+    /// Two tenants would write the same checkpoint.
+    #[error(
+        "tenants `{first}` and `{second}` share the checkpoint {checkpoint}; give each its own state_key \
+         (or output_dir)"
+    )]
+    SharedCheckpoint {
+        /// The first tenant.
+        first: String,
+        /// The second tenant.
+        second: String,
+        /// The checkpoint both would use.
+        checkpoint: String,
+    },
+    /// The error of [`load`], with the file it read.
+    #[error("tenant file {}: {source}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        source: Box<TenantFileError>,
+    },
+}
+
+fn layout(message: impl Into<String>) -> TenantFileError {
+    TenantFileError::Layout {
+        message: message.into(),
+    }
+}
+
+fn tenant_error(tenant: &str, message: impl Into<String>) -> TenantFileError {
+    TenantFileError::Tenant {
+        tenant: tenant.to_owned(),
+        message: message.into(),
+    }
+}
 
 /// One validated tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,25 +135,36 @@ fn text(value: &toml::Value) -> String {
     }
 }
 
-fn seconds(table: &toml::Table, key: &str, id: &str, default: u64) -> Result<u64, String> {
+fn seconds(table: &toml::Table, key: &str, id: &str, default: u64) -> Result<u64, TenantFileError> {
     match table.get(key) {
         None => Ok(default),
         Some(toml::Value::Integer(n)) if (0..=604_800).contains(n) => {
             Ok(u64::try_from(*n).expect("checked non-negative"))
         }
-        Some(other) => Err(format!(
-            "tenant `{id}`: {key} = {} is not a whole number of seconds from 0 to 604800",
-            text(other)
+        Some(other) => Err(tenant_error(
+            id,
+            format!(
+                "{key} = {} is not a whole number of seconds from 0 to 604800",
+                text(other)
+            ),
         )),
     }
 }
 
 /// Reads and validates `path`; `env` resolves `api_key_env` references.
-pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Vec<TenantSpec>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("tenant file {}: {e}", path.display()))?;
+pub fn load(
+    path: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<TenantSpec>, TenantFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TenantFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base, env).map_err(|e| format!("tenant file {}: {e}", path.display()))
+    parse(&text, base, env).map_err(|e| TenantFileError::InFile {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })
 }
 
 /// Parses a tenant file; relative `component` paths are taken from `base`.
@@ -85,29 +172,29 @@ pub fn parse(
     text: &str,
     base: &Path,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<TenantSpec>, String> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+) -> Result<Vec<TenantSpec>, TenantFileError> {
+    let table: toml::Table = toml::from_str(text)?;
     if let Some(key) = table.keys().find(|k| *k != "defaults" && *k != "tenant") {
-        return Err(format!(
+        return Err(layout(format!(
             "unknown top-level key `{key}`: expected a [defaults] table and [[tenant]] entries"
-        ));
+        )));
     }
     let defaults = match table.get("defaults") {
         None => toml::Table::new(),
         Some(toml::Value::Table(t)) if !t.contains_key("id") => t.clone(),
-        Some(toml::Value::Table(_)) => return Err("[defaults] cannot set `id`".into()),
-        Some(_) => return Err("`defaults` must be a table".into()),
+        Some(toml::Value::Table(_)) => return Err(layout("[defaults] cannot set `id`")),
+        Some(_) => return Err(layout("`defaults` must be a table")),
     };
     let entries = match table.get("tenant") {
         Some(toml::Value::Array(entries)) if !entries.is_empty() => entries,
-        _ => return Err("no [[tenant]] entries".into()),
+        _ => return Err(layout("no [[tenant]] entries")),
     };
     let mut tenants = Vec::with_capacity(entries.len());
     let mut ids = BTreeSet::new();
     let mut checkpoints: BTreeMap<String, String> = BTreeMap::new();
     for (index, entry) in entries.iter().enumerate() {
         let toml::Value::Table(entry) = entry else {
-            return Err(format!("tenant #{} is not a table", index + 1));
+            return Err(layout(format!("tenant #{} is not a table", index + 1)));
         };
         let id = match entry.get("id") {
             Some(toml::Value::String(id))
@@ -119,14 +206,14 @@ pub fn parse(
                 id.clone()
             }
             _ => {
-                return Err(format!(
+                return Err(layout(format!(
                     "tenant #{} needs an `id` of letters, digits, `-` or `_`",
                     index + 1
-                ));
+                )));
             }
         };
         if !ids.insert(id.clone()) {
-            return Err(format!("tenant id `{id}` appears twice"));
+            return Err(TenantFileError::DuplicateId(id));
         }
         let mut merged = defaults.clone();
         merged.extend(entry.clone());
@@ -146,10 +233,11 @@ pub fn parse(
                 .to_string(),
         };
         if let Some(other) = checkpoints.insert(checkpoint.clone(), id.clone()) {
-            return Err(format!(
-                "tenants `{other}` and `{id}` share the checkpoint {checkpoint}; give each its own state_key \
-                 (or output_dir)"
-            ));
+            return Err(TenantFileError::SharedCheckpoint {
+                first: other,
+                second: id,
+                checkpoint,
+            });
         }
         tenants.push(spec);
     }
@@ -161,22 +249,23 @@ fn tenant(
     merged: &toml::Table,
     base: &Path,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<TenantSpec, String> {
+) -> Result<TenantSpec, TenantFileError> {
     let mut raw = RawConfig::default();
     for (key, value) in merged {
         if TENANT_KEYS.contains(&key.as_str()) {
             continue;
         }
         if key == "api_key" {
-            return Err(format!(
-                "tenant `{id}`: an inline `api_key` is refused, since tenant files get committed and copied; \
-                 use api_key_env = \"VAR\" or api_key_file = \"/path\""
+            return Err(tenant_error(
+                id,
+                "an inline `api_key` is refused, since tenant files get committed and copied; \
+                 use api_key_env = \"VAR\" or api_key_file = \"/path\"",
             ));
         }
         let setting = table::by_key(key).filter(|s| !s.secret).ok_or_else(|| {
-            format!(
-                "tenant `{id}`: unknown key `{key}`; valid keys are {}",
-                valid_keys()
+            tenant_error(
+                id,
+                format!("unknown key `{key}`; valid keys are {}", valid_keys()),
             )
         })?;
         raw.set_toml(
@@ -184,13 +273,17 @@ fn tenant(
             value,
             Origin::File(format!("tenant `{id}` key {key}")),
         )
-        .map_err(|e| format!("tenant `{id}`: {e}"))?;
+        .map_err(|source| TenantFileError::Settings {
+            tenant: id.to_owned(),
+            source,
+        })?;
     }
     match merged.get("api_key_env") {
         Some(toml::Value::String(var)) => {
             let key = env(var).filter(|k| !k.trim().is_empty()).ok_or_else(|| {
-                format!(
-                    "tenant `{id}`: api_key_env names {var}, which is not set in the environment"
+                tenant_error(
+                    id,
+                    format!("api_key_env names {var}, which is not set in the environment"),
                 )
             })?;
             raw.set(
@@ -200,27 +293,29 @@ fn tenant(
             );
         }
         Some(_) => {
-            return Err(format!(
-                "tenant `{id}`: api_key_env must be a variable name"
-            ));
+            return Err(tenant_error(id, "api_key_env must be a variable name"));
         }
         None if !merged.contains_key("api_key_file") => {
-            return Err(format!(
-                "tenant `{id}`: set api_key_env (a variable holding the key) or api_key_file"
+            return Err(tenant_error(
+                id,
+                "set api_key_env (a variable holding the key) or api_key_file",
             ));
         }
         None => {}
     }
-    let config = raw.validate().map_err(|e| format!("tenant `{id}`: {e}"))?;
+    let config = raw.validate().map_err(|source| TenantFileError::Settings {
+        tenant: id.to_owned(),
+        source,
+    })?;
     let interval_secs = seconds(merged, "interval_secs", id, DEFAULT_INTERVAL_SECS)?;
     if interval_secs == 0 {
-        return Err(format!("tenant `{id}`: interval_secs must be at least 1"));
+        return Err(tenant_error(id, "interval_secs must be at least 1"));
     }
     let jitter_secs = seconds(merged, "jitter_secs", id, (interval_secs / 10).min(300))?;
     let component = match merged.get("component") {
         None => None,
         Some(toml::Value::String(p)) => Some(base.join(p)),
-        Some(_) => return Err(format!("tenant `{id}`: component must be a path")),
+        Some(_) => return Err(tenant_error(id, "component must be a path")),
     };
     Ok(TenantSpec {
         id: id.to_owned(),
@@ -251,7 +346,9 @@ mod tests {
     }
 
     fn parse_err(text: &str) -> String {
-        parse(text, Path::new("/etc/harness"), env).unwrap_err()
+        parse(text, Path::new("/etc/harness"), env)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -282,9 +379,9 @@ mod tests {
         );
         assert_eq!(tenants.len(), 2);
         let (a, b) = (&tenants[0], &tenants[1]);
-        assert_eq!(a.config.harness.page_size, 100);
-        assert_eq!(b.config.harness.page_size, 20);
-        assert_eq!(a.config.filters.modules, ["CD", "PMS"]);
+        assert_eq!(a.config.source.page_size, 100);
+        assert_eq!(b.config.source.page_size, 20);
+        assert_eq!(a.config.source.modules, ["CD", "PMS"]);
         assert_eq!(a.config.harness.api_key.expose(), KEY_A);
         assert_eq!(a.interval, Duration::from_secs(600));
         assert_eq!(a.jitter, Duration::from_secs(60));
@@ -317,7 +414,7 @@ mod tests {
         let ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["payments", "platform"]);
         assert_eq!(tenants[1].interval, Duration::from_secs(300));
-        assert_eq!(tenants[1].config.filters.modules, ["CD", "PMS"]);
+        assert_eq!(tenants[1].config.source.modules, ["CD", "PMS"]);
     }
 
     #[test]

@@ -29,12 +29,15 @@ fn error_of(pairs: &[(&str, &str)]) -> String {
 fn recipe_environment_gives_recipe_defaults() {
     let cfg = env(&minimal()).validate().unwrap();
     assert_eq!(cfg.harness.api_base.as_str(), "https://app.harness.io/");
-    assert_eq!(cfg.harness.page_size, 50);
-    assert_eq!(cfg.harness.start_minutes_back, 60);
+    assert_eq!(cfg.source.page_size, 50);
+    assert_eq!(cfg.source.start_minutes_back, 60);
     assert_eq!(cfg.output.prefix, "harness/audit");
     assert_eq!(cfg.output.sink, SinkKind::Local);
     assert!(!cfg.output.state_inside_prefix());
-    assert_eq!(cfg.filters, FilterConfig::default());
+    let s = &cfg.source;
+    assert!(s.modules.is_empty() && s.actions.is_empty() && s.static_filter.is_none());
+    assert!(s.principals.is_empty() && s.scopes.is_empty());
+    assert!(s.resources.is_empty() && s.environments.is_empty());
 }
 
 #[test]
@@ -48,13 +51,13 @@ fn recipe_filter_variables_are_parsed() {
         ("STATE_KEY", "harness/audit/state.json"),
     ]);
     let cfg = env(&pairs).validate().unwrap();
-    assert_eq!(cfg.filters.modules, ["CD", "PMS"]);
-    assert_eq!(cfg.filters.actions, ["CREATE", "UPDATE"]);
+    assert_eq!(cfg.source.modules, ["CD", "PMS"]);
+    assert_eq!(cfg.source.actions, ["CREATE", "UPDATE"]);
     assert_eq!(
-        cfg.filters.static_filter.as_deref(),
+        cfg.source.static_filter.as_deref(),
         Some("EXCLUDE_LOGIN_EVENTS")
     );
-    assert_eq!(cfg.harness.page_size, 100);
+    assert_eq!(cfg.source.page_size, 100);
     assert!(cfg.output.state_inside_prefix());
 }
 
@@ -143,7 +146,7 @@ fn every_filter_kind_parses_from_env_and_file_and_unknown_values_can_be_allowed(
         ("FILTER_MODULES", "cd,NEWMODULE"),
         ("ALLOW_UNKNOWN_VALUES", "true"),
     ]);
-    let f = env(&pairs).validate().unwrap().filters;
+    let f = env(&pairs).validate().unwrap().source;
     assert_eq!(f.principals.len(), 2);
     assert_eq!(f.principals[1].identifier, "SYSTEM");
     assert_eq!(f.scopes[1].project.as_deref(), Some("payments"));
@@ -161,7 +164,7 @@ fn every_filter_kind_parses_from_env_and_file_and_unknown_values_can_be_allowed(
         .over(file)
         .validate()
         .unwrap()
-        .filters;
+        .source;
     assert_eq!(f.principals[0].kind, "SERVICE_ACCOUNT");
     assert_eq!(f.scopes[0].org, "org1");
     assert_eq!(f.resources[0].kind, "TEMPLATE");
@@ -184,9 +187,9 @@ fn flags_beat_env_which_beats_the_file() {
         .unwrap();
     let flags = SettingFlags::from_arg_matches(&matches).unwrap().layer();
     let cfg = flags.over(env.over(file)).validate().unwrap();
-    assert_eq!(cfg.harness.page_size, 30);
-    assert_eq!(cfg.harness.max_retries, 2);
-    assert_eq!(cfg.filters.modules, ["CI"]);
+    assert_eq!(cfg.source.page_size, 30);
+    assert_eq!(cfg.source.max_retries, 2);
+    assert_eq!(cfg.source.modules, ["CI"]);
 }
 
 #[test]
@@ -201,12 +204,12 @@ fn boolean_flags_are_switches_that_also_take_a_value() {
         .over(env(&minimal()))
         .validate()
         .unwrap();
-    assert_eq!(cfg.filters.modules, ["CD", "NEWMODULE"]);
+    assert_eq!(cfg.source.modules, ["CD", "NEWMODULE"]);
     let cfg = flags(&["run", "--enrich-yaml-diff", "false"])
         .over(env(&[("ENRICH_YAML_DIFF", "true")]).over(env(&minimal())))
         .validate()
         .unwrap();
-    assert!(!cfg.output.enrich_yaml_diff);
+    assert!(!cfg.source.enrich_yaml_diff);
 }
 
 #[test]
@@ -277,7 +280,7 @@ fn shipped_examples_parse_and_validate() {
             .over(file)
             .validate()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(cfg.harness.account_id, "Xy3kQ9mTR0aWb1cD2eF4gH");
+        assert_eq!(cfg.source.account_id, "Xy3kQ9mTR0aWb1cD2eF4gH");
         seen += 1;
     }
     assert_eq!(seen, 2, "minimal.toml and advanced.toml");

@@ -12,7 +12,7 @@ use wasmtime::{
     Trap,
 };
 
-use crate::config::{Config, LimitsConfig, OutputShape};
+use crate::config::{ApiFlavor, Config, LimitsConfig, OutputShape};
 use crate::engine::bindings::harness::audit::types as wit;
 use crate::engine::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
 use crate::engine::limits::{EpochTicker, deadline_ticks};
@@ -253,7 +253,7 @@ impl Collector {
                 policy,
                 pipeline,
                 max_memory_bytes,
-                config.output.batch_max_events,
+                config.source.batch_max_events,
             ),
         );
         store.limiter(|s| &mut s.limits);
@@ -286,7 +286,7 @@ impl Collector {
             .await
             .map_err(|e| trapped(&store, e, limits))?;
         configured.map_err(|e| {
-            RunError::from_source(e, &config.harness.account_id, "the stored checkpoint")
+            RunError::from_source(e, &config.source.account_id, "the stored checkpoint")
         })?;
         store.set_epoch_deadline(deadline_ticks(limits.poll_timeout_secs));
         source
@@ -306,7 +306,7 @@ impl Collector {
     ) -> Result<PassSummary, RunError> {
         let harness = &config.harness;
         let state_location = checkpoints.checkpoint_location();
-        let source_error = |e| RunError::from_source(e, &harness.account_id, &state_location);
+        let source_error = |e| RunError::from_source(e, &config.source.account_id, &state_location);
         let policy = EgressPolicy::new(
             &harness.api_base,
             harness.api_key.expose(),
@@ -492,19 +492,22 @@ fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -
     }
 }
 
+/// The one conversion of this side: the core's settings, as the WIT record.
 fn settings(config: &Config) -> Settings {
-    let h = &config.harness;
-    let f = &config.filters;
+    let s = &config.source;
     Settings {
         query: wit::Query {
-            api_base: h.api_base.as_str().trim_end_matches('/').to_owned(),
-            account_id: h.account_id.clone(),
-            api_flavor: h.api_flavor,
-            page_size: h.page_size,
-            modules: f.modules.clone(),
-            actions: f.actions.clone(),
-            static_filter: f.static_filter.clone(),
-            principals: f
+            api_base: s.api_base.clone(),
+            account_id: s.account_id.clone(),
+            api_flavor: match s.api_flavor {
+                ApiFlavor::List => wit::ApiFlavor::List,
+                ApiFlavor::ListV2 => wit::ApiFlavor::ListV2,
+            },
+            page_size: s.page_size,
+            modules: s.modules.clone(),
+            actions: s.actions.clone(),
+            static_filter: s.static_filter.clone(),
+            principals: s
                 .principals
                 .iter()
                 .map(|p| wit::PrincipalFilter {
@@ -512,7 +515,7 @@ fn settings(config: &Config) -> Settings {
                     identifier: p.identifier.clone(),
                 })
                 .collect(),
-            scopes: f
+            scopes: s
                 .scopes
                 .iter()
                 .map(|s| wit::ScopeFilter {
@@ -520,7 +523,7 @@ fn settings(config: &Config) -> Settings {
                     project: s.project.clone(),
                 })
                 .collect(),
-            resources: f
+            resources: s
                 .resources
                 .iter()
                 .map(|r| wit::ResourceFilter {
@@ -528,7 +531,7 @@ fn settings(config: &Config) -> Settings {
                     identifier: r.identifier.clone(),
                 })
                 .collect(),
-            environments: f
+            environments: s
                 .environments
                 .iter()
                 .map(|e| wit::EnvironmentFilter {
@@ -538,27 +541,27 @@ fn settings(config: &Config) -> Settings {
                 .collect(),
         },
         window: wit::Window {
-            start_minutes_back: h.start_minutes_back,
-            start_at_ms: config.backfill.map(|b| b.from_ms),
-            end_at_ms: config.backfill.map(|b| b.to_ms),
-            settle_lag_secs: h.settle_lag_secs,
-            overlap_secs: h.overlap_secs,
-            reconcile_interval_secs: h.reconcile_interval_secs,
-            reconcile_hours: h.reconcile_hours,
+            start_minutes_back: s.start_minutes_back,
+            start_at_ms: config.backfill.map(|b| b.from_ms).or(s.start_at_ms),
+            end_at_ms: config.backfill.map(|b| b.to_ms).or(s.end_at_ms),
+            settle_lag_secs: s.settle_lag_secs,
+            overlap_secs: s.overlap_secs,
+            reconcile_interval_secs: s.reconcile_interval_secs,
+            reconcile_hours: s.reconcile_hours,
         },
         retries: wit::Retries {
-            max_retries: h.max_retries,
-            retry_base_ms: h.retry_base_ms,
-            retry_budget_secs: h.retry_budget_secs,
-            max_requests_per_minute: h.max_requests_per_minute,
+            max_retries: s.max_retries,
+            retry_base_ms: s.retry_base_ms,
+            retry_budget_secs: s.retry_budget_secs,
+            max_requests_per_minute: s.max_requests_per_minute,
         },
         output: wit::Output {
-            output_shape: match config.output.shape {
+            output_shape: match s.output_shape {
                 OutputShape::Raw => wit::OutputShape::Raw,
                 OutputShape::Streaming => wit::OutputShape::Streaming,
             },
-            enrich_yaml_diff: config.output.enrich_yaml_diff,
-            batch_max_events: config.output.batch_max_events,
+            enrich_yaml_diff: s.enrich_yaml_diff,
+            batch_max_events: s.batch_max_events,
         },
     }
 }
