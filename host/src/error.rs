@@ -1,8 +1,6 @@
 //! Why a collection pass failed, with the fix, and the exit code for each cause.
 
 use crate::config::ConfigError;
-use crate::engine::bindings::{ApiFailure, EmitError, SourceError};
-use crate::engine::state::StateError;
 use crate::storage::SinkError;
 use crate::storage::lease::LeaseError;
 
@@ -28,8 +26,15 @@ pub enum RunError {
     #[error("configuration error: {0}")]
     Config(#[from] ConfigError),
     /// The stored state is not usable; it was left untouched.
-    #[error(transparent)]
-    CorruptState(Box<StateError>),
+    #[error(
+        "the checkpoint at {location} is unusable: {reason}. It was left untouched; fix or remove it, or run with --reset-checkpoint"
+    )]
+    CorruptState {
+        /// Where it is.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Storage credentials are missing or unusable.
     #[error(transparent)]
     Credentials(Box<SinkError>),
@@ -150,7 +155,7 @@ impl RunError {
         match self {
             Self::Config(_)
             | Self::InvalidSettings { .. }
-            | Self::CorruptState(_)
+            | Self::CorruptState { .. }
             | Self::Credentials(_) => EXIT_CONFIG,
             Self::Unauthorized { .. } | Self::Forbidden { .. } | Self::BadRequest { .. } => {
                 EXIT_REFUSED
@@ -170,7 +175,7 @@ impl RunError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Config(_) => "config",
-            Self::CorruptState(_) => "corrupt_state",
+            Self::CorruptState { .. } => "corrupt_state",
             Self::Credentials(_) => "credentials",
             Self::InvalidSettings { .. } => "invalid_settings",
             Self::Unauthorized { .. } => "unauthorized",
@@ -194,54 +199,6 @@ impl RunError {
             breach: breach.into(),
         }
     }
-
-    /// Maps a component error; `account` and `state` name what to fix.
-    pub fn from_source(err: SourceError, account: &str, state: &str) -> Self {
-        let account = account.to_owned();
-        match err {
-            SourceError::InvalidSettings(reason) => Self::InvalidSettings {
-                reason,
-                checkpoint: state.to_owned(),
-            },
-            SourceError::NotConfigured => Self::breach("poll was called before configure"),
-            SourceError::Unauthorized(f) => Self::Unauthorized {
-                failure: describe(&f),
-                account,
-            },
-            SourceError::Forbidden(f) => Self::Forbidden {
-                failure: describe(&f),
-                account,
-            },
-            SourceError::BadRequest(f) => Self::BadRequest {
-                failure: describe(&f),
-            },
-            SourceError::RateLimited(r) => Self::RateLimited {
-                failure: format!("HTTP 429: {}", r.message),
-            },
-            SourceError::ServerError(f) => Self::Unavailable {
-                reason: describe(&f),
-            },
-            SourceError::Transport(m) => Self::Unavailable {
-                reason: format!("request failed: {m}"),
-            },
-            SourceError::MalformedResponse(m) => Self::Unavailable {
-                reason: format!("unusable response: {m}"),
-            },
-            SourceError::SinkFailure(EmitError::Unavailable(reason)) => Self::EmitFailed { reason },
-            SourceError::SinkFailure(EmitError::Rejected(m)) => {
-                Self::breach(format!("the host rejected a batch: {m}"))
-            }
-        }
-    }
-}
-
-impl From<StateError> for RunError {
-    fn from(e: StateError) -> Self {
-        match e {
-            StateError::Storage(e) => e.into(),
-            corrupt => Self::CorruptState(Box::new(corrupt)),
-        }
-    }
 }
 
 impl From<SinkError> for RunError {
@@ -261,29 +218,14 @@ impl From<SinkError> for RunError {
 
 impl From<LeaseError> for RunError {
     fn from(e: LeaseError) -> Self {
-        match e {
-            LeaseError::Held { .. } => Self::AnotherInstance {
-                reason: e.to_string(),
+        match e.into_storage() {
+            Ok(source) => Self::Storage {
+                during: "taking the lease: ",
+                source: Box::new(source),
             },
-            LeaseError::Gcs(g) => Self::Storage {
-                during: "",
-                source: Box::new(g.into()),
+            Err(held) => Self::AnotherInstance {
+                reason: held.to_string(),
             },
         }
     }
-}
-
-/// `HTTP 401 INVALID_TOKEN: Token is not valid. (correlationId …)`
-pub fn describe(f: &ApiFailure) -> String {
-    let mut s = format!("HTTP {}", f.status);
-    if let Some(code) = &f.code {
-        s.push(' ');
-        s.push_str(code);
-    }
-    s.push_str(": ");
-    s.push_str(&f.message);
-    if let Some(id) = &f.correlation_id {
-        s.push_str(&format!(" (correlationId {id})"));
-    }
-    s
 }

@@ -12,6 +12,7 @@ mod examples;
 mod failures;
 mod filters;
 mod gcs;
+mod layout;
 mod limits;
 mod logging;
 mod runtimes;

@@ -6,8 +6,11 @@
 //! the command variant derives the variables it reads and refuses; the README's
 //! settings table is [`markdown_table`], and a test fails when they differ.
 //!
-//! Adding a setting: one row here (and in [`ALL`]), plus its field where it
-//! is used (the core's `Settings` for what the component receives).
+//! Adding a setting is one row in `settings!` plus its field where it is
+//! read: for a setting of the host, a field of its configuration and the line
+//! of `validate` that fills it; for a setting the component receives, a field
+//! of the core's `Settings` (with its default and range), of the WIT record,
+//! and the one line of each conversion, which the compiler asks for.
 
 use std::ops::RangeInclusive;
 
@@ -150,625 +153,597 @@ impl Setting {
 
 const NONE: &str = "";
 
-/// `HARNESS_API_BASE`.
-pub const API_BASE: Setting = Setting {
-    key: "api_base",
-    section: Section::Harness,
-    env: "HARNESS_API_BASE",
-    flag: "api-base",
-    kind: Kind::Text {
-        default: Some(defaults::API_BASE),
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "API base URL: a vanity host or a `/gateway` path also work. `http://` only for \
-          127.0.0.1/localhost/[::1]. The only origin the component may reach.",
-};
+/// Declares each row as a constant, and [`ALL`] in the order given: a new
+/// setting is one row here.
+macro_rules! settings {
+    ($($(#[$doc:meta])* $name:ident = $row:expr;)*) => {
+        $($(#[$doc])* pub const $name: Setting = $row;)*
+        /// Every setting, in the order the help and the README list them.
+        pub const ALL: [&Setting; [$(stringify!($name)),*].len()] = [$(&$name),*];
+    };
+}
 
-/// `HARNESS_ACCOUNT_ID`.
-pub const ACCOUNT_ID: Setting = Setting {
-    key: "account_id",
-    section: Section::Harness,
-    env: "HARNESS_ACCOUNT_ID",
-    flag: "account-id",
-    kind: Kind::Text { default: None },
-    unset: "required",
-    secret: false,
-    command: true,
-    doc: "Account identifier.",
-};
+settings! {
+    /// `HARNESS_API_BASE`.
+    API_BASE = Setting {
+        key: "api_base",
+        section: Section::Harness,
+        env: "HARNESS_API_BASE",
+        flag: "api-base",
+        kind: Kind::Text {
+            default: Some(defaults::API_BASE),
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "API base URL: a vanity host or a `/gateway` path also work. `http://` only for \
+              127.0.0.1/localhost/[::1]. The only origin the component may reach.",
+    };
 
-/// `HARNESS_API_FLAVOR`.
-pub const API_FLAVOR: Setting = Setting {
-    key: "api_flavor",
-    section: Section::Harness,
-    env: "HARNESS_API_FLAVOR",
-    flag: "api-flavor",
-    kind: Kind::Choice {
-        choices: &["list", "list-v2"],
-        default: Some("list"),
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Which list endpoint to page. `list`: `POST /audit/api/audits/list`, offset pages, the API \
-          every Harness client uses. `list-v2`: `POST /audit/api/audits/listV2` with \
-          `pageToken`/`hasNext`, as the SecOps recipe calls it; found in no Harness source, so \
-          unverified. A token is sent only with the body and window it was issued for.",
-};
+    /// `HARNESS_ACCOUNT_ID`.
+    ACCOUNT_ID = Setting {
+        key: "account_id",
+        section: Section::Harness,
+        env: "HARNESS_ACCOUNT_ID",
+        flag: "account-id",
+        kind: Kind::Text { default: None },
+        unset: "required",
+        secret: false,
+        command: true,
+        doc: "Account identifier.",
+    };
 
-/// `HARNESS_API_KEY`.
-pub const API_KEY: Setting = Setting {
-    key: "api_key",
-    section: Section::Harness,
-    env: "HARNESS_API_KEY",
-    flag: NONE,
-    kind: Kind::Text { default: None },
-    unset: "required (or the file)",
-    secret: true,
-    command: true,
-    doc: "A PAT or SAT (`pat.<account>.<id>.<secret>`) with `core_audit_view`. Never a flag or \
-          file key: flags show in `ps`, files get committed. The host adds it to each request; the \
-          component never sees it.",
-};
+    /// `HARNESS_API_FLAVOR`.
+    API_FLAVOR = Setting {
+        key: "api_flavor",
+        section: Section::Harness,
+        env: "HARNESS_API_FLAVOR",
+        flag: "api-flavor",
+        kind: Kind::Choice {
+            choices: &["list", "list-v2"],
+            default: Some("list"),
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Which list endpoint to page. `list`: `POST /audit/api/audits/list`, offset pages, the API \
+              every Harness client uses. `list-v2`: `POST /audit/api/audits/listV2` with \
+              `pageToken`/`hasNext`, as the SecOps recipe calls it; found in no Harness source, so \
+              unverified. A token is sent only with the body and window it was issued for.",
+    };
 
-/// `HARNESS_API_KEY_FILE`.
-pub const API_KEY_FILE: Setting = Setting {
-    key: "api_key_file",
-    section: Section::Harness,
-    env: "HARNESS_API_KEY_FILE",
-    flag: "api-key-file",
-    kind: Kind::Text { default: None },
-    unset: "none",
-    secret: false,
-    command: true,
-    doc: "File holding the key (a mounted secret), used when `HARNESS_API_KEY` is unset.",
-};
+    /// `HARNESS_API_KEY`.
+    API_KEY = Setting {
+        key: "api_key",
+        section: Section::Harness,
+        env: "HARNESS_API_KEY",
+        flag: NONE,
+        kind: Kind::Text { default: None },
+        unset: "required (or the file)",
+        secret: true,
+        command: true,
+        doc: "A PAT or SAT (`pat.<account>.<id>.<secret>`) with `core_audit_view`. Never a flag or \
+              file key: flags show in `ps`, files get committed. The host adds it to each request; the \
+              component never sees it.",
+    };
 
-/// `PAGE_SIZE`.
-pub const PAGE_SIZE: Setting = Setting {
-    key: "page_size",
-    section: Section::Harness,
-    env: "PAGE_SIZE",
-    flag: "page-size",
-    kind: Kind::Number {
-        default: defaults::PAGE_SIZE,
-        range: ranges::PAGE_SIZE,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Events per request.",
-};
+    /// `HARNESS_API_KEY_FILE`.
+    API_KEY_FILE = Setting {
+        key: "api_key_file",
+        section: Section::Harness,
+        env: "HARNESS_API_KEY_FILE",
+        flag: "api-key-file",
+        kind: Kind::Text { default: None },
+        unset: "none",
+        secret: false,
+        command: true,
+        doc: "File holding the key (a mounted secret), used when `HARNESS_API_KEY` is unset.",
+    };
 
-/// `START_MINUTES_BACK`.
-pub const START_MINUTES_BACK: Setting = Setting {
-    key: "start_minutes_back",
-    section: Section::Harness,
-    env: "START_MINUTES_BACK",
-    flag: "start-minutes-back",
-    kind: Kind::Number {
-        default: defaults::START_MINUTES_BACK,
-        range: ranges::START_MINUTES_BACK,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Where the first run starts, in minutes before now. Ignored once a checkpoint exists.",
-};
+    /// `PAGE_SIZE`.
+    PAGE_SIZE = Setting {
+        key: "page_size",
+        section: Section::Harness,
+        env: "PAGE_SIZE",
+        flag: "page-size",
+        kind: Kind::Number {
+            default: defaults::PAGE_SIZE,
+            range: ranges::PAGE_SIZE,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Events per request.",
+    };
 
-/// `MAX_RETRIES`.
-pub const MAX_RETRIES: Setting = Setting {
-    key: "max_retries",
-    section: Section::Harness,
-    env: "MAX_RETRIES",
-    flag: "max-retries",
-    kind: Kind::Number {
-        default: defaults::MAX_RETRIES,
-        range: ranges::MAX_RETRIES,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Retries per request after 429, 5xx, network errors or unparseable bodies. 400/401/403 \
-          are never retried.",
-};
+    /// `START_MINUTES_BACK`.
+    START_MINUTES_BACK = Setting {
+        key: "start_minutes_back",
+        section: Section::Harness,
+        env: "START_MINUTES_BACK",
+        flag: "start-minutes-back",
+        kind: Kind::Number {
+            default: defaults::START_MINUTES_BACK,
+            range: ranges::START_MINUTES_BACK,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Where the first run starts, in minutes before now. Ignored once a checkpoint exists.",
+    };
 
-/// `RETRY_BASE_MS`.
-pub const RETRY_BASE_MS: Setting = Setting {
-    key: "retry_base_ms",
-    section: Section::Harness,
-    env: "RETRY_BASE_MS",
-    flag: "retry-base-ms",
-    kind: Kind::Number {
-        default: defaults::RETRY_BASE_MS,
-        range: ranges::RETRY_BASE_MS,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "First backoff delay, in milliseconds. Each retry doubles the ceiling (max 60 s), with \
-          full jitter. A `Retry-After` header is honoured (max 300 s).",
-};
+    /// `MAX_RETRIES`.
+    MAX_RETRIES = Setting {
+        key: "max_retries",
+        section: Section::Harness,
+        env: "MAX_RETRIES",
+        flag: "max-retries",
+        kind: Kind::Number {
+            default: defaults::MAX_RETRIES,
+            range: ranges::MAX_RETRIES,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Retries per request after 429, 5xx, network errors or unparseable bodies. 400/401/403 \
+              are never retried.",
+    };
 
-/// `RETRY_BUDGET_SECONDS`.
-pub const RETRY_BUDGET_SECS: Setting = Setting {
-    key: "retry_budget_secs",
-    section: Section::Harness,
-    env: "RETRY_BUDGET_SECONDS",
-    flag: "retry-budget-secs",
-    kind: Kind::Number {
-        default: defaults::RETRY_BUDGET_SECS,
-        range: ranges::RETRY_BUDGET_SECS,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Total time one pass may wait between retries, in seconds. Past it the pass fails (exit \
-          4) and the next run resumes.",
-};
+    /// `RETRY_BASE_MS`.
+    RETRY_BASE_MS = Setting {
+        key: "retry_base_ms",
+        section: Section::Harness,
+        env: "RETRY_BASE_MS",
+        flag: "retry-base-ms",
+        kind: Kind::Number {
+            default: defaults::RETRY_BASE_MS,
+            range: ranges::RETRY_BASE_MS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "First backoff delay, in milliseconds. Each retry doubles the ceiling (max 60 s), with \
+              full jitter. A `Retry-After` header is honoured (max 300 s).",
+    };
 
-/// `MAX_REQUESTS_PER_MINUTE`.
-pub const MAX_REQUESTS_PER_MINUTE: Setting = Setting {
-    key: "max_requests_per_minute",
-    section: Section::Harness,
-    env: "MAX_REQUESTS_PER_MINUTE",
-    flag: "max-requests-per-minute",
-    kind: Kind::Number {
-        default: defaults::MAX_REQUESTS_PER_MINUTE,
-        range: ranges::MAX_REQUESTS_PER_MINUTE,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Client-side pacing; `0` turns it off. Below Harness's 400 external calls a minute per \
-          key, so several collectors on one key do not trip the edge.",
-};
+    /// `RETRY_BUDGET_SECONDS`.
+    RETRY_BUDGET_SECS = Setting {
+        key: "retry_budget_secs",
+        section: Section::Harness,
+        env: "RETRY_BUDGET_SECONDS",
+        flag: "retry-budget-secs",
+        kind: Kind::Number {
+            default: defaults::RETRY_BUDGET_SECS,
+            range: ranges::RETRY_BUDGET_SECS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Total time one pass may wait between retries, in seconds. Past it the pass fails (exit \
+              4) and the next run resumes.",
+    };
 
-/// `SETTLE_LAG_SECONDS`.
-pub const SETTLE_LAG_SECS: Setting = Setting {
-    key: "settle_lag_secs",
-    section: Section::Harness,
-    env: "SETTLE_LAG_SECONDS",
-    flag: "settle-lag-secs",
-    kind: Kind::Number {
-        default: defaults::SETTLE_LAG_SECS,
-        range: ranges::WINDOW_SECS,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "A pass reads only events at least this old, in seconds (window end = now − lag). Harness \
-          makes events visible minutes late.",
-};
+    /// `MAX_REQUESTS_PER_MINUTE`.
+    MAX_REQUESTS_PER_MINUTE = Setting {
+        key: "max_requests_per_minute",
+        section: Section::Harness,
+        env: "MAX_REQUESTS_PER_MINUTE",
+        flag: "max-requests-per-minute",
+        kind: Kind::Number {
+            default: defaults::MAX_REQUESTS_PER_MINUTE,
+            range: ranges::MAX_REQUESTS_PER_MINUTE,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Client-side pacing; `0` turns it off. Below Harness's 400 external calls a minute per \
+              key, so several collectors on one key do not trip the edge.",
+    };
 
-/// `OVERLAP_SECONDS`.
-pub const OVERLAP_SECS: Setting = Setting {
-    key: "overlap_secs",
-    section: Section::Harness,
-    env: "OVERLAP_SECONDS",
-    flag: "overlap-secs",
-    kind: Kind::Number {
-        default: defaults::OVERLAP_SECS,
-        range: ranges::WINDOW_SECS,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Each window starts this long before the previous one ended, in seconds. It picks up late \
-          events; re-read events are dropped by `auditId`.",
-};
+    /// `SETTLE_LAG_SECONDS`.
+    SETTLE_LAG_SECS = Setting {
+        key: "settle_lag_secs",
+        section: Section::Harness,
+        env: "SETTLE_LAG_SECONDS",
+        flag: "settle-lag-secs",
+        kind: Kind::Number {
+            default: defaults::SETTLE_LAG_SECS,
+            range: ranges::WINDOW_SECS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "A pass reads only events at least this old, in seconds (window end = now − lag). Harness \
+              makes events visible minutes late.",
+    };
 
-/// `RECONCILE_INTERVAL_SECONDS`.
-pub const RECONCILE_INTERVAL_SECS: Setting = Setting {
-    key: "reconcile_interval_secs",
-    section: Section::Harness,
-    env: "RECONCILE_INTERVAL_SECONDS",
-    flag: "reconcile-interval-secs",
-    kind: Kind::Number {
-        default: defaults::RECONCILE_INTERVAL_SECS,
-        range: ranges::RECONCILE_INTERVAL_SECS,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Seconds between checks of Harness's hourly counts. Each hour of the last \
-          `RECONCILE_HOURS` is counted and re-read if it holds fewer events than counted. Checked \
-          at the end of a pass, so a `run` every 15 minutes reconciles once an hour.",
-};
+    /// `OVERLAP_SECONDS`.
+    OVERLAP_SECS = Setting {
+        key: "overlap_secs",
+        section: Section::Harness,
+        env: "OVERLAP_SECONDS",
+        flag: "overlap-secs",
+        kind: Kind::Number {
+            default: defaults::OVERLAP_SECS,
+            range: ranges::WINDOW_SECS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Each window starts this long before the previous one ended, in seconds. It picks up late \
+              events; re-read events are dropped by `auditId`.",
+    };
 
-/// `RECONCILE_HOURS`.
-pub const RECONCILE_HOURS: Setting = Setting {
-    key: "reconcile_hours",
-    section: Section::Harness,
-    env: "RECONCILE_HOURS",
-    flag: "reconcile-hours",
-    kind: Kind::Number {
-        default: defaults::RECONCILE_HOURS,
-        range: ranges::RECONCILE_HOURS,
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Hours reconciliation looks back; `0` turns it off. A window that comes back short of its \
-          count is still checked. Events that become visible later than this after their \
-          timestamp are not collected. The checkpoint keeps about 16 bytes per event stored in \
-          this span.",
-};
+    /// `RECONCILE_INTERVAL_SECONDS`.
+    RECONCILE_INTERVAL_SECS = Setting {
+        key: "reconcile_interval_secs",
+        section: Section::Harness,
+        env: "RECONCILE_INTERVAL_SECONDS",
+        flag: "reconcile-interval-secs",
+        kind: Kind::Number {
+            default: defaults::RECONCILE_INTERVAL_SECS,
+            range: ranges::RECONCILE_INTERVAL_SECS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Seconds between checks of Harness's hourly counts. Each hour of the last \
+              `RECONCILE_HOURS` is counted and re-read if it holds fewer events than counted. Checked \
+              at the end of a pass, so a `run` every 15 minutes reconciles once an hour.",
+    };
 
-/// `HTTP_TIMEOUT_SECS`.
-pub const HTTP_TIMEOUT_SECS: Setting = Setting {
-    key: "http_timeout_secs",
-    section: Section::Harness,
-    env: "HTTP_TIMEOUT_SECS",
-    flag: "http-timeout-secs",
-    kind: Kind::Number {
-        default: 60,
-        range: 1..=600,
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Cap on the connect, first-byte and between-bytes timeouts, in seconds.",
-};
+    /// `RECONCILE_HOURS`.
+    RECONCILE_HOURS = Setting {
+        key: "reconcile_hours",
+        section: Section::Harness,
+        env: "RECONCILE_HOURS",
+        flag: "reconcile-hours",
+        kind: Kind::Number {
+            default: defaults::RECONCILE_HOURS,
+            range: ranges::RECONCILE_HOURS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Hours reconciliation looks back; `0` turns it off. A window that comes back short of its \
+              count is still checked. Events that become visible later than this after their \
+              timestamp are not collected. The checkpoint keeps about 16 bytes per event stored in \
+              this span.",
+    };
 
-/// `FILTER_MODULES`.
-pub const MODULES: Setting = Setting {
-    key: "modules",
-    section: Section::Filters,
-    env: "FILTER_MODULES",
-    flag: "modules",
-    kind: Kind::List,
-    unset: "all",
-    secret: false,
-    command: true,
-    doc: "`modules` filter, such as `CD,PMS`. Case-insensitive, checked against Harness's \
-          `ModuleType` values.",
-};
+    /// `HTTP_TIMEOUT_SECS`.
+    HTTP_TIMEOUT_SECS = Setting {
+        key: "http_timeout_secs",
+        section: Section::Harness,
+        env: "HTTP_TIMEOUT_SECS",
+        flag: "http-timeout-secs",
+        kind: Kind::Number {
+            default: 60,
+            range: 1..=600,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Cap on the connect, first-byte and between-bytes timeouts, in seconds.",
+    };
 
-/// `FILTER_ACTIONS`.
-pub const ACTIONS: Setting = Setting {
-    key: "actions",
-    section: Section::Filters,
-    env: "FILTER_ACTIONS",
-    flag: "actions",
-    kind: Kind::List,
-    unset: "all",
-    secret: false,
-    command: true,
-    doc: "`actions` filter, such as `CREATE,UPDATE`. Upper-case (the API is case-sensitive here), \
-          checked against Harness's `Action` values.",
-};
+    /// `FILTER_MODULES`.
+    MODULES = Setting {
+        key: "modules",
+        section: Section::Filters,
+        env: "FILTER_MODULES",
+        flag: "modules",
+        kind: Kind::List,
+        unset: "all",
+        secret: false,
+        command: true,
+        doc: "`modules` filter, such as `CD,PMS`. Case-insensitive, checked against Harness's \
+              `ModuleType` values.",
+    };
 
-/// `STATIC_FILTER`.
-pub const STATIC_FILTER: Setting = Setting {
-    key: "static_filter",
-    section: Section::Filters,
-    env: "STATIC_FILTER",
-    flag: "static-filter",
-    kind: Kind::Choice {
-        choices: &STATIC_FILTERS,
-        default: None,
-    },
-    unset: "none",
-    secret: false,
-    command: true,
-    doc: "`staticFilter`: leave out logins or system events.",
-};
+    /// `FILTER_ACTIONS`.
+    ACTIONS = Setting {
+        key: "actions",
+        section: Section::Filters,
+        env: "FILTER_ACTIONS",
+        flag: "actions",
+        kind: Kind::List,
+        unset: "all",
+        secret: false,
+        command: true,
+        doc: "`actions` filter, such as `CREATE,UPDATE`. Upper-case (the API is case-sensitive here), \
+              checked against Harness's `Action` values.",
+    };
 
-/// `FILTER_PRINCIPALS`.
-pub const PRINCIPALS: Setting = Setting {
-    key: "principals",
-    section: Section::Filters,
-    env: "FILTER_PRINCIPALS",
-    flag: "principals",
-    kind: Kind::List,
-    unset: "anyone",
-    secret: false,
-    command: false,
-    doc: "Who acted: `TYPE:identifier` entries. For example \
-          `USER:alice@example.com,SERVICE_ACCOUNT:ci_bot,API_KEY:deploy_key,SYSTEM` (users by \
-          e-mail; `SYSTEM` alone is the system principal).",
-};
+    /// `STATIC_FILTER`.
+    STATIC_FILTER = Setting {
+        key: "static_filter",
+        section: Section::Filters,
+        env: "STATIC_FILTER",
+        flag: "static-filter",
+        kind: Kind::Choice {
+            choices: &STATIC_FILTERS,
+            default: None,
+        },
+        unset: "none",
+        secret: false,
+        command: true,
+        doc: "`staticFilter`: leave out logins or system events.",
+    };
 
-/// `FILTER_SCOPES`.
-pub const SCOPES: Setting = Setting {
-    key: "scopes",
-    section: Section::Filters,
-    env: "FILTER_SCOPES",
-    flag: "scopes",
-    kind: Kind::List,
-    unset: "whole account",
-    secret: false,
-    command: false,
-    doc: "Organizations or projects: `org` (the org and everything in it) or `org/project`. For \
-          example `default/payments`.",
-};
+    /// `FILTER_PRINCIPALS`.
+    PRINCIPALS = Setting {
+        key: "principals",
+        section: Section::Filters,
+        env: "FILTER_PRINCIPALS",
+        flag: "principals",
+        kind: Kind::List,
+        unset: "anyone",
+        secret: false,
+        command: false,
+        doc: "Who acted: `TYPE:identifier` entries. For example \
+              `USER:alice@example.com,SERVICE_ACCOUNT:ci_bot,API_KEY:deploy_key,SYSTEM` (users by \
+              e-mail; `SYSTEM` alone is the system principal).",
+    };
 
-/// `FILTER_RESOURCES`.
-pub const RESOURCES: Setting = Setting {
-    key: "resources",
-    section: Section::Filters,
-    env: "FILTER_RESOURCES",
-    flag: "resources",
-    kind: Kind::List,
-    unset: "all",
-    secret: false,
-    command: false,
-    doc: "Resource types, or one resource: `TYPE` or `TYPE:identifier`. For example \
-          `PIPELINE:deploy,SECRET`; types checked against Harness's `ResourceType`.",
-};
+    /// `FILTER_SCOPES`.
+    SCOPES = Setting {
+        key: "scopes",
+        section: Section::Filters,
+        env: "FILTER_SCOPES",
+        flag: "scopes",
+        kind: Kind::List,
+        unset: "whole account",
+        secret: false,
+        command: false,
+        doc: "Organizations or projects: `org` (the org and everything in it) or `org/project`. For \
+              example `default/payments`.",
+    };
 
-/// `FILTER_ENVIRONMENTS`.
-pub const ENVIRONMENTS: Setting = Setting {
-    key: "environments",
-    section: Section::Filters,
-    env: "FILTER_ENVIRONMENTS",
-    flag: "environments",
-    kind: Kind::List,
-    unset: "no condition",
-    secret: false,
-    command: false,
-    doc: "Environments: `Production` or `PreProduction`, optionally `:identifier`, or \
-          `:identifier` alone.",
-};
+    /// `FILTER_RESOURCES`.
+    RESOURCES = Setting {
+        key: "resources",
+        section: Section::Filters,
+        env: "FILTER_RESOURCES",
+        flag: "resources",
+        kind: Kind::List,
+        unset: "all",
+        secret: false,
+        command: false,
+        doc: "Resource types, or one resource: `TYPE` or `TYPE:identifier`. For example \
+              `PIPELINE:deploy,SECRET`; types checked against Harness's `ResourceType`.",
+    };
 
-/// `ALLOW_UNKNOWN_VALUES`.
-pub const ALLOW_UNKNOWN_VALUES: Setting = Setting {
-    key: "allow_unknown_values",
-    section: Section::Filters,
-    env: "ALLOW_UNKNOWN_VALUES",
-    flag: "allow-unknown-values",
-    kind: Kind::Bool { default: false },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Accept modules, actions, resource and principal types newer than this release. Harness \
-          adds them over time: an unknown value is refused with the list of valid ones unless \
-          this is `true` (it must still look like an enum name).",
-};
+    /// `FILTER_ENVIRONMENTS`.
+    ENVIRONMENTS = Setting {
+        key: "environments",
+        section: Section::Filters,
+        env: "FILTER_ENVIRONMENTS",
+        flag: "environments",
+        kind: Kind::List,
+        unset: "no condition",
+        secret: false,
+        command: false,
+        doc: "Environments: `Production` or `PreProduction`, optionally `:identifier`, or \
+              `:identifier` alone.",
+    };
 
-/// `SINK`.
-pub const SINK: Setting = Setting {
-    key: "sink",
-    section: Section::Output,
-    env: "SINK",
-    flag: "sink",
-    kind: Kind::Choice {
-        choices: &["gcs", "local", "stdout"],
-        default: None,
-    },
-    unset: "gcs if GCS_BUCKET is set, else local",
-    secret: false,
-    command: false,
-    doc: "Where events go. `gcs`: objects in `GCS_BUCKET`, checkpoint and lease beside them; \
-          `local`: objects under `OUTPUT_DIR`; `stdout`: NDJSON on stdout for log shippers \
-          (summary goes to stderr).",
-};
+    /// `ALLOW_UNKNOWN_VALUES`.
+    ALLOW_UNKNOWN_VALUES = Setting {
+        key: "allow_unknown_values",
+        section: Section::Filters,
+        env: "ALLOW_UNKNOWN_VALUES",
+        flag: "allow-unknown-values",
+        kind: Kind::Bool { default: false },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Accept modules, actions, resource and principal types newer than this release. Harness \
+              adds them over time: an unknown value is refused with the list of valid ones unless \
+              this is `true` (it must still look like an enum name).",
+    };
 
-/// `OUTPUT_DIR`.
-pub const OUTPUT_DIR: Setting = Setting {
-    key: "output_dir",
-    section: Section::Output,
-    env: "OUTPUT_DIR",
-    flag: "output-dir",
-    kind: Kind::Text {
-        default: Some("./harness-audit-data"),
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Root of the local store: data objects and the checkpoint. The checkpoint lives here for \
-          `SINK=stdout` too.",
-};
+    /// `SINK`.
+    SINK = Setting {
+        key: "sink",
+        section: Section::Output,
+        env: "SINK",
+        flag: "sink",
+        kind: Kind::Choice {
+            choices: &["gcs", "local", "stdout"],
+            default: None,
+        },
+        unset: "gcs if GCS_BUCKET is set, else local",
+        secret: false,
+        command: false,
+        doc: "Where events go. `gcs`: objects in `GCS_BUCKET`, checkpoint and lease beside them; \
+              `local`: objects under `OUTPUT_DIR`; `stdout`: NDJSON on stdout for log shippers \
+              (summary goes to stderr).",
+    };
 
-/// `GCS_BUCKET`.
-pub const GCS_BUCKET: Setting = Setting {
-    key: "gcs_bucket",
-    section: Section::Output,
-    env: "GCS_BUCKET",
-    flag: "gcs-bucket",
-    kind: Kind::Text { default: None },
-    unset: "none",
-    secret: false,
-    command: false,
-    doc: "Bucket name. A `gs://` prefix is stripped; a path is refused: use `GCS_PREFIX`. Setting \
-          it alone selects the GCS sink, as in the recipe.",
-};
+    /// `OUTPUT_DIR`.
+    OUTPUT_DIR = Setting {
+        key: "output_dir",
+        section: Section::Output,
+        env: "OUTPUT_DIR",
+        flag: "output-dir",
+        kind: Kind::Text {
+            default: Some("./harness-audit-data"),
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Root of the local store: data objects and the checkpoint. The checkpoint lives here for \
+              `SINK=stdout` too.",
+    };
 
-/// `GCS_PREFIX`.
-pub const GCS_PREFIX: Setting = Setting {
-    key: "gcs_prefix",
-    section: Section::Output,
-    env: "GCS_PREFIX",
-    flag: "prefix",
-    kind: Kind::Text {
-        default: Some("harness/audit"),
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Object prefix (bucket or local directory). Point the SIEM feed here, and only here.",
-};
+    /// `GCS_BUCKET`.
+    GCS_BUCKET = Setting {
+        key: "gcs_bucket",
+        section: Section::Output,
+        env: "GCS_BUCKET",
+        flag: "gcs-bucket",
+        kind: Kind::Text { default: None },
+        unset: "none",
+        secret: false,
+        command: false,
+        doc: "Bucket name. A `gs://` prefix is stripped; a path is refused: use `GCS_PREFIX`. Setting \
+              it alone selects the GCS sink, as in the recipe.",
+    };
 
-/// `OUTPUT_SHAPE`.
-pub const OUTPUT_SHAPE: Setting = Setting {
-    key: "output_shape",
-    section: Section::Output,
-    env: "OUTPUT_SHAPE",
-    flag: "output-shape",
-    kind: Kind::Choice {
-        choices: &["raw", "streaming"],
-        default: Some("raw"),
-    },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "How each event is written. `raw`: the API's list item byte for byte (the recipe's \
-          output). `streaming`: the Harness audit-streaming field names the SecOps parser maps \
-          (see Output).",
-};
+    /// `GCS_PREFIX`.
+    GCS_PREFIX = Setting {
+        key: "gcs_prefix",
+        section: Section::Output,
+        env: "GCS_PREFIX",
+        flag: "prefix",
+        kind: Kind::Text {
+            default: Some("harness/audit"),
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Object prefix (bucket or local directory). Point the SIEM feed here, and only here.",
+    };
 
-/// `ENRICH_YAML_DIFF`.
-pub const ENRICH_YAML_DIFF: Setting = Setting {
-    key: "enrich_yaml_diff",
-    section: Section::Output,
-    env: "ENRICH_YAML_DIFF",
-    flag: "enrich-yaml-diff",
-    kind: Kind::Bool { default: false },
-    unset: NONE,
-    secret: false,
-    command: true,
-    doc: "Attach each configuration change's YAML diff. For each CREATE, UPDATE, UPSERT, DELETE, \
-          FORCE_DELETE or RESTORE, fetch `GET /audit/api/auditYaml` and add \
-          `\"harnessAuditYamlDiff\": {\"oldYaml\", \"newYaml\"}` to the event (in either shape), \
-          or `{\"error\": \"...\"}` when the fetch failed after retries: the event is written \
-          either way. One request per such event, paced and retried within the same budget as the \
-          list.",
-};
+    /// `OUTPUT_SHAPE`.
+    OUTPUT_SHAPE = Setting {
+        key: "output_shape",
+        section: Section::Output,
+        env: "OUTPUT_SHAPE",
+        flag: "output-shape",
+        kind: Kind::Choice {
+            choices: &["raw", "streaming"],
+            default: Some("raw"),
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "How each event is written. `raw`: the API's list item byte for byte (the recipe's \
+              output). `streaming`: the Harness audit-streaming field names the SecOps parser maps \
+              (see Output).",
+    };
 
-/// `GZIP`.
-pub const GZIP: Setting = Setting {
-    key: "gzip",
-    section: Section::Output,
-    env: "GZIP",
-    flag: "gzip",
-    kind: Kind::Bool { default: false },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Gzip GCS objects (GCS sink only). They are named `.jsonl.gz` and stored with \
-          `contentEncoding: gzip`, which SecOps reads.",
-};
+    /// `ENRICH_YAML_DIFF`.
+    ENRICH_YAML_DIFF = Setting {
+        key: "enrich_yaml_diff",
+        section: Section::Output,
+        env: "ENRICH_YAML_DIFF",
+        flag: "enrich-yaml-diff",
+        kind: Kind::Bool { default: false },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Attach each configuration change's YAML diff. For each CREATE, UPDATE, UPSERT, DELETE, \
+              FORCE_DELETE or RESTORE, fetch `GET /audit/api/auditYaml` and add \
+              `\"harnessAuditYamlDiff\": {\"oldYaml\", \"newYaml\"}` to the event (in either shape), \
+              or `{\"error\": \"...\"}` when the fetch failed after retries: the event is written \
+              either way. One request per such event, paced and retried within the same budget as the \
+              list.",
+    };
 
-/// `LEASE_SECONDS`.
-pub const LEASE_SECS: Setting = Setting {
-    key: "lease_secs",
-    section: Section::Output,
-    env: "LEASE_SECONDS",
-    flag: "lease-secs",
-    kind: Kind::Number {
-        default: 300,
-        range: 30..=86_400,
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Lifetime of the GCS lease, in seconds. It is renewed every third of it while a run is \
-          alive; a crashed holder blocks others at most this long.",
-};
+    /// `GZIP`.
+    GZIP = Setting {
+        key: "gzip",
+        section: Section::Output,
+        env: "GZIP",
+        flag: "gzip",
+        kind: Kind::Bool { default: false },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Gzip GCS objects (GCS sink only). They are named `.jsonl.gz` and stored with \
+              `contentEncoding: gzip`, which SecOps reads.",
+    };
 
-/// `STATE_KEY`.
-pub const STATE_KEY: Setting = Setting {
-    key: "state_key",
-    section: Section::Output,
-    env: "STATE_KEY",
-    flag: "state-key",
-    kind: Kind::Text {
-        default: Some("harness-audit-state/checkpoint.json"),
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Checkpoint location inside the store. Outside the prefix on purpose: a SIEM feed reading \
-          the prefix would ingest it and its delete option would remove it. A key inside the \
-          prefix works, with a warning.",
-};
+    /// `LEASE_SECONDS`.
+    LEASE_SECS = Setting {
+        key: "lease_secs",
+        section: Section::Output,
+        env: "LEASE_SECONDS",
+        flag: "lease-secs",
+        kind: Kind::Number {
+            default: 300,
+            range: 30..=86_400,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Lifetime of the GCS lease, in seconds. It is renewed every third of it while a run is \
+              alive; a crashed holder blocks others at most this long.",
+    };
 
-/// `BATCH_MAX_EVENTS`.
-pub const BATCH_MAX_EVENTS: Setting = Setting {
-    key: "batch_max_events",
-    section: Section::Output,
-    env: "BATCH_MAX_EVENTS",
-    flag: "batch-max-events",
-    kind: Kind::Number {
-        default: defaults::BATCH_MAX_EVENTS,
-        range: ranges::BATCH_MAX_EVENTS,
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Events per object at most, and at least `PAGE_SIZE`. Whole pages are gathered into one \
-          batch; it is closed before a page that would take it past this size, and when the pass \
-          or a poll ends. The checkpoint is written once per batch, and a crash re-reads at most \
-          one batch.",
-};
+    /// `STATE_KEY`.
+    STATE_KEY = Setting {
+        key: "state_key",
+        section: Section::Output,
+        env: "STATE_KEY",
+        flag: "state-key",
+        kind: Kind::Text {
+            default: Some("harness-audit-state/checkpoint.json"),
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Checkpoint location inside the store. Outside the prefix on purpose: a SIEM feed reading \
+              the prefix would ingest it and its delete option would remove it. A key inside the \
+              prefix works, with a warning.",
+    };
 
-/// `MAX_MEMORY_MIB`.
-pub const MAX_MEMORY_MIB: Setting = Setting {
-    key: "max_memory_mib",
-    section: Section::Limits,
-    env: "MAX_MEMORY_MIB",
-    flag: "max-memory-mib",
-    kind: Kind::Number {
-        default: 256,
-        range: 16..=4096,
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Linear-memory ceiling of the component, in MiB. Growing past it stops the run (exit 6) \
-          naming this setting.",
-};
+    /// `BATCH_MAX_EVENTS`.
+    BATCH_MAX_EVENTS = Setting {
+        key: "batch_max_events",
+        section: Section::Output,
+        env: "BATCH_MAX_EVENTS",
+        flag: "batch-max-events",
+        kind: Kind::Number {
+            default: defaults::BATCH_MAX_EVENTS,
+            range: ranges::BATCH_MAX_EVENTS,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Events per object at most, and at least `PAGE_SIZE`. Whole pages are gathered into one \
+              batch; it is closed before a page that would take it past this size, and when the pass \
+              or a poll ends. The checkpoint is written once per batch, and a crash re-reads at most \
+              one batch.",
+    };
 
-/// `POLL_TIMEOUT_SECS`.
-pub const POLL_TIMEOUT_SECS: Setting = Setting {
-    key: "poll_timeout_secs",
-    section: Section::Limits,
-    env: "POLL_TIMEOUT_SECS",
-    flag: "poll-timeout-secs",
-    kind: Kind::Number {
-        default: 3600,
-        range: 1..=86_400,
-    },
-    unset: NONE,
-    secret: false,
-    command: false,
-    doc: "Wall-clock limit on each call into the component, waits on HTTP included, in seconds. A \
-          backstop against a component that never returns: a call over it is stopped (exit 6) \
-          naming this setting.",
-};
+    /// `MAX_MEMORY_MIB`.
+    MAX_MEMORY_MIB = Setting {
+        key: "max_memory_mib",
+        section: Section::Limits,
+        env: "MAX_MEMORY_MIB",
+        flag: "max-memory-mib",
+        kind: Kind::Number {
+            default: 256,
+            range: 16..=4096,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Linear-memory ceiling of the component, in MiB. Growing past it stops the run (exit 6) \
+              naming this setting.",
+    };
 
-/// Every setting, in the order the help and the README list them.
-pub const ALL: [&Setting; 36] = [
-    &API_BASE,
-    &ACCOUNT_ID,
-    &API_FLAVOR,
-    &API_KEY,
-    &API_KEY_FILE,
-    &PAGE_SIZE,
-    &START_MINUTES_BACK,
-    &MAX_RETRIES,
-    &RETRY_BASE_MS,
-    &RETRY_BUDGET_SECS,
-    &MAX_REQUESTS_PER_MINUTE,
-    &SETTLE_LAG_SECS,
-    &OVERLAP_SECS,
-    &RECONCILE_INTERVAL_SECS,
-    &RECONCILE_HOURS,
-    &HTTP_TIMEOUT_SECS,
-    &MODULES,
-    &ACTIONS,
-    &STATIC_FILTER,
-    &PRINCIPALS,
-    &SCOPES,
-    &RESOURCES,
-    &ENVIRONMENTS,
-    &ALLOW_UNKNOWN_VALUES,
-    &SINK,
-    &OUTPUT_DIR,
-    &GCS_BUCKET,
-    &GCS_PREFIX,
-    &OUTPUT_SHAPE,
-    &ENRICH_YAML_DIFF,
-    &GZIP,
-    &LEASE_SECS,
-    &STATE_KEY,
-    &BATCH_MAX_EVENTS,
-    &MAX_MEMORY_MIB,
-    &POLL_TIMEOUT_SECS,
-];
+    /// `POLL_TIMEOUT_SECS`.
+    POLL_TIMEOUT_SECS = Setting {
+        key: "poll_timeout_secs",
+        section: Section::Limits,
+        env: "POLL_TIMEOUT_SECS",
+        flag: "poll-timeout-secs",
+        kind: Kind::Number {
+            default: 3600,
+            range: 1..=86_400,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Wall-clock limit on each call into the component, waits on HTTP included, in seconds. A \
+              backstop against a component that never returns: a call over it is stopped (exit 6) \
+              naming this setting.",
+    };
+}
 
 /// The setting a TOML file or tenant entry names by `key`.
 pub fn by_key(key: &str) -> Option<&'static Setting> {

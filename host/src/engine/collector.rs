@@ -14,7 +14,9 @@ use wasmtime::{
 
 use crate::config::{ApiFlavor, Config, LimitsConfig, OutputShape};
 use crate::engine::bindings::harness::audit::types as wit;
-use crate::engine::bindings::{AuditSourcePre, Budget, Settings, harness::audit};
+use crate::engine::bindings::{
+    ApiFailure, AuditSourcePre, Budget, EmitError, Settings, SourceError, harness::audit,
+};
 use crate::engine::limits::{EpochTicker, deadline_ticks};
 use crate::engine::policy::EgressPolicy;
 use crate::engine::state::{HostState, Pipeline, PipelineStats};
@@ -285,9 +287,8 @@ impl Collector {
             .call_configure(&mut store, &settings(config), checkpoint)
             .await
             .map_err(|e| trapped(&store, e, limits))?;
-        configured.map_err(|e| {
-            RunError::from_source(e, &config.source.account_id, "the stored checkpoint")
-        })?;
+        configured
+            .map_err(|e| source_failure(e, &config.source.account_id, "the stored checkpoint"))?;
         store.set_epoch_deadline(deadline_ticks(limits.poll_timeout_secs));
         source
             .call_ledger(&mut store)
@@ -306,7 +307,7 @@ impl Collector {
     ) -> Result<PassSummary, RunError> {
         let harness = &config.harness;
         let state_location = checkpoints.checkpoint_location();
-        let source_error = |e| RunError::from_source(e, &config.source.account_id, &state_location);
+        let source_error = |e| source_failure(e, &config.source.account_id, &state_location);
         let policy = EgressPolicy::new(
             &harness.api_base,
             harness.api_key.expose(),
@@ -458,6 +459,60 @@ impl Collector {
         summary.stored = pipeline.stats.clone();
         Ok(summary)
     }
+}
+
+/// Maps a component error; `account` and `state` name what to fix.
+fn source_failure(err: SourceError, account: &str, state: &str) -> RunError {
+    let account = account.to_owned();
+    match err {
+        SourceError::InvalidSettings(reason) => RunError::InvalidSettings {
+            reason,
+            checkpoint: state.to_owned(),
+        },
+        SourceError::NotConfigured => RunError::breach("poll was called before configure"),
+        SourceError::Unauthorized(f) => RunError::Unauthorized {
+            failure: describe(&f),
+            account,
+        },
+        SourceError::Forbidden(f) => RunError::Forbidden {
+            failure: describe(&f),
+            account,
+        },
+        SourceError::BadRequest(f) => RunError::BadRequest {
+            failure: describe(&f),
+        },
+        SourceError::RateLimited(r) => RunError::RateLimited {
+            failure: format!("HTTP 429: {}", r.message),
+        },
+        SourceError::ServerError(f) => RunError::Unavailable {
+            reason: describe(&f),
+        },
+        SourceError::Transport(m) => RunError::Unavailable {
+            reason: format!("request failed: {m}"),
+        },
+        SourceError::MalformedResponse(m) => RunError::Unavailable {
+            reason: format!("unusable response: {m}"),
+        },
+        SourceError::SinkFailure(EmitError::Unavailable(reason)) => RunError::EmitFailed { reason },
+        SourceError::SinkFailure(EmitError::Rejected(m)) => {
+            RunError::breach(format!("the host rejected a batch: {m}"))
+        }
+    }
+}
+
+/// `HTTP 401 INVALID_TOKEN: Token is not valid. (correlationId …)`
+fn describe(f: &ApiFailure) -> String {
+    let mut s = format!("HTTP {}", f.status);
+    if let Some(code) = &f.code {
+        s.push(' ');
+        s.push_str(code);
+    }
+    s.push_str(": ");
+    s.push_str(&f.message);
+    if let Some(id) = &f.correlation_id {
+        s.push_str(&format!(" (correlationId {id})"));
+    }
+    s
 }
 
 /// Why a call into the component failed, in terms of the limit it hit when it hit one.

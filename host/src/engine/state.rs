@@ -14,6 +14,7 @@ use crate::engine::bindings::harness::audit::{emit, types};
 use crate::engine::bindings::{Batch, EmitError};
 use crate::engine::limits::SandboxLimits;
 use crate::engine::policy::EgressPolicy;
+use crate::error::RunError;
 use crate::storage::journal::{Pending, StateFile};
 use crate::storage::recipe;
 use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written};
@@ -78,6 +79,15 @@ pub enum StateError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<StateError> for RunError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Storage(e) => e.into(),
+            StateError::Corrupt { location, reason } => Self::CorruptState { location, reason },
+        }
+    }
 }
 
 /// The stored state as read, before anything is written back.

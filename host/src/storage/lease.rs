@@ -37,6 +37,17 @@ pub enum LeaseError {
     Gcs(#[from] GcsError),
 }
 
+impl LeaseError {
+    /// The storage failure behind this error, or the error itself when
+    /// another instance holds the lease.
+    pub fn into_storage(self) -> Result<super::SinkError, Self> {
+        match self {
+            Self::Gcs(e) => Ok(e.into()),
+            held @ Self::Held { .. } => Err(held),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct LeaseBody {
     holder: String,
