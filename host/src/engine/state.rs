@@ -131,7 +131,7 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
         Ok(state) => state,
         // STATE_KEY kept at the recipe's own state object: take it over in place.
         Err(reason) => {
-            let since_ms = recipe::parse_since(&bytes).map_err(|_| corrupt(reason))?;
+            let since_ms = recipe::parse_since(&bytes).map_err(|_| corrupt(reason.to_string()))?;
             return Ok(Loaded {
                 checkpoint: None,
                 takeover: Some(Takeover {

@@ -62,16 +62,29 @@ impl<'a> StateFile<'a> {
     }
 }
 
+/// Why stored bytes are not a state object of this version.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateFileError {
+    /// The bytes are not our JSON.
+    #[error("not harness-audit state ({0})")]
+    NotState(#[from] serde_json::Error),
+    /// Another version of the format.
+    #[error("state format `{found}` is not supported (expected `{FORMAT}`)")]
+    Format {
+        /// The format the object names.
+        found: String,
+    },
+}
+
 impl StateFile<'static> {
     /// Parses stored bytes; the error says what is wrong, never what to overwrite.
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let state: Self =
-            serde_json::from_slice(bytes).map_err(|e| format!("not harness-audit state ({e})"))?;
+    pub fn parse(bytes: &[u8]) -> Result<Self, StateFileError> {
+        let state: Self = serde_json::from_slice(bytes)?;
         if state.format != FORMAT {
-            return Err(format!(
-                "state format `{}` is not supported (expected `{FORMAT}`)",
-                state.format
-            ));
+            return Err(StateFileError::Format {
+                found: state.format.into_owned(),
+            });
         }
         Ok(state)
     }
@@ -109,16 +122,14 @@ mod tests {
 
     #[test]
     fn foreign_or_corrupt_state_is_refused() {
-        assert!(
-            StateFile::parse(b"{\"since\": 1700000000}")
-                .unwrap_err()
-                .contains("not harness-audit state")
-        );
-        assert!(
-            StateFile::parse(b"{\"format\":\"other/9\",\"checkpoint\":\"\"}")
-                .unwrap_err()
-                .contains("other/9")
-        );
+        assert!(matches!(
+            StateFile::parse(b"{\"since\": 1700000000}"),
+            Err(StateFileError::NotState(_))
+        ));
+        assert!(matches!(
+            StateFile::parse(b"{\"format\":\"other/9\",\"checkpoint\":\"\"}"),
+            Err(StateFileError::Format { found }) if found == "other/9"
+        ));
         assert!(StateFile::parse(b"\x00\x01").is_err());
     }
 }

@@ -7,14 +7,35 @@ use crate::time::parse_rfc3339_utc;
 /// boundary is in the year 5138 as seconds and 1973 as milliseconds).
 const MS_THRESHOLD: f64 = 1e11;
 
+/// Why an object is not a recipe checkpoint this collector can continue from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinceError {
+    /// Not JSON.
+    #[error("not JSON (line {line}, column {column})")]
+    NotJson {
+        /// Where the parser stopped.
+        line: usize,
+        /// Where the parser stopped.
+        column: usize,
+    },
+    /// JSON without `since`.
+    #[error("it has no `since` field, so it is not the Cloud Run recipe's state")]
+    NoSince,
+    /// `since` is neither a time nor a positive number.
+    #[error("`since` is {0}, not epoch seconds or RFC 3339 UTC time")]
+    NotATime(String),
+}
+
 /// The recipe's `since` as epoch milliseconds. Accepts epoch seconds or
 /// milliseconds (integer or fractional) and RFC 3339 UTC text.
-pub fn parse_since(bytes: &[u8]) -> Result<u64, String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not JSON (line {}, column {})", e.line(), e.column()))?;
-    let since = value
-        .get("since")
-        .ok_or("it has no `since` field, so it is not the Cloud Run recipe's state")?;
+pub fn parse_since(bytes: &[u8]) -> Result<u64, SinceError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| SinceError::NotJson {
+            line: e.line(),
+            column: e.column(),
+        })?;
+    let since = value.get("since").ok_or(SinceError::NoSince)?;
     if let Some(n) = since.as_f64().filter(|n| n.is_finite() && *n > 0.0) {
         // Rounded: 1749564191.482 s is 1749564191481.9998 ms in binary floating point.
         let ms = if n < MS_THRESHOLD { n * 1000.0 } else { n }.round();
@@ -26,12 +47,9 @@ pub fn parse_since(bytes: &[u8]) -> Result<u64, String> {
         return Ok(ms as u64);
     }
     if let Some(text) = since.as_str() {
-        return parse_rfc3339_utc(text)
-            .ok_or_else(|| format!("`since` is `{text}`, not epoch seconds or RFC 3339 UTC time"));
+        return parse_rfc3339_utc(text).ok_or_else(|| SinceError::NotATime(format!("`{text}`")));
     }
-    Err(format!(
-        "`since` is {since}, not epoch seconds or RFC 3339 UTC time"
-    ))
+    Err(SinceError::NotATime(since.to_string()))
 }
 
 #[cfg(test)]
@@ -48,11 +66,11 @@ mod tests {
             r#"{"since": "2025-06-10T14:03:11.482Z"}"#,
             r#"{"since": "2025-06-10T14:03:11.482+00:00", "other": 1}"#,
         ] {
-            assert_eq!(parse_since(state.as_bytes()), Ok(ms), "{state}");
+            assert_eq!(parse_since(state.as_bytes()).ok(), Some(ms), "{state}");
         }
         assert_eq!(
-            parse_since(br#"{"since": 1749564191}"#),
-            Ok(1_749_564_191_000)
+            parse_since(br#"{"since": 1749564191}"#).ok(),
+            Some(1_749_564_191_000)
         );
     }
 
@@ -76,7 +94,7 @@ mod tests {
             (br#"{"since": -5}"#, "`since` is -5"),
         ];
         for (bytes, expected) in cases {
-            let err = parse_since(bytes).unwrap_err();
+            let err = parse_since(bytes).unwrap_err().to_string();
             assert!(err.contains(expected), "{expected}: {err}");
         }
     }
