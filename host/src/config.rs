@@ -135,7 +135,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Env(name) => write!(f, "environment variable {name}"),
-            Self::Flag(name) => write!(f, "flag {name}"),
+            Self::Flag(name) => write!(f, "flag --{name}"),
             Self::File(key) => write!(f, "config file key {key}"),
             Self::Default(name) => write!(f, "the default of {name}"),
         }

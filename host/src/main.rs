@@ -36,7 +36,7 @@ struct Cli {
     #[arg(long, value_name = "PATH", global = true)]
     component: Option<PathBuf>,
     /// Cache compiled components in this directory (created private to this user), so starts
-    /// skip compilation [env: HARNESS_AUDIT_CACHE_DIR].
+    /// skip compilation.
     #[arg(
         long,
         value_name = "DIR",
@@ -142,7 +142,7 @@ enum LogFormat {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// TOML file with [harness], [filters] and [output] tables.
+    /// TOML file with [harness], [filters], [output] and [limits] tables.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Move the stored checkpoint aside (it is kept, renamed) and start over

@@ -205,6 +205,15 @@ fn boolean_flags_are_switches_that_also_take_a_value() {
         .validate()
         .unwrap();
     assert_eq!(cfg.source.modules, ["CD", "NEWMODULE"]);
+    let err = flags(&["run", "--page-size", "0"])
+        .over(env(&minimal()))
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "flag --page-size: `0` is not a whole number from 1 to 100"
+    );
     let cfg = flags(&["run", "--enrich-yaml-diff", "false"])
         .over(env(&[("ENRICH_YAML_DIFF", "true")]).over(env(&minimal())))
         .validate()
