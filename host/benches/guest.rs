@@ -18,12 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use harness_audit::engine::bindings::harness::audit::types as wit;
 use harness_audit::engine::bindings::harness::audit::{emit, types};
-use harness_audit::engine::bindings::{
-    AuditSource, AuditSourcePre, Batch, Budget, EmitError, Settings,
-};
-use harness_audit::engine::{PoolSize, SharedEngine};
+use harness_audit::engine::bindings::{AuditSource, AuditSourcePre, Batch, Budget, EmitError};
+use harness_audit::engine::{PoolSize, SharedEngine, wit_settings};
 use harness_audit_core::error::EmitError as CoreEmitError;
 use harness_audit_core::pass::{self, Clock, HttpResponse, Pipeline, Source, Transport};
 use harness_audit_core::settings::{self as core_settings, ApiFlavor, OutputShape};
@@ -82,45 +79,6 @@ fn core_settings(api_base: &str) -> core_settings::Settings {
         batch_max_events: 1_000,
         reconcile_interval_secs: 3_600,
         reconcile_hours: 0,
-    }
-}
-
-fn wit_settings(api_base: &str) -> Settings {
-    let s = core_settings(api_base);
-    Settings {
-        query: wit::Query {
-            api_base: s.api_base,
-            account_id: s.account_id,
-            api_flavor: wit::ApiFlavor::List,
-            page_size: s.page_size,
-            modules: s.modules,
-            actions: s.actions,
-            static_filter: s.static_filter,
-            principals: Vec::new(),
-            scopes: Vec::new(),
-            resources: Vec::new(),
-            environments: Vec::new(),
-        },
-        window: wit::Window {
-            start_minutes_back: s.start_minutes_back,
-            start_at_ms: s.start_at_ms,
-            end_at_ms: s.end_at_ms,
-            settle_lag_secs: s.settle_lag_secs,
-            overlap_secs: s.overlap_secs,
-            reconcile_interval_secs: s.reconcile_interval_secs,
-            reconcile_hours: s.reconcile_hours,
-        },
-        retries: wit::Retries {
-            max_retries: s.max_retries,
-            retry_base_ms: s.retry_base_ms,
-            retry_budget_secs: s.retry_budget_secs,
-            max_requests_per_minute: s.max_requests_per_minute,
-        },
-        output: wit::Output {
-            output_shape: wit::OutputShape::Raw,
-            enrich_yaml_diff: s.enrich_yaml_diff,
-            batch_max_events: s.batch_max_events,
-        },
     }
 }
 
@@ -458,7 +416,11 @@ async fn pass_in(store: &mut Store<BenchState>, instance: &AuditSource) -> (Dura
     let source = instance.harness_audit_source();
     let started = Instant::now();
     source
-        .call_configure(&mut *store, &wit_settings(REPLAY_BASE), None)
+        .call_configure(
+            &mut *store,
+            &wit_settings(&core_settings(REPLAY_BASE)),
+            None,
+        )
         .await
         .unwrap()
         .unwrap();

@@ -229,13 +229,7 @@ impl RawConfig {
     /// Sets `setting` from text: a list setting splits it at commas.
     pub fn set(&mut self, setting: &'static Setting, value: String, origin: Origin) {
         let value = match setting.kind {
-            Kind::List => RawValue::Many(
-                value
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-            ),
+            Kind::List => RawValue::Many(table::list(&value)),
             _ => RawValue::One(value),
         };
         self.values.insert(setting.key, Sourced { value, origin });
@@ -394,27 +388,26 @@ impl RawConfig {
         let Some(raw) = self.take(setting) else {
             return Ok(default);
         };
-        match raw.value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(invalid(&raw, "must be `true` or `false`")),
-        }
+        table::boolean(&raw.value).ok_or_else(|| invalid(&raw, "must be `true` or `false`"))
     }
 
     /// The chosen value in its canonical spelling, or the default.
     fn choice(&mut self, setting: &Setting) -> Result<Option<&'static str>, ConfigError> {
-        let Kind::Choice { choices, default } = setting.kind else {
+        let Kind::Choice { default, .. } = setting.kind else {
             unreachable!("{} is not a choice", setting.env)
         };
         let Some(raw) = self.take(setting) else {
             return Ok(default);
         };
-        let given = raw.value.trim();
-        match choices.iter().find(|c| c.eq_ignore_ascii_case(given)) {
+        match setting.choice(&raw.value) {
             Some(c) => Ok(Some(c)),
             None => Err(invalid(
                 &raw,
-                &format!("`{given}` is not one of {}", table::accepts(&setting.kind)),
+                &format!(
+                    "`{}` is not one of {}",
+                    raw.value.trim(),
+                    table::accepts(&setting.kind)
+                ),
             )),
         }
     }

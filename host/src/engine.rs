@@ -15,6 +15,7 @@ use std::path::Path;
 
 pub use collector::{
     Collector, MAX_POLLS_PER_PASS, PAGES_PER_POLL, PassSummary, PoolSize, SharedEngine,
+    wit_settings,
 };
 
 /// The source component built from `plugin/` by the build script.

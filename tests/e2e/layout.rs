@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::support::rust_files;
+
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
@@ -13,20 +15,8 @@ fn src() -> PathBuf {
 /// Every `.rs` file of a top-level module: `name.rs` and everything under `name/`.
 fn files_of(module: &str) -> Vec<PathBuf> {
     let mut files = vec![src().join(format!("{module}.rs"))];
-    let mut dirs = vec![src().join(module)];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for path in entries.map(|e| e.unwrap().path()) {
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
     files.retain(|f| f.exists());
+    files.extend(rust_files(&src().join(module)));
     files
 }
 

@@ -3,18 +3,9 @@
 //! uses, and every `stage` and `error_kind` value, must be listed there.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use crate::support::rust_files;
 
 /// The top-level arguments of the macro call starting at `text` (after its `(`).
 fn arguments(text: &str) -> Vec<String> {
@@ -46,11 +37,7 @@ fn arguments(text: &str) -> Vec<String> {
 
 /// (field, literal value) pairs of every tracing call in the host.
 fn fields() -> Vec<(String, Option<String>)> {
-    let mut files = Vec::new();
-    sources(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    let files = rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let mut found = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();

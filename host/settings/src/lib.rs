@@ -139,6 +139,18 @@ impl Setting {
             .trim_end_matches('.')
     }
 
+    /// The choice `text` names, in its canonical spelling, matched without
+    /// regard to case and surrounding spaces; `None` for another value or kind.
+    pub fn choice(&self, text: &str) -> Option<&'static str> {
+        match &self.kind {
+            Kind::Choice { choices, .. } => choices
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(text.trim()))
+                .copied(),
+            _ => None,
+        }
+    }
+
     /// What the value looks like, for `--help`.
     pub fn value_name(&self) -> &'static str {
         match &self.kind {
@@ -743,6 +755,25 @@ settings! {
               backstop against a component that never returns: a call over it is stopped (exit 6) \
               naming this setting.",
     };
+}
+
+/// A boolean as every reader accepts it: `true`, `1`, `yes`, `false`, `0`
+/// or `no`, in any case.
+pub fn boolean(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// The entries of a list given as text: split at commas, trimmed, empty ones dropped.
+pub fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The setting a TOML file or tenant entry names by `key`.

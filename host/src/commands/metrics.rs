@@ -81,6 +81,31 @@ struct Families {
     running: Family<TenantLabel, Gauge>,
 }
 
+impl Families {
+    fn counters(&self) -> [&Family<TenantLabel, Counter>; 7] {
+        [
+            &self.events,
+            &self.objects,
+            &self.pages,
+            &self.retries,
+            &self.count_requests,
+            &self.late_events,
+            &self.passes,
+        ]
+    }
+
+    /// Gauges every tenant has from its registration on.
+    fn gauges_from_start(&self) -> [&Family<TenantLabel, Gauge>; 3] {
+        [&self.consecutive_failures, &self.backoff, &self.running]
+    }
+
+    /// Gauges a tenant has once a pass made them known: no gap or lag is
+    /// claimed for a tenant that never finished one.
+    fn gauges_once_known(&self) -> [&Family<TenantLabel, Gauge>; 3] {
+        [&self.unreconciled, &self.seconds_behind, &self.last_success]
+    }
+}
+
 /// Figures of every tenant served.
 #[derive(Debug)]
 pub struct Metrics {
@@ -223,19 +248,11 @@ impl Metrics {
         self.with(id, |t| t.interval = interval);
         let label = Self::label(id);
         let f = &self.families;
-        // Every per-tenant series exists from the start, at zero.
-        for family in [
-            &f.events,
-            &f.objects,
-            &f.pages,
-            &f.retries,
-            &f.count_requests,
-            &f.late_events,
-            &f.passes,
-        ] {
+        // Every per-tenant counter exists from the start, at zero.
+        for family in f.counters() {
             drop(family.get_or_create(&label));
         }
-        for family in [&f.consecutive_failures, &f.backoff, &f.running] {
+        for family in f.gauges_from_start() {
             drop(family.get_or_create(&label));
         }
     }
@@ -252,25 +269,14 @@ impl Metrics {
         self.tenants_gauge.set(gauge_value(tenants.len() as u64));
         let label = Self::label(id);
         let f = &self.families;
-        for family in [
-            &f.events,
-            &f.objects,
-            &f.pages,
-            &f.retries,
-            &f.count_requests,
-            &f.late_events,
-            &f.passes,
-        ] {
+        for family in f.counters() {
             family.remove(&label);
         }
-        for family in [
-            &f.unreconciled,
-            &f.seconds_behind,
-            &f.last_success,
-            &f.consecutive_failures,
-            &f.backoff,
-            &f.running,
-        ] {
+        for family in f
+            .gauges_from_start()
+            .into_iter()
+            .chain(f.gauges_once_known())
+        {
             family.remove(&label);
         }
         for kind in state.error_kinds {

@@ -12,7 +12,7 @@ use wasmtime::{
     Trap,
 };
 
-use crate::config::{ApiFlavor, Config, LimitsConfig, OutputShape};
+use crate::config::{ApiFlavor, Config, LimitsConfig, OutputShape, Settings as CoreSettings};
 use crate::engine::bindings::harness::audit::types as wit;
 use crate::engine::bindings::{
     ApiFailure, AuditSourcePre, Budget, EmitError, Settings, SourceError, harness::audit,
@@ -547,9 +547,19 @@ fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -
     }
 }
 
-/// The one conversion of this side: the core's settings, as the WIT record.
+/// The settings a pass configures the component with: the source's, and a
+/// backfill's fixed range.
 fn settings(config: &Config) -> Settings {
-    let s = &config.source;
+    let mut settings = wit_settings(&config.source);
+    if let Some(range) = config.backfill {
+        settings.window.start_at_ms = Some(range.from_ms);
+        settings.window.end_at_ms = Some(range.to_ms);
+    }
+    settings
+}
+
+/// The one conversion of this side: the core's settings, as the WIT record.
+pub fn wit_settings(s: &CoreSettings) -> Settings {
     Settings {
         query: wit::Query {
             api_base: s.api_base.clone(),
@@ -597,8 +607,8 @@ fn settings(config: &Config) -> Settings {
         },
         window: wit::Window {
             start_minutes_back: s.start_minutes_back,
-            start_at_ms: config.backfill.map(|b| b.from_ms).or(s.start_at_ms),
-            end_at_ms: config.backfill.map(|b| b.to_ms).or(s.end_at_ms),
+            start_at_ms: s.start_at_ms,
+            end_at_ms: s.end_at_ms,
             settle_lag_secs: s.settle_lag_secs,
             overlap_secs: s.overlap_secs,
             reconcile_interval_secs: s.reconcile_interval_secs,

@@ -157,24 +157,13 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<In
             unreachable!("{} is not a choice", s.env)
         };
         var(s).map_or(Ok(default), |v| {
-            choices
-                .iter()
-                .find(|c| c.eq_ignore_ascii_case(v.trim()))
-                .map(|c| Some(*c))
+            s.choice(&v)
+                .map(Some)
                 .ok_or_else(|| format!("{} `{v}` is not one of {}", s.env, choices.join(", ")))
         })
     };
-    let list = |s: &Setting| -> Vec<String> {
-        var(s)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list =
+        |s: &Setting| -> Vec<String> { var(s).as_deref().map(table::list).unwrap_or_default() };
 
     let account_id = var(&table::ACCOUNT_ID)
         .ok_or("HARNESS_ACCOUNT_ID is not set: set it to your Harness account identifier")?;
