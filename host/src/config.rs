@@ -45,6 +45,12 @@ pub struct LimitsConfig {
     pub max_memory_mib: u32,
     /// Wall-clock limit on each call into the component (including its waits on HTTP), in seconds.
     pub poll_timeout_secs: u32,
+    /// CPU time one pass may use, in seconds.
+    pub max_pass_cpu_secs: u32,
+    /// Batches one pass may store.
+    pub max_pass_batches: u32,
+    /// NDJSON one pass may store, in MiB.
+    pub max_pass_mib: u32,
 }
 
 /// What the host alone holds about Harness.
@@ -556,6 +562,9 @@ impl RawConfig {
             limits: LimitsConfig {
                 max_memory_mib: self.number(&table::MAX_MEMORY_MIB)?,
                 poll_timeout_secs: self.number(&table::POLL_TIMEOUT_SECS)?,
+                max_pass_cpu_secs: self.number(&table::MAX_PASS_CPU_SECS)?,
+                max_pass_batches: self.number(&table::MAX_PASS_BATCHES)?,
+                max_pass_mib: self.number(&table::MAX_PASS_MIB)?,
             },
         })
     }

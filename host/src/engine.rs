@@ -13,6 +13,8 @@ pub mod state;
 
 use std::path::Path;
 
+pub use limits::PassThread;
+
 pub use collector::{
     Collector, MAX_POLLS_PER_PASS, PAGES_PER_POLL, PassSummary, PoolSize, SharedEngine,
     wit_settings,

@@ -14,6 +14,9 @@ pub const EXIT_UNAVAILABLE: u8 = 4;
 pub const EXIT_STORAGE: u8 = 5;
 /// Exit code when the component itself failed (trap, contract breach).
 pub const EXIT_COMPONENT: u8 = 6;
+/// Exit code when a shutdown stopped a call into the component: what was
+/// committed before stands, and the next pass continues from it.
+pub const EXIT_INTERRUPTED: u8 = 1;
 /// Exit code when another instance holds the lease or advanced the checkpoint:
 /// this run stopped without writing; the other one carries on.
 pub const EXIT_ANOTHER_INSTANCE: u8 = 7;
@@ -147,6 +150,12 @@ pub enum RunError {
         /// What happened, naming the setting and its value.
         message: String,
     },
+    /// A shutdown stopped a call into the component.
+    #[error(
+        "stopped for shutdown during a call into the component; every batch emitted before it is committed \
+         and the next pass continues from there"
+    )]
+    Interrupted,
 }
 
 impl RunError {
@@ -163,6 +172,7 @@ impl RunError {
             Self::RateLimited { .. } | Self::Unavailable { .. } => EXIT_UNAVAILABLE,
             Self::Storage { .. } | Self::EmitFailed { .. } => EXIT_STORAGE,
             Self::AnotherInstance { .. } => EXIT_ANOTHER_INSTANCE,
+            Self::Interrupted => EXIT_INTERRUPTED,
             Self::Trap { .. }
             | Self::ContractBreach { .. }
             | Self::Policy { .. }
@@ -185,6 +195,7 @@ impl RunError {
             Self::Unavailable { .. } => "unavailable",
             Self::Storage { .. } | Self::EmitFailed { .. } => "storage",
             Self::AnotherInstance { .. } => "another_instance",
+            Self::Interrupted => "interrupted",
             Self::Trap { .. }
             | Self::ContractBreach { .. }
             | Self::Policy { .. }

@@ -13,14 +13,16 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use harness_audit::config::RawConfig;
-//! use harness_audit::engine::{Collector, EMBEDDED_COMPONENT};
+//! use harness_audit::engine::{Collector, EMBEDDED_COMPONENT, PassThread};
 //! use harness_audit::storage::LocalDirSink;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = RawConfig::from_env().validate()?;
 //! let collector = Collector::new(EMBEDDED_COMPONENT)?;
 //! let store = Arc::new(LocalDirSink::new("./data", &config.output.prefix, &config.output.state_key));
-//! let summary = collector.run_pass(&config, store.clone(), store, None, None).await?;
+//! let summary = collector
+//!     .run_pass(&config, store.clone(), store, (PassThread::Shared, None), None)
+//!     .await?;
 //! println!("{} events", summary.stored.events);
 //! # Ok(()) }
 //! ```

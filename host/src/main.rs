@@ -10,9 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use harness_audit::commands::backfill::Progress;
 use harness_audit::commands::ledger::LedgerRange;
 use harness_audit::commands::run;
-use harness_audit::commands::serve::{self, ServeOptions};
+use harness_audit::commands::serve::{self, ServeOptions, ShardSpec};
 use harness_audit::config::{BackfillRange, Config, KeyUse, RawConfig, SettingFlags, SinkKind};
-use harness_audit::engine::{Collector, PassSummary, SharedEngine, load_component};
+use harness_audit::engine::{Collector, PassSummary, PassThread, SharedEngine, load_component};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
 use harness_audit::time::now_ms;
 
@@ -114,24 +114,22 @@ struct ServeArgs {
     /// /healthz fails for a tenant without a successful pass in this many of its intervals.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     health_intervals: u32,
-    /// Serve only shard I of N (tenants by a stable hash of their id), e.g. 0/3.
-    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
-    shard: Option<(u32, u32)>,
+    /// Serve only shard I of N (tenants by a stable hash of their id), e.g. 0/3; or `auto`: the
+    /// replica's index from CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT (Cloud Run jobs),
+    /// JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) or the StatefulSet ordinal ending HOSTNAME.
+    #[arg(long, value_name = "I/N|auto")]
+    shard: Option<ShardSpec>,
+    /// Replicas in all, for `--shard auto` where the engine does not say: the Indexed Job's
+    /// completions or the StatefulSet's replicas.
+    #[arg(long, value_name = "N", env = "SHARD_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    shard_count: Option<u32>,
+    /// Run one pass of each tenant, then exit: 0 when all succeeded, otherwise the first failed
+    /// tenant's exit code. For Cloud Run jobs and Kubernetes Jobs.
+    #[arg(long)]
+    once: bool,
     /// Seconds to wait at shutdown for running passes to reach a batch boundary.
     #[arg(long, default_value_t = 120)]
     shutdown_grace_secs: u64,
-}
-
-fn parse_shard(text: &str) -> Result<(u32, u32), String> {
-    let parsed = text
-        .split_once('/')
-        .and_then(|(i, n)| Some((i.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?)));
-    match parsed {
-        Some((index, count)) if count > 0 && index < count => Ok((index, count)),
-        _ => Err(format!(
-            "`{text}` is not a shard: use I/N with 0 <= I < N, e.g. 0/3"
-        )),
-    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -216,11 +214,20 @@ fn main() -> ExitCode {
             p.report(summary, false);
         }
     };
+    let stop = match runtime.block_on(async { run::stop_on_signals() }) {
+        Ok(stop) => stop,
+        Err(e) => {
+            return fail(
+                &format!("listening for SIGTERM and SIGINT: {e}"),
+                EXIT_COMPONENT,
+            );
+        }
+    };
     match runtime.block_on(run::run_once(
         &config,
         args.reset_checkpoint,
         &collector,
-        None,
+        (PassThread::Shared, Some(stop)),
         Some(&report),
     )) {
         Ok(outcome) => {
@@ -333,17 +340,34 @@ fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf
         Ok(rt) => rt,
         Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
     };
+    let shard = match args.shard {
+        None => None,
+        Some(spec) => {
+            match serve::resolve_shard(spec, args.shard_count, |name| std::env::var(name).ok()) {
+                Ok(resolved) => {
+                    tracing::info!(shard = %resolved.shard, from = resolved.from, "serving one shard of the tenants");
+                    Some(resolved.shard)
+                }
+                Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+            }
+        }
+    };
     let options = ServeOptions {
         tenants_file: args.config.clone(),
         max_concurrent: usize::from(args.max_concurrent),
         metrics_addr: args.metrics_addr,
         health_intervals: args.health_intervals,
-        shard: args.shard,
+        shard,
+        once: args.once,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         default_component: component,
         cache_dir,
     };
-    match runtime.block_on(serve::serve(options)) {
+    let served = runtime.block_on(serve::serve(options));
+    // Passes that outlived the shutdown grace run on threads of their own:
+    // the process ends without waiting for them.
+    runtime.shutdown_background();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }

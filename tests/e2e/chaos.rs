@@ -8,7 +8,8 @@ use harness_tests::{FaultRates, Freedoms};
 /// the 10 s overlap, so reconciliation must find them), live inserts, at
 /// least ten SIGKILLs at random instants: the output equals every event the
 /// mock can return, 0 lost and 0 duplicated, by `auditId` and byte for
-/// byte, and the ledger's gap equals the events counted and never returned.
+/// byte, the ledger's gap equals the events counted and never returned, and
+/// the key appears in no object, state file or run's output.
 #[test]
 fn survives_faults_freedoms_late_events_live_inserts_and_sigkills_exactly() {
     let spec = ChaosSpec {
@@ -39,17 +40,23 @@ fn survives_faults_freedoms_late_events_live_inserts_and_sigkills_exactly() {
         seed: 20_261_124,
         max_settle_runs: 60,
     };
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let report = chaos::run(
         &spec,
         std::path::Path::new(env!("CARGO_BIN_EXE_harness-audit")),
         dir.path(),
+        logs.path(),
     );
     eprintln!("{report:?}");
     assert!(report.kills >= 10, "{report:?}");
     assert_eq!(report.lost, Vec::<String>::new(), "lost events");
     assert_eq!(report.duplicated, Vec::<String>::new(), "duplicated events");
     assert!(report.hidden > 100, "{report:?}");
+    assert_eq!(
+        report.key_leaks,
+        Vec::<std::path::PathBuf>::new(),
+        "the key leaked"
+    );
     assert_eq!(
         report.reported_gap,
         Some(report.hidden as u64),

@@ -234,7 +234,10 @@ fn every_example_uses_only_what_the_binary_has() {
     for example in [
         "kubernetes/cronjob.yaml",
         "kubernetes/serve.yaml",
+        "kubernetes/indexed-job.yaml",
+        "kubernetes/statefulset.yaml",
         "cloud-run/job.yaml",
+        "cloud-run/serve-job.yaml",
     ] {
         for doc in yaml_documents(example) {
             let mut found = Vec::new();
@@ -261,8 +264,8 @@ fn every_example_uses_only_what_the_binary_has() {
         }
     }
     assert_eq!(
-        workloads, 3,
-        "one container each in the CronJob, the Deployment and the job"
+        workloads, 6,
+        "one container each in the CronJob, the Deployment, the Indexed Job, the StatefulSet and the two jobs"
     );
     let identity = read("kubernetes/service-account.yaml");
     assert!(identity.contains("roles/storage.objectUser"));
@@ -425,4 +428,123 @@ fn the_readme_links_every_example() {
         }
     }
     assert!(missing.is_empty(), "README.md links none of {missing:?}");
+}
+
+/// The one container of a workload document, and its variables with literal values.
+fn container_of(doc: &Value) -> (Vec<String>, BTreeMap<String, String>) {
+    let mut found = Vec::new();
+    containers(doc, &mut found);
+    assert_eq!(found.len(), 1);
+    let vars = found[0]["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            Some((
+                v["name"].as_str()?.to_owned(),
+                v["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    (strings(&found[0]["args"]), vars)
+}
+
+fn number(value: &Value, what: &str) -> u32 {
+    u32::try_from(
+        value
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what} is not a number")),
+    )
+    .unwrap()
+}
+
+/// Each sharded example, replica by replica: the variables its engine sets
+/// resolve to a shard, the shards differ, and together they serve every
+/// tenant once. Jobs run `--once`; the StatefulSet stays up.
+#[test]
+fn sharded_examples_give_every_replica_its_shard() {
+    use harness_audit::commands::serve::{ShardSpec, resolve_shard};
+
+    let cloud_run = &yaml_documents("cloud-run/serve-job.yaml")[0];
+    let tasks = number(
+        &cloud_run["spec"]["template"]["spec"]["taskCount"],
+        "taskCount",
+    );
+    let indexed = &yaml_documents("kubernetes/indexed-job.yaml")[0];
+    let job = &indexed["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["completionMode"].as_str(), Some("Indexed"));
+    let completions = number(&job["completions"], "completions");
+    let stateful = &yaml_documents("kubernetes/statefulset.yaml")[0];
+    let replicas = number(&stateful["spec"]["replicas"], "replicas");
+    let pod = stateful["metadata"]["name"].as_str().unwrap().to_owned();
+
+    type Engine = Box<dyn Fn(u32) -> BTreeMap<String, String>>;
+    let cases: Vec<(&str, &Value, u32, bool, Engine)> = vec![
+        (
+            "cloud-run/serve-job.yaml",
+            cloud_run,
+            tasks,
+            true,
+            Box::new(move |i| {
+                BTreeMap::from([
+                    ("CLOUD_RUN_TASK_INDEX".to_owned(), i.to_string()),
+                    ("CLOUD_RUN_TASK_COUNT".to_owned(), tasks.to_string()),
+                ])
+            }),
+        ),
+        (
+            "kubernetes/indexed-job.yaml",
+            indexed,
+            completions,
+            true,
+            Box::new(|i| {
+                BTreeMap::from([
+                    ("JOB_COMPLETION_INDEX".to_owned(), i.to_string()),
+                    (
+                        "HOSTNAME".to_owned(),
+                        format!("harness-audit-shards-{i}-x7k2p"),
+                    ),
+                ])
+            }),
+        ),
+        (
+            "kubernetes/statefulset.yaml",
+            stateful,
+            replicas,
+            false,
+            Box::new(move |i| BTreeMap::from([("HOSTNAME".to_owned(), format!("{pod}-{i}"))])),
+        ),
+    ];
+    let tenants: Vec<String> = (0..200).map(|i| format!("tenant-{i}")).collect();
+    for (example, doc, count, job, engine) in cases {
+        assert!(count >= 2, "{example}: one replica needs no shard");
+        let (args, vars) = container_of(doc);
+        let shard_flag = args
+            .iter()
+            .position(|a| a == "--shard")
+            .map(|i| args[i + 1].as_str());
+        assert_eq!(shard_flag, Some("auto"), "{example}");
+        assert_eq!(args.iter().any(|a| a == "--once"), job, "{example}: --once");
+        let shard_count = vars.get("SHARD_COUNT").map(|c| c.parse::<u32>().unwrap());
+        let mut served = BTreeMap::<&str, u32>::new();
+        for i in 0..count {
+            let mut env = engine(i);
+            env.extend(vars.clone());
+            let resolved =
+                resolve_shard(ShardSpec::Auto, shard_count, |name| env.get(name).cloned())
+                    .unwrap_or_else(|e| panic!("{example}, replica {i}: {e}"));
+            assert_eq!(
+                (resolved.shard.index, resolved.shard.count),
+                (i, count),
+                "{example}"
+            );
+            for tenant in tenants.iter().filter(|t| resolved.shard.serves(t)) {
+                *served.entry(tenant).or_default() += 1;
+            }
+        }
+        assert!(
+            tenants.iter().all(|t| served.get(t.as_str()) == Some(&1)),
+            "{example}: every tenant served exactly once"
+        );
+    }
 }

@@ -143,6 +143,21 @@ fn objects_follow_the_recipe_layout_with_content_type_and_metadata() {
             .all(|n| n.starts_with(PREFIX) || *n == CHECKPOINT),
         "only data under the prefix, the checkpoint outside it, the lease released: {names:?}"
     );
+    // The key is in no object's name, metadata or bytes, the checkpoint included.
+    let secret = harness_tests::secrets::secret_of(&env.key);
+    for object in &objects {
+        let bytes = gcs.download(&bucket, &object.name).unwrap();
+        assert!(
+            !object.name.contains(secret)
+                && !object
+                    .metadata
+                    .iter()
+                    .any(|(k, v)| k.contains(secret) || v.contains(secret))
+                && !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the key leaked into {}",
+            object.name
+        );
+    }
 
     let again = run_gcs(&env, gcs.base_url(), &bucket, &[("PAGE_SIZE", "50")]);
     again.assert_collected(0);

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use harness_tests::{Fault, make_key};
 
-use crate::support::{ACCOUNT, Env, sorted};
+use harness_tests::{FaultRates, Freedoms};
+
+use crate::support::{ACCOUNT, Env, assert_no_secret_in_files, sorted};
 
 const GOOD: usize = 46;
 /// A key without an embedded account, for the fixture tenant whose account id picks its behaviour.
@@ -26,15 +28,21 @@ struct Served {
 impl Served {
     /// Starts `serve` on `tenants` with `keys` as its only environment, and waits for its HTTP endpoint.
     fn start(tenants: &std::path::Path, keys: &[(String, String)]) -> Self {
+        Self::start_with(tenants, keys, &[], &["--max-concurrent", "8"])
+    }
+
+    /// Like [`Served::start`], with `global` flags before `serve` and `args` after it.
+    fn start_with(
+        tenants: &std::path::Path,
+        keys: &[(String, String)],
+        global: &[&str],
+        args: &[&str],
+    ) -> Self {
         let metrics = format!("127.0.0.1:{}", free_port());
         let mut child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-            .args([
-                "serve",
-                "--config",
-                tenants.to_str().unwrap(),
-                "--max-concurrent",
-                "8",
-            ])
+            .args(global)
+            .args(["serve", "--config", tenants.to_str().unwrap()])
+            .args(args)
             .args([
                 "--metrics-addr",
                 &metrics,
@@ -51,22 +59,7 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let (mut pipe, stderr) = (child.stderr.take().unwrap(), stderr.clone());
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    stderr
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
+        let stderr = capture_stderr(&mut child);
         let start = Instant::now();
         while std::net::TcpStream::connect(&metrics).is_err() {
             assert!(
@@ -115,6 +108,18 @@ impl Served {
         log
     }
 
+    /// SIGTERM; asserts exit 0 within `limit` and returns the log.
+    fn terminate_within(self, limit: Duration) -> String {
+        let signalled = Instant::now();
+        let log = self.terminate();
+        let took = signalled.elapsed();
+        assert!(
+            took < limit,
+            "serve took {took:?} to stop after SIGTERM:\n{log}"
+        );
+        log
+    }
+
     /// A plain HTTP/1.1 GET with `Connection: close`.
     fn get(&self, path: &str) -> (u16, String) {
         let mut stream = std::net::TcpStream::connect(&self.metrics)
@@ -148,6 +153,25 @@ impl Served {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Collects `child`'s stderr as it comes, on a thread of its own.
+fn capture_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (mut pipe, collected) = (child.stderr.take().unwrap(), stderr.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    stderr
 }
 
 fn free_port() -> u16 {
@@ -463,4 +487,469 @@ fn sigterm_mid_pass_stops_at_a_batch_boundary_losing_and_repeating_nothing() {
     let run = env.run(&[("PAGE_SIZE", "50")]);
     run.assert_collected(3000 - stored);
     assert_eq!(env.sorted_lines(), sorted(env.mock.events_json()));
+}
+
+/// The wall-clock time of the first finished pass of `tenant`, from its log line.
+fn pass_duration(log: &str, tenant: &str) -> Option<Duration> {
+    log.lines()
+        .filter(|l| {
+            l.contains(&format!("tenant{{tenant={tenant}}}")) && l.contains("pass finished")
+        })
+        .find_map(|l| {
+            let ms = l.split("duration_ms=").nth(1)?.split_whitespace().next()?;
+            Some(Duration::from_millis(ms.parse().ok()?))
+        })
+}
+
+fn percentile(mut samples: Vec<Duration>, p: f64) -> Duration {
+    samples.sort();
+    let rank = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len());
+    samples[rank - 1]
+}
+
+/// One round of `normal` tenants, each against its own account, beside
+/// `spinners` components that never return: each normal tenant's pass time,
+/// and the response times of `/metrics` and `/healthz` while they ran.
+fn round_beside_spinners(normal: usize, spinners: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let envs: Vec<Env> = (0..normal)
+        .map(|i| {
+            let env = Env::account(
+                3_000,
+                Freedoms::default(),
+                &format!("PaceAccount{i:02}"),
+                &format!("PaceToken{i:02}0000000000000"),
+                100 + i as u64,
+            );
+            // Harness is across a network: each request takes its time, as a
+            // local mock's would not.
+            env.mock.set_fault_rates(Some(FaultRates {
+                max_latency_ms: 40,
+                ..FaultRates::default()
+            }));
+            env
+        })
+        .collect();
+    let mut file = String::from(
+        "[defaults]\ninterval_secs = 3600\njitter_secs = 0\nretry_base_ms = 1\nsettle_lag_secs = 0\n\
+         max_requests_per_minute = 0\npage_size = 100\n",
+    );
+    let mut keys = Vec::new();
+    for (i, env) in envs.iter().enumerate() {
+        let var = format!("KEY_{i}");
+        file.push_str(&format!(
+            "\n[[tenant]]\nid = \"normal-{i}\"\naccount_id = \"PaceAccount{i:02}\"\napi_base = \"{}\"\n\
+             api_key_env = \"{var}\"\noutput_dir = \"{}\"\n",
+            env.mock.base_url(),
+            env.out().display()
+        ));
+        keys.push((var, env.key.clone()));
+    }
+    let spin_env = Env::new(0);
+    for i in 0..spinners {
+        file.push_str(&format!(
+            "\n[[tenant]]\nid = \"spinner-{i}\"\naccount_id = \"spin\"\napi_base = \"{}\"\n\
+             api_key_env = \"SPIN_KEY\"\noutput_dir = \"{}/spin-{i}\"\ncomponent = \"{}\"\n\
+             poll_timeout_secs = 600\n",
+            spin_env.mock.base_url(),
+            spin_env.out().display(),
+            harness_tests::GUEST_MISBEHAVE
+        ));
+    }
+    keys.push(("SPIN_KEY".to_owned(), FIXTURE_KEY.to_owned()));
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(&tenants, file).unwrap();
+    let concurrent = (spinners + normal + 1).to_string();
+    let served = Served::start_with(&tenants, &keys, &[], &["--max-concurrent", &concurrent]);
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    loop {
+        for path in ["/metrics", "/healthz"] {
+            let asked = Instant::now();
+            served.get(path);
+            latencies.push(asked.elapsed());
+        }
+        let log = served.stderr.lock().unwrap().clone();
+        if latencies.len() >= 100
+            && (0..normal).all(|i| pass_duration(&log, &format!("normal-{i}")).is_some())
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the normal tenants did not finish:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Spinners still spinning stop at their next epoch tick: well within the grace.
+    let log = served.terminate_within(Duration::from_secs(5));
+    for (i, env) in envs.iter().enumerate() {
+        assert_eq!(
+            env.sorted_lines(),
+            sorted(env.mock.events_json()),
+            "normal-{i}"
+        );
+    }
+    if spinners > 0 {
+        assert!(
+            !log.contains("spinner-0}: pass finished"),
+            "the spinners were still running when the normal tenants were done:\n{log}"
+        );
+    }
+    let durations = (0..normal)
+        .map(|i| pass_duration(&log, &format!("normal-{i}")).unwrap())
+        .collect();
+    (durations, latencies)
+}
+
+/// As many components that never return as there are CPUs, with
+/// `--max-concurrent` above that: `/metrics` and `/healthz` answer within
+/// 100 ms at p99, every other tenant's pass takes at most 1.5 times its time
+/// without them (plus 250 ms for a loaded test machine), and SIGTERM ends the
+/// process within the grace, spinners included.
+#[test]
+fn components_that_never_return_cost_only_their_own_tenant() {
+    let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+    let (alone, _) = round_beside_spinners(3, 0);
+    let (beside, latencies) = round_beside_spinners(3, cpus);
+    let p99 = percentile(latencies.clone(), 0.99);
+    eprintln!(
+        "alone {alone:?}, beside {cpus} spinners {beside:?}, /metrics and /healthz p99 {p99:?}"
+    );
+    assert!(
+        p99 < Duration::from_millis(100),
+        "p99 {p99:?} over {} requests",
+        latencies.len()
+    );
+    for (i, (a, b)) in alone.iter().zip(&beside).enumerate() {
+        let allowed = a.mul_f64(1.5) + Duration::from_millis(250);
+        assert!(
+            b <= &allowed,
+            "normal-{i}: {b:?} beside spinners, {a:?} alone"
+        );
+    }
+}
+
+/// Tenants with their own accounts, keys and mocks, the sandbox probe as one
+/// of them, and a reload during a running pass: each tenant's output holds
+/// exactly its own account's events, the probe reaches only its own origin
+/// with its own key, the reload leaves the unchanged tenant's running pass
+/// alone, and no key appears in any object, state file, JSON log line or
+/// metric.
+#[test]
+fn tenants_never_see_each_other_s_events_keys_or_origins() {
+    let accounts = [
+        "IsoAlpha0000000000000A",
+        "IsoBravo0000000000000B",
+        "IsoCharlie00000000000C",
+    ];
+    let envs: Vec<Env> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, account)| {
+            Env::account(
+                400,
+                Freedoms::default(),
+                account,
+                &format!("IsoToken{i}00000000000000"),
+                200 + i as u64,
+            )
+        })
+        .collect();
+    // The second tenant's API is slow, so its pass is still running at the reload.
+    envs[1].mock.set_fault_rates(Some(FaultRates {
+        max_latency_ms: 400,
+        ..FaultRates::default()
+    }));
+    let probe = Env::account(
+        3,
+        Freedoms::default(),
+        "IsoProbe00000000000000P",
+        "IsoProbeToken000000000",
+        9,
+    );
+    let entry = |id: &str, account: &str, env: &Env, var: &str, extra: &str| {
+        format!(
+            "\n[[tenant]]\nid = \"{id}\"\naccount_id = \"{account}\"\napi_base = \"{}\"\napi_key_env = \"{var}\"\n\
+             output_dir = \"{}\"\n{extra}",
+            env.mock.base_url(),
+            env.out().display()
+        )
+    };
+    let defaults = "[defaults]\ninterval_secs = 3600\njitter_secs = 0\nretry_base_ms = 1\nsettle_lag_secs = 0\n\
+                    max_requests_per_minute = 0\npage_size = 20\n";
+    let before = format!(
+        "{defaults}{}{}{}",
+        entry("alpha", accounts[0], &envs[0], "KEY_A", ""),
+        entry("bravo", accounts[1], &envs[1], "KEY_B", ""),
+        entry(
+            "probe",
+            "IsoProbe00000000000000P",
+            &probe,
+            "KEY_P",
+            &format!("component = \"{}\"\n", harness_tests::GUEST_PROBE)
+        ),
+    );
+    let mut keys: Vec<(String, String)> = vec![
+        ("KEY_A".into(), envs[0].key.clone()),
+        ("KEY_B".into(), envs[1].key.clone()),
+        ("KEY_C".into(), envs[2].key.clone()),
+        ("KEY_P".into(), probe.key.clone()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(&tenants, &before).unwrap();
+    let served = Served::start_with(
+        &tenants,
+        &keys,
+        &["--log-format", "json"],
+        &["--max-concurrent", "4"],
+    );
+    served.wait_for(Duration::from_secs(60), "bravo's pass under way", |t| {
+        metric(t, "harness_audit_pass_running", "bravo") == Some(1)
+            && envs[1].mock.request_count() >= 2
+    });
+    std::fs::write(
+        &tenants,
+        format!(
+            "{before}{}",
+            entry("charlie", accounts[2], &envs[2], "KEY_C", "")
+        ),
+    )
+    .unwrap();
+    served.signal("-HUP");
+    let text = served.wait_for(Duration::from_secs(120), "every tenant's first pass", |t| {
+        ["alpha", "bravo", "charlie", "probe"]
+            .iter()
+            .all(|id| metric(t, "harness_audit_passes_total", id) == Some(1))
+    });
+    assert_eq!(
+        metric(&text, "harness_audit_pass_running", "bravo"),
+        Some(0)
+    );
+    let log = served.terminate();
+    let bravo_starts = log
+        .lines()
+        .filter(|l| l.contains("starting collection pass") && l.contains("\"tenant\":\"bravo\""))
+        .count();
+    assert_eq!(bravo_starts, 1, "the reload restarted bravo's pass:\n{log}");
+    assert!(log.contains("\"kept\":3"), "{log}");
+
+    for (i, env) in envs.iter().enumerate() {
+        assert_eq!(
+            env.sorted_lines(),
+            sorted(env.mock.events_json()),
+            "{}",
+            accounts[i]
+        );
+        for request in env.mock.requests() {
+            assert_eq!(
+                request.api_key.as_deref(),
+                Some(env.key.as_str()),
+                "{}",
+                accounts[i]
+            );
+        }
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(probe.objects().values().next().unwrap()).unwrap();
+    assert_eq!(report["other_host"], "ErrorCode::HttpRequestDenied");
+    assert_eq!(report["allowed_origin"], "status 200");
+    let probe_requests = probe.mock.requests();
+    assert_eq!(probe_requests.len(), 1, "{probe_requests:?}");
+    assert_eq!(
+        probe_requests[0].api_key.as_deref(),
+        Some(probe.key.as_str())
+    );
+
+    keys.push(("FIXTURE".into(), FIXTURE_KEY.into()));
+    for (_, key) in &keys {
+        let secret = key.rsplit('.').next().unwrap();
+        assert!(!log.contains(secret), "a key leaked into the log");
+        assert!(!text.contains(secret), "a key leaked into the metrics");
+        for env in envs.iter().chain([&probe]) {
+            assert_no_secret_in_files(env.out(), secret);
+        }
+    }
+}
+
+/// Waits for `child` at most `limit`; its exit code.
+fn exit_within(child: &mut Child, limit: Duration, log: &Mutex<String>) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().expect("exited, not killed");
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no exit within {limit:?}:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Three replicas of `serve --shard auto --once`, as the three tasks of a
+/// Cloud Run job, share 300 tenants writing to one bucket of the GCS
+/// emulator. One is SIGKILLed in the middle of its round. Once its leases
+/// have expired, the next round (all three again) completes, and every
+/// tenant's objects hold its account's events exactly once.
+#[test]
+fn three_replicas_share_300_tenants_and_a_killed_one_loses_nothing() {
+    const TENANTS: usize = 300;
+    const ACCOUNTS: usize = 10;
+    const LEASE_SECS: u64 = 30;
+    let gcs = harness_tests::Emulator::from_env();
+    let bucket = gcs.fresh_bucket("shards");
+    let envs: Vec<Env> = (0..ACCOUNTS)
+        .map(|i| {
+            Env::account(
+                30,
+                Freedoms::default(),
+                &format!("ShardAccount{i:02}000000000"),
+                &format!("ShardToken{i:02}000000000000"),
+                300 + i as u64,
+            )
+        })
+        .collect();
+    let mut file = format!(
+        "[defaults]\nsink = \"gcs\"\ngcs_bucket = \"{bucket}\"\nlease_secs = {LEASE_SECS}\njitter_secs = 0\n\
+         retry_base_ms = 1\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\npage_size = 10\n\
+         batch_max_events = 10\n"
+    );
+    for t in 0..TENANTS {
+        let a = t % ACCOUNTS;
+        file.push_str(&format!(
+            "\n[[tenant]]\nid = \"t{t:03}\"\naccount_id = \"ShardAccount{a:02}000000000\"\napi_base = \"{}\"\n\
+             api_key_env = \"KEY_{a}\"\ngcs_prefix = \"t{t:03}\"\nstate_key = \"state/t{t:03}.json\"\n",
+            envs[a].mock.base_url()
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(&tenants, file).unwrap();
+    let replica = |index: usize| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
+            .args(["serve", "--config", tenants.to_str().unwrap()])
+            .args(["--shard", "auto", "--once", "--max-concurrent", "4"])
+            .env_clear()
+            .envs(
+                envs.iter()
+                    .enumerate()
+                    .map(|(a, e)| (format!("KEY_{a}"), e.key.clone())),
+            )
+            .env("CLOUD_RUN_TASK_INDEX", index.to_string())
+            .env("CLOUD_RUN_TASK_COUNT", "3")
+            .env("STORAGE_EMULATOR_HOST", gcs.base_url())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = capture_stderr(&mut child);
+        (child, log)
+    };
+
+    let mut first: Vec<_> = (0..3).map(replica).collect();
+    let started = Instant::now();
+    while first[1].1.lock().unwrap().matches("pass finished").count() < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "replica 1 made no progress:\n{}",
+            first[1].1.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        first[1].0.try_wait().unwrap().is_none(),
+        "replica 1 finished before the kill"
+    );
+    first[1].0.kill().unwrap();
+    let killed_at = Instant::now();
+    first[1].0.wait().unwrap();
+    let killed_log = first[1].1.lock().unwrap().clone();
+    assert!(
+        killed_log.contains("serving one shard of the tenants"),
+        "{killed_log}"
+    );
+    for i in [0, 2] {
+        let (child, log) = &mut first[i];
+        assert_eq!(
+            exit_within(child, Duration::from_secs(180), log),
+            0,
+            "{}",
+            log.lock().unwrap()
+        );
+    }
+
+    // The killed replica's leases block its tenants until they expire.
+    std::thread::sleep(Duration::from_secs(LEASE_SECS + 1).saturating_sub(killed_at.elapsed()));
+    let mut second: Vec<_> = (0..3).map(replica).collect();
+    let mut passes = 0;
+    for (child, log) in &mut second {
+        assert_eq!(
+            exit_within(child, Duration::from_secs(180), log),
+            0,
+            "{}",
+            log.lock().unwrap()
+        );
+        passes += log.lock().unwrap().matches("pass finished").count();
+    }
+    assert_eq!(passes, TENANTS, "each tenant ran once in the second round");
+    for t in 0..TENANTS {
+        let lines = gcs.lines(&bucket, &format!("t{t:03}/"));
+        let unique: std::collections::BTreeSet<&String> = lines.iter().collect();
+        assert_eq!(unique.len(), lines.len(), "t{t:03}: an event stored twice");
+        assert_eq!(
+            sorted(lines),
+            sorted(envs[t % ACCOUNTS].mock.events_json()),
+            "t{t:03}"
+        );
+    }
+}
+
+/// `serve --once` runs each tenant's pass once and exits: 0 when all
+/// succeeded, otherwise the first failed tenant's exit code, naming every
+/// failed tenant.
+#[test]
+fn once_runs_each_tenant_one_pass_and_exits_with_the_failure() {
+    let good = Env::new(120);
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    let defaults = "[defaults]\njitter_secs = 0\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\nmax_retries = 0\n";
+    let run = |file: &str| {
+        std::fs::write(&tenants, file).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
+            .args(["serve", "--config", tenants.to_str().unwrap(), "--once"])
+            .env_clear()
+            .env("GOOD_KEY", &good.key)
+            .env("BAD_KEY", make_key(ACCOUNT, "NotAKeyAtAll0000000000"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = crate::support::output_within(child, Duration::from_secs(60), "serve --once");
+        (
+            output.status.code().unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let alone = format!("{defaults}{}", tenant_entry("good", &good, "GOOD_KEY", ""));
+    let (code, log) = run(&alone);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(good.sorted_lines(), sorted(good.mock.events_json()));
+    assert_eq!(log.matches("pass finished").count(), 1, "{log}");
+
+    let with_bad = format!(
+        "{alone}{}",
+        tenant_entry("bad", &good, "BAD_KEY", "state_key = \"bad.json\"\n")
+    );
+    let (code, log) = run(&with_bad);
+    assert_eq!(code, 3, "{log}");
+    assert!(
+        log.contains("1 of the shard's tenants failed their pass: bad (exit 3); the log says why"),
+        "{log}"
+    );
 }

@@ -46,26 +46,38 @@ impl Env {
 
     /// Like [`Env::new`], with the API's `freedoms` granted before the events are inserted.
     pub fn with_freedoms(events: usize, freedoms: Freedoms) -> Self {
-        let key = make_key(ACCOUNT, "E2eToken00000000000000");
+        Self::account(events, freedoms, ACCOUNT, "E2eToken00000000000000", 11)
+    }
+
+    /// A mock of its own for `account`, whose key has `token` as its id, with
+    /// `events` events generated from `seed`.
+    pub fn account(
+        events: usize,
+        freedoms: Freedoms,
+        account: &str,
+        token: &str,
+        seed: u64,
+    ) -> Self {
+        let key = make_key(account, token);
         let grants = vec![
             KeyGrant {
                 key: key.clone(),
                 can_view: true,
             },
             KeyGrant {
-                key: make_key(ACCOUNT, "NoAuditView00000000000"),
+                key: make_key(account, "NoAuditView00000000000"),
                 can_view: false,
             },
         ];
-        let mock = MockHarness::start(ACCOUNT, grants).unwrap();
+        let mock = MockHarness::start(account, grants).unwrap();
         mock.set_freedoms(freedoms);
         let now = now_ms();
         mock.insert(generate(&SeedSpec {
-            account_id: ACCOUNT.into(),
+            account_id: account.into(),
             count: events,
             start_ms: now - 50 * 60_000,
             end_ms: now - 2_000,
-            seed: 11,
+            seed,
         }));
         Self {
             mock,
@@ -126,6 +138,7 @@ impl Env {
                 "the API key leaked:\n{}",
                 run.stderr
             );
+            assert_no_secret_in_files(self.out(), secret);
         }
         run
     }
@@ -198,6 +211,12 @@ pub fn output_within(child: std::process::Child, timeout: Duration, what: &str) 
             panic!("{what} did not finish within {timeout:?}");
         }
     }
+}
+
+/// Fails if `secret` appears in any file under `dir`: objects, state files, logs.
+pub fn assert_no_secret_in_files(dir: &Path, secret: &str) {
+    let found = harness_tests::secrets::files_containing(dir, secret);
+    assert!(found.is_empty(), "a key leaked into {found:?}");
 }
 
 pub fn sorted(mut v: Vec<String>) -> Vec<String> {

@@ -9,7 +9,7 @@
 //! `bench/chaos.sh` (large).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -86,17 +86,21 @@ pub struct ChaosReport {
     pub failed_runs: usize,
     /// Wall time of the whole exercise.
     pub elapsed: Duration,
+    /// Objects, state files and run logs that contain the API key's secret.
+    pub key_leaks: Vec<PathBuf>,
 }
 
 impl ChaosReport {
-    /// True when nothing was lost or duplicated, the bytes match, and the
-    /// reported gap is exactly the events counted and never returned.
+    /// True when nothing was lost or duplicated, the bytes match, the
+    /// reported gap is exactly the events counted and never returned, and the
+    /// key is in no output.
     pub fn exact(&self) -> bool {
         self.lost.is_empty()
             && self.duplicated.is_empty()
             && self.bytes_equal
             && self.written_lines == self.expected
             && self.reported_gap == Some(self.hidden as u64)
+            && self.key_leaks.is_empty()
     }
 }
 
@@ -109,31 +113,36 @@ fn now_ms() -> u64 {
 struct Runner<'a> {
     binary: &'a Path,
     env: Vec<(&'static str, String)>,
+    /// Where each run's stderr (and stdout, when not captured) is kept, to be searched for the key.
+    logs: PathBuf,
+    started: std::cell::Cell<usize>,
 }
 
 impl Runner<'_> {
     fn spawn(&self, args: &[&str], capture: bool) -> Child {
-        let output = || {
-            if capture {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            }
+        let n = self.started.get();
+        self.started.set(n + 1);
+        let log = |stream: &str| {
+            Stdio::from(
+                std::fs::File::create(self.logs.join(format!("run-{n:04}.{stream}")))
+                    .expect("creating a run's log file"),
+            )
         };
         Command::new(self.binary)
             .args(args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(output())
-            .stderr(output())
+            .stdout(if capture { Stdio::piped() } else { log("out") })
+            .stderr(log("err"))
             .spawn()
             .expect("starting harness-audit")
     }
 }
 
-/// Runs the exercise; `out_dir` receives the objects and the checkpoint.
-pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
+/// Runs the exercise; `out_dir` receives the objects and the checkpoint, and
+/// `logs_dir` every run's output.
+pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> ChaosReport {
     let started = Instant::now();
     let mut rng = Rng::new(spec.seed);
     let key = make_key(ACCOUNT, "ChaosToken000000000000");
@@ -169,7 +178,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
         env: vec![
             ("HARNESS_API_BASE", mock.base_url()),
             ("HARNESS_ACCOUNT_ID", ACCOUNT.into()),
-            ("HARNESS_API_KEY", key),
+            ("HARNESS_API_KEY", key.clone()),
             ("OUTPUT_DIR", out_dir.display().to_string()),
             ("PAGE_SIZE", spec.page_size.to_string()),
             (
@@ -189,6 +198,8 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
             ("MAX_REQUESTS_PER_MINUTE", "0".into()),
             ("RUST_LOG", "warn".into()),
         ],
+        logs: logs_dir.to_path_buf(),
+        started: std::cell::Cell::new(0),
     };
     let mut report = ChaosReport::default();
     let live_done = AtomicBool::new(false);
@@ -310,6 +321,11 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path) -> ChaosReport {
     expected_sorted.sort();
     written.sort();
     report.bytes_equal = expected_sorted == written;
+    let secret = crate::secrets::secret_of(&key);
+    report.key_leaks = [out_dir, logs_dir]
+        .into_iter()
+        .flat_map(|dir| crate::secrets::files_containing(dir, secret))
+        .collect();
     report.elapsed = started.elapsed();
     report
 }

@@ -5,6 +5,7 @@
 pub mod chaos;
 pub mod gcs;
 pub mod mock;
+pub mod secrets;
 pub mod seed;
 pub mod server;
 

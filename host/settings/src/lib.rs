@@ -745,15 +745,69 @@ settings! {
         env: "POLL_TIMEOUT_SECS",
         flag: "poll-timeout-secs",
         kind: Kind::Number {
-            default: 3600,
+            default: 900,
             range: 1..=86_400,
         },
         unset: NONE,
         secret: false,
         command: false,
         doc: "Wall-clock limit on each call into the component, waits on HTTP included, in seconds. A \
-              backstop against a component that never returns: a call over it is stopped (exit 6) \
-              naming this setting.",
+              call over it is stopped (exit 6) naming this setting. A poll makes at most 20 requests, \
+              paced, within the 300 s retry budget: 900 s covers that with room, and a component \
+              that never returns holds its concurrency slot no longer than this.",
+    };
+
+    /// `MAX_PASS_CPU_SECS`.
+    MAX_PASS_CPU_SECS = Setting {
+        key: "max_pass_cpu_secs",
+        section: Section::Limits,
+        env: "MAX_PASS_CPU_SECS",
+        flag: "max-pass-cpu-secs",
+        kind: Kind::Number {
+            default: 300,
+            range: 1..=86_400,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "CPU time one pass may use, in seconds, counted apart from the wall clock: waits on HTTP \
+              cost nothing. A pass over it is stopped (exit 6) naming this setting; its committed \
+              progress stands and the next pass continues. A 200,000-event backfill uses about 10 s.",
+    };
+
+    /// `MAX_PASS_BATCHES`.
+    MAX_PASS_BATCHES = Setting {
+        key: "max_pass_batches",
+        section: Section::Limits,
+        env: "MAX_PASS_BATCHES",
+        flag: "max-pass-batches",
+        kind: Kind::Number {
+            default: 10_000,
+            range: 1..=10_000_000,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Batches (objects) one pass may store. The next batch is refused and the pass stops (exit \
+              6) naming this setting; what was stored before stays committed. A 200,000-event backfill \
+              stores about 200.",
+    };
+
+    /// `MAX_PASS_MIB`.
+    MAX_PASS_MIB = Setting {
+        key: "max_pass_mib",
+        section: Section::Limits,
+        env: "MAX_PASS_MIB",
+        flag: "max-pass-mib",
+        kind: Kind::Number {
+            default: 4096,
+            range: 1..=1_048_576,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "MiB of NDJSON one pass may store. The batch that would pass it is refused and the pass \
+              stops (exit 6) naming this setting. A 200,000-event backfill stores about 400 MiB.",
     };
 }
 

@@ -51,6 +51,12 @@ struct ErrorLabels {
     kind: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    tenant: Escaped,
+    limit: &'static str,
+}
+
 /// What the health verdict and the derived gauges need about one tenant.
 #[derive(Debug, Clone, Default)]
 struct TenantState {
@@ -60,6 +66,7 @@ struct TenantState {
     last_error: Option<&'static str>,
     consecutive_failures: u32,
     error_kinds: BTreeSet<&'static str>,
+    limits_hit: BTreeSet<&'static str>,
 }
 
 /// The families of the registry, by tenant.
@@ -73,6 +80,7 @@ struct Families {
     late_events: Family<TenantLabel, Counter>,
     passes: Family<TenantLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    limits: Family<LimitLabels, Counter>,
     unreconciled: Family<TenantLabel, Gauge>,
     seconds_behind: Family<TenantLabel, Gauge>,
     last_success: Family<TenantLabel, Gauge>,
@@ -150,6 +158,11 @@ impl Default for Metrics {
             f.passes.clone(),
         );
         registry.register("errors", "Failed passes by cause", f.errors.clone());
+        registry.register(
+            "limit_exceeded",
+            "Passes stopped by a limit or quota, by the setting (or contract field) that sets it",
+            f.limits.clone(),
+        );
         registry.register(
             "seconds_behind",
             "Seconds between now and the newest event stored",
@@ -285,6 +298,12 @@ impl Metrics {
                 kind,
             });
         }
+        for limit in state.limits_hit {
+            f.limits.remove(&LimitLabels {
+                tenant: label.tenant.clone(),
+                limit,
+            });
+        }
     }
 
     /// A pass of `id` began.
@@ -342,8 +361,21 @@ impl Metrics {
         f.backoff
             .get_or_create(&label)
             .set(gauge_value(backoff.as_secs()));
+        let limit = match error {
+            RunError::LimitExceeded { setting, .. } => Some(*setting),
+            _ => None,
+        };
+        if let Some(limit) = limit {
+            f.limits
+                .get_or_create(&LimitLabels {
+                    tenant: label.tenant.clone(),
+                    limit,
+                })
+                .inc();
+        }
         let mut failures = 0;
         self.with(id, |t| {
+            t.limits_hit.extend(limit);
             t.error_kinds.insert(error.kind());
             t.last_error = Some(error.kind());
             t.consecutive_failures += 1;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::engine::{Collector, PassSummary};
+use crate::engine::{Collector, PassSummary, PassThread};
 use crate::error::RunError;
 use crate::storage::{self, CheckpointStore, Sink, lease};
 use crate::time::now_ms;
@@ -30,12 +30,40 @@ impl RunOutcome {
     }
 }
 
-/// Runs one pass. With `stop`, the pass ends early (progress committed) once it turns true.
+/// A stop flag that turns true at the first SIGTERM or SIGINT: the pass ends
+/// at its next batch boundary, `emit` or epoch tick, with everything emitted
+/// so far committed. A second signal ends the process at once, which is as
+/// safe: a write in flight is settled by the next run.
+pub fn stop_on_signals() -> std::io::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!(
+            "stopping: the pass ends at its next batch boundary; a second signal ends it now"
+        );
+        let _ = stop.send(true);
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
+    });
+    Ok(stopped)
+}
+
+/// Runs one pass on `thread`. With `stop`, the pass ends early (progress
+/// committed) once it turns true.
 pub async fn run_once(
     config: &Config,
     reset: bool,
     collector: &Collector,
-    stop: Option<watch::Receiver<bool>>,
+    (thread, stop): (PassThread, Option<watch::Receiver<bool>>),
     progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
 ) -> Result<RunOutcome, RunError> {
     let holder = lease::holder_id();
@@ -55,7 +83,7 @@ pub async fn run_once(
         collector,
         sink.clone(),
         store.clone(),
-        stop,
+        (thread, stop),
         progress,
     )
     .await;
@@ -75,7 +103,7 @@ async fn pass(
     collector: &Collector,
     sink: Arc<dyn Sink>,
     store: Arc<dyn CheckpointStore>,
-    stop: Option<watch::Receiver<bool>>,
+    interrupts: (PassThread, Option<watch::Receiver<bool>>),
     progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
 ) -> Result<PassSummary, RunError> {
     if reset {
@@ -98,6 +126,6 @@ async fn pass(
         }
     }
     collector
-        .run_pass(config, sink, store, stop, progress)
+        .run_pass(config, sink, store, interrupts, progress)
         .await
 }

@@ -4,6 +4,10 @@
 //! interval, at most `max_concurrent` at a time, backing off after failures.
 //! SIGTERM/SIGINT stop new passes and end running ones at their next batch
 //! boundary; SIGHUP reloads the tenant file without touching unchanged tenants.
+//! With `--once`, each tenant of the shard runs one pass and the process
+//! exits: the shape of a Cloud Run job or a Kubernetes Indexed Job.
+
+mod shard;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,8 +24,10 @@ use tracing::Instrument as _;
 use super::metrics::Metrics;
 use super::run;
 use crate::config::tenants::{self, TenantSpec};
-use crate::engine::{Collector, PoolSize, SharedEngine, load_component};
+use crate::engine::{Collector, PassThread, PoolSize, SharedEngine, load_component};
 use crate::error::RunError;
+
+pub use shard::{Resolved, Shard, ShardError, ShardSpec, resolve as resolve_shard};
 
 /// First wait after a failed pass; it doubles per failure, up to the tenant's interval.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -37,22 +43,16 @@ pub struct ServeOptions {
     pub metrics_addr: Option<SocketAddr>,
     /// `/healthz` fails for a tenant without a success in this many intervals.
     pub health_intervals: u32,
-    /// Serve only tenants whose id hashes to shard `.0` of `.1`.
-    pub shard: Option<(u32, u32)>,
+    /// Serve only this shard's tenants.
+    pub shard: Option<Shard>,
+    /// Run each tenant's pass once, then exit.
+    pub once: bool,
     /// Longest wait for running passes at shutdown.
     pub shutdown_grace: Duration,
     /// Component for tenants that name none (the embedded one when `None`).
     pub default_component: Option<PathBuf>,
     /// Where compiled components are cached.
     pub cache_dir: Option<PathBuf>,
-}
-
-/// A stable hash (FNV-1a), so every replica assigns the same shard to a tenant.
-fn shard_of(id: &str, shards: u32) -> u32 {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    u32::try_from(hash % u64::from(shards)).expect("below a u32")
 }
 
 /// Components compiled so far on the one engine, by path (`None`: the embedded one).
@@ -98,7 +98,8 @@ impl Components {
 struct Running {
     spec: TenantSpec,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// Ends with the exit code of the tenant's last pass if it failed.
+    task: JoinHandle<Option<u8>>,
 }
 
 /// Reads the tenant file and keeps this replica's shard.
@@ -108,10 +109,7 @@ fn load(options: &ServeOptions) -> anyhow::Result<Vec<TenantSpec>> {
         .map_err(|e| anyhow::Error::msg(e.to_string()))?;
     Ok(match options.shard {
         None => all,
-        Some((index, count)) => all
-            .into_iter()
-            .filter(|t| shard_of(&t.id, count) == index)
-            .collect(),
+        Some(shard) => all.into_iter().filter(|t| shard.serves(&t.id)).collect(),
     })
 }
 
@@ -128,6 +126,17 @@ pub enum ServeError {
          and the next start resumes from it"
     )]
     ShutdownGrace(u64),
+    /// With `--once`: tenants whose pass failed, with each one's exit code.
+    #[error("{} of the shard's tenants failed their pass: {}; the log says why", .0.len(), describe_failed(.0))]
+    TenantsFailed(Vec<(String, u8)>),
+}
+
+fn describe_failed(failed: &[(String, u8)]) -> String {
+    failed
+        .iter()
+        .map(|(id, code)| format!("{id} (exit {code})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ServeError {
@@ -135,7 +144,9 @@ impl ServeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Startup(_) => crate::error::EXIT_CONFIG,
-            Self::ShutdownGrace(_) => 1,
+            Self::ShutdownGrace(_) => crate::error::EXIT_INTERRUPTED,
+            // The first failed tenant's code: a job's retry policy sees a usual exit code.
+            Self::TenantsFailed(failed) => failed.first().map_or(1, |(_, code)| *code),
         }
     }
 }
@@ -152,6 +163,9 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         mut running,
         mut signals,
     } = begun;
+    if options.once {
+        return once(&options, http, shutdown, running, signals).await;
+    }
     // Tasks of tenants removed by a reload, still finishing their pass.
     let mut retired = Vec::new();
     loop {
@@ -159,7 +173,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             _ = signals.terminate.recv() => break,
             _ = signals.interrupt.recv() => break,
             _ = signals.hangup.recv() => {
-                retired.retain(|t: &JoinHandle<()>| !t.is_finished());
+                retired.retain(|t: &JoinHandle<Option<u8>>| !t.is_finished());
                 retired.extend(reload(&options, &mut running, &mut components, &permits, &metrics));
             }
         }
@@ -182,6 +196,65 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             Ok(())
         }
         Err(_) => Err(ServeError::ShutdownGrace(options.shutdown_grace.as_secs())),
+    }
+}
+
+/// `--once`: waits for every tenant's one pass, or for SIGTERM/SIGINT, which
+/// ends the passes at their next batch boundary.
+async fn once(
+    options: &ServeOptions,
+    http: Option<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    running: BTreeMap<String, Running>,
+    mut signals: Signals,
+) -> Result<(), ServeError> {
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for (id, r) in running {
+        stops.push(r.stop);
+        tasks.push((id, r.task));
+    }
+    let mut all = tokio::spawn(async move {
+        let mut failed = Vec::new();
+        for (id, task) in tasks {
+            match task.await {
+                Ok(None) => {}
+                Ok(Some(code)) => failed.push((id, code)),
+                Err(_) => failed.push((id, crate::error::EXIT_COMPONENT)),
+            }
+        }
+        failed
+    });
+    let finished = tokio::select! {
+        done = &mut all => Some(done),
+        _ = signals.terminate.recv() => None,
+        _ = signals.interrupt.recv() => None,
+    };
+    let failed = match finished {
+        Some(done) => done.unwrap_or_default(),
+        None => {
+            tracing::info!("shutting down: running passes stop at their next batch boundary");
+            for stop in &stops {
+                let _ = stop.send(true);
+            }
+            match tokio::time::timeout(options.shutdown_grace, &mut all).await {
+                Ok(done) => done.unwrap_or_default(),
+                Err(_) => {
+                    let _ = shutdown.send(true);
+                    return Err(ServeError::ShutdownGrace(options.shutdown_grace.as_secs()));
+                }
+            }
+        }
+    };
+    let _ = shutdown.send(true);
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    if failed.is_empty() {
+        tracing::info!("stopped");
+        Ok(())
+    } else {
+        Err(ServeError::TenantsFailed(failed))
     }
 }
 
@@ -234,7 +307,7 @@ async fn begin(options: &ServeOptions) -> anyhow::Result<(Option<JoinHandle<()>>
         )?;
         running.insert(
             spec.id.clone(),
-            start(spec, collector, &permits, &metrics, None),
+            start(spec, collector, &permits, &metrics, None, options.once),
         );
     }
     tracing::info!(
@@ -255,7 +328,7 @@ async fn begin(options: &ServeOptions) -> anyhow::Result<(Option<JoinHandle<()>>
     ))
 }
 
-async fn join_all(tasks: impl Iterator<Item = JoinHandle<()>>) {
+async fn join_all(tasks: impl Iterator<Item = JoinHandle<Option<u8>>>) {
     for task in tasks {
         let _ = task.await;
     }
@@ -270,7 +343,7 @@ fn reload(
     components: &mut Components,
     permits: &Arc<Semaphore>,
     metrics: &Arc<Metrics>,
-) -> Vec<JoinHandle<()>> {
+) -> Vec<JoinHandle<Option<u8>>> {
     let specs = match load(options) {
         Ok(specs) => specs,
         Err(e) => {
@@ -305,19 +378,19 @@ fn reload(
                 let _ = old.stop.send(true);
                 next.insert(
                     spec.id.clone(),
-                    start(spec, collector, permits, metrics, Some(old.task)),
+                    start(spec, collector, permits, metrics, Some(old.task), false),
                 );
             }
             None => {
                 added += 1;
                 next.insert(
                     spec.id.clone(),
-                    start(spec, collector, permits, metrics, None),
+                    start(spec, collector, permits, metrics, None, false),
                 );
             }
         }
     }
-    let removed: Vec<JoinHandle<()>> = std::mem::take(running)
+    let removed: Vec<JoinHandle<Option<u8>>> = std::mem::take(running)
         .into_iter()
         .map(|(id, old)| {
             let _ = old.stop.send(true);
@@ -342,7 +415,8 @@ fn start(
     collector: Arc<Collector>,
     permits: &Arc<Semaphore>,
     metrics: &Arc<Metrics>,
-    after: Option<JoinHandle<()>>,
+    after: Option<JoinHandle<Option<u8>>>,
+    once: bool,
 ) -> Running {
     let (stop, stopped) = watch::channel(false);
     metrics.register(&spec.id, spec.interval);
@@ -354,7 +428,7 @@ fn start(
             permits.clone(),
             metrics.clone(),
             stopped,
-            after,
+            (after, once),
         )
         .instrument(span),
     );
@@ -367,48 +441,48 @@ async fn schedule(
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
-    after: Option<JoinHandle<()>>,
-) {
+    (after, once): (Option<JoinHandle<Option<u8>>>, bool),
+) -> Option<u8> {
     if let Some(previous) = after {
         let _ = previous.await;
     }
     let mut failures: u32 = 0;
     loop {
         if *stop.borrow() {
-            return;
+            return None;
         }
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = stop.changed() => return,
+            _ = stop.changed() => return None,
         };
         metrics.pass_started(&spec.id);
-        // A pass runs as its own task so a panic in it fails this pass only.
-        let pass = {
-            let (config, collector, stop) = (spec.config.clone(), collector.clone(), stop.clone());
-            tokio::spawn(
-                async move { run::run_once(&config, false, &collector, Some(stop), None).await }
-                    .in_current_span(),
-            )
-        };
-        let result = match pass.await {
-            Ok(result) => result,
-            Err(e) => Err(RunError::Panicked {
-                reason: e.to_string(),
-            }),
-        };
+        let started = std::time::Instant::now();
+        let result = run_on_own_thread(&spec, &collector, &stop).await;
         drop(permit);
         let wait = match result {
             Ok(outcome) => {
                 failures = 0;
                 metrics.pass_succeeded(&spec.id, &outcome.summary);
-                tracing::info!(summary = %outcome.line(), "pass finished");
+                tracing::info!(
+                    summary = %outcome.line(),
+                    duration_ms = started.elapsed().as_millis(),
+                    cpu_ms = outcome.summary.cpu.as_millis(),
+                    "pass finished"
+                );
+                if once {
+                    return None;
+                }
                 spec.interval + crate::random::up_to(spec.jitter)
             }
             Err(e) => {
                 failures += 1;
-                let backoff = FIRST_BACKOFF
-                    .saturating_mul(1 << (failures - 1).min(16))
-                    .min(spec.interval);
+                let backoff = if once {
+                    Duration::ZERO
+                } else {
+                    FIRST_BACKOFF
+                        .saturating_mul(1 << (failures - 1).min(16))
+                        .min(spec.interval)
+                };
                 metrics.pass_failed(&spec.id, &e, backoff);
                 tracing::error!(
                     error_kind = e.kind(),
@@ -417,14 +491,67 @@ async fn schedule(
                     retry_in_secs = backoff.as_secs(),
                     "pass failed"
                 );
+                if once {
+                    return Some(e.exit_code());
+                }
                 backoff
             }
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => return None,
         }
     }
+}
+
+/// Runs one pass on a thread of its own, with its own current-thread
+/// runtime, ended with the pass. The kernel shares the CPUs between passes,
+/// and a pass that computes without pause drops its thread to background
+/// priority ([`crate::engine::limits::BACKGROUND_AFTER`]), so it slows only
+/// its own tenant, never another pass or `/metrics`. The guest also yields
+/// at every epoch tick, so its own runtime keeps serving its I/O. A panic
+/// fails this pass only.
+async fn run_on_own_thread(
+    spec: &TenantSpec,
+    collector: &Arc<Collector>,
+    stop: &watch::Receiver<bool>,
+) -> Result<run::RunOutcome, RunError> {
+    let (config, collector, stop) = (spec.config.clone(), collector.clone(), stop.clone());
+    let span = tracing::Span::current();
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let pass = move || {
+        let result = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(
+                run::run_once(
+                    &config,
+                    false,
+                    &collector,
+                    (PassThread::Own, Some(stop)),
+                    None,
+                )
+                .instrument(span),
+            ),
+            Err(e) => Err(RunError::Panicked {
+                reason: format!("starting the pass's runtime: {e}"),
+            }),
+        };
+        let _ = done.send(result);
+    };
+    std::thread::Builder::new()
+        .name("pass".into())
+        .spawn(pass)
+        .map_err(|e| RunError::Panicked {
+            reason: format!("starting the pass's thread: {e}"),
+        })?;
+    // The sender is dropped unsent only when the pass panicked.
+    outcome.await.unwrap_or_else(|_| {
+        Err(RunError::Panicked {
+            reason: "the pass's thread panicked; see the log".into(),
+        })
+    })
 }
 
 async fn start_http(
@@ -471,23 +598,4 @@ async fn start_http(
             tracing::error!(error = %e, "the metrics server failed");
         }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shards_are_stable_and_cover_every_tenant_once() {
-        let ids: Vec<String> = (0..300).map(|i| format!("tenant-{i}")).collect();
-        let mut counts = [0u32; 3];
-        for id in &ids {
-            let shard = shard_of(id, 3);
-            assert_eq!(shard, shard_of(id, 3));
-            counts[shard as usize] += 1;
-        }
-        assert_eq!(counts.iter().sum::<u32>(), 300);
-        assert!(counts.iter().all(|&c| c > 60), "{counts:?}");
-        assert_eq!(shard_of("payments", 1), 0);
-    }
 }

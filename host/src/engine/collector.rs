@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    Trap,
+    Trap, UpdateDeadline,
 };
 
 use crate::config::{ApiFlavor, Config, LimitsConfig, OutputShape, Settings as CoreSettings};
@@ -17,9 +17,9 @@ use crate::engine::bindings::harness::audit::types as wit;
 use crate::engine::bindings::{
     ApiFailure, AuditSourcePre, Budget, EmitError, Settings, SourceError, harness::audit,
 };
-use crate::engine::limits::{EpochTicker, deadline_ticks};
+use crate::engine::limits::{CpuMeter, EpochTicker, Metered, PassGuard, PassThread, Stopped};
 use crate::engine::policy::EgressPolicy;
-use crate::engine::state::{HostState, Pipeline, PipelineStats};
+use crate::engine::state::{BatchRules, HostState, Pipeline, PipelineStats};
 use crate::error::RunError;
 use crate::storage::{CheckpointStore, Discard, MemoryCheckpoint, Sink};
 use crate::time::{now_ms, rfc3339_ms};
@@ -51,6 +51,8 @@ pub struct PassSummary {
     pub stopped_early: bool,
     /// Time to instantiate the component for this pass.
     pub instantiate: Duration,
+    /// CPU time the pass used: the component and the host's work for it.
+    pub cpu: Duration,
     /// Count requests (hours checked against Harness's count).
     pub count_requests: u64,
     /// Hours read again because Harness counted more than was stored.
@@ -212,16 +214,18 @@ impl Collector {
     }
 
     /// One pass: resume from the stored checkpoint, poll until caught up,
-    /// store the final checkpoint.
+    /// store the final checkpoint. It runs on `thread`, and ends early once
+    /// `stop` turns true.
     pub async fn run_pass(
         &self,
         config: &Config,
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
-        stop: Option<watch::Receiver<bool>>,
+        (thread, stop): (PassThread, Option<watch::Receiver<bool>>),
         progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
     ) -> Result<PassSummary, RunError> {
-        self.pass(config, sink, checkpoints, stop, None, progress)
+        let guard = |meter| PassGuard::new(config.limits, meter, thread, stop);
+        self.pass(config, sink, checkpoints, guard, None, progress)
             .await
     }
 
@@ -234,35 +238,54 @@ impl Collector {
         checkpoints: Arc<dyn CheckpointStore>,
         pages: u32,
     ) -> Result<PassSummary, RunError> {
-        self.pass(config, sink, checkpoints, None, Some(pages), None)
+        let guard = |meter| PassGuard::new(config.limits, meter, PassThread::Shared, None);
+        self.pass(config, sink, checkpoints, guard, Some(pages), None)
             .await
     }
 
     /// A store for one instance: the sandbox around `policy` and
-    /// `pipeline`, with the memory ceiling and the call deadline armed.
+    /// `pipeline`, with the memory ceiling armed and the time limits watched
+    /// at every epoch tick, where a running guest also yields its thread.
     fn sandbox(
         &self,
         config: &Config,
         policy: EgressPolicy,
         pipeline: Pipeline,
+        guard: PassGuard,
     ) -> Store<HostState> {
-        let limits = config.limits;
         let max_memory_bytes =
-            usize::try_from(limits.max_memory_mib).expect("u32 fits in usize") << 20;
+            usize::try_from(config.limits.max_memory_mib).expect("u32 fits in usize") << 20;
+        let (pass_from_ms, pass_to_ms) = config
+            .backfill
+            .map_or((0, None), |r| (r.from_ms, Some(r.to_ms)));
+        let rules = BatchRules {
+            max_events: config.source.batch_max_events,
+            time_field: match config.source.output_shape {
+                OutputShape::Raw => "timestamp",
+                OutputShape::Streaming => "auditEventTime",
+            },
+            pass_from_ms,
+            pass_to_ms,
+        };
         let mut store = Store::new(
             &self.engine,
-            HostState::new(
-                policy,
-                pipeline,
-                max_memory_bytes,
-                config.source.batch_max_events,
-            ),
+            HostState::new(policy, pipeline, max_memory_bytes, rules, guard),
         );
         store.limiter(|s| &mut s.limits);
-        // Waits on host HTTP count too, so the deadline is re-armed before every call.
-        store.set_epoch_deadline(deadline_ticks(limits.poll_timeout_secs));
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|mut context| match context.data_mut().guard.check() {
+            Some(_) => Err(Trap::Interrupt.into()),
+            None => Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            )),
+        });
         store
+    }
+
+    /// Arms the limits of the next call into the guest.
+    fn arm(store: &mut Store<HostState>) {
+        store.data_mut().guard.arm();
+        store.set_epoch_deadline(1);
     }
 
     /// The completeness ledger of `checkpoint`, as the component reads it.
@@ -275,21 +298,29 @@ impl Collector {
     ) -> Result<wit::LedgerReport, RunError> {
         let pipeline =
             Pipeline::open(Arc::new(Discard), Arc::new(MemoryCheckpoint::default())).await?;
-        let mut store = self.sandbox(config, EgressPolicy::deny_all(), pipeline);
         let limits = config.limits;
+        let guard = PassGuard::new(
+            limits,
+            Arc::new(CpuMeter::default()),
+            PassThread::Shared,
+            None,
+        );
+        let mut store = self.sandbox(config, EgressPolicy::deny_all(), pipeline, guard);
+        Self::arm(&mut store);
         let instance = self
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| trapped(&store, e, limits))?;
         let source = instance.harness_audit_source();
+        Self::arm(&mut store);
         let configured = source
             .call_configure(&mut store, &settings(config), checkpoint)
             .await
             .map_err(|e| trapped(&store, e, limits))?;
         configured
             .map_err(|e| source_failure(e, &config.source.account_id, "the stored checkpoint"))?;
-        store.set_epoch_deadline(deadline_ticks(limits.poll_timeout_secs));
+        Self::arm(&mut store);
         source
             .call_ledger(&mut store)
             .await
@@ -301,7 +332,35 @@ impl Collector {
         config: &Config,
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
-        stop: Option<watch::Receiver<bool>>,
+        guard: impl FnOnce(Arc<CpuMeter>) -> PassGuard,
+        probe_pages: Option<u32>,
+        progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
+    ) -> Result<PassSummary, RunError> {
+        let meter = Arc::new(CpuMeter::default());
+        let mut pass = Metered::new(
+            meter.clone(),
+            self.metered_pass(
+                config,
+                sink,
+                checkpoints,
+                guard(meter.clone()),
+                probe_pages,
+                progress,
+            ),
+        )
+        .await;
+        if let Ok(summary) = &mut pass {
+            summary.cpu = meter.spent();
+        }
+        pass
+    }
+
+    async fn metered_pass(
+        &self,
+        config: &Config,
+        sink: Arc<dyn Sink>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        guard: PassGuard,
         probe_pages: Option<u32>,
         progress: Option<&(dyn Fn(&PassSummary) + Sync)>,
     ) -> Result<PassSummary, RunError> {
@@ -319,10 +378,10 @@ impl Collector {
         let pipeline = Pipeline::open(sink, checkpoints).await?;
         let loaded = pipeline.committed.clone();
         let limits = config.limits;
-        let mut store = self.sandbox(config, policy, pipeline);
-        let deadline = deadline_ticks(limits.poll_timeout_secs);
+        let mut store = self.sandbox(config, policy, pipeline, guard);
         let trapped = |store: &Store<HostState>, e| trapped(store, e, limits);
         let instantiating = Instant::now();
+        Self::arm(&mut store);
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
             Err(e) => return Err(trapped(&store, e)),
@@ -340,6 +399,7 @@ impl Collector {
             // there is nothing later than now to skip.
             settings.window.start_at_ms = Some(takeover.since_ms.min(now_ms()));
         }
+        Self::arm(&mut store);
         match source
             .call_configure(&mut store, &settings, loaded.as_deref())
             .await
@@ -349,7 +409,7 @@ impl Collector {
         }
         if let Some(takeover) = takeover {
             // Recorded before any read, so the takeover happens once even if this pass fails.
-            store.set_epoch_deadline(deadline);
+            Self::arm(&mut store);
             let checkpoint = match source.call_checkpoint(&mut store).await {
                 Ok(c) => c,
                 Err(e) => return Err(trapped(&store, e)),
@@ -376,25 +436,30 @@ impl Collector {
         };
         let mut caught_up = false;
         for _ in 0..MAX_POLLS_PER_PASS {
-            if stop.as_ref().is_some_and(|s| *s.borrow()) {
+            if store.data().guard.stop_requested() {
                 // Every emitted batch is committed; what was read since is read again next time.
                 summary.stopped_early = true;
                 summary.stored = store.data().pipeline.stats.clone();
                 return Ok(summary);
             }
-            store.set_epoch_deadline(deadline);
-            let report = match source
-                .call_poll(
-                    &mut store,
-                    Budget {
-                        max_pages: probe_pages.unwrap_or(PAGES_PER_POLL),
-                    },
-                )
-                .await
-            {
+            let max_pages = probe_pages.unwrap_or(PAGES_PER_POLL);
+            store.data_mut().guard.arm_poll(max_pages);
+            store.set_epoch_deadline(1);
+            let polled = source.call_poll(&mut store, Budget { max_pages }).await;
+            let data = store.data_mut();
+            // A refused batch fails the pass even when the component carried on.
+            if let Some(refused) = data.refused.take() {
+                return Err(refused);
+            }
+            if data.guard.stopped == Some(Stopped::Shutdown) {
+                summary.stopped_early = true;
+                summary.stored = data.pipeline.stats.clone();
+                return Ok(summary);
+            }
+            let report = match polled {
                 Ok(Ok(report)) => report,
                 Ok(Err(e)) => {
-                    return Err(match store.data_mut().pipeline.superseded.take() {
+                    return Err(match data.pipeline.superseded.take() {
                         Some(lost) => lost.into(),
                         None => source_error(e),
                     });
@@ -428,6 +493,7 @@ impl Collector {
                 "poll finished"
             );
             summary.stored = store.data().pipeline.stats.clone();
+            summary.cpu = store.data().guard.cpu_spent();
             if let Some(progress) = progress {
                 progress(&summary);
             }
@@ -449,7 +515,7 @@ impl Collector {
                 "not caught up after {MAX_POLLS_PER_PASS} polls; progress so far is committed, run again"
             )));
         }
-        store.set_epoch_deadline(deadline);
+        Self::arm(&mut store);
         let checkpoint = match source.call_checkpoint(&mut store).await {
             Ok(c) => c,
             Err(e) => return Err(trapped(&store, e)),
@@ -527,14 +593,30 @@ fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -
             ),
         };
     }
-    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return RunError::LimitExceeded {
-            setting: harness_audit_settings::POLL_TIMEOUT_SECS.env,
-            message: format!(
-                "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
-                limits.poll_timeout_secs
-            ),
-        };
+    match store.data().guard.stopped {
+        Some(Stopped::PollTimeout) => {
+            return RunError::LimitExceeded {
+                setting: harness_audit_settings::POLL_TIMEOUT_SECS.env,
+                message: format!(
+                    "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
+                    limits.poll_timeout_secs
+                ),
+            };
+        }
+        Some(Stopped::CpuBudget) => {
+            return RunError::LimitExceeded {
+                setting: harness_audit_settings::MAX_PASS_CPU_SECS.env,
+                message: format!(
+                    "the pass used more than MAX_PASS_CPU_SECS ({} s) of CPU and was stopped; its committed \
+                     progress stands",
+                    limits.max_pass_cpu_secs
+                ),
+            };
+        }
+        Some(Stopped::Shutdown) => {
+            return RunError::Interrupted;
+        }
+        None => {}
     }
     let stderr = store.data().guest_stderr();
     RunError::Trap {

@@ -12,18 +12,21 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::engine::bindings::harness::audit::{emit, types};
 use crate::engine::bindings::{Batch, EmitError};
-use crate::engine::limits::SandboxLimits;
+use crate::engine::limits::{PassGuard, SandboxLimits, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::error::RunError;
 use crate::storage::journal::{Pending, StateFile};
 use crate::storage::recipe;
 use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written};
-use crate::time::rfc3339_ms;
+use crate::time::{now_ms, rfc3339_ms};
 
 /// Largest batch accepted from a component.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Largest checkpoint accepted from a component.
 pub const MAX_CHECKPOINT_BYTES: usize = 32 * 1024 * 1024;
+/// How far past this host's clock an event may lie: the component reads the
+/// same clock, so only a clock stepped back during a pass comes near it.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Guest stderr kept for error reports (panic messages).
 const GUEST_STDERR_BYTES: usize = 64 * 1024;
 
@@ -51,6 +54,8 @@ pub struct Pipeline {
     pub takeover: Option<Takeover>,
     /// Set when a write found the checkpoint advanced by another instance.
     pub superseded: Option<SinkError>,
+    /// The stored state records a write intent that no settled save has cleared yet.
+    intent_open: bool,
 }
 
 /// Where collection resumes when taking over from the Cloud Run recipe.
@@ -199,16 +204,20 @@ impl Pipeline {
             stats: PipelineStats::default(),
             takeover: loaded.takeover,
             superseded: None,
+            intent_open: false,
         })
     }
 
-    /// Commits `checkpoint` unless it is the one already committed.
+    /// Commits `checkpoint`. The save is skipped only when nothing would
+    /// change: the same checkpoint is committed and no intent is left open,
+    /// so a batch that repeats the committed checkpoint still clears its intent.
     pub async fn save_checkpoint(&mut self, checkpoint: String) -> Result<(), SinkError> {
-        if self.committed.as_ref() != Some(&checkpoint) {
+        if self.intent_open || self.committed.as_ref() != Some(&checkpoint) {
             self.checkpoints
                 .save(&StateFile::settled(Some(&checkpoint)).to_bytes())
                 .await?;
             self.committed = Some(checkpoint);
+            self.intent_open = false;
         }
         Ok(())
     }
@@ -227,6 +236,7 @@ impl Pipeline {
                 .save(&intent.to_bytes())
                 .await
                 .map_err(|e| self.failed("recording the write intent", e))?;
+            self.intent_open = true;
         }
         let written = self
             .sink
@@ -276,10 +286,15 @@ pub struct HostState {
     policy: EgressPolicy,
     /// Memory and instance limits.
     pub limits: SandboxLimits,
-    /// Events a batch may hold at most.
-    max_batch_events: u32,
+    /// Time, CPU and storage limits of the pass.
+    pub guard: PassGuard,
+    /// What every batch is checked against.
+    rules: BatchRules,
     /// Receives emitted batches.
     pub pipeline: Pipeline,
+    /// Why a batch was refused, kept so the pass fails with it even if the
+    /// component ignores the refusal; nothing is committed after it.
+    pub refused: Option<RunError>,
     stderr: MemoryOutputPipe,
 }
 
@@ -289,7 +304,8 @@ impl HostState {
         policy: EgressPolicy,
         pipeline: Pipeline,
         max_memory_bytes: usize,
-        max_batch_events: u32,
+        rules: BatchRules,
+        guard: PassGuard,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(GUEST_STDERR_BYTES);
         let wasi = WasiCtxBuilder::new()
@@ -304,8 +320,10 @@ impl HostState {
             table: ResourceTable::new(),
             policy,
             limits: SandboxLimits::new(max_memory_bytes),
-            max_batch_events,
+            guard,
+            rules,
             pipeline,
+            refused: None,
             stderr,
         }
     }
@@ -315,6 +333,13 @@ impl HostState {
         String::from_utf8_lossy(&self.stderr.contents())
             .trim()
             .to_owned()
+    }
+
+    /// Refuses the batch: the pass fails with `error` whatever the component does next.
+    fn refuse(&mut self, error: RunError) -> EmitError {
+        let message = error.to_string();
+        self.refused.get_or_insert(error);
+        EmitError::Rejected(message)
     }
 }
 
@@ -341,7 +366,23 @@ impl types::Host for HostState {}
 
 impl emit::Host for HostState {
     async fn emit(&mut self, batch: Batch) -> Result<(), EmitError> {
-        check_batch(&batch, self.max_batch_events).map_err(EmitError::Rejected)?;
+        if self.guard.stop_requested() {
+            self.guard.stopped = Some(Stopped::Shutdown);
+            return Err(EmitError::Unavailable(
+                "the host is shutting down; this batch is read again by the next pass".into(),
+            ));
+        }
+        if let Err(refusal) = check_batch(&batch, &self.rules, now_ms()) {
+            return Err(self.refuse(RunError::breach(format!(
+                "the host refused a batch: {refusal}"
+            ))));
+        }
+        if let Err(breach) = self.guard.admit(batch.lines.len()) {
+            return Err(self.refuse(RunError::LimitExceeded {
+                setting: breach.limit,
+                message: breach.message,
+            }));
+        }
         let meta = BatchMeta {
             event_count: batch.event_count,
             first_event_ms: batch.first_event_ms,
@@ -380,111 +421,587 @@ impl emit::Host for HostState {
     }
 }
 
+/// What the host checks every batch against before anything is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRules {
+    /// Events a batch may hold at most (`BATCH_MAX_EVENTS`).
+    pub max_events: u32,
+    /// The top-level field holding each event's time in epoch ms: `timestamp`,
+    /// or `auditEventTime` in the streaming shape.
+    pub time_field: &'static str,
+    /// First millisecond the pass may read: a backfill's `--from`, 0 otherwise.
+    pub pass_from_ms: u64,
+    /// Last millisecond the pass may read: a backfill's `--to`; otherwise now
+    /// plus [`MAX_CLOCK_SKEW_MS`].
+    pub pass_to_ms: Option<u64>,
+}
+
+/// Why the host refused a batch. Each names the rule it broke; resending the
+/// batch unchanged fails again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchRefusal {
+    /// More events than `BATCH_MAX_EVENTS`.
+    #[error("rule `max-events`: the batch holds {count} events, over BATCH_MAX_EVENTS ({max})")]
+    TooManyEvents {
+        /// Its event count.
+        count: u32,
+        /// The setting's value.
+        max: u32,
+    },
+    /// Over the byte limit.
+    #[error("rule `max-bytes`: the batch is {bytes} bytes, over the {MAX_BATCH_BYTES}-byte limit")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// An empty or oversized checkpoint.
+    #[error(
+        "rule `checkpoint`: the checkpoint is {bytes} bytes; it must hold 1 to {MAX_CHECKPOINT_BYTES}"
+    )]
+    Checkpoint {
+        /// Its size.
+        bytes: usize,
+    },
+    /// No event, or the last line lacks its newline.
+    #[error("rule `ndjson`: a batch holds at least one event and ends with a newline")]
+    NotNdjson,
+    /// Bytes that are not UTF-8, strings included.
+    #[error("rule `utf-8`: line {line} is not valid UTF-8")]
+    NotUtf8 {
+        /// 1-based.
+        line: usize,
+    },
+    /// A line that is not one JSON object, or whose time is not an integer.
+    #[error("rule `json-object`: line {line} is not one JSON object ({detail})")]
+    NotJsonObject {
+        /// 1-based.
+        line: usize,
+        /// The parser's words.
+        detail: String,
+    },
+    /// `event-count` differs from the lines.
+    #[error("rule `event-count`: event-count is {count} but the batch holds {lines} lines")]
+    CountMismatch {
+        /// What the batch says.
+        count: u32,
+        /// What it holds.
+        lines: u32,
+    },
+    /// `first-event-ms` after `last-event-ms`, or a window that ends before it starts.
+    #[error("rule `ordered`: {what} {start} is after {end}")]
+    Inverted {
+        /// Which pair.
+        what: &'static str,
+        /// The start.
+        start: u64,
+        /// The end.
+        end: u64,
+    },
+    /// An event without its time.
+    #[error("rule `event-time`: line {line} has no top-level `{field}`")]
+    TimeMissing {
+        /// 1-based.
+        line: usize,
+        /// The field looked for.
+        field: &'static str,
+    },
+    /// An event outside `[first-event-ms, last-event-ms]`.
+    #[error(
+        "rule `event-time`: line {line} is at {at}, outside first-event-ms..last-event-ms {first}..{last}"
+    )]
+    EventOutsideBatch {
+        /// 1-based.
+        line: usize,
+        /// Its time.
+        at: u64,
+        /// `first-event-ms`.
+        first: u64,
+        /// `last-event-ms`.
+        last: u64,
+    },
+    /// Events outside the batch's own window.
+    #[error(
+        "rule `batch-window`: events {first}..{last} lie outside the batch's window {start}..{end}"
+    )]
+    OutsideBatchWindow {
+        /// `first-event-ms`.
+        first: u64,
+        /// `last-event-ms`.
+        last: u64,
+        /// `window-start-ms`.
+        start: u64,
+        /// `window-end-ms`.
+        end: u64,
+    },
+    /// A batch window outside the pass's window.
+    #[error(
+        "rule `pass-window`: the batch's window {start}..{end} lies outside the pass's window {from}..{to}"
+    )]
+    OutsidePassWindow {
+        /// `window-start-ms`.
+        start: u64,
+        /// `window-end-ms`.
+        end: u64,
+        /// The pass's first millisecond.
+        from: u64,
+        /// The pass's last millisecond.
+        to: u64,
+    },
+    /// Something later than now plus the allowed clock skew.
+    #[error(
+        "rule `not-future`: the batch's window ends at {end}, later than now ({now}) plus the {MAX_CLOCK_SKEW_MS} ms clock skew allowed"
+    )]
+    Future {
+        /// `window-end-ms`.
+        end: u64,
+        /// This host's clock.
+        now: u64,
+    },
+}
+
 /// The contract a batch must meet before it reaches storage: what lands in a
-/// SIEM bucket is exactly `event_count` JSON objects, one per line.
-fn check_batch(batch: &Batch, max_events: u32) -> Result<(), String> {
-    if batch.event_count > max_events {
-        return Err(format!(
-            "batch of {} events exceeds BATCH_MAX_EVENTS ({max_events})",
-            batch.event_count
-        ));
+/// SIEM bucket is exactly `event-count` JSON objects, one per line, each at a
+/// time the batch and the pass could have read.
+pub fn check_batch(batch: &Batch, rules: &BatchRules, now_ms: u64) -> Result<(), BatchRefusal> {
+    if batch.event_count > rules.max_events {
+        return Err(BatchRefusal::TooManyEvents {
+            count: batch.event_count,
+            max: rules.max_events,
+        });
     }
     if batch.lines.len() > MAX_BATCH_BYTES {
-        return Err(format!(
-            "batch of {} bytes exceeds the {MAX_BATCH_BYTES}-byte limit",
-            batch.lines.len()
-        ));
+        return Err(BatchRefusal::TooLarge {
+            bytes: batch.lines.len(),
+        });
     }
     if batch.checkpoint.is_empty() || batch.checkpoint.len() > MAX_CHECKPOINT_BYTES {
-        return Err(format!(
-            "checkpoint of {} bytes is empty or over {MAX_CHECKPOINT_BYTES} bytes",
-            batch.checkpoint.len()
-        ));
+        return Err(BatchRefusal::Checkpoint {
+            bytes: batch.checkpoint.len(),
+        });
     }
     if batch.event_count == 0 || batch.lines.last() != Some(&b'\n') {
-        return Err("a batch needs at least one event and must end with a newline".into());
+        return Err(BatchRefusal::NotNdjson);
     }
-    if batch.first_event_ms > batch.last_event_ms {
-        return Err(format!(
-            "first-event-ms {} is after last-event-ms {}",
-            batch.first_event_ms, batch.last_event_ms
-        ));
+    let (first, last) = (batch.first_event_ms, batch.last_event_ms);
+    let (start, end) = (batch.window_start_ms, batch.window_end_ms);
+    for (what, a, b) in [
+        ("first-event-ms", first, last),
+        ("window-start-ms", start, end),
+    ] {
+        if a > b {
+            return Err(BatchRefusal::Inverted {
+                what,
+                start: a,
+                end: b,
+            });
+        }
     }
+    if first < start || last > end {
+        return Err(BatchRefusal::OutsideBatchWindow {
+            first,
+            last,
+            start,
+            end,
+        });
+    }
+    let latest = now_ms.saturating_add(MAX_CLOCK_SKEW_MS);
+    if end > latest {
+        return Err(BatchRefusal::Future { end, now: now_ms });
+    }
+    let to = rules.pass_to_ms.unwrap_or(latest);
+    if start < rules.pass_from_ms || end > to {
+        return Err(BatchRefusal::OutsidePassWindow {
+            start,
+            end,
+            from: rules.pass_from_ms,
+            to,
+        });
+    }
+    let text = std::str::from_utf8(&batch.lines).map_err(|e| BatchRefusal::NotUtf8 {
+        line: 1 + batch.lines[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count(),
+    })?;
     let mut lines = 0u32;
-    for (i, line) in batch.lines[..batch.lines.len() - 1]
-        .split(|&b| b == b'\n')
-        .enumerate()
-    {
+    for (i, line) in text[..text.len() - 1].split('\n').enumerate() {
         lines += 1;
-        if line.first() != Some(&b'{')
-            || serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err()
-        {
-            return Err(format!("line {} is not a JSON object", i + 1));
+        let line_no = i + 1;
+        let at = event_time(line, rules.time_field).map_err(|e| BatchRefusal::NotJsonObject {
+            line: line_no,
+            detail: e.to_string(),
+        })?;
+        let at = at.ok_or(BatchRefusal::TimeMissing {
+            line: line_no,
+            field: rules.time_field,
+        })?;
+        if at < first || at > last {
+            return Err(BatchRefusal::EventOutsideBatch {
+                line: line_no,
+                at,
+                first,
+                last,
+            });
         }
     }
     if lines != batch.event_count {
-        return Err(format!(
-            "event-count is {} but the batch holds {lines} lines",
-            batch.event_count
-        ));
+        return Err(BatchRefusal::CountMismatch {
+            count: batch.event_count,
+            lines,
+        });
     }
     Ok(())
+}
+
+/// Parses `line` as one JSON object, returning its top-level `field` as an
+/// integer when present. Every other value is validated and skipped.
+fn event_time(line: &str, field: &str) -> Result<Option<u64>, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+
+    struct Time<'a>(&'a str);
+    struct IsField<'a>(&'a str);
+
+    impl<'de> DeserializeSeed<'de> for IsField<'_> {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl Visitor<'_> for IsField<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+            Ok(key == self.0)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Time<'_> {
+        type Value = Option<u64>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Time<'_> {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
+            let mut at = None;
+            while let Some(is_time) = map.next_key_seed(IsField(self.0))? {
+                if is_time {
+                    if at.is_some() {
+                        return Err(A::Error::custom(format!("`{}` appears twice", self.0)));
+                    }
+                    at = Some(map.next_value::<u64>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(at)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(line);
+    let at = Time(field).deserialize(&mut de)?;
+    de.end()?;
+    Ok(at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn batch(lines: &str, count: u32) -> Batch {
+    const NOW: u64 = 1_000_000;
+
+    fn rules() -> BatchRules {
+        BatchRules {
+            max_events: 5,
+            time_field: "timestamp",
+            pass_from_ms: 0,
+            pass_to_ms: None,
+        }
+    }
+
+    /// Two events at 100 and 200, read from the window 50..=250.
+    fn valid() -> Batch {
         Batch {
-            lines: lines.as_bytes().to_vec(),
-            event_count: count,
-            first_event_ms: 1,
-            last_event_ms: 2,
-            window_start_ms: 0,
-            window_end_ms: 3,
+            lines: b"{\"timestamp\":100,\"s\":\"\xc3\xa9\\n\"}\n{\"x\":[1,{}],\"timestamp\":200}\n"
+                .to_vec(),
+            event_count: 2,
+            first_event_ms: 100,
+            last_event_ms: 200,
+            window_start_ms: 50,
+            window_end_ms: 250,
             checkpoint: "{}".to_owned(),
         }
     }
 
+    fn lines(lines: &[&[u8]]) -> Batch {
+        let mut bytes = Vec::new();
+        for line in lines {
+            bytes.extend_from_slice(line);
+            bytes.push(b'\n');
+        }
+        Batch {
+            lines: bytes,
+            event_count: u32::try_from(lines.len()).unwrap(),
+            ..valid()
+        }
+    }
+
+    fn rule_of(batch: &Batch, rules: &BatchRules, now: u64) -> Option<String> {
+        check_batch(batch, rules, now).err().map(|e| {
+            let text = e.to_string();
+            text["rule `".len()..text.find("`:").unwrap()].to_owned()
+        })
+    }
+
+    /// Each rule from both sides: the batch just inside it is stored, the one
+    /// just outside is refused, and the refusal names the rule.
     #[test]
-    fn accepts_well_formed_batches() {
-        check_batch(&batch("{\"a\":1}\n{\"b\":\"x\\ny\"}\n", 2), 2).unwrap();
+    fn each_batch_rule_accepts_just_valid_and_refuses_just_invalid() {
+        let backfill = |from, to| BatchRules {
+            pass_from_ms: from,
+            pass_to_ms: Some(to),
+            ..rules()
+        };
+        let future = NOW + MAX_CLOCK_SKEW_MS;
+        let cases: Vec<(&str, Batch, BatchRules, u64, Batch, BatchRules, u64)> = vec![
+            (
+                "max-events",
+                lines(&[&b"{\"timestamp\":100}"[..]; 5]),
+                rules(),
+                NOW,
+                lines(&[&b"{\"timestamp\":100}"[..]; 6]),
+                rules(),
+                NOW,
+            ),
+            (
+                "utf-8",
+                lines(&[b"{\"timestamp\":100,\"s\":\"\xf4\x8f\xbf\xbf\"}"]),
+                rules(),
+                NOW,
+                lines(&[
+                    b"{\"timestamp\":100}",
+                    b"{\"timestamp\":100,\"s\":\"\xf4\x90\x80\x80\"}",
+                ]),
+                rules(),
+                NOW,
+            ),
+            (
+                "json-object",
+                lines(&[b" {\"timestamp\":100} "]),
+                rules(),
+                NOW,
+                lines(&[b"{\"timestamp\":100} {}"]),
+                rules(),
+                NOW,
+            ),
+            (
+                "json-object",
+                lines(&[b"{\"timestamp\":100}"]),
+                rules(),
+                NOW,
+                lines(&[b"[{\"timestamp\":100}]"]),
+                rules(),
+                NOW,
+            ),
+            (
+                "event-count",
+                valid(),
+                rules(),
+                NOW,
+                Batch {
+                    event_count: 3,
+                    ..valid()
+                },
+                rules(),
+                NOW,
+            ),
+            (
+                "ordered",
+                Batch {
+                    first_event_ms: 200,
+                    ..lines(&[b"{\"timestamp\":200}"])
+                },
+                rules(),
+                NOW,
+                Batch {
+                    first_event_ms: 201,
+                    ..lines(&[b"{\"timestamp\":200}"])
+                },
+                rules(),
+                NOW,
+            ),
+            (
+                "batch-window",
+                Batch {
+                    window_start_ms: 100,
+                    window_end_ms: 200,
+                    ..valid()
+                },
+                rules(),
+                NOW,
+                Batch {
+                    window_start_ms: 101,
+                    ..valid()
+                },
+                rules(),
+                NOW,
+            ),
+            (
+                "event-time",
+                lines(&[b"{\"timestamp\":100}", b"{\"timestamp\":200}"]),
+                rules(),
+                NOW,
+                lines(&[b"{\"timestamp\":100}", b"{\"timestamp\":201}"]),
+                rules(),
+                NOW,
+            ),
+            (
+                "event-time",
+                lines(&[b"{\"timestamp\":100}"]),
+                rules(),
+                NOW,
+                lines(&[b"{\"auditEventTime\":100}"]),
+                rules(),
+                NOW,
+            ),
+            (
+                "pass-window",
+                valid(),
+                backfill(50, 250),
+                NOW,
+                valid(),
+                backfill(51, 250),
+                NOW,
+            ),
+            (
+                "pass-window",
+                valid(),
+                backfill(50, 250),
+                NOW,
+                valid(),
+                backfill(50, 249),
+                NOW,
+            ),
+            (
+                "not-future",
+                Batch {
+                    window_end_ms: future,
+                    ..valid()
+                },
+                rules(),
+                NOW,
+                Batch {
+                    window_end_ms: future + 1,
+                    ..valid()
+                },
+                rules(),
+                NOW,
+            ),
+            (
+                "checkpoint",
+                valid(),
+                rules(),
+                NOW,
+                Batch {
+                    checkpoint: String::new(),
+                    ..valid()
+                },
+                rules(),
+                NOW,
+            ),
+            (
+                "ndjson",
+                valid(),
+                rules(),
+                NOW,
+                Batch {
+                    lines: b"{\"timestamp\":100}".to_vec(),
+                    event_count: 1,
+                    ..valid()
+                },
+                rules(),
+                NOW,
+            ),
+        ];
+        for (rule, good, good_rules, good_now, bad, bad_rules, bad_now) in cases {
+            assert_eq!(
+                rule_of(&good, &good_rules, good_now),
+                None,
+                "{rule}: the valid side"
+            );
+            assert_eq!(
+                rule_of(&bad, &bad_rules, bad_now).as_deref(),
+                Some(rule),
+                "{rule}: the invalid side"
+            );
+        }
     }
 
     #[test]
-    fn rejects_each_contract_breach() {
-        let cases = [
-            (
-                batch("{\"a\":1}\n", 2),
-                "event-count is 2 but the batch holds 1 lines",
-            ),
-            (batch("{\"a\":1}", 1), "must end with a newline"),
-            (
-                batch(&"{}\n".repeat(6), 6),
-                "batch of 6 events exceeds BATCH_MAX_EVENTS (5)",
-            ),
-            (batch("", 0), "at least one event"),
-            (batch("{\"a\":1}\n[1]\n", 2), "line 2 is not a JSON object"),
-            (batch("{\"a\":\n", 1), "line 1 is not a JSON object"),
-            (
-                Batch {
-                    checkpoint: String::new(),
-                    ..batch("{}\n", 1)
-                },
-                "checkpoint of 0 bytes",
-            ),
-            (
-                Batch {
-                    first_event_ms: 9,
-                    ..batch("{}\n", 1)
-                },
-                "is after last-event-ms",
-            ),
-        ];
-        for (b, expected) in cases {
-            let err = check_batch(&b, 5).unwrap_err();
-            assert!(err.contains(expected), "{err} / {expected}");
+    fn a_refusal_names_the_line_and_the_streaming_shape_s_time_field() {
+        let streaming = BatchRules {
+            time_field: "auditEventTime",
+            ..rules()
+        };
+        let batch = lines(&[b"{\"auditEventTime\":100}", b"{\"timestamp\":100}"]);
+        assert_eq!(
+            check_batch(&batch, &streaming, NOW)
+                .unwrap_err()
+                .to_string(),
+            "rule `event-time`: line 2 has no top-level `auditEventTime`"
+        );
+        let bad = lines(&[
+            b"{\"timestamp\":100}",
+            b"{\"timestamp\":100,\"s\":\"\xff\"}",
+        ]);
+        assert_eq!(
+            check_batch(&bad, &rules(), NOW).unwrap_err(),
+            BatchRefusal::NotUtf8 { line: 2 }
+        );
+        let twice = lines(&[b"{\"timestamp\":100,\"timestamp\":9}"]);
+        assert_eq!(
+            rule_of(&twice, &rules(), NOW).as_deref(),
+            Some("json-object")
+        );
+        check_batch(&valid(), &rules(), NOW).unwrap();
+    }
+
+    fn meta(first_event_ms: u64) -> BatchMeta {
+        BatchMeta {
+            event_count: 1,
+            first_event_ms,
+            last_event_ms: first_event_ms,
+            window_start_ms: 0,
+            window_end_ms: first_event_ms,
+            collected_at: SystemTime::now(),
         }
+    }
+
+    /// Two batches in a row carrying one checkpoint (a component may resend
+    /// its resume state unchanged) must leave no write intent behind.
+    #[tokio::test]
+    async fn a_batch_that_repeats_the_committed_checkpoint_clears_its_intent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::storage::LocalDirSink::new(
+            dir.path(),
+            "audit",
+            "state.json",
+        ));
+        let mut pipeline = Pipeline::open(store.clone(), store.clone()).await.unwrap();
+        for (at, line) in [(1_000, "{\"a\":1}\n"), (2_000, "{\"b\":2}\n")] {
+            pipeline
+                .store(&meta(at), line.as_bytes(), "{\"same\":1}".to_owned())
+                .await
+                .unwrap();
+        }
+        let saved = store.load().await.unwrap().unwrap();
+        let state = StateFile::parse(&saved).unwrap();
+        assert_eq!(state.pending, None, "{}", String::from_utf8_lossy(&saved));
+        assert_eq!(state.checkpoint.as_deref(), Some("{\"same\":1}"));
     }
 }

@@ -67,9 +67,10 @@ fn main() -> ExitCode {
         max_settle_runs: 120,
     };
     let dir = tempfile::tempdir().expect("temporary output directory");
-    let report = chaos::run(&spec, &args.binary, dir.path());
+    let logs = tempfile::tempdir().expect("temporary log directory");
+    let report = chaos::run(&spec, &args.binary, dir.path(), logs.path());
     println!(
-        "events {} | written {} | lost {} | duplicated {} | bytes equal {} | hidden {} | reported gap {:?} | kills {} | runs {} | failed runs {} | {:.1} s",
+        "events {} | written {} | lost {} | duplicated {} | bytes equal {} | hidden {} | reported gap {:?} | kills {} | runs {} | failed runs {} | key leaks {} | {:.1} s",
         report.expected,
         report.written_lines,
         report.lost.len(),
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
         report.kills,
         report.runs,
         report.failed_runs,
+        report.key_leaks.len(),
         report.elapsed.as_secs_f64()
     );
     if report.exact() {
