@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use harness_tests::{Fault, make_key};
 
+use harness_tests::process::KillOnDrop;
 use harness_tests::{FaultRates, Freedoms};
 
 use crate::support::{ACCOUNT, Env, assert_no_secret_in_files, sorted};
@@ -20,7 +21,7 @@ const GOOD: usize = 46;
 const FIXTURE_KEY: &str = "pat.FixtureToken0000000.s3cr3tV4lu3xs3cr3tV4";
 
 struct Served {
-    child: Child,
+    child: KillOnDrop,
     stderr: Arc<Mutex<String>>,
     metrics: String,
 }
@@ -39,26 +40,28 @@ impl Served {
         args: &[&str],
     ) -> Self {
         let metrics = format!("127.0.0.1:{}", free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-            .args(global)
-            .args(["serve", "--config", tenants.to_str().unwrap()])
-            .args(args)
-            .args([
-                "--metrics-addr",
-                &metrics,
-                "--health-intervals",
-                "2",
-                "--shutdown-grace-secs",
-                "30",
-            ])
-            .env_clear()
-            .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_harness-audit"))
+                .args(global)
+                .args(["serve", "--config", tenants.to_str().unwrap()])
+                .args(args)
+                .args([
+                    "--metrics-addr",
+                    &metrics,
+                    "--health-intervals",
+                    "2",
+                    "--shutdown-grace-secs",
+                    "30",
+                ])
+                .env_clear()
+                .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let stderr = capture_stderr(&mut child);
         let start = Instant::now();
         while std::net::TcpStream::connect(&metrics).is_err() {
@@ -105,18 +108,6 @@ impl Served {
         let log = self.stderr.lock().unwrap().clone();
         assert_eq!(status.code(), Some(0), "{log}");
         assert!(log.contains("stopped"), "{log}");
-        log
-    }
-
-    /// SIGTERM; asserts exit 0 within `limit` and returns the log.
-    fn terminate_within(self, limit: Duration) -> String {
-        let signalled = Instant::now();
-        let log = self.terminate();
-        let took = signalled.elapsed();
-        assert!(
-            took < limit,
-            "serve took {took:?} to stop after SIGTERM:\n{log}"
-        );
         log
     }
 
@@ -283,6 +274,9 @@ fn fifty_tenants_collect_side_by_side_and_bad_ones_fail_alone() {
             Some(0)
         );
     }
+    let limit =
+        "harness_audit_limit_exceeded_total{tenant=\"spinning\",limit=\"POLL_TIMEOUT_SECS\"} ";
+    assert!(text.contains(limit), "the metric names the limit:\n{text}");
     assert!(envs[wrong_key].objects().is_empty() && envs[no_permission].objects().is_empty());
 
     let (status, health) = served.get("/healthz");
@@ -489,145 +483,49 @@ fn sigterm_mid_pass_stops_at_a_batch_boundary_losing_and_repeating_nothing() {
     assert_eq!(env.sorted_lines(), sorted(env.mock.events_json()));
 }
 
-/// The wall-clock time of the first finished pass of `tenant`, from its log line.
-fn pass_duration(log: &str, tenant: &str) -> Option<Duration> {
-    log.lines()
-        .filter(|l| {
-            l.contains(&format!("tenant{{tenant={tenant}}}")) && l.contains("pass finished")
-        })
-        .find_map(|l| {
-            let ms = l.split("duration_ms=").nth(1)?.split_whitespace().next()?;
-            Some(Duration::from_millis(ms.parse().ok()?))
-        })
-}
-
-fn percentile(mut samples: Vec<Duration>, p: f64) -> Duration {
-    samples.sort();
-    let rank = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len());
-    samples[rank - 1]
-}
-
-/// One round of `normal` tenants, each against its own account, beside
-/// `spinners` components that never return: each normal tenant's pass time,
-/// and the response times of `/metrics` and `/healthz` while they ran.
-fn round_beside_spinners(normal: usize, spinners: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let envs: Vec<Env> = (0..normal)
-        .map(|i| {
-            let env = Env::account(
-                3_000,
-                Freedoms::default(),
-                &format!("PaceAccount{i:02}"),
-                &format!("PaceToken{i:02}0000000000000"),
-                100 + i as u64,
-            );
-            // Harness is across a network: each request takes its time, as a
-            // local mock's would not.
-            env.mock.set_fault_rates(Some(FaultRates {
-                max_latency_ms: 40,
-                ..FaultRates::default()
-            }));
-            env
-        })
-        .collect();
-    let mut file = String::from(
-        "[defaults]\ninterval_secs = 3600\njitter_secs = 0\nretry_base_ms = 1\nsettle_lag_secs = 0\n\
-         max_requests_per_minute = 0\npage_size = 100\n",
-    );
-    let mut keys = Vec::new();
-    for (i, env) in envs.iter().enumerate() {
-        let var = format!("KEY_{i}");
-        file.push_str(&format!(
-            "\n[[tenant]]\nid = \"normal-{i}\"\naccount_id = \"PaceAccount{i:02}\"\napi_base = \"{}\"\n\
-             api_key_env = \"{var}\"\noutput_dir = \"{}\"\n",
-            env.mock.base_url(),
-            env.out().display()
-        ));
-        keys.push((var, env.key.clone()));
-    }
-    let spin_env = Env::new(0);
-    for i in 0..spinners {
-        file.push_str(&format!(
-            "\n[[tenant]]\nid = \"spinner-{i}\"\naccount_id = \"spin\"\napi_base = \"{}\"\n\
-             api_key_env = \"SPIN_KEY\"\noutput_dir = \"{}/spin-{i}\"\ncomponent = \"{}\"\n\
-             poll_timeout_secs = 600\n",
-            spin_env.mock.base_url(),
-            spin_env.out().display(),
-            harness_tests::GUEST_MISBEHAVE
-        ));
-    }
-    keys.push(("SPIN_KEY".to_owned(), FIXTURE_KEY.to_owned()));
-    let dir = tempfile::tempdir().unwrap();
-    let tenants = dir.path().join("tenants.toml");
-    std::fs::write(&tenants, file).unwrap();
-    let concurrent = (spinners + normal + 1).to_string();
-    let served = Served::start_with(&tenants, &keys, &[], &["--max-concurrent", &concurrent]);
-    let mut latencies = Vec::new();
-    let started = Instant::now();
-    loop {
-        for path in ["/metrics", "/healthz"] {
-            let asked = Instant::now();
-            served.get(path);
-            latencies.push(asked.elapsed());
-        }
-        let log = served.stderr.lock().unwrap().clone();
-        if latencies.len() >= 100
-            && (0..normal).all(|i| pass_duration(&log, &format!("normal-{i}")).is_some())
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the normal tenants did not finish:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Spinners still spinning stop at their next epoch tick: well within the grace.
-    let log = served.terminate_within(Duration::from_secs(5));
-    for (i, env) in envs.iter().enumerate() {
-        assert_eq!(
-            env.sorted_lines(),
-            sorted(env.mock.events_json()),
-            "normal-{i}"
-        );
-    }
-    if spinners > 0 {
-        assert!(
-            !log.contains("spinner-0}: pass finished"),
-            "the spinners were still running when the normal tenants were done:\n{log}"
-        );
-    }
-    let durations = (0..normal)
-        .map(|i| pass_duration(&log, &format!("normal-{i}")).unwrap())
-        .collect();
-    (durations, latencies)
-}
-
 /// As many components that never return as there are CPUs, with
 /// `--max-concurrent` above that: `/metrics` and `/healthz` answer within
 /// 100 ms at p99, every other tenant's pass takes at most 1.5 times its time
 /// without them (plus 250 ms for a loaded test machine), and SIGTERM ends the
-/// process within the grace, spinners included.
+/// process within 5 s, spinners included. `bench/isolation.sh` measures the
+/// same round on a release build.
 #[test]
 fn components_that_never_return_cost_only_their_own_tenant() {
+    use harness_tests::isolation::{RoundSpec, percentile, round};
+
     let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-    let (alone, _) = round_beside_spinners(3, 0);
-    let (beside, latencies) = round_beside_spinners(3, cpus);
-    let p99 = percentile(latencies.clone(), 0.99);
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_harness-audit"));
+    let misbehave = std::path::Path::new(harness_tests::GUEST_MISBEHAVE);
+    let spec = |spinners| RoundSpec {
+        normal: 3,
+        spinners,
+        events: 3_000,
+        max_latency_ms: 40,
+    };
+    let alone = round(binary, misbehave, spec(0));
+    let beside = round(binary, misbehave, spec(cpus));
+    let p99 = percentile(&beside.control_latencies, 0.99);
     eprintln!(
-        "alone {alone:?}, beside {cpus} spinners {beside:?}, /metrics and /healthz p99 {p99:?}"
+        "alone {:?}, beside {cpus} spinners {:?}, /metrics and /healthz p99 {p99:?}, stopped in {:?}",
+        alone.pass_times, beside.pass_times, beside.stop_time
     );
     assert!(
         p99 < Duration::from_millis(100),
         "p99 {p99:?} over {} requests",
-        latencies.len()
+        beside.control_latencies.len()
     );
-    for (i, (a, b)) in alone.iter().zip(&beside).enumerate() {
+    for (i, (a, b)) in alone.pass_times.iter().zip(&beside.pass_times).enumerate() {
         let allowed = a.mul_f64(1.5) + Duration::from_millis(250);
         assert!(
             b <= &allowed,
             "normal-{i}: {b:?} beside spinners, {a:?} alone"
         );
     }
+    assert!(
+        beside.stop_time < Duration::from_secs(5),
+        "{:?}",
+        beside.stop_time
+    );
 }
 
 /// Tenants with their own accounts, keys and mocks, the sandbox probe as one
@@ -829,24 +727,26 @@ fn three_replicas_share_300_tenants_and_a_killed_one_loses_nothing() {
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(&tenants, file).unwrap();
     let replica = |index: usize| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-            .args(["serve", "--config", tenants.to_str().unwrap()])
-            .args(["--shard", "auto", "--once", "--max-concurrent", "4"])
-            .env_clear()
-            .envs(
-                envs.iter()
-                    .enumerate()
-                    .map(|(a, e)| (format!("KEY_{a}"), e.key.clone())),
-            )
-            .env("CLOUD_RUN_TASK_INDEX", index.to_string())
-            .env("CLOUD_RUN_TASK_COUNT", "3")
-            .env("STORAGE_EMULATOR_HOST", gcs.base_url())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_harness-audit"))
+                .args(["serve", "--config", tenants.to_str().unwrap()])
+                .args(["--shard", "auto", "--once", "--max-concurrent", "4"])
+                .env_clear()
+                .envs(
+                    envs.iter()
+                        .enumerate()
+                        .map(|(a, e)| (format!("KEY_{a}"), e.key.clone())),
+                )
+                .env("CLOUD_RUN_TASK_INDEX", index.to_string())
+                .env("CLOUD_RUN_TASK_COUNT", "3")
+                .env("STORAGE_EMULATOR_HOST", gcs.base_url())
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let log = capture_stderr(&mut child);
         (child, log)
     };

@@ -4,7 +4,9 @@
 
 pub mod chaos;
 pub mod gcs;
+pub mod isolation;
 pub mod mock;
+pub mod process;
 pub mod secrets;
 pub mod seed;
 pub mod server;

@@ -483,6 +483,11 @@ mod tests {
             account: "acct".into(),
         };
         metrics.pass_failed("bad\"one", &err, Duration::from_secs(30));
+        let over = RunError::LimitExceeded {
+            setting: "MAX_PASS_MIB",
+            message: "over".into(),
+        };
+        metrics.pass_failed("bad\"one", &over, Duration::from_secs(30));
         metrics.pass_failed("bad\"one", &err, Duration::from_secs(60));
 
         let text = metrics.render();
@@ -490,8 +495,10 @@ mod tests {
             "harness_audit_events_written_total{tenant=\"good\"} 120",
             "harness_audit_objects_written_total{tenant=\"good\"} 2",
             "harness_audit_errors_total{tenant=\"bad\\\"one\",kind=\"unauthorized\"} 2",
+            "harness_audit_errors_total{tenant=\"bad\\\"one\",kind=\"limit\"} 1",
+            "harness_audit_limit_exceeded_total{tenant=\"bad\\\"one\",limit=\"MAX_PASS_MIB\"} 1",
             "harness_audit_backoff_seconds{tenant=\"bad\\\"one\"} 60",
-            "harness_audit_consecutive_failures{tenant=\"bad\\\"one\"} 2",
+            "harness_audit_consecutive_failures{tenant=\"bad\\\"one\"} 3",
             "harness_audit_tenants 2",
             "harness_audit_count_requests_total{tenant=\"good\"} 48",
             "harness_audit_late_events_total{tenant=\"good\"} 4",

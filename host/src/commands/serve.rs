@@ -1,13 +1,16 @@
 //! `serve`: many tenants in one process. One engine; each component compiled
-//! once; every pass in its own store (own memory ceiling, deadline, egress
-//! policy and key). A scheduler runs each tenant at start and then on its
-//! interval, at most `max_concurrent` at a time, backing off after failures.
+//! once; every pass in its own store (own memory ceiling, deadline, CPU
+//! budget, quotas, egress policy and key), on a pass thread apart from the
+//! runtime that schedules and serves `/metrics`. A scheduler runs each tenant
+//! at start and then on its interval, at most `max_concurrent` at a time,
+//! backing off after failures.
 //! SIGTERM/SIGINT stop new passes and end running ones at their next batch
 //! boundary; SIGHUP reloads the tenant file without touching unchanged tenants.
 //! With `--once`, each tenant of the shard runs one pass and the process
 //! exits: the shape of a Cloud Run job or a Kubernetes Indexed Job.
 
 mod shard;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
@@ -28,6 +31,7 @@ use crate::engine::{Collector, PassThread, PoolSize, SharedEngine, load_componen
 use crate::error::RunError;
 
 pub use shard::{Resolved, Shard, ShardError, ShardSpec, resolve as resolve_shard};
+use threads::PassThreads;
 
 /// First wait after a failed pass; it doubles per failure, up to the tenant's interval.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -157,7 +161,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let (http, begun) = begin(&options).await.map_err(ServeError::Startup)?;
     let Begun {
         metrics,
-        permits,
+        pass_threads,
         mut components,
         shutdown,
         mut running,
@@ -174,7 +178,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             _ = signals.interrupt.recv() => break,
             _ = signals.hangup.recv() => {
                 retired.retain(|t: &JoinHandle<Option<u8>>| !t.is_finished());
-                retired.extend(reload(&options, &mut running, &mut components, &permits, &metrics));
+                retired.extend(reload(&options, &mut running, &mut components, &pass_threads, &metrics));
             }
         }
     }
@@ -266,7 +270,7 @@ struct Signals {
 
 struct Begun {
     metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
+    pass_threads: Arc<PassThreads>,
     components: Components,
     shutdown: watch::Sender<bool>,
     running: BTreeMap<String, Running>,
@@ -283,7 +287,8 @@ async fn begin(options: &ServeOptions) -> anyhow::Result<(Option<JoinHandle<()>>
     };
     let specs = load(options)?;
     let metrics = Arc::new(Metrics::default());
-    let permits = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
+    let pass_threads =
+        Arc::new(PassThreads::start(options.max_concurrent).context("starting the pass threads")?);
     let mut components = Components::new(options)?;
     let (shutdown, shutdown_seen) = watch::channel(false);
     let http = match options.metrics_addr {
@@ -307,7 +312,7 @@ async fn begin(options: &ServeOptions) -> anyhow::Result<(Option<JoinHandle<()>>
         )?;
         running.insert(
             spec.id.clone(),
-            start(spec, collector, &permits, &metrics, None, options.once),
+            start(spec, collector, &pass_threads, &metrics, None, options.once),
         );
     }
     tracing::info!(
@@ -319,7 +324,7 @@ async fn begin(options: &ServeOptions) -> anyhow::Result<(Option<JoinHandle<()>>
         http,
         Begun {
             metrics,
-            permits,
+            pass_threads,
             components,
             shutdown,
             running,
@@ -341,7 +346,7 @@ fn reload(
     options: &ServeOptions,
     running: &mut BTreeMap<String, Running>,
     components: &mut Components,
-    permits: &Arc<Semaphore>,
+    pass_threads: &Arc<PassThreads>,
     metrics: &Arc<Metrics>,
 ) -> Vec<JoinHandle<Option<u8>>> {
     let specs = match load(options) {
@@ -378,14 +383,21 @@ fn reload(
                 let _ = old.stop.send(true);
                 next.insert(
                     spec.id.clone(),
-                    start(spec, collector, permits, metrics, Some(old.task), false),
+                    start(
+                        spec,
+                        collector,
+                        pass_threads,
+                        metrics,
+                        Some(old.task),
+                        false,
+                    ),
                 );
             }
             None => {
                 added += 1;
                 next.insert(
                     spec.id.clone(),
-                    start(spec, collector, permits, metrics, None, false),
+                    start(spec, collector, pass_threads, metrics, None, false),
                 );
             }
         }
@@ -413,7 +425,7 @@ fn reload(
 fn start(
     spec: TenantSpec,
     collector: Arc<Collector>,
-    permits: &Arc<Semaphore>,
+    pass_threads: &Arc<PassThreads>,
     metrics: &Arc<Metrics>,
     after: Option<JoinHandle<Option<u8>>>,
     once: bool,
@@ -425,7 +437,7 @@ fn start(
         schedule(
             spec.clone(),
             collector,
-            permits.clone(),
+            pass_threads.clone(),
             metrics.clone(),
             stopped,
             (after, once),
@@ -438,7 +450,7 @@ fn start(
 async fn schedule(
     spec: TenantSpec,
     collector: Arc<Collector>,
-    permits: Arc<Semaphore>,
+    pass_threads: Arc<PassThreads>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     (after, once): (Option<JoinHandle<Option<u8>>>, bool),
@@ -452,12 +464,12 @@ async fn schedule(
             return None;
         }
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            p = pass_threads.permit() => p,
             _ = stop.changed() => return None,
         };
         metrics.pass_started(&spec.id);
         let started = std::time::Instant::now();
-        let result = run_on_own_thread(&spec, &collector, &stop).await;
+        let result = run_on_pass_thread(&pass_threads, &spec, &collector, &stop).await;
         drop(permit);
         let wait = match result {
             Ok(outcome) => {
@@ -504,14 +516,11 @@ async fn schedule(
     }
 }
 
-/// Runs one pass on a thread of its own, with its own current-thread
-/// runtime, ended with the pass. The kernel shares the CPUs between passes,
-/// and a pass that computes without pause drops its thread to background
-/// priority ([`crate::engine::limits::BACKGROUND_AFTER`]), so it slows only
-/// its own tenant, never another pass or `/metrics`. The guest also yields
-/// at every epoch tick, so its own runtime keeps serving its I/O. A panic
-/// fails this pass only.
-async fn run_on_own_thread(
+/// Runs one pass on one of `threads` (see [`threads`]). The guest also
+/// yields at every epoch tick, so the thread's runtime keeps serving the
+/// pass's own I/O. A panic fails this pass only.
+async fn run_on_pass_thread(
+    threads: &PassThreads,
     spec: &TenantSpec,
     collector: &Arc<Collector>,
     stop: &watch::Receiver<bool>,
@@ -519,37 +528,28 @@ async fn run_on_own_thread(
     let (config, collector, stop) = (spec.config.clone(), collector.clone(), stop.clone());
     let span = tracing::Span::current();
     let (done, outcome) = tokio::sync::oneshot::channel();
-    let pass = move || {
-        let result = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(
-                run::run_once(
-                    &config,
-                    false,
-                    &collector,
-                    (PassThread::Own, Some(stop)),
-                    None,
-                )
-                .instrument(span),
-            ),
-            Err(e) => Err(RunError::Panicked {
-                reason: format!("starting the pass's runtime: {e}"),
-            }),
-        };
+    let sent = threads.run(Box::new(move |runtime| {
+        let result = runtime.block_on(
+            run::run_once(
+                &config,
+                false,
+                &collector,
+                (PassThread::Own, Some(stop)),
+                None,
+            )
+            .instrument(span),
+        );
         let _ = done.send(result);
-    };
-    std::thread::Builder::new()
-        .name("pass".into())
-        .spawn(pass)
-        .map_err(|e| RunError::Panicked {
-            reason: format!("starting the pass's thread: {e}"),
-        })?;
+    }));
+    if !sent {
+        return Err(RunError::Panicked {
+            reason: "no pass thread is left to run the pass; see the log".into(),
+        });
+    }
     // The sender is dropped unsent only when the pass panicked.
     outcome.await.unwrap_or_else(|_| {
         Err(RunError::Panicked {
-            reason: "the pass's thread panicked; see the log".into(),
+            reason: "the pass panicked; see the log".into(),
         })
     })
 }

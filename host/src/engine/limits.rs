@@ -124,10 +124,20 @@ impl Drop for EpochTicker {
     }
 }
 
+thread_local! {
+    static BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a pass dropped the calling thread to background priority.
+pub fn this_thread_is_background() -> bool {
+    BACKGROUND.get()
+}
+
 /// Drops the calling thread (not the process: Linux keeps a nice value per
 /// thread) to the lowest priority.
 fn background_this_thread() {
     let tid = rustix::thread::gettid();
+    BACKGROUND.set(true);
     match rustix::process::setpriority_process(Some(tid), 19) {
         Ok(()) => tracing::info!(
             stage = "limits",
@@ -212,8 +222,9 @@ impl<F: Future> Future for Metered<F> {
 pub enum PassThread {
     /// A thread shared with other work (`run`, `backfill`): left alone.
     Shared,
-    /// A thread of its own, ended with the pass (`serve`): a call that computes
-    /// past [`BACKGROUND_AFTER`] drops it to background priority.
+    /// A thread that runs passes only (`serve`): a call that computes past
+    /// [`BACKGROUND_AFTER`] drops it to background priority, and the thread
+    /// is retired after the pass.
     Own,
 }
 
@@ -223,7 +234,7 @@ pub enum PassThread {
 /// that computes without pause then yields the CPUs to every other tenant
 /// and to `/metrics` whenever they want them, and runs at full speed when
 /// they do not. The drop is one way: an unprivileged thread cannot raise its
-/// priority again, so only a thread that ends with the pass takes it.
+/// priority again, so only a thread that is retired after the pass takes it.
 pub const BACKGROUND_AFTER: Duration = Duration::from_millis(100);
 
 /// Why the host stopped a running guest.
