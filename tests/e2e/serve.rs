@@ -40,29 +40,15 @@ impl Served {
         args: &[&str],
     ) -> Self {
         let metrics = format!("127.0.0.1:{}", free_port());
-        let mut child = KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-                .args(global)
-                .args(["serve", "--config", tenants.to_str().unwrap()])
-                .args(args)
-                .args([
-                    "--metrics-addr",
-                    &metrics,
-                    "--health-intervals",
-                    "2",
-                    "--shutdown-grace-secs",
-                    "30",
-                ])
-                .env_clear()
-                .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let stderr = capture_stderr(&mut child);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_harness-audit"));
+        command
+            .args(global)
+            .args(["serve", "--config", tenants.to_str().unwrap()])
+            .args(args)
+            .args(["--metrics-addr", &metrics, "--health-intervals", "2"])
+            .args(["--shutdown-grace-secs", "30"])
+            .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let (child, stderr) = spawn_logged(command);
         let start = Instant::now();
         while std::net::TcpStream::connect(&metrics).is_err() {
             assert!(
@@ -146,8 +132,25 @@ impl Served {
     }
 }
 
-/// Collects `child`'s stderr as it comes, on a thread of its own.
-fn capture_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+/// Starts `command` with only the environment it sets (and `RUST_LOG=info`),
+/// killed if the test fails first; its stderr is collected as it comes, on a
+/// thread of its own.
+fn spawn_logged(mut command: Command) -> (KillOnDrop, Arc<Mutex<String>>) {
+    let vars: Vec<_> = command
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let mut child = KillOnDrop(
+        command
+            .env_clear()
+            .envs(vars)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stderr = Arc::new(Mutex::new(String::new()));
     let (mut pipe, collected) = (child.stderr.take().unwrap(), stderr.clone());
     std::thread::spawn(move || {
@@ -162,7 +165,7 @@ fn capture_stderr(child: &mut Child) -> Arc<Mutex<String>> {
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
-    stderr
+    (child, stderr)
 }
 
 fn free_port() -> u16 {
@@ -727,28 +730,19 @@ fn three_replicas_share_300_tenants_and_a_killed_one_loses_nothing() {
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(&tenants, file).unwrap();
     let replica = |index: usize| {
-        let mut child = KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-                .args(["serve", "--config", tenants.to_str().unwrap()])
-                .args(["--shard", "auto", "--once", "--max-concurrent", "4"])
-                .env_clear()
-                .envs(
-                    envs.iter()
-                        .enumerate()
-                        .map(|(a, e)| (format!("KEY_{a}"), e.key.clone())),
-                )
-                .env("CLOUD_RUN_TASK_INDEX", index.to_string())
-                .env("CLOUD_RUN_TASK_COUNT", "3")
-                .env("STORAGE_EMULATOR_HOST", gcs.base_url())
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let log = capture_stderr(&mut child);
-        (child, log)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_harness-audit"));
+        command
+            .args(["serve", "--config", tenants.to_str().unwrap()])
+            .args(["--shard", "auto", "--once", "--max-concurrent", "4"])
+            .envs(
+                envs.iter()
+                    .enumerate()
+                    .map(|(a, e)| (format!("KEY_{a}"), e.key.clone())),
+            )
+            .env("CLOUD_RUN_TASK_INDEX", index.to_string())
+            .env("CLOUD_RUN_TASK_COUNT", "3")
+            .env("STORAGE_EMULATOR_HOST", gcs.base_url());
+        spawn_logged(command)
     };
 
     let mut first: Vec<_> = (0..3).map(replica).collect();
