@@ -155,8 +155,9 @@ impl ServeError {
     }
 }
 
-/// Runs until SIGTERM or SIGINT. Fails only on an unusable tenant file,
-/// component or metrics address at start, or a shutdown that outlived its grace.
+/// Runs until SIGTERM or SIGINT, or with `--once` until each tenant ran once.
+/// Fails only on an unusable tenant file, component or metrics address at
+/// start, a shutdown that outlived its grace, or with `--once` a failed pass.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let (http, begun) = begin(&options).await.map_err(ServeError::Startup)?;
     let Begun {
@@ -182,25 +183,10 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             }
         }
     }
-    tracing::info!(
-        "shutting down: no new passes; running passes stop at their next batch boundary"
-    );
-    let _ = shutdown.send(true);
-    for r in running.values() {
-        let _ = r.stop.send(true);
-    }
-    let tasks = running.into_values().map(|r| r.task).chain(retired);
-    let drained = tokio::time::timeout(options.shutdown_grace, join_all(tasks)).await;
-    if let Some(http) = http {
-        let _ = http.await;
-    }
-    match drained {
-        Ok(()) => {
-            tracing::info!("stopped");
-            Ok(())
-        }
-        Err(_) => Err(ServeError::ShutdownGrace(options.shutdown_grace.as_secs())),
-    }
+    // The last passes' failures are logged and in the metrics; the shutdown itself succeeded.
+    stop_all(&options, ending(running, retired), http, shutdown)
+        .await
+        .map(drop)
 }
 
 /// `--once`: waits for every tenant's one pass, or for SIGTERM/SIGINT, which
@@ -212,13 +198,44 @@ async fn once(
     running: BTreeMap<String, Running>,
     mut signals: Signals,
 ) -> Result<(), ServeError> {
+    let mut ending = ending(running, Vec::new());
+    let finished = tokio::select! {
+        done = &mut ending.all => Some(done.unwrap_or_default()),
+        _ = signals.terminate.recv() => None,
+        _ = signals.interrupt.recv() => None,
+    };
+    let failed = match finished {
+        Some(failed) => {
+            close(http, shutdown).await;
+            tracing::info!("stopped");
+            failed
+        }
+        None => stop_all(options, ending, http, shutdown).await?,
+    };
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ServeError::TenantsFailed(failed))
+    }
+}
+
+/// The running passes: how to stop each, and one task that ends when all
+/// have, with the tenants whose last pass failed and its exit code.
+struct Ending {
+    stops: Vec<watch::Sender<bool>>,
+    all: JoinHandle<Vec<(String, u8)>>,
+}
+
+/// `running`'s tasks and `retired` ones (tenants a reload removed).
+fn ending(running: BTreeMap<String, Running>, retired: Vec<JoinHandle<Option<u8>>>) -> Ending {
     let mut stops = Vec::new();
     let mut tasks = Vec::new();
     for (id, r) in running {
         stops.push(r.stop);
         tasks.push((id, r.task));
     }
-    let mut all = tokio::spawn(async move {
+    tasks.extend(retired.into_iter().map(|task| (String::new(), task)));
+    let all = tokio::spawn(async move {
         let mut failed = Vec::new();
         for (id, task) in tasks {
             match task.await {
@@ -229,36 +246,40 @@ async fn once(
         }
         failed
     });
-    let finished = tokio::select! {
-        done = &mut all => Some(done),
-        _ = signals.terminate.recv() => None,
-        _ = signals.interrupt.recv() => None,
-    };
-    let failed = match finished {
-        Some(done) => done.unwrap_or_default(),
-        None => {
-            tracing::info!("shutting down: running passes stop at their next batch boundary");
-            for stop in &stops {
-                let _ = stop.send(true);
-            }
-            match tokio::time::timeout(options.shutdown_grace, &mut all).await {
-                Ok(done) => done.unwrap_or_default(),
-                Err(_) => {
-                    let _ = shutdown.send(true);
-                    return Err(ServeError::ShutdownGrace(options.shutdown_grace.as_secs()));
-                }
-            }
+    Ending { stops, all }
+}
+
+/// No new passes; running ones stop at their next batch boundary within the
+/// grace; then the HTTP endpoint closes.
+async fn stop_all(
+    options: &ServeOptions,
+    mut ending: Ending,
+    http: Option<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+) -> Result<Vec<(String, u8)>, ServeError> {
+    tracing::info!(
+        "shutting down: no new passes; running passes stop at their next batch boundary"
+    );
+    let _ = shutdown.send(true);
+    for stop in &ending.stops {
+        let _ = stop.send(true);
+    }
+    let drained = tokio::time::timeout(options.shutdown_grace, &mut ending.all).await;
+    close(http, shutdown).await;
+    match drained {
+        Ok(done) => {
+            tracing::info!("stopped");
+            Ok(done.unwrap_or_default())
         }
-    };
+        Err(_) => Err(ServeError::ShutdownGrace(options.shutdown_grace.as_secs())),
+    }
+}
+
+/// Closes the HTTP endpoint and waits for it.
+async fn close(http: Option<JoinHandle<()>>, shutdown: watch::Sender<bool>) {
     let _ = shutdown.send(true);
     if let Some(http) = http {
         let _ = http.await;
-    }
-    if failed.is_empty() {
-        tracing::info!("stopped");
-        Ok(())
-    } else {
-        Err(ServeError::TenantsFailed(failed))
     }
 }
 
@@ -331,12 +352,6 @@ async fn begin(options: &ServeOptions) -> anyhow::Result<(Option<JoinHandle<()>>
             signals,
         },
     ))
-}
-
-async fn join_all(tasks: impl Iterator<Item = JoinHandle<Option<u8>>>) {
-    for task in tasks {
-        let _ = task.await;
-    }
 }
 
 /// Applies a changed tenant file: new tenants start, removed ones stop after

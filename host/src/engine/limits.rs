@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 use crate::config::LimitsConfig;
+use crate::error::RunError;
 
 /// How often the epoch advances. A guest that never returns is checked, and
 /// yields its thread, this often: it bounds how long a spinning component
@@ -248,15 +249,6 @@ pub enum Stopped {
     Shutdown,
 }
 
-/// A quota a component went over, named by the setting (or contract field) that sets it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Breach {
-    /// The setting, or `budget.max-pages` for the contract's limit on `emit` calls.
-    pub limit: &'static str,
-    /// What happened, with the limit's value.
-    pub message: String,
-}
-
 /// The time, CPU and storage limits of one pass, consulted at every epoch
 /// tick and every `emit`.
 #[derive(Debug)]
@@ -358,13 +350,14 @@ impl PassGuard {
         self.cpu.spent()
     }
 
-    /// Admits one more batch of `bytes`, or names the quota it would break.
-    pub fn admit(&mut self, bytes: usize) -> Result<(), Breach> {
+    /// Admits one more batch of `bytes`, or names the quota it would break:
+    /// its setting, or `budget.max-pages` for the contract's limit on `emit` calls.
+    pub fn admit(&mut self, bytes: usize) -> Result<(), RunError> {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         let max_bytes = u64::from(self.limits.max_pass_mib) << 20;
         if self.emits >= self.emits_allowed {
-            return Err(Breach {
-                limit: "budget.max-pages",
+            return Err(RunError::LimitExceeded {
+                setting: "budget.max-pages",
                 message: format!(
                     "the component called emit more than {} times in one poll, over its budget's max-pages \
                      (a batch holds at least one page)",
@@ -373,8 +366,8 @@ impl PassGuard {
             });
         }
         if self.batches >= u64::from(self.limits.max_pass_batches) {
-            return Err(Breach {
-                limit: harness_audit_settings::MAX_PASS_BATCHES.env,
+            return Err(RunError::LimitExceeded {
+                setting: harness_audit_settings::MAX_PASS_BATCHES.env,
                 message: format!(
                     "the pass stored {} batches, MAX_PASS_BATCHES; the next was refused",
                     self.limits.max_pass_batches
@@ -382,8 +375,8 @@ impl PassGuard {
             });
         }
         if self.bytes.saturating_add(bytes) > max_bytes {
-            return Err(Breach {
-                limit: harness_audit_settings::MAX_PASS_MIB.env,
+            return Err(RunError::LimitExceeded {
+                setting: harness_audit_settings::MAX_PASS_MIB.env,
                 message: format!(
                     "a batch of {bytes} bytes would take the pass past MAX_PASS_MIB ({} MiB, {} stored so far)",
                     self.limits.max_pass_mib, self.bytes

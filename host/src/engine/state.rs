@@ -377,11 +377,8 @@ impl emit::Host for HostState {
                 "the host refused a batch: {refusal}"
             ))));
         }
-        if let Err(breach) = self.guard.admit(batch.lines.len()) {
-            return Err(self.refuse(RunError::LimitExceeded {
-                setting: breach.limit,
-                message: breach.message,
-            }));
+        if let Err(over) = self.guard.admit(batch.lines.len()) {
+            return Err(self.refuse(over));
         }
         let meta = BatchMeta {
             event_count: batch.event_count,
