@@ -91,6 +91,8 @@ pub struct OutputConfig {
     pub state_key: String,
     /// The bucket, for the `gcs` sink.
     pub gcs_bucket: Option<String>,
+    /// Base URL of the Cloud Storage JSON API.
+    pub gcs_endpoint: String,
     /// Whether GCS objects are gzip-compressed (`.jsonl.gz`, `contentEncoding: gzip`).
     pub gzip: bool,
     /// Lifetime of the GCS lease, in seconds.
@@ -440,7 +442,7 @@ impl RawConfig {
     /// with [`KeyUse::NotNeeded`], an absent key is no error (a given one is
     /// still checked).
     pub fn validate_for(mut self, key_use: KeyUse) -> Result<Config, ConfigError> {
-        let api_base = parse_api_base(self.text(&table::API_BASE))?;
+        let api_base = parse_base_url(self.text(&table::API_BASE), &table::API_BASE)?;
         let account_id = self.text(&table::ACCOUNT_ID).ok_or(ConfigError::Missing {
             what: table::ACCOUNT_ID.env,
             hint: "set it to your Harness account identifier (Account Settings > Overview)",
@@ -551,6 +553,10 @@ impl RawConfig {
             prefix: relative_key(self.text(&table::GCS_PREFIX))?,
             state_key: relative_key(self.text(&table::STATE_KEY))?,
             gcs_bucket,
+            gcs_endpoint: parse_base_url(self.text(&table::GCS_ENDPOINT), &table::GCS_ENDPOINT)?
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
             gzip,
             lease_secs: self.number(&table::LEASE_SECS)?,
         };
@@ -610,15 +616,16 @@ fn is_identifier(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn parse_api_base(raw: Option<Sourced<String>>) -> Result<Url, ConfigError> {
-    let raw = raw.expect("HARNESS_API_BASE has a default");
+/// An `https://` base URL (`http://` on loopback) for `setting`, which has a default.
+fn parse_base_url(raw: Option<Sourced<String>>, setting: &Setting) -> Result<Url, ConfigError> {
+    let raw = raw.expect("base URL settings have a default");
     let url = Url::parse(raw.value.trim()).map_err(|e| {
         invalid(
             &raw,
             &format!(
                 "`{}` is not a URL ({e}); expected e.g. {}",
                 raw.value,
-                table::API_BASE.default_text()
+                setting.default_text()
             ),
         )
     })?;

@@ -8,7 +8,8 @@
 //!   or a `serve` tenant file, and validated once;
 //! - [`engine`]: wasmtime, the sandbox and the collection pass;
 //! - [`storage`]: sinks (local, stdout, GCS), the checkpoint, journal and lease;
-//! - [`commands`]: `run`, `backfill`, `check`, `ledger`, `serve` and its metrics.
+//! - [`commands`]: `run`, `backfill`, `check`, `ledger`, `serve` and its metrics;
+//! - [`pause_points`]: the crash tests' hook at each step of the commit protocol.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -32,6 +33,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod pause_points;
 pub mod random;
 pub mod storage;
 pub mod time;

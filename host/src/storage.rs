@@ -99,8 +99,20 @@ pub trait Sink: Send + Sync {
         lines: &[u8],
     ) -> Result<Written, SinkError>;
 
-    /// Whether an object of that name exists.
+    /// Whether an object of that name exists (a fence does not count).
     async fn exists(&self, name: &str) -> Result<bool, SinkError>;
+
+    /// Stops the writer of an interrupted intent for `name`, whose object is
+    /// absent, from ever creating it: that writer may only be stalled (a
+    /// frozen VM, a lease that lapsed), and an object it wrote late would
+    /// repeat events the batch's next reading stores again. Returns whether
+    /// the object exists after all, written just before the fence. A store
+    /// with a single writer and no compare-and-swap (a local directory)
+    /// needs no fence.
+    async fn fence(&self, name: &str) -> Result<bool, SinkError> {
+        let _ = name;
+        Ok(false)
+    }
 
     /// Where the data goes, for the summary line.
     fn location(&self) -> String;

@@ -183,9 +183,10 @@ fn gzip_objects_are_compressed_and_round_trip() {
     assert_exactly_once(&gcs, &bucket, &env);
 }
 
-/// The recipe keeps `{"since": <epoch seconds>}` at `harness/audit/state.json`.
-/// The first run starts exactly there and records its own checkpoint outside
-/// the prefix; the recipe's object is left as it was.
+/// The recipe keeps `{"since": <epoch seconds>}` at `harness/audit/state.json`
+/// (milliseconds and RFC 3339 text too). The first run starts exactly there
+/// and records its own checkpoint outside the prefix; the recipe's object is
+/// left as it was. One that names no instant stops the run with exit 2.
 #[test]
 fn the_recipe_state_is_taken_over_once_skipping_and_repeating_nothing() {
     let gcs = Emulator::from_env();
@@ -206,6 +207,38 @@ fn the_recipe_state_is_taken_over_once_skipping_and_repeating_nothing() {
         .mock
         .events_json_where(|e| e.timestamp >= since_secs * 1000);
     assert!(expected.len() < 600 && expected.len() >= 290);
+    let rfc3339 = chrono::DateTime::from_timestamp(i64::try_from(since_secs).unwrap(), 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // The recipe's other spellings of the same instant: milliseconds and RFC 3339.
+    for since in [format!("{}", since_secs * 1000), format!("\"{rfc3339}\"")] {
+        let bucket = gcs.fresh_bucket("takeover-form");
+        let state = format!("{{\"since\": {since}}}");
+        gcs.upload(&bucket, "harness/audit/state.json", state.as_bytes());
+        let run = run_gcs(&env, gcs.base_url(), &bucket, &[]);
+        run.assert_collected(expected.len());
+        assert_eq!(
+            sorted(gcs.lines(&bucket, PREFIX)),
+            sorted(expected.clone()),
+            "{since}"
+        );
+    }
+    // A `since` that means no instant stops the run, naming the object, and writes nothing.
+    let unusable = gcs.fresh_bucket("takeover-unusable");
+    gcs.upload(
+        &unusable,
+        "harness/audit/state.json",
+        br#"{"since": "last tuesday"}"#,
+    );
+    let run = run_gcs(&env, gcs.base_url(), &unusable, &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("harness/audit/state.json"),
+        "{}",
+        run.stderr
+    );
+    assert!(gcs.lines(&unusable, PREFIX).is_empty());
+    assert!(gcs.download(&unusable, CHECKPOINT).is_none());
     let recipe_state = format!("{{\"since\": {since_secs}}}");
 
     let bucket = gcs.fresh_bucket("takeover");
@@ -437,7 +470,7 @@ fn without_credentials_the_error_says_where_it_looked() {
 
 /// A client of `bucket` on the emulator, as the binary builds one.
 async fn emulator_client(gcs: &Emulator, bucket: &str) -> Arc<GcsClient> {
-    let credentials = Credentials::resolve(|name| {
+    let credentials = Credentials::resolve("https://storage.googleapis.com", |name| {
         (name == "STORAGE_EMULATOR_HOST").then(|| gcs.base_url().to_owned())
     })
     .await

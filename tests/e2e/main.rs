@@ -8,6 +8,8 @@ mod check;
 mod collect;
 mod completeness;
 mod config_ui;
+mod crashes;
+mod credentials;
 mod examples;
 mod failures;
 mod filters;

@@ -96,24 +96,8 @@ impl Env {
     }
 
     pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
-        let mut vars: BTreeMap<&str, &str> = BTreeMap::from([
-            ("HARNESS_API_BASE", ""),
-            ("HARNESS_ACCOUNT_ID", ACCOUNT),
-            ("HARNESS_API_KEY", self.key.as_str()),
-            ("OUTPUT_DIR", self.out().to_str().unwrap()),
-            ("RETRY_BASE_MS", "1"),
-            ("SETTLE_LAG_SECONDS", "0"),
-            ("MAX_REQUESTS_PER_MINUTE", "0"),
-        ]);
-        let base = self.mock.base_url();
-        vars.insert("HARNESS_API_BASE", &base);
-        vars.extend(extra.iter().copied());
-        let child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-            .args(args)
-            .env_clear()
-            .envs(vars.iter().filter(|(_, v)| !v.is_empty()))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
+        let (mut command, vars) = self.command(args, extra);
+        let child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -128,7 +112,7 @@ impl Env {
             stdout: String::from_utf8(stdout).unwrap(),
             stderr: String::from_utf8(stderr).unwrap(),
         };
-        for key in [self.key.as_str(), vars["HARNESS_API_KEY"]]
+        for key in [self.key.as_str(), vars["HARNESS_API_KEY"].as_str()]
             .into_iter()
             .filter(|k| !k.is_empty())
         {
@@ -141,6 +125,39 @@ impl Env {
             assert_no_secret_in_files(self.out(), secret);
         }
         run
+    }
+
+    /// `harness-audit <args>` with the recipe's variables plus `extra`, and
+    /// nothing else from the test's environment; stdin closed.
+    pub fn command(
+        &self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> (Command, BTreeMap<String, String>) {
+        let mut vars: BTreeMap<&str, &str> = BTreeMap::from([
+            ("HARNESS_API_BASE", ""),
+            ("HARNESS_ACCOUNT_ID", ACCOUNT),
+            ("HARNESS_API_KEY", self.key.as_str()),
+            ("OUTPUT_DIR", self.out().to_str().unwrap()),
+            ("RETRY_BASE_MS", "1"),
+            ("SETTLE_LAG_SECONDS", "0"),
+            ("MAX_REQUESTS_PER_MINUTE", "0"),
+        ]);
+        let base = self.mock.base_url();
+        vars.insert("HARNESS_API_BASE", &base);
+        vars.extend(extra.iter().copied());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_harness-audit"));
+        command
+            .args(args)
+            .env_clear()
+            .envs(vars.iter().filter(|(_, v)| !v.is_empty()))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        (command, vars)
     }
 
     /// Every file under the output directory with its content.
@@ -241,4 +258,30 @@ pub fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Fails unless `stored` holds each of `expected`'s lines exactly once,
+/// naming how many are missing and repeated rather than printing them all.
+pub fn assert_exact(stored: Vec<String>, expected: Vec<String>, context: &str) {
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for line in &stored {
+        *seen.entry(line.as_str()).or_default() += 1;
+    }
+    let repeated = seen.values().filter(|n| **n > 1).count();
+    let missing = expected
+        .iter()
+        .filter(|l| !seen.contains_key(l.as_str()))
+        .count();
+    let unexpected = stored.len() + missing - repeated_total(&seen) - expected.len();
+    assert!(
+        repeated == 0 && missing == 0 && unexpected == 0,
+        "{context}: {} lines stored for {} events: {missing} missing, {repeated} stored more than once, \
+         {unexpected} not from the API",
+        stored.len(),
+        expected.len()
+    );
+}
+
+fn repeated_total(seen: &std::collections::BTreeMap<&str, usize>) -> usize {
+    seen.values().map(|n| n - 1).sum()
 }

@@ -1,6 +1,7 @@
 //! The GCS side of the end-to-end tests: the `fake-gcs-server` emulator
 //! (started by `scripts/with-gcs-emulator.sh`) read back directly, and a
-//! fault-injecting proxy placed between the binary and the emulator.
+//! proxy placed between the binary and the emulator that injects faults or,
+//! like Google, refuses requests without a live bearer token.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -14,6 +15,7 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 
+use crate::google::TokenLedger;
 use crate::mock::BrokenBody;
 use crate::seed::Rng;
 use crate::server::LoopbackServer;
@@ -220,6 +222,21 @@ struct ProxyState {
     rng: Rng,
     injected: u64,
     client: reqwest::Client,
+    auth: Option<Arc<TokenLedger>>,
+    recorded: Vec<Recorded>,
+}
+
+/// A request the proxy saw, as Google would check it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// When it arrived.
+    pub at: std::time::Instant,
+    /// The method and path.
+    pub request: String,
+    /// The bearer token, if any.
+    pub token: Option<String>,
+    /// Why it was refused with 401 ([`FaultProxy::with_auth`] only).
+    pub refused: Option<String>,
 }
 
 /// A proxy in front of the emulator that injects [`ProxyFaults`].
@@ -247,6 +264,31 @@ enum Decision {
 async fn proxy(State(state): State<Arc<Mutex<ProxyState>>>, request: Request) -> Response {
     let (decision, upstream, client) = {
         let mut s = state.lock().expect("proxy state");
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let refused = s
+            .auth
+            .as_ref()
+            .and_then(|ledger| ledger.check(authorization));
+        s.recorded.push(Recorded {
+            at: std::time::Instant::now(),
+            request: format!("{} {}", request.method(), request.uri().path()),
+            token: authorization
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned),
+            refused: refused.clone(),
+        });
+        if refused.is_some() {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    r#"{"error":{"code":401,"message":"Invalid Credentials"}}"#,
+                ))
+                .expect("a valid response");
+        }
         let f = s.faults;
         let roll = (s.rng.next_u64() % 1_000_000) as f64 / 1_000_000.0;
         let decision = if f.deny_all {
@@ -329,6 +371,20 @@ async fn proxy(State(state): State<Arc<Mutex<ProxyState>>>, request: Request) ->
 impl FaultProxy {
     /// Starts a proxy to `upstream` (the emulator's base URL).
     pub fn start(upstream: &str, faults: ProxyFaults) -> std::io::Result<Self> {
+        Self::start_checking(upstream, faults, None)
+    }
+
+    /// A proxy that, like Google, answers 401 to any request without a live
+    /// bearer token from `ledger`, and records every request's token.
+    pub fn with_auth(upstream: &str, ledger: Arc<TokenLedger>) -> std::io::Result<Self> {
+        Self::start_checking(upstream, ProxyFaults::default(), Some(ledger))
+    }
+
+    fn start_checking(
+        upstream: &str,
+        faults: ProxyFaults,
+        auth: Option<Arc<TokenLedger>>,
+    ) -> std::io::Result<Self> {
         install_crypto_provider();
         let state = Arc::new(Mutex::new(ProxyState {
             upstream: upstream.trim_end_matches('/').to_owned(),
@@ -336,6 +392,8 @@ impl FaultProxy {
             rng: Rng::new(0x6c5),
             injected: 0,
             client: reqwest::Client::new(),
+            auth,
+            recorded: Vec::new(),
         }));
         let app = Router::new().fallback(proxy).with_state(state.clone());
         let server = LoopbackServer::start("gcs-proxy", app)?;
@@ -350,6 +408,11 @@ impl FaultProxy {
     /// Requests that were failed on purpose.
     pub fn injected(&self) -> u64 {
         self.state.lock().expect("proxy state").injected
+    }
+
+    /// Every request seen, in order.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.state.lock().expect("proxy state").recorded.clone()
     }
 
     /// Changes the faults from now on.

@@ -4,6 +4,7 @@
 
 pub mod chaos;
 pub mod gcs;
+pub mod google;
 pub mod isolation;
 pub mod mock;
 pub mod process;
@@ -11,7 +12,7 @@ pub mod secrets;
 pub mod seed;
 pub mod server;
 
-pub use gcs::{Emulator, FaultProxy, ProxyFaults, StoredObject};
+pub use gcs::{Emulator, FaultProxy, ProxyFaults, Recorded, StoredObject};
 pub use mock::{
     Fault, FaultRates, Freedoms, KeyGrant, MockHarness, OversizePages, RecordedRequest, make_key,
     yaml_diff_of,

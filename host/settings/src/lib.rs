@@ -603,6 +603,24 @@ settings! {
               it alone selects the GCS sink, as in the recipe.",
     };
 
+    /// `GCS_ENDPOINT`.
+    GCS_ENDPOINT = Setting {
+        key: "gcs_endpoint",
+        section: Section::Output,
+        env: "GCS_ENDPOINT",
+        flag: "gcs-endpoint",
+        kind: Kind::Text {
+            default: Some("https://storage.googleapis.com"),
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Base URL of the Cloud Storage JSON API, called with the resolved credentials: a Private \
+              Service Connect endpoint (`https://storage-NAME.p.googleapis.com`) or a proxy. `http://` \
+              only for 127.0.0.1/localhost/[::1]. `STORAGE_EMULATOR_HOST` overrides it, without \
+              credentials.",
+    };
+
     /// `GCS_PREFIX`.
     GCS_PREFIX = Setting {
         key: "gcs_prefix",

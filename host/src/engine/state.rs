@@ -15,6 +15,7 @@ use crate::engine::bindings::{Batch, EmitError};
 use crate::engine::limits::{PassGuard, SandboxLimits, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::error::RunError;
+use crate::pause_points::{self, Step};
 use crate::storage::journal::{Pending, StateFile};
 use crate::storage::recipe;
 use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written};
@@ -184,14 +185,30 @@ impl Pipeline {
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
     ) -> Result<Self, StateError> {
-        let loaded = load(sink.as_ref(), checkpoints.as_ref()).await?;
-        if let Some((pending, written)) = &loaded.settled {
+        let mut loaded = load(sink.as_ref(), checkpoints.as_ref()).await?;
+        if let Some((pending, mut written)) = loaded.settled.take() {
+            if !written {
+                // The intent's writer may be stalled, not dead. Rewriting the
+                // state first tells it so when it meets the fence; the fence
+                // then keeps its object from landing after the batch is read
+                // again, or finds that it landed just now.
+                let claim = StateFile::intent(
+                    loaded.checkpoint.as_deref(),
+                    &pending.object,
+                    &pending.checkpoint,
+                );
+                checkpoints.save(&claim.to_bytes()).await?;
+                written = sink.fence(&pending.object).await?;
+                if written {
+                    loaded.checkpoint = Some(pending.checkpoint.clone().into_owned());
+                }
+            }
             tracing::warn!(
                 stage = "recovery",
                 object = %pending.object,
                 written,
                 "settled a batch left in flight by an interrupted run: {}",
-                if *written { "its object exists, so its checkpoint is now committed" }
+                if written { "its object exists, so its checkpoint is now committed" }
                 else { "its object was never written, so it will be read again" }
             );
             let cleaned = StateFile::settled(loaded.checkpoint.as_deref());
@@ -237,15 +254,18 @@ impl Pipeline {
                 .await
                 .map_err(|e| self.failed("recording the write intent", e))?;
             self.intent_open = true;
+            pause_points::reached(Step::AfterIntent);
         }
         let written = self
             .sink
             .write(name.as_deref(), meta, lines)
             .await
             .map_err(|e| self.failed("writing the batch", e))?;
+        pause_points::reached(Step::AfterObject);
         self.save_checkpoint(checkpoint)
             .await
             .map_err(|e| self.failed("the batch was stored but its checkpoint was not", e))?;
+        pause_points::reached(Step::AfterCommit);
         Ok(written)
     }
 

@@ -192,9 +192,14 @@ enum Attempt {
 
 impl GcsClient {
     /// Resolves credentials (the emulator when `STORAGE_EMULATOR_HOST` is set,
-    /// otherwise Application Default Credentials) for `bucket`.
-    pub async fn connect(bucket: &str, retry: RetryPolicy) -> Result<Self, GcsError> {
-        let credentials = Credentials::resolve(|name| std::env::var(name).ok()).await?;
+    /// otherwise Application Default Credentials for the JSON API at
+    /// `endpoint`) for `bucket`.
+    pub async fn connect(
+        bucket: &str,
+        endpoint: &str,
+        retry: RetryPolicy,
+    ) -> Result<Self, GcsError> {
+        let credentials = Credentials::resolve(endpoint, |name| std::env::var(name).ok()).await?;
         Ok(Self::new(bucket, credentials, retry))
     }
 
@@ -590,7 +595,7 @@ mod tests {
 
     #[tokio::test]
     async fn https_clients_build_with_the_single_tls_provider() {
-        let credentials = Credentials::resolve(|name| {
+        let credentials = Credentials::resolve("https://storage.googleapis.com", |name| {
             (name == "STORAGE_EMULATOR_HOST").then(|| "https://127.0.0.1:1".to_owned())
         })
         .await

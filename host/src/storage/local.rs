@@ -5,6 +5,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::pause_points::{self, Step};
+
 use super::{BatchMeta, CheckpointStore, Sink, SinkError, Written, object_name};
 
 /// Objects and the checkpoint under one root directory.
@@ -38,8 +40,9 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
-/// Writes `bytes` to a fresh temporary file beside `path` and fsyncs it.
-fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, SinkError> {
+/// Writes `bytes` to a fresh temporary file beside `path` and fsyncs it,
+/// marking `midway` when half the bytes are on disk.
+fn write_temp(path: &Path, bytes: &[u8], midway: Option<Step>) -> Result<PathBuf, SinkError> {
     let dir = path.parent().expect("object paths have a parent");
     fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
     let name = path
@@ -48,7 +51,12 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, SinkError> {
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    file.write_all(bytes).map_err(io("writing", &tmp))?;
+    let (head, tail) = bytes.split_at(bytes.len() / 2);
+    file.write_all(head).map_err(io("writing", &tmp))?;
+    if let Some(step) = midway {
+        pause_points::reached(step);
+    }
+    file.write_all(tail).map_err(io("writing", &tmp))?;
     file.sync_all().map_err(io("syncing", &tmp))?;
     Ok(tmp)
 }
@@ -69,7 +77,7 @@ fn write_object(path: &Path, name: String, lines: &[u8]) -> Result<Written, Sink
             Err(SinkError::Conflict(name))
         };
     }
-    let tmp = write_temp(path, lines)?;
+    let tmp = write_temp(path, lines, Some(Step::MidUpload))?;
     // A hard link fails if the target exists, so a concurrent writer can never be overwritten.
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
@@ -133,7 +141,7 @@ impl CheckpointStore for LocalDirSink {
         let path = self.state_path();
         let bytes = checkpoint.to_vec();
         tokio::task::spawn_blocking(move || {
-            let tmp = write_temp(&path, &bytes)?;
+            let tmp = write_temp(&path, &bytes, None)?;
             fs::rename(&tmp, &path).map_err(io("replacing checkpoint", &path))?;
             sync_dir(&path)
         })

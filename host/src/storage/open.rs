@@ -71,9 +71,13 @@ async fn open_with(config: &Config, holder: &str, max_retries: u32) -> Result<St
                 .as_deref()
                 .expect("validation requires a bucket for the gcs sink");
             let client = Arc::new(
-                GcsClient::connect(bucket, retry_policy(config, max_retries))
-                    .await
-                    .map_err(SinkError::Credentials)?,
+                GcsClient::connect(
+                    bucket,
+                    &output.gcs_endpoint,
+                    retry_policy(config, max_retries),
+                )
+                .await
+                .map_err(SinkError::Credentials)?,
             );
             tracing::info!(stage = "storage", credentials = %client.credentials().source(), "resolved storage credentials");
             let sink = Arc::new(GcsSink::new(

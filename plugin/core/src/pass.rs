@@ -468,7 +468,12 @@ impl Source {
         report: &mut PollReport,
         fx: &mut Effects<'_, T, P, C>,
     ) -> Result<(), SourceError> {
-        pending.events.sort_by_key(|e| e.timestamp_ms);
+        // Ties in time are ordered by auditId, not as the API happened to
+        // return them, so a batch read twice (after a crash, or by two writers
+        // that overlap) is the same bytes and so the same object.
+        pending
+            .events
+            .sort_by(|a, b| (a.timestamp_ms, &a.audit_id).cmp(&(b.timestamp_ms, &b.audit_id)));
         let extras: Vec<Option<String>> = if self.settings.enrich_yaml_diff {
             pending
                 .events

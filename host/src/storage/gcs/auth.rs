@@ -1,7 +1,9 @@
 //! Which credentials GCS calls are made with: the emulator (anonymous) when
 //! `STORAGE_EMULATOR_HOST` is set, otherwise Application Default Credentials
 //! in Google's order: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's well-known
-//! file, the metadata server. Key material never reaches a message: file
+//! file, the metadata server. Each token source is the one its credentials
+//! name (a key's `token_uri`, a federation file's `token_url`), so the real
+//! Google endpoints are only defaults. Key material never reaches a message: file
 //! parse errors report only a line and column.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,6 @@ use gcloud_auth::token_source::TokenSource;
 
 use super::{GcsError, SCOPE};
 
-const PRODUCTION_ENDPOINT: &str = "https://storage.googleapis.com";
 const DEFAULT_METADATA_HOST: &str = "169.254.169.254";
 const METADATA_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const SUPPORTED_TYPES: [&str; 3] = ["service_account", "external_account", "authorized_user"];
@@ -38,8 +39,12 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Resolves credentials from the environment, read through `env`.
-    pub async fn resolve(env: impl Fn(&str) -> Option<String>) -> Result<Self, GcsError> {
+    /// Resolves credentials for the JSON API at `endpoint` from the
+    /// environment, read through `env`.
+    pub async fn resolve(
+        endpoint: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, GcsError> {
         super::install_crypto_provider();
         let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         if let Some(host) = set("STORAGE_EMULATOR_HOST") {
@@ -58,13 +63,18 @@ impl Credentials {
             });
         }
         if let Some(path) = set("GOOGLE_APPLICATION_CREDENTIALS") {
-            return from_file(Path::new(&path), "GOOGLE_APPLICATION_CREDENTIALS").await;
+            return from_file(endpoint, Path::new(&path), "GOOGLE_APPLICATION_CREDENTIALS").await;
         }
         let well_known = set("HOME").map(|home| {
             PathBuf::from(home).join(".config/gcloud/application_default_credentials.json")
         });
         if let Some(path) = well_known.as_deref().filter(|p| p.is_file()) {
-            return from_file(path, "gcloud's application default credentials file").await;
+            return from_file(
+                endpoint,
+                path,
+                "gcloud's application default credentials file",
+            )
+            .await;
         }
         let metadata_host =
             set("GCE_METADATA_HOST").unwrap_or_else(|| DEFAULT_METADATA_HOST.into());
@@ -82,7 +92,7 @@ impl Credentials {
                     ))
                 })?;
                 Ok(Self {
-                    endpoint: PRODUCTION_ENDPOINT.into(),
+                    endpoint: endpoint.into(),
                     principal: email.clone(),
                     source: format!(
                         "the metadata server at {metadata_host}, service account {email}"
@@ -132,7 +142,7 @@ impl Credentials {
     }
 }
 
-async fn from_file(path: &Path, named_by: &str) -> Result<Credentials, GcsError> {
+async fn from_file(endpoint: &str, path: &Path, named_by: &str) -> Result<Credentials, GcsError> {
     let shown = path.display();
     let unusable =
         |why: String| GcsError::Credentials(format!("{named_by} names {shown}, which {why}"));
@@ -171,7 +181,7 @@ async fn from_file(path: &Path, named_by: &str) -> Result<Credentials, GcsError>
     .await
     .map_err(|e| unusable(format!("gave no access token: {}", safe(&e))))?;
     Ok(Credentials {
-        endpoint: PRODUCTION_ENDPOINT.into(),
+        endpoint: endpoint.into(),
         source: format!("{named_by} ({shown}), {principal}"),
         principal,
         token: Some(token),
@@ -221,6 +231,8 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    const GOOGLE: &str = "https://storage.googleapis.com";
+
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: HashMap<String, String> = vars
             .iter()
@@ -231,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_emulator_needs_no_credentials() {
-        let c = Credentials::resolve(env(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")]))
+        let c = Credentials::resolve(GOOGLE, env(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")]))
             .await
             .unwrap();
         assert_eq!(c.endpoint(), "http://127.0.0.1:4443");
@@ -241,10 +253,13 @@ mod tests {
     #[tokio::test]
     async fn nothing_found_names_every_place_looked() {
         let home = tempfile::tempdir().unwrap();
-        let err = Credentials::resolve(env(&[
-            ("HOME", home.path().to_str().unwrap()),
-            ("GCE_METADATA_HOST", "127.0.0.1:9"),
-        ]))
+        let err = Credentials::resolve(
+            GOOGLE,
+            env(&[
+                ("HOME", home.path().to_str().unwrap()),
+                ("GCE_METADATA_HOST", "127.0.0.1:9"),
+            ]),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -283,10 +298,10 @@ mod tests {
         for (i, (content, expected)) in cases.into_iter().enumerate() {
             let path = dir.path().join(format!("key{i}.json"));
             std::fs::write(&path, content).unwrap();
-            let err = Credentials::resolve(env(&[(
-                "GOOGLE_APPLICATION_CREDENTIALS",
-                path.to_str().unwrap(),
-            )]))
+            let err = Credentials::resolve(
+                GOOGLE,
+                env(&[("GOOGLE_APPLICATION_CREDENTIALS", path.to_str().unwrap())]),
+            )
             .await
             .unwrap_err()
             .to_string();
@@ -295,10 +310,10 @@ mod tests {
             assert!(!err.contains("SECRETMATERIAL"), "{err}");
         }
         let missing = dir.path().join("absent.json");
-        let err = Credentials::resolve(env(&[(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            missing.to_str().unwrap(),
-        )]))
+        let err = Credentials::resolve(
+            GOOGLE,
+            env(&[("GOOGLE_APPLICATION_CREDENTIALS", missing.to_str().unwrap())]),
+        )
         .await
         .unwrap_err()
         .to_string();

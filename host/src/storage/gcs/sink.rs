@@ -23,6 +23,11 @@ const SOURCE: &str = "harness-audit";
 const CONTENT_SHA256: &str = "content-sha256";
 /// Metadata key naming the process that wrote a checkpoint.
 const WRITER: &str = "writer";
+/// Metadata key of a fence: an empty object at the name of an interrupted
+/// write, naming the process that took the batch over.
+const FENCED_BY: &str = "fenced-by";
+/// Attempts at replacing a fence another writer is replacing too.
+const FENCE_ROUNDS: usize = 3;
 
 /// A bucket prefix for data, and a checkpoint object outside it.
 #[derive(Debug)]
@@ -155,22 +160,62 @@ impl Sink for GcsSink {
             content_encoding: self.gzip.then_some("gzip"),
             metadata: &metadata,
         };
-        match self.client.insert(&name, upload, 0).await {
-            Ok(_) => Ok(Written::Created(name)),
-            // A batch is named by its content: the same name means an earlier
-            // attempt (maybe one whose response was lost) already stored it.
-            Err(GcsError::PreconditionFailed { .. }) => {
-                match self.written_by(&name, &sha, None).await? {
-                    Some(_) => Ok(Written::AlreadyPresent(name)),
-                    None => Err(SinkError::Conflict(self.client.url(&name))),
-                }
+        let mut generation = 0;
+        for _ in 0..FENCE_ROUNDS {
+            match self.client.insert(&name, upload, generation).await {
+                Ok(_) => return Ok(Written::Created(name)),
+                Err(GcsError::PreconditionFailed { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+            let Some(info) = self.client.info(&name).await? else {
+                generation = 0;
+                continue;
+            };
+            // A batch is named by its content: the same content means an earlier
+            // attempt (maybe one whose response was lost) already stored it.
+            if info.metadata.get(CONTENT_SHA256) == Some(&sha) {
+                return Ok(Written::AlreadyPresent(name));
+            }
+            if !info.metadata.contains_key(FENCED_BY) {
+                return Err(SinkError::Conflict(self.client.url(&name)));
+            }
+            // Only the writer whose intent for this name is the state's
+            // current one may fill a fence; the stalled writer it fenced
+            // out finds the state changed.
+            let current = self.client.info(&self.state_key).await?;
+            if current.map(|c| c.generation) != Some(self.generation()) {
+                return Err(SinkError::Superseded(self.checkpoint_location()));
+            }
+            generation = info.generation;
         }
+        Err(SinkError::Superseded(self.checkpoint_location()))
     }
 
     async fn exists(&self, name: &str) -> Result<bool, SinkError> {
-        Ok(self.client.info(name).await?.is_some())
+        Ok(self
+            .client
+            .info(name)
+            .await?
+            .is_some_and(|info| !info.metadata.contains_key(FENCED_BY)))
+    }
+
+    async fn fence(&self, name: &str) -> Result<bool, SinkError> {
+        let metadata = BTreeMap::from([
+            ("event-count".to_owned(), "0".to_owned()),
+            ("source".to_owned(), SOURCE.to_owned()),
+            (FENCED_BY.to_owned(), self.writer.clone()),
+        ]);
+        let upload = Upload {
+            body: b"",
+            content_type: NDJSON,
+            content_encoding: None,
+            metadata: &metadata,
+        };
+        match self.client.insert(name, upload, 0).await {
+            Ok(_) => Ok(false),
+            Err(GcsError::PreconditionFailed { .. }) => self.exists(name).await,
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn location(&self) -> String {

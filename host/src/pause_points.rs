@@ -1,0 +1,95 @@
+//! A test hook at each step of the commit protocol (intent, object, commit),
+//! so that the crash tests can SIGKILL the real binary at exactly that step
+//! instead of at a random instant that rarely falls inside the commit window.
+//!
+//! `HARNESS_AUDIT_TEST_PAUSE_AT=<step>[@<n>]` makes the process print
+//! `harness-audit test hook: paused at <step> #<n>` to stderr the `n`th time
+//! (default: first) it reaches `<step>`, then stop itself with SIGSTOP, as a
+//! frozen VM would: the test sends SIGKILL to crash it there, or SIGCONT to
+//! let it carry on late. It is deliberately not a setting: it is not in the
+//! README, the help or the config file, and when it is unset a step costs
+//! one atomic load.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The variable that arms the hook.
+pub const VARIABLE: &str = "HARNESS_AUDIT_TEST_PAUSE_AT";
+
+/// A step of the commit protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The write intent is durable; the object is not written yet.
+    AfterIntent,
+    /// Half the object's bytes are in a temporary file on disk (local sink).
+    MidUpload,
+    /// The object is durable; its checkpoint is not committed.
+    AfterObject,
+    /// The batch's checkpoint is committed.
+    AfterCommit,
+}
+
+impl Step {
+    /// Every step, in protocol order.
+    pub const ALL: [Self; 4] = [
+        Self::AfterIntent,
+        Self::MidUpload,
+        Self::AfterObject,
+        Self::AfterCommit,
+    ];
+
+    /// The name `HARNESS_AUDIT_TEST_PAUSE_AT` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AfterIntent => "after-intent",
+            Self::MidUpload => "mid-upload",
+            Self::AfterObject => "after-object",
+            Self::AfterCommit => "after-commit",
+        }
+    }
+}
+
+struct Armed {
+    step: Step,
+    occurrence: u32,
+    seen: AtomicU32,
+}
+
+fn armed() -> Option<&'static Armed> {
+    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let value = std::env::var(VARIABLE).ok()?;
+            let (name, occurrence) = value.split_once('@').unwrap_or((&value, "1"));
+            let step = Step::ALL.into_iter().find(|s| s.name() == name);
+            let occurrence = occurrence.parse().ok().filter(|n| *n > 0);
+            let (Some(step), Some(occurrence)) = (step, occurrence) else {
+                // A test hook with a typo must not pass silently as a run without a pause.
+                eprintln!(
+                    "harness-audit test hook: {VARIABLE}=`{value}` is not <step>[@<n>] with a step among {}",
+                    Step::ALL.map(Step::name).join(", ")
+                );
+                std::process::exit(2);
+            };
+            Some(Armed {
+                step,
+                occurrence,
+                seen: AtomicU32::new(0),
+            })
+        })
+        .as_ref()
+}
+
+/// Marks an arrival at `step`; the armed arrival stops the whole process
+/// until it is sent SIGCONT (or SIGKILL).
+pub fn reached(step: Step) {
+    let Some(armed) = armed().filter(|a| a.step == step) else {
+        return;
+    };
+    let n = armed.seen.fetch_add(1, Ordering::Relaxed) + 1;
+    if n == armed.occurrence {
+        eprintln!("harness-audit test hook: paused at {} #{n}", step.name());
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+    }
+}

@@ -1,0 +1,460 @@
+//! Kills aimed at the commit window, and writers that overlap without the
+//! lease. The binary's test hook (`HARNESS_AUDIT_TEST_PAUSE_AT`, see
+//! `host/src/pause_points.rs`) stops the process at a named step; the test
+//! looks at what is stored at that instant, then SIGKILLs it there, or lets it
+//! carry on late, and requires exact output after the next run.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness_tests::process::KillOnDrop;
+use harness_tests::{Emulator, FaultProxy, FaultRates, Freedoms, ProxyFaults, Recorded};
+use serde_json::Value;
+
+use crate::support::{Env, assert_exact};
+
+const STEPS: [&str; 4] = ["after-intent", "mid-upload", "after-object", "after-commit"];
+const CHECKPOINT: &str = "harness-audit-state/checkpoint.json";
+const PREFIX: &str = "harness/audit/";
+/// Several batches per run, so a kill at the second leaves the first committed.
+const BATCHES: [(&str, &str); 2] = [("PAGE_SIZE", "50"), ("BATCH_MAX_EVENTS", "100")];
+
+/// Ties in any order and short pages: what the API allows, as the chaos test has it.
+fn free() -> Freedoms {
+    Freedoms {
+        shuffle_ties: true,
+        short_page_rate: 0.1,
+        short_page_drop: 0.33,
+        ..Freedoms::default()
+    }
+}
+
+/// A run the test hook stopped at a step.
+struct Paused {
+    child: KillOnDrop,
+    log: Arc<Mutex<String>>,
+}
+
+impl Paused {
+    /// Starts `harness-audit run` and waits until it stops at `step` (`<step>@<n>`).
+    fn start(env: &Env, step: &str, extra: &[(&str, &str)]) -> Self {
+        let mut vars = extra.to_vec();
+        vars.push(("HARNESS_AUDIT_TEST_PAUSE_AT", step));
+        let (mut command, _) = env.command(&["run"], &vars);
+        let mut child = KillOnDrop(
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (paused, at) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("test hook: paused at") {
+                    let _ = paused.send(());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        if at.recv_timeout(Duration::from_secs(60)).is_err() {
+            panic!("never paused at {step}:\n{}", log.lock().unwrap());
+        }
+        let stat = format!("/proc/{}/stat", child.id());
+        let stopped = (0..500).any(|_| {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            let stopped = state
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('T'));
+            if !stopped {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stopped
+        });
+        assert!(stopped, "the process did not stop at {step}");
+        Self { child, log }
+    }
+
+    /// SIGKILL, as a crash at this step.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGCONT: the stalled process carries on; its exit code and log.
+    fn resume(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the resumed run did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends with the pipe; give it the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        (
+            status.code().expect("exited, not killed"),
+            self.log.lock().unwrap().clone(),
+        )
+    }
+}
+
+/// Events a run reports as collected.
+fn collected(stdout: &str) -> usize {
+    stdout
+        .strip_prefix("collected ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {stdout}"))
+}
+
+/// What a kill at `step` must have left, and the stderr the restart must print.
+fn assert_left_at(step: &str, state: &Value, object_exists: bool) {
+    if step == "after-commit" {
+        assert!(state.get("pending").is_none(), "{state}");
+        return;
+    }
+    assert_ne!(
+        state["pending"]["checkpoint"], state["checkpoint"],
+        "the batch in flight carries a checkpoint of its own"
+    );
+    assert_eq!(object_exists, step == "after-object", "at {step}: {state}");
+}
+
+fn restart_note(step: &str) -> &'static str {
+    match step {
+        "after-object" => "its object exists, so its checkpoint is now committed",
+        "after-commit" => "collected",
+        _ => "its object was never written, so it will be read again",
+    }
+}
+
+/// SIGKILL at each step of the commit protocol on the local sink: the next
+/// run collects exactly the events not yet stored, and the store ends exact.
+#[test]
+fn a_kill_at_each_commit_step_on_the_local_sink_loses_and_repeats_nothing() {
+    for step in STEPS {
+        let env = Env::with_freedoms(300, free());
+        let paused = Paused::start(&env, &format!("{step}@2"), &BATCHES);
+        let state: Value = serde_json::from_slice(&env.checkpoint().unwrap()).unwrap();
+        let object = state["pending"]["object"].as_str().unwrap_or_default();
+        assert_left_at(step, &state, env.out().join(object).is_file());
+        if step == "mid-upload" {
+            let dir = env.out().join(object).parent().unwrap().to_owned();
+            let partial = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .any(|n| n.starts_with('.') && n.contains(".tmp-"));
+            assert!(
+                partial,
+                "half the object is on disk, under a temporary name"
+            );
+        }
+        let stored = env.sorted_lines().len();
+        paused.kill();
+        let run = env.run(&BATCHES);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(restart_note(step)) || step == "after-commit",
+            "{step}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            collected(&run.stdout),
+            300 - stored,
+            "{step}: {}",
+            run.stdout
+        );
+        assert_exact(env.sorted_lines(), env.mock.events_json(), step);
+    }
+}
+
+fn run_gcs(env: &Env, host: &str, bucket: &str, extra: &[(&str, &str)]) -> crate::support::Run {
+    let mut vars = vec![("GCS_BUCKET", bucket), ("STORAGE_EMULATOR_HOST", host)];
+    vars.extend_from_slice(extra);
+    env.run(&vars)
+}
+
+/// Lets the lease of a killed or stalled holder lapse, as its lifetime passing would.
+fn expire_lease(gcs: &Emulator, bucket: &str) {
+    let lapsed = serde_json::json!({
+        "holder": "a stalled writer",
+        "renewed_at": "2026-01-01T00:00:00.000Z",
+        "expires_at_ms": 0,
+    });
+    gcs.upload(
+        bucket,
+        &format!("{CHECKPOINT}.lease"),
+        lapsed.to_string().as_bytes(),
+    );
+}
+
+fn gcs_state(gcs: &Emulator, bucket: &str) -> Value {
+    serde_json::from_slice(&gcs.download(bucket, CHECKPOINT).unwrap()).unwrap()
+}
+
+/// The same on the GCS emulator, where the killed run also leaves its lease:
+/// the restart stops (exit 7) until it lapses, then settles exactly. (Not
+/// mid-upload: the emulator was seen to hold the whole object after a stop
+/// between the two halves of the request body, so that step is not shown
+/// here; the local sink's test covers a half-written object.)
+#[test]
+fn a_kill_at_each_commit_step_on_gcs_loses_and_repeats_nothing() {
+    let gcs = Emulator::from_env();
+    for step in STEPS.into_iter().filter(|s| *s != "mid-upload") {
+        let env = Env::with_freedoms(300, free());
+        let bucket = gcs.fresh_bucket("kill");
+        let mut vars = vec![
+            ("GCS_BUCKET", bucket.as_str()),
+            ("STORAGE_EMULATOR_HOST", gcs.base_url()),
+        ];
+        vars.extend_from_slice(&BATCHES);
+        let paused = Paused::start(&env, &format!("{step}@2"), &vars);
+        let state = gcs_state(&gcs, &bucket);
+        let object = state["pending"]["object"].as_str().unwrap_or_default();
+        assert_left_at(step, &state, gcs.download(&bucket, object).is_some());
+        let stored = gcs.lines(&bucket, PREFIX).len();
+        paused.kill();
+        let blocked = run_gcs(&env, gcs.base_url(), &bucket, &BATCHES);
+        assert_eq!(
+            blocked.code, 7,
+            "the killed run's lease still stands: {}",
+            blocked.stderr
+        );
+        expire_lease(&gcs, &bucket);
+        let run = run_gcs(&env, gcs.base_url(), &bucket, &BATCHES);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(restart_note(step)) || step == "after-commit",
+            "{step}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            collected(&run.stdout),
+            300 - stored,
+            "{step}: {}",
+            run.stdout
+        );
+        assert_exact(gcs.lines(&bucket, PREFIX), env.mock.events_json(), step);
+    }
+}
+
+fn uploads(recorded: &[Recorded]) -> Vec<Instant> {
+    recorded
+        .iter()
+        .filter(|r| r.request.starts_with("POST /upload/"))
+        .map(|r| r.at)
+        .collect()
+}
+
+/// A writer frozen between its intent and its object for longer than its
+/// lease: a second writer takes the lease and the batch over and collects
+/// everything; when the first wakes and stores its object late, it meets the
+/// fence the second left, stops with exit 7, and nothing is stored twice.
+#[test]
+fn a_writer_frozen_past_its_lease_is_fenced_out_and_stops_with_exit_7() {
+    let gcs = Emulator::from_env();
+    let bucket = gcs.fresh_bucket("frozen");
+    let env = Env::with_freedoms(600, free());
+    let first = FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap();
+    let second = FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap();
+    let via = |proxy: &FaultProxy| {
+        let mut vars = vec![
+            ("GCS_BUCKET".to_owned(), bucket.clone()),
+            ("STORAGE_EMULATOR_HOST".to_owned(), proxy.base_url()),
+        ];
+        vars.extend(
+            BATCHES
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        vars
+    };
+    let first_vars = via(&first);
+    let first_vars: Vec<(&str, &str)> = first_vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let paused = Paused::start(&env, "after-intent@3", &first_vars);
+    let frozen_at = Instant::now();
+    let object = gcs_state(&gcs, &bucket)["pending"]["object"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An event that shows up late inside the frozen batch's time: the second
+    // writer's reading of that batch differs, so its object has another name
+    // and only the fence keeps the first's late object out.
+    let mut stamps: Vec<u64> = env
+        .mock
+        .events_json()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["timestamp"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    stamps.sort_unstable();
+    let inside = stamps[gcs.lines(&bucket, PREFIX).len() + 50];
+    env.mock
+        .insert(harness_tests::generate(&harness_tests::SeedSpec {
+            account_id: crate::support::ACCOUNT.into(),
+            count: 1,
+            start_ms: inside,
+            end_ms: inside + 1,
+            seed: 77,
+        }));
+    expire_lease(&gcs, &bucket);
+    let second_vars = via(&second);
+    let second_vars: Vec<(&str, &str)> = second_vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let run = env.run(&second_vars);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("it will be read again"),
+        "{}",
+        run.stderr
+    );
+    let second_done = Instant::now();
+    let (code, log) = paused.resume();
+    assert_eq!(code, 7, "{log}");
+    assert!(
+        log.contains("another instance advanced the checkpoint"),
+        "{log}"
+    );
+    // The two lived at once: the first stored before the second started and
+    // tried to store its batch after the second had finished.
+    let first_uploads = uploads(&first.recorded());
+    assert!(first_uploads.iter().any(|t| *t < frozen_at));
+    assert!(
+        first_uploads.iter().any(|t| *t > second_done),
+        "the frozen writer tried to store after waking"
+    );
+    assert!(!uploads(&second.recorded()).is_empty());
+    assert_exact(
+        gcs.lines(&bucket, PREFIX),
+        env.mock.events_json(),
+        "frozen writer",
+    );
+    let fence = gcs
+        .list(&bucket, PREFIX)
+        .into_iter()
+        .find(|o| o.name == object);
+    assert!(
+        fence.is_none_or(|o| o.metadata.contains_key("fenced-by")
+            || gcs
+                .download(&bucket, &o.name)
+                .is_some_and(|b| !b.is_empty())),
+        "the late object never landed"
+    );
+    run_gcs(&env, gcs.base_url(), &bucket, &[]).assert_collected(0);
+}
+
+/// Two writers at once on one checkpoint, the lease lapsed under the first:
+/// both page Harness and store at the same time, exactly one commit wins each
+/// round, the loser stops with exit 7, and every event is stored once.
+#[test]
+fn two_writers_without_the_lease_overlap_and_one_commit_wins_each_round() {
+    let gcs = Emulator::from_env();
+    for round in 0..3 {
+        let bucket = gcs.fresh_bucket("overlap");
+        let env = Arc::new(Env::with_freedoms(2000, free()));
+        env.mock.set_fault_rates(Some(FaultRates {
+            max_latency_ms: 20,
+            ..FaultRates::default()
+        }));
+        let proxies = [
+            FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap(),
+            FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap(),
+        ];
+        let vars: Vec<Vec<(String, String)>> = proxies
+            .iter()
+            .map(|p| {
+                vec![
+                    ("GCS_BUCKET".to_owned(), bucket.clone()),
+                    ("STORAGE_EMULATOR_HOST".to_owned(), p.base_url()),
+                    ("PAGE_SIZE".to_owned(), "20".to_owned()),
+                    ("BATCH_MAX_EVENTS".to_owned(), "100".to_owned()),
+                ]
+            })
+            .collect();
+        let codes: Vec<i32> = std::thread::scope(|scope| {
+            let first = {
+                let (env, vars) = (env.clone(), vars[0].clone());
+                scope.spawn(move || {
+                    let vars: Vec<(&str, &str)> =
+                        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    env.run(&vars)
+                })
+            };
+            // Once the first has committed a few batches, its lease lapses and the second starts.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while uploads(&proxies[0].recorded()).len() < 6 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            expire_lease(&gcs, &bucket);
+            let second = {
+                let (env, vars) = (env.clone(), vars[1].clone());
+                scope.spawn(move || {
+                    let vars: Vec<(&str, &str)> =
+                        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    env.run(&vars)
+                })
+            };
+            [first, second]
+                .into_iter()
+                .map(|h| {
+                    let run = h.join().unwrap();
+                    assert!(run.code == 0 || run.code == 7, "{}", run.stderr);
+                    if run.code == 7 {
+                        assert!(
+                            run.stderr
+                                .contains("another instance advanced the checkpoint"),
+                            "{}",
+                            run.stderr
+                        );
+                    }
+                    run.code
+                })
+                .collect()
+        });
+        let (a, b) = (
+            uploads(&proxies[0].recorded()),
+            uploads(&proxies[1].recorded()),
+        );
+        assert!(
+            b.first().unwrap() < a.last().unwrap() && a.first().unwrap() < b.last().unwrap(),
+            "round {round}: the two writers stored at the same time"
+        );
+        let mut codes = codes;
+        codes.sort_unstable();
+        assert_eq!(
+            codes,
+            vec![0, 7],
+            "round {round}: one commit wins, the other writer stops"
+        );
+        assert_exact(
+            gcs.lines(&bucket, PREFIX),
+            env.mock.events_json(),
+            &format!("round {round}"),
+        );
+    }
+}
