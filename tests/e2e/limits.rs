@@ -51,12 +51,21 @@ fn deadline_obeyed() {
     run.assert_collected(0);
 }
 
+/// Stopped at the deadline, not before it and not long after: the spinning
+/// call never returns by itself, so the whole run's time bounds the stop
+/// (its start-up, compiling the fixture included, is the margin).
 #[test]
 fn deadline_violated() {
-    let run = run_fixture("spin", &[("POLL_TIMEOUT_SECS", "1")]);
+    let started = Instant::now();
+    let run = run_fixture("spin", &[("POLL_TIMEOUT_SECS", "3")]);
+    let elapsed = started.elapsed();
     assert_stopped(
         &run,
-        "a call into the component ran longer than POLL_TIMEOUT_SECS (1 s) and was stopped",
+        "a call into the component ran longer than POLL_TIMEOUT_SECS (3 s) and was stopped",
+    );
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(3 + 6),
+        "stopped after {elapsed:?}, POLL_TIMEOUT_SECS is 3 s"
     );
 }
 

@@ -46,7 +46,11 @@ impl Served {
             .args(["serve", "--config", tenants.to_str().unwrap()])
             .args(args)
             .args(["--metrics-addr", &metrics, "--health-intervals", "2"])
-            .args(["--shutdown-grace-secs", "30"])
+            .args(if args.contains(&"--shutdown-grace-secs") {
+                &[][..]
+            } else {
+                &["--shutdown-grace-secs", "30"][..]
+            })
             .envs(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let (child, stderr) = spawn_logged(command);
         let start = Instant::now();
@@ -77,7 +81,15 @@ impl Served {
     }
 
     /// SIGTERM; asserts a clean exit within 40 s and returns the log.
-    fn terminate(mut self) -> String {
+    fn terminate(self) -> String {
+        let (code, log, _) = self.sigterm();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(log.contains("stopped"), "{log}");
+        log
+    }
+
+    /// SIGTERM; the exit code, the log and how long the exit took (at most 40 s).
+    fn sigterm(mut self) -> (Option<i32>, String, Duration) {
         self.signal("-TERM");
         let start = Instant::now();
         let status = loop {
@@ -88,13 +100,12 @@ impl Served {
                 start.elapsed() < Duration::from_secs(40),
                 "serve did not stop after SIGTERM"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         };
+        let took = start.elapsed();
         std::thread::sleep(Duration::from_millis(200));
         let log = self.stderr.lock().unwrap().clone();
-        assert_eq!(status.code(), Some(0), "{log}");
-        assert!(log.contains("stopped"), "{log}");
-        log
+        (status.code(), log, took)
     }
 
     /// A plain HTTP/1.1 GET with `Connection: close`.
@@ -483,6 +494,62 @@ fn sigterm_mid_pass_stops_at_a_batch_boundary_losing_and_repeating_nothing() {
     env.mock.set_fault_rates(None);
     let run = env.run(&[("PAGE_SIZE", "50")]);
     run.assert_collected(3000 - stored);
+    assert_eq!(env.sorted_lines(), sorted(env.mock.events_json()));
+}
+
+/// SIGTERM while a pass is far from its next batch boundary (its API turned
+/// slow after its first batch): after `--shutdown-grace-secs` the process
+/// exits 1, the batches stored before stay committed, and the next run
+/// collects exactly the rest.
+#[test]
+fn sigterm_past_the_grace_exits_1_with_the_progress_committed_so_far() {
+    let env = Env::new(5000);
+    let latency = |ms| {
+        Some(harness_tests::FaultRates {
+            max_latency_ms: ms,
+            ..harness_tests::FaultRates::default()
+        })
+    };
+    env.mock.set_fault_rates(latency(20));
+    let keys = vec![("KEY_0".to_owned(), env.key.clone())];
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.toml");
+    std::fs::write(
+        &tenants,
+        format!(
+            "[defaults]\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\npage_size = 50\nbatch_max_events = 1000\n{}",
+            tenant_entry("slow", &env, "KEY_0", "")
+        ),
+    )
+    .unwrap();
+    let served = Served::start_with(
+        &tenants,
+        &keys,
+        &[],
+        &["--max-concurrent", "2", "--shutdown-grace-secs", "1"],
+    );
+    let start = Instant::now();
+    while !served.stderr.lock().unwrap().contains("batch stored") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no batch was stored"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Each of the 19 or more requests to the next boundary now takes up to 4 s.
+    env.mock.set_fault_rates(latency(4_000));
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, log, took) = served.sigterm();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(1 + 10),
+        "exited {took:?} after SIGTERM with a 1 s grace"
+    );
+    let stored = env.sorted_lines().len();
+    assert!(stored > 0 && stored < 5000, "{stored}");
+    env.mock.set_fault_rates(None);
+    let run = env.run(&[("PAGE_SIZE", "50")]);
+    run.assert_collected(5000 - stored);
     assert_eq!(env.sorted_lines(), sorted(env.mock.events_json()));
 }
 
