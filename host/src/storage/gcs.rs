@@ -14,9 +14,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use crate::pause_points::{self, SplitBody, Step};
 use crate::random;
 
 pub use auth::Credentials;
@@ -146,6 +148,8 @@ pub struct Upload<'a> {
     pub content_encoding: Option<&'a str>,
     /// Custom metadata.
     pub metadata: &'a BTreeMap<String, String>,
+    /// The crash tests' step to mark once half the request is sent.
+    pub midway: Option<Step>,
 }
 
 impl<'a> Upload<'a> {
@@ -156,6 +160,7 @@ impl<'a> Upload<'a> {
             content_type: "application/json",
             content_encoding: None,
             metadata,
+            midway: None,
         }
     }
 }
@@ -253,6 +258,8 @@ impl GcsClient {
             resource["contentEncoding"] = encoding.into();
         }
         let (boundary, body) = multipart_related(&resource.to_string(), upload);
+        let body = Bytes::from(body);
+        let midway = upload.midway.filter(|step| pause_points::is_armed(*step));
         let url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=multipart&ifGenerationMatch={if_generation_match}",
             self.endpoint,
@@ -266,7 +273,10 @@ impl GcsClient {
                         reqwest::header::CONTENT_TYPE,
                         format!("multipart/related; boundary={boundary}"),
                     )
-                    .body(body.clone())
+                    .body(match midway {
+                        Some(step) => reqwest::Body::wrap(SplitBody::new(body.clone(), step)),
+                        None => body.clone().into(),
+                    })
             })
             .await?;
         match response.status() {
@@ -559,6 +569,7 @@ mod tests {
             content_type: "application/x-ndjson",
             content_encoding: None,
             metadata: &metadata,
+            midway: None,
         };
         let (boundary, body) = multipart_related("{\"name\":\"x\"}", upload);
         let text = String::from_utf8(body).unwrap();

@@ -11,6 +11,7 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::{GcsClient, GcsError, Upload};
+use crate::pause_points::Step;
 use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written, object_name};
 use crate::time::{now_ms, rfc3339_ms};
 
@@ -159,6 +160,7 @@ impl Sink for GcsSink {
             content_type: NDJSON,
             content_encoding: self.gzip.then_some("gzip"),
             metadata: &metadata,
+            midway: Some(Step::MidUpload),
         };
         let mut generation = 0;
         for _ in 0..FENCE_ROUNDS {
@@ -210,6 +212,7 @@ impl Sink for GcsSink {
             content_type: NDJSON,
             content_encoding: None,
             metadata: &metadata,
+            midway: None,
         };
         match self.client.insert(name, upload, 0).await {
             Ok(_) => Ok(false),
