@@ -14,7 +14,7 @@ use harness_tests::process::KillOnDrop;
 use harness_tests::{Emulator, FaultProxy, FaultRates, Freedoms, ProxyFaults, Recorded};
 use serde_json::Value;
 
-use crate::support::{Env, assert_exact};
+use crate::support::{Env, Run, assert_exact};
 
 const STEPS: [&str; 4] = ["after-intent", "mid-upload", "after-object", "after-commit"];
 const CHECKPOINT: &str = "harness-audit-state/checkpoint.json";
@@ -137,12 +137,27 @@ fn assert_left_at(step: &str, state: &Value, object_exists: bool) {
     assert_eq!(object_exists, step == "after-object", "at {step}: {state}");
 }
 
-fn restart_note(step: &str) -> &'static str {
-    match step {
-        "after-object" => "its object exists, so its checkpoint is now committed",
-        "after-commit" => "collected",
-        _ => "its object was never written, so it will be read again",
-    }
+/// The restart after a kill at `step` settles what the kill left, collects
+/// exactly the events not `stored` before it, and leaves `lines` exact.
+fn assert_restart(step: &str, run: &Run, stored: usize, lines: Vec<String>, env: &Env) {
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let note = match step {
+        "after-object" => Some("its object exists, so its checkpoint is now committed"),
+        "after-commit" => None,
+        _ => Some("its object was never written, so it will be read again"),
+    };
+    assert!(
+        note.is_none_or(|n| run.stderr.contains(n)),
+        "{step}: {}",
+        run.stderr
+    );
+    assert_eq!(
+        collected(&run.stdout),
+        300 - stored,
+        "{step}: {}",
+        run.stdout
+    );
+    assert_exact(lines, env.mock.events_json(), step);
 }
 
 /// SIGKILL at each step of the commit protocol on the local sink: the next
@@ -169,23 +184,11 @@ fn a_kill_at_each_commit_step_on_the_local_sink_loses_and_repeats_nothing() {
         let stored = env.sorted_lines().len();
         paused.kill();
         let run = env.run(&BATCHES);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        assert!(
-            run.stderr.contains(restart_note(step)) || step == "after-commit",
-            "{step}: {}",
-            run.stderr
-        );
-        assert_eq!(
-            collected(&run.stdout),
-            300 - stored,
-            "{step}: {}",
-            run.stdout
-        );
-        assert_exact(env.sorted_lines(), env.mock.events_json(), step);
+        assert_restart(step, &run, stored, env.sorted_lines(), &env);
     }
 }
 
-fn run_gcs(env: &Env, host: &str, bucket: &str, extra: &[(&str, &str)]) -> crate::support::Run {
+fn run_gcs(env: &Env, host: &str, bucket: &str, extra: &[(&str, &str)]) -> Run {
     let mut vars = vec![("GCS_BUCKET", bucket), ("STORAGE_EMULATOR_HOST", host)];
     vars.extend_from_slice(extra);
     env.run(&vars)
@@ -237,19 +240,7 @@ fn a_kill_at_each_commit_step_on_gcs_loses_and_repeats_nothing() {
         );
         expire_lease(&gcs, &bucket);
         let run = run_gcs(&env, gcs.base_url(), &bucket, &BATCHES);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        assert!(
-            run.stderr.contains(restart_note(step)) || step == "after-commit",
-            "{step}: {}",
-            run.stderr
-        );
-        assert_eq!(
-            collected(&run.stdout),
-            300 - stored,
-            "{step}: {}",
-            run.stdout
-        );
-        assert_exact(gcs.lines(&bucket, PREFIX), env.mock.events_json(), step);
+        assert_restart(step, &run, stored, gcs.lines(&bucket, PREFIX), &env);
     }
 }
 

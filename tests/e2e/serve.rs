@@ -453,36 +453,47 @@ fn each_tenant_s_unreconciled_events_are_a_metric() {
     served.terminate();
 }
 
-/// SIGTERM in the middle of a long pass: the pass stops at a batch boundary,
-/// the process exits 0, and the next run continues so that every event is
-/// stored exactly once.
-#[test]
-fn sigterm_mid_pass_stops_at_a_batch_boundary_losing_and_repeating_nothing() {
-    let env = Env::new(3000);
-    env.mock.set_fault_rates(Some(harness_tests::FaultRates {
-        max_latency_ms: 20,
+fn latency(max_ms: u64) -> Option<harness_tests::FaultRates> {
+    Some(harness_tests::FaultRates {
+        max_latency_ms: max_ms,
         ..harness_tests::FaultRates::default()
-    }));
+    })
+}
+
+/// `serve` with one tenant on `env` (pages of 50, batches of `batch`), started
+/// with `args`, once its first batch is stored.
+fn serve_one_until_a_batch(env: &Env, batch: u32, args: &[&str]) -> (Served, tempfile::TempDir) {
     let keys = vec![("KEY_0".to_owned(), env.key.clone())];
     let dir = tempfile::tempdir().unwrap();
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(
         &tenants,
         format!(
-            "[defaults]\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\npage_size = 50\nbatch_max_events = 100\n{}",
-            tenant_entry("long", &env, "KEY_0", "")
+            "[defaults]\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\npage_size = 50\nbatch_max_events = {batch}\n{}",
+            tenant_entry("long", env, "KEY_0", "")
         ),
     )
     .unwrap();
-    let served = Served::start(&tenants, &keys);
+    let served = Served::start_with(&tenants, &keys, &[], args);
     let start = Instant::now();
     while !served.stderr.lock().unwrap().contains("batch stored") {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "no batch was stored"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
+    (served, dir)
+}
+
+/// SIGTERM in the middle of a long pass: the pass stops at a batch boundary,
+/// the process exits 0, and the next run continues so that every event is
+/// stored exactly once.
+#[test]
+fn sigterm_mid_pass_stops_at_a_batch_boundary_losing_and_repeating_nothing() {
+    let env = Env::new(3000);
+    env.mock.set_fault_rates(latency(20));
+    let (served, _dir) = serve_one_until_a_batch(&env, 100, &["--max-concurrent", "8"]);
     let log = served.terminate();
     assert!(
         log.contains("stopped early for shutdown"),
@@ -504,38 +515,12 @@ fn sigterm_mid_pass_stops_at_a_batch_boundary_losing_and_repeating_nothing() {
 #[test]
 fn sigterm_past_the_grace_exits_1_with_the_progress_committed_so_far() {
     let env = Env::new(5000);
-    let latency = |ms| {
-        Some(harness_tests::FaultRates {
-            max_latency_ms: ms,
-            ..harness_tests::FaultRates::default()
-        })
-    };
     env.mock.set_fault_rates(latency(20));
-    let keys = vec![("KEY_0".to_owned(), env.key.clone())];
-    let dir = tempfile::tempdir().unwrap();
-    let tenants = dir.path().join("tenants.toml");
-    std::fs::write(
-        &tenants,
-        format!(
-            "[defaults]\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\npage_size = 50\nbatch_max_events = 1000\n{}",
-            tenant_entry("slow", &env, "KEY_0", "")
-        ),
-    )
-    .unwrap();
-    let served = Served::start_with(
-        &tenants,
-        &keys,
-        &[],
+    let (served, _dir) = serve_one_until_a_batch(
+        &env,
+        1000,
         &["--max-concurrent", "2", "--shutdown-grace-secs", "1"],
     );
-    let start = Instant::now();
-    while !served.stderr.lock().unwrap().contains("batch stored") {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no batch was stored"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
     // Each of the 19 or more requests to the next boundary now takes up to 4 s.
     env.mock.set_fault_rates(latency(4_000));
     std::thread::sleep(Duration::from_millis(500));

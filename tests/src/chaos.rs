@@ -5,7 +5,9 @@
 //! inserts events while it pages, and is SIGKILLed at random instants.
 //! Afterwards the output must equal every event the mock can return, exactly,
 //! and the gap the collector reports must equal the events it counted and
-//! never returned. Used by the end-to-end test (small) and by
+//! never returned. Runs against a local directory or the GCS emulator, where
+//! a killed run's lease is let lapse before the next starts, as its lifetime
+//! passing would. Used by the end-to-end tests (small) and by
 //! `bench/chaos.sh` (large).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::gcs::Emulator;
 use crate::mock::{FaultRates, Freedoms, KeyGrant, MockHarness, make_key};
 use crate::seed::{self, Rng, SeedSpec};
 
@@ -59,7 +62,26 @@ pub struct ChaosSpec {
     pub seed: u64,
     /// Settling runs allowed after the kills.
     pub max_settle_runs: usize,
+    /// Where the runs store.
+    pub store: ChaosStore,
 }
+
+/// Where a chaos exercise's runs store their objects and checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ChaosStore {
+    /// The local sink, under the output directory.
+    #[default]
+    Local,
+    /// A bucket of the emulator named by `STORAGE_EMULATOR_HOST`.
+    Gcs {
+        /// The bucket, which must exist.
+        bucket: String,
+    },
+}
+
+/// The data prefix and checkpoint of the default settings.
+const PREFIX: &str = "harness/audit/";
+const LEASE: &str = "harness-audit-state/checkpoint.json.lease";
 
 /// What happened, and whether the output matched.
 #[derive(Debug, Clone, Default)]
@@ -173,6 +195,10 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
     mock.insert(preload);
     mock.set_fault_rates(Some(spec.faults));
 
+    let gcs = match &spec.store {
+        ChaosStore::Local => None,
+        ChaosStore::Gcs { bucket } => Some((Emulator::from_env(), bucket.clone())),
+    };
     let runner = Runner {
         binary,
         env: vec![
@@ -197,7 +223,15 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
             ("RETRY_BUDGET_SECONDS", "120".into()),
             ("MAX_REQUESTS_PER_MINUTE", "0".into()),
             ("RUST_LOG", "warn".into()),
-        ],
+        ]
+        .into_iter()
+        .chain(gcs.iter().flat_map(|(gcs, bucket)| {
+            [
+                ("GCS_BUCKET", bucket.clone()),
+                ("STORAGE_EMULATOR_HOST", gcs.base_url().to_owned()),
+            ]
+        }))
+        .collect(),
         logs: logs_dir.to_path_buf(),
         started: std::cell::Cell::new(0),
     };
@@ -260,6 +294,10 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
                     child.kill().expect("SIGKILL");
                     child.wait().expect("reaping harness-audit");
                     report.kills += 1;
+                    if let Some((gcs, bucket)) = &gcs {
+                        let lapsed = r#"{"holder":"killed","renewed_at":"2026-01-01T00:00:00.000Z","expires_at_ms":0}"#;
+                        gcs.upload(bucket, LEASE, lapsed.as_bytes());
+                    }
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -294,7 +332,10 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
     let expected = mock.returnable_json();
     report.expected = expected.len();
     let mut written = Vec::new();
-    collect_lines(out_dir, &mut written);
+    match &gcs {
+        None => collect_lines(out_dir, &mut written),
+        Some((gcs, bucket)) => written = gcs.lines(bucket, PREFIX),
+    }
     report.written_lines = written.len();
     let id_of = |line: &str| -> String {
         serde_json::from_str::<serde_json::Value>(line).expect("each line is JSON")["auditId"]
@@ -326,6 +367,17 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
         .into_iter()
         .flat_map(|dir| crate::secrets::files_containing(dir, secret))
         .collect();
+    if let Some((gcs, bucket)) = &gcs {
+        let leaked = gcs
+            .list(bucket, "")
+            .into_iter()
+            .filter(|o| {
+                gcs.download(bucket, &o.name)
+                    .is_some_and(|b| b.windows(secret.len()).any(|w| w == secret.as_bytes()))
+            })
+            .map(|o| PathBuf::from(format!("gs://{bucket}/{}", o.name)));
+        report.key_leaks.extend(leaked);
+    }
     report.elapsed = started.elapsed();
     report
 }

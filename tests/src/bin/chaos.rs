@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use harness_tests::chaos::{self, ChaosSpec};
+use harness_tests::chaos::{self, ChaosSpec, ChaosStore};
 use harness_tests::{FaultRates, Freedoms};
 
 /// Chaos run: faults, every freedom of the API, late events, live inserts and SIGKILLs.
@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         reconcile_interval_secs: 1,
         seed: args.seed,
         max_settle_runs: 120,
+        store: ChaosStore::Local,
     };
     let dir = tempfile::tempdir().expect("temporary output directory");
     let logs = tempfile::tempdir().expect("temporary log directory");
