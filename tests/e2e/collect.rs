@@ -124,7 +124,19 @@ fn stdout_sink_streams_ndjson() {
     let run = env.run(&[("SINK", "stdout"), ("PAGE_SIZE", "100")]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lines: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
-    assert_eq!(lines, env.mock.events_json(), "API order, byte for byte");
+    let key = |line: &String| {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        (
+            event["timestamp"].as_u64().unwrap(),
+            event["auditId"].as_str().unwrap().to_owned(),
+        )
+    };
+    let mut expected = env.mock.events_json();
+    expected.sort_by_key(key);
+    assert_eq!(
+        lines, expected,
+        "oldest first, ties by auditId, byte for byte"
+    );
     assert!(run.stderr.contains("collected 400 events"));
     assert!(env.objects().is_empty());
     assert!(env.checkpoint().is_some());
