@@ -4,7 +4,8 @@
 //! checks (`harness_tests::google`). Storage requests go through a proxy in
 //! front of the emulator that, like Google, refuses any request without a
 //! live bearer token; tokens live 12 s, so a run that outlives one must
-//! refresh before use (the token source refreshes within 10 s of expiry).
+//! refresh before use: the token source replaces a token within 10 s of its
+//! expiry, and every request is checked to carry one with 8 s or more left.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -86,6 +87,14 @@ fn collect_with(s: &Setup, flow: Flow, credentials: &[(&str, &str)], slow: bool)
     assert!(recorded.len() >= 8, "{recorded:?}");
     for request in &recorded {
         assert!(request.refused.is_none(), "{flow:?}: {request:?}");
+        // Refreshed before use: no request goes out on a token within the
+        // token source's 10 s refresh margin (less the time on the wire).
+        assert!(
+            request
+                .remaining
+                .is_some_and(|r| r >= Duration::from_secs(8)),
+            "{flow:?}: a token close to expiry was used: {request:?}"
+        );
         let token = request.token.as_deref().expect("a bearer token");
         assert_eq!(s.google.ledger().get(token).unwrap().flow, flow);
     }

@@ -235,6 +235,8 @@ pub struct Recorded {
     pub request: String,
     /// The bearer token, if any.
     pub token: Option<String>,
+    /// How long its token had left when it arrived ([`FaultProxy::with_auth`] only).
+    pub remaining: Option<std::time::Duration>,
     /// Why it was refused with 401 ([`FaultProxy::with_auth`] only).
     pub refused: Option<String>,
 }
@@ -268,16 +270,14 @@ async fn proxy(State(state): State<Arc<Mutex<ProxyState>>>, request: Request) ->
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let refused = s
-            .auth
-            .as_ref()
-            .and_then(|ledger| ledger.check(authorization));
+        let bearer = authorization.and_then(|v| v.strip_prefix("Bearer "));
+        let ledger = s.auth.clone();
+        let refused = ledger.as_ref().and_then(|l| l.check(authorization));
         s.recorded.push(Recorded {
             at: std::time::Instant::now(),
             request: format!("{} {}", request.method(), request.uri().path()),
-            token: authorization
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::to_owned),
+            token: bearer.map(str::to_owned),
+            remaining: ledger.zip(bearer).and_then(|(l, t)| l.remaining(t)),
             refused: refused.clone(),
         });
         if refused.is_some() {

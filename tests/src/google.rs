@@ -84,6 +84,14 @@ impl TokenLedger {
         }
     }
 
+    /// How long `token` has left, if it was issued.
+    pub fn remaining(&self, token: &str) -> Option<Duration> {
+        let tokens = self.tokens.lock().expect("ledger");
+        tokens
+            .get(token)
+            .map(|t| t.expires.saturating_duration_since(Instant::now()))
+    }
+
     /// The token issued as `token`, if any.
     pub fn get(&self, token: &str) -> Option<Issued> {
         self.tokens.lock().expect("ledger").get(token).cloned()
