@@ -102,8 +102,8 @@ pub fn reached(step: Step) {
     let n = armed.seen.fetch_add(1, Ordering::Relaxed) + 1;
     if n == armed.occurrence {
         eprintln!("harness-audit test hook: paused at {} #{n}", step.name());
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP)
+            .expect("a process may always signal itself");
         // The stop is taken by whichever thread the kernel picks, and this
         // one can run on for a moment after kill returns: it must not take
         // another step (send the rest of a body) before the stop lands.
