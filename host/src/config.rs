@@ -554,9 +554,7 @@ impl RawConfig {
             state_key: relative_key(self.text(&table::STATE_KEY))?,
             gcs_bucket,
             gcs_endpoint: parse_base_url(self.text(&table::GCS_ENDPOINT), &table::GCS_ENDPOINT)?
-                .as_str()
-                .trim_end_matches('/')
-                .to_owned(),
+                .into(),
             gzip,
             lease_secs: self.number(&table::LEASE_SECS)?,
         };

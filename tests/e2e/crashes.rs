@@ -4,21 +4,16 @@
 //! looks at what is stored at that instant, then SIGKILLs it there, or lets it
 //! carry on late, and requires exact output after the next run.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness_tests::process::KillOnDrop;
+use harness_tests::process::{KillOnDrop, exit_within, spawn_logged};
 use harness_tests::{Emulator, FaultProxy, FaultRates, Freedoms, ProxyFaults, Recorded};
 use serde_json::Value;
 
-use crate::support::{Env, Run, assert_exact};
+use crate::support::{ACCOUNT, CHECKPOINT, Env, PREFIX, Run, assert_exact, run_gcs};
 
 const STEPS: [&str; 4] = ["after-intent", "mid-upload", "after-object", "after-commit"];
-const CHECKPOINT: &str = "harness-audit-state/checkpoint.json";
-const PREFIX: &str = "harness/audit/";
 /// Several batches per run, so a kill at the second leaves the first committed.
 const BATCHES: [(&str, &str); 2] = [("PAGE_SIZE", "50"), ("BATCH_MAX_EVENTS", "100")];
 
@@ -43,30 +38,16 @@ impl Paused {
     fn start(env: &Env, step: &str, extra: &[(&str, &str)]) -> Self {
         let mut vars = extra.to_vec();
         vars.push(("HARNESS_AUDIT_TEST_PAUSE_AT", step));
-        let (mut command, _) = env.command(&["run"], &vars);
-        let mut child = KillOnDrop(
-            command
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (paused, at) = mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("test hook: paused at") {
-                    let _ = paused.send(());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        if at.recv_timeout(Duration::from_secs(60)).is_err() {
-            panic!("never paused at {step}:\n{}", log.lock().unwrap());
+        let (command, _) = env.command(&["run"], &vars);
+        let (child, log) = spawn_logged(command);
+        let started = Instant::now();
+        while !log.lock().unwrap().contains("test hook: paused at") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never paused at {step}:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
         let stat = format!("/proc/{}/stat", child.id());
         let stopped = (0..500).any(|_| {
@@ -98,20 +79,10 @@ impl Paused {
             .status()
             .unwrap();
         assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the resumed run did not finish");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let code = exit_within(&mut self.child, Duration::from_secs(120), &self.log);
         // The reader thread ends with the pipe; give it the last lines.
         std::thread::sleep(Duration::from_millis(100));
-        (
-            status.code().expect("exited, not killed"),
-            self.log.lock().unwrap().clone(),
-        )
+        (code, self.log.lock().unwrap().clone())
     }
 }
 
@@ -188,26 +159,6 @@ fn a_kill_at_each_commit_step_on_the_local_sink_loses_and_repeats_nothing() {
     }
 }
 
-fn run_gcs(env: &Env, host: &str, bucket: &str, extra: &[(&str, &str)]) -> Run {
-    let mut vars = vec![("GCS_BUCKET", bucket), ("STORAGE_EMULATOR_HOST", host)];
-    vars.extend_from_slice(extra);
-    env.run(&vars)
-}
-
-/// Lets the lease of a killed or stalled holder lapse, as its lifetime passing would.
-fn expire_lease(gcs: &Emulator, bucket: &str) {
-    let lapsed = serde_json::json!({
-        "holder": "a stalled writer",
-        "renewed_at": "2026-01-01T00:00:00.000Z",
-        "expires_at_ms": 0,
-    });
-    gcs.upload(
-        bucket,
-        &format!("{CHECKPOINT}.lease"),
-        lapsed.to_string().as_bytes(),
-    );
-}
-
 fn gcs_state(gcs: &Emulator, bucket: &str) -> Value {
     serde_json::from_slice(&gcs.download(bucket, CHECKPOINT).unwrap()).unwrap()
 }
@@ -238,7 +189,7 @@ fn a_kill_at_each_commit_step_on_gcs_loses_and_repeats_nothing() {
             "the killed run's lease still stands: {}",
             blocked.stderr
         );
-        expire_lease(&gcs, &bucket);
+        gcs.let_lease_lapse(&bucket, CHECKPOINT);
         let run = run_gcs(&env, gcs.base_url(), &bucket, &BATCHES);
         assert_restart(step, &run, stored, gcs.lines(&bucket, PREFIX), &env);
     }
@@ -263,23 +214,16 @@ fn a_writer_frozen_past_its_lease_is_fenced_out_and_stops_with_exit_7() {
     let env = Env::with_freedoms(600, free());
     let first = FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap();
     let second = FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap();
-    let via = |proxy: &FaultProxy| {
-        let mut vars = vec![
-            ("GCS_BUCKET".to_owned(), bucket.clone()),
-            ("STORAGE_EMULATOR_HOST".to_owned(), proxy.base_url()),
-        ];
-        vars.extend(
-            BATCHES
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        vars
+    let (first_url, second_url) = (first.base_url(), second.base_url());
+    let via = |url| {
+        [
+            ("GCS_BUCKET", bucket.as_str()),
+            ("STORAGE_EMULATOR_HOST", url),
+            BATCHES[0],
+            BATCHES[1],
+        ]
     };
-    let first_vars = via(&first);
-    let first_vars: Vec<(&str, &str)> = first_vars
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let first_vars = via(first_url.as_str());
     let paused = Paused::start(&env, "after-intent@3", &first_vars);
     let frozen_at = Instant::now();
     let object = gcs_state(&gcs, &bucket)["pending"]["object"]
@@ -289,33 +233,19 @@ fn a_writer_frozen_past_its_lease_is_fenced_out_and_stops_with_exit_7() {
     // An event that shows up late inside the frozen batch's time: the second
     // writer's reading of that batch differs, so its object has another name
     // and only the fence keeps the first's late object out.
-    let mut stamps: Vec<u64> = env
-        .mock
-        .events_json()
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["timestamp"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let mut stamps: Vec<u64> = env.mock.events().iter().map(|e| e.timestamp).collect();
     stamps.sort_unstable();
     let inside = stamps[gcs.lines(&bucket, PREFIX).len() + 50];
     env.mock
         .insert(harness_tests::generate(&harness_tests::SeedSpec {
-            account_id: crate::support::ACCOUNT.into(),
+            account_id: ACCOUNT.into(),
             count: 1,
             start_ms: inside,
             end_ms: inside + 1,
             seed: 77,
         }));
-    expire_lease(&gcs, &bucket);
-    let second_vars = via(&second);
-    let second_vars: Vec<(&str, &str)> = second_vars
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let run = env.run(&second_vars);
+    gcs.let_lease_lapse(&bucket, CHECKPOINT);
+    let run = env.run(&via(second_url.as_str()));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("it will be read again"),
@@ -365,7 +295,7 @@ fn two_writers_without_the_lease_overlap_and_one_commit_wins_each_round() {
     let gcs = Emulator::from_env();
     for round in 0..3 {
         let bucket = gcs.fresh_bucket("overlap");
-        let env = Arc::new(Env::with_freedoms(2000, free()));
+        let env = Env::with_freedoms(2000, free());
         env.mock.set_fault_rates(Some(FaultRates {
             max_latency_ms: 20,
             ..FaultRates::default()
@@ -374,40 +304,24 @@ fn two_writers_without_the_lease_overlap_and_one_commit_wins_each_round() {
             FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap(),
             FaultProxy::start(gcs.base_url(), ProxyFaults::default()).unwrap(),
         ];
-        let vars: Vec<Vec<(String, String)>> = proxies
-            .iter()
-            .map(|p| {
-                vec![
-                    ("GCS_BUCKET".to_owned(), bucket.clone()),
-                    ("STORAGE_EMULATOR_HOST".to_owned(), p.base_url()),
-                    ("PAGE_SIZE".to_owned(), "20".to_owned()),
-                    ("BATCH_MAX_EVENTS".to_owned(), "100".to_owned()),
-                ]
-            })
-            .collect();
+        let urls = proxies.each_ref().map(FaultProxy::base_url);
+        let vars = urls.each_ref().map(|url| {
+            [
+                ("GCS_BUCKET", bucket.as_str()),
+                ("STORAGE_EMULATOR_HOST", url.as_str()),
+                ("PAGE_SIZE", "20"),
+                ("BATCH_MAX_EVENTS", "100"),
+            ]
+        });
         let codes: Vec<i32> = std::thread::scope(|scope| {
-            let first = {
-                let (env, vars) = (env.clone(), vars[0].clone());
-                scope.spawn(move || {
-                    let vars: Vec<(&str, &str)> =
-                        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    env.run(&vars)
-                })
-            };
+            let first = scope.spawn(|| env.run(&vars[0]));
             // Once the first has committed a few batches, its lease lapses and the second starts.
             let deadline = Instant::now() + Duration::from_secs(60);
             while uploads(&proxies[0].recorded()).len() < 6 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            expire_lease(&gcs, &bucket);
-            let second = {
-                let (env, vars) = (env.clone(), vars[1].clone());
-                scope.spawn(move || {
-                    let vars: Vec<(&str, &str)> =
-                        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    env.run(&vars)
-                })
-            };
+            gcs.let_lease_lapse(&bucket, CHECKPOINT);
+            let second = scope.spawn(|| env.run(&vars[1]));
             [first, second]
                 .into_iter()
                 .map(|h| {

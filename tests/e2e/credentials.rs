@@ -15,9 +15,8 @@ use harness_tests::google::{
 };
 use harness_tests::{Emulator, FaultProxy, FaultRates};
 
-use crate::support::{Env, assert_exact};
+use crate::support::{Env, PREFIX, assert_exact};
 
-const PREFIX: &str = "harness/audit/";
 const LIFETIME: Duration = Duration::from_secs(12);
 
 struct Setup {

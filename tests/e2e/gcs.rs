@@ -12,16 +12,7 @@ use harness_audit::storage::lease::{Lease, LeaseError};
 use harness_audit::storage::{CheckpointStore, GcsSink, SinkError};
 use harness_tests::{Emulator, FaultProxy, ProxyFaults, SeedSpec};
 
-use crate::support::{ACCOUNT, Env, Run, now_ms, sorted};
-
-const PREFIX: &str = "harness/audit/";
-const CHECKPOINT: &str = "harness-audit-state/checkpoint.json";
-
-fn run_gcs(env: &Env, host: &str, bucket: &str, extra: &[(&str, &str)]) -> Run {
-    let mut vars = vec![("GCS_BUCKET", bucket), ("STORAGE_EMULATOR_HOST", host)];
-    vars.extend_from_slice(extra);
-    env.run(&vars)
-}
+use crate::support::{ACCOUNT, CHECKPOINT, Env, PREFIX, Run, now_ms, run_gcs, sorted};
 
 /// Every line of the bucket's data objects equals the API's events, once each.
 fn assert_exactly_once(gcs: &Emulator, bucket: &str, env: &Env) {
@@ -191,16 +182,7 @@ fn gzip_objects_are_compressed_and_round_trip() {
 fn the_recipe_state_is_taken_over_once_skipping_and_repeating_nothing() {
     let gcs = Emulator::from_env();
     let env = Env::new(600);
-    let mut stamps: Vec<u64> = env
-        .mock
-        .events_json()
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let mut stamps: Vec<u64> = env.mock.events().iter().map(|e| e.timestamp).collect();
     stamps.sort_unstable();
     let since_secs = stamps[300] / 1000;
     let expected = env

@@ -5,13 +5,13 @@
 //! `/healthz`; SIGTERM stops the process cleanly.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness_tests::{Fault, make_key};
 
-use harness_tests::process::KillOnDrop;
+use harness_tests::process::{KillOnDrop, exit_within, spawn_logged};
 use harness_tests::{FaultRates, Freedoms};
 
 use crate::support::{ACCOUNT, Env, assert_no_secret_in_files, sorted};
@@ -141,42 +141,6 @@ impl Served {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-/// Starts `command` with only the environment it sets (and `RUST_LOG=info`),
-/// killed if the test fails first; its stderr is collected as it comes, on a
-/// thread of its own.
-fn spawn_logged(mut command: Command) -> (KillOnDrop, Arc<Mutex<String>>) {
-    let vars: Vec<_> = command
-        .get_envs()
-        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
-        .collect();
-    let mut child = KillOnDrop(
-        command
-            .env_clear()
-            .envs(vars)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (mut pipe, collected) = (child.stderr.take().unwrap(), stderr.clone());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            collected
-                .lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    (child, stderr)
 }
 
 fn free_port() -> u16 {
@@ -727,21 +691,6 @@ fn tenants_never_see_each_other_s_events_keys_or_origins() {
 }
 
 /// Waits for `child` at most `limit`; its exit code.
-fn exit_within(child: &mut Child, limit: Duration, log: &Mutex<String>) -> i32 {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().expect("exited, not killed");
-        }
-        assert!(
-            started.elapsed() < limit,
-            "no exit within {limit:?}:\n{}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Three replicas of `serve --shard auto --once`, as the three tasks of a
 /// Cloud Run job, share 300 tenants writing to one bucket of the GCS
 /// emulator. One is SIGKILLed in the middle of its round. Once its leases

@@ -6,6 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use harness_tests::{Freedoms, KeyGrant, MockHarness, SeedSpec, generate, make_key};
 
 pub const ACCOUNT: &str = "Xy3kQ9mTR0aWb1cD2eF4gH";
+/// The default data prefix.
+pub const PREFIX: &str = "harness/audit/";
+/// The default `STATE_KEY`.
+pub const CHECKPOINT: &str = "harness-audit-state/checkpoint.json";
 /// No single run may take longer; a hung run is killed and the test fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -210,8 +214,15 @@ impl Env {
     }
 
     pub fn checkpoint(&self) -> Option<Vec<u8>> {
-        std::fs::read(self.out().join("harness-audit-state/checkpoint.json")).ok()
+        std::fs::read(self.out().join(CHECKPOINT)).ok()
     }
+}
+
+/// `harness-audit run` into `bucket` of the emulator (or a proxy) at `host`, plus `extra`.
+pub fn run_gcs(env: &Env, host: &str, bucket: &str, extra: &[(&str, &str)]) -> Run {
+    let mut vars = vec![("GCS_BUCKET", bucket), ("STORAGE_EMULATOR_HOST", host)];
+    vars.extend_from_slice(extra);
+    env.run(&vars)
 }
 
 /// Waits for `child` and collects its output, killing it and failing the test

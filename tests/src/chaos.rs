@@ -81,7 +81,7 @@ pub enum ChaosStore {
 
 /// The data prefix and checkpoint of the default settings.
 const PREFIX: &str = "harness/audit/";
-const LEASE: &str = "harness-audit-state/checkpoint.json.lease";
+const STATE_KEY: &str = "harness-audit-state/checkpoint.json";
 
 /// What happened, and whether the output matched.
 #[derive(Debug, Clone, Default)]
@@ -295,8 +295,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
                     child.wait().expect("reaping harness-audit");
                     report.kills += 1;
                     if let Some((gcs, bucket)) = &gcs {
-                        let lapsed = r#"{"holder":"killed","renewed_at":"2026-01-01T00:00:00.000Z","expires_at_ms":0}"#;
-                        gcs.upload(bucket, LEASE, lapsed.as_bytes());
+                        gcs.let_lease_lapse(bucket, STATE_KEY);
                     }
                     break;
                 }
@@ -373,7 +372,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
             .into_iter()
             .filter(|o| {
                 gcs.download(bucket, &o.name)
-                    .is_some_and(|b| b.windows(secret.len()).any(|w| w == secret.as_bytes()))
+                    .is_some_and(|b| crate::secrets::contains(&b, secret))
             })
             .map(|o| PathBuf::from(format!("gs://{bucket}/{}", o.name)));
         report.key_leaks.extend(leaked);

@@ -180,6 +180,21 @@ impl Emulator {
         assert!(response.status().is_success(), "{}", response.status());
     }
 
+    /// Lets the lease beside `state_key` lapse, as its lifetime passing would
+    /// for a holder that was killed or froze.
+    pub fn let_lease_lapse(&self, bucket: &str, state_key: &str) {
+        let lapsed = serde_json::json!({
+            "holder": "a killed or frozen writer",
+            "renewed_at": "2026-01-01T00:00:00.000Z",
+            "expires_at_ms": 0,
+        });
+        self.upload(
+            bucket,
+            &format!("{state_key}.lease"),
+            lapsed.to_string().as_bytes(),
+        );
+    }
+
     /// Every line of every data object under `prefix`, gunzipped where stored compressed.
     pub fn lines(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let mut lines = Vec::new();

@@ -9,12 +9,11 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::mock::{FaultRates, KeyGrant, MockHarness, make_key};
-use crate::process::KillOnDrop;
+use crate::process::spawn_logged;
 use crate::seed::{SeedSpec, generate};
 
 /// The shape of one round.
@@ -169,38 +168,16 @@ pub fn round(binary: &Path, misbehave: &Path, spec: RoundSpec) -> Round {
     std::fs::write(&tenants, file).expect("writing the tenant file");
 
     let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = KillOnDrop(
-        Command::new(binary)
-            .args(["serve", "--config", tenants.to_str().expect("a UTF-8 path")])
-            .args([
-                "--max-concurrent",
-                &(spec.normal + spec.spinners + 1).to_string(),
-            ])
-            .args(["--metrics-addr", &addr, "--shutdown-grace-secs", "30"])
-            .env_clear()
-            .envs(keys)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting serve"),
-    );
-    let log = Arc::new(Mutex::new(String::new()));
-    {
-        let (mut pipe, log) = (child.stderr.take().expect("piped"), log.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                log.lock()
-                    .expect("log")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-    }
+    let mut command = Command::new(binary);
+    command
+        .args(["serve", "--config", tenants.to_str().expect("a UTF-8 path")])
+        .args([
+            "--max-concurrent",
+            &(spec.normal + spec.spinners + 1).to_string(),
+        ])
+        .args(["--metrics-addr", &addr, "--shutdown-grace-secs", "30"])
+        .envs(keys);
+    let (mut child, log) = spawn_logged(command);
     let started = Instant::now();
     while TcpStream::connect(&addr).is_err() {
         assert!(

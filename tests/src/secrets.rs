@@ -12,14 +12,17 @@ pub fn files_containing(dir: &Path, secret: &str) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if std::fs::read(&path)
-                .is_ok_and(|bytes| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
-            {
+            } else if std::fs::read(&path).is_ok_and(|bytes| contains(&bytes, secret)) {
                 found.push(path);
             }
         }
     }
     found
+}
+
+/// Whether `bytes` hold `secret` anywhere.
+pub fn contains(bytes: &[u8], secret: &str) -> bool {
+    bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
 }
 
 /// The part of a Harness key (`pat.<account>.<id>.<secret>`) that must never be written.
