@@ -82,6 +82,13 @@ fn collect_with(s: &Setup, flow: Flow, credentials: &[(&str, &str)], slow: bool)
         "the principal is named: {}",
         run.stderr
     );
+    if credentials.contains(&("LOG_FORMAT", "json")) {
+        assert!(
+            run.stderr.lines().all(|l| l.starts_with('{')),
+            "JSON logs: {}",
+            run.stderr
+        );
+    }
     let recorded = proxy.recorded();
     assert!(recorded.len() >= 8, "{recorded:?}");
     for request in &recorded {
@@ -145,10 +152,14 @@ fn a_service_account_key_signs_a_jwt_for_its_token_uri_and_refreshes_before_expi
 fn workload_identity_federation_exchanges_the_subject_token_at_sts() {
     let s = setup();
     let file = s.files.federation.to_str().unwrap().to_owned();
+    // JSON logs here and for the metadata server, text for the others: both formats are searched.
     collect_with(
         &s,
         Flow::Federation,
-        &[("GOOGLE_APPLICATION_CREDENTIALS", &file)],
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS", &file),
+            ("LOG_FORMAT", "json"),
+        ],
         false,
     );
 }
@@ -164,7 +175,12 @@ fn gcloud_application_default_credentials_use_the_refresh_token() {
 fn the_metadata_server_gives_the_attached_service_account_s_token() {
     let s = setup();
     let host = s.google.host();
-    let tokens = collect_with(&s, Flow::Metadata, &[("GCE_METADATA_HOST", &host)], true);
+    let tokens = collect_with(
+        &s,
+        Flow::Metadata,
+        &[("GCE_METADATA_HOST", &host), ("LOG_FORMAT", "json")],
+        true,
+    );
     assert!(
         tokens >= 2,
         "a token close to expiry was replaced mid-pass ({tokens} used)"
