@@ -1,6 +1,6 @@
 //! The commands of `harness-audit`, each on the engine, storage and
 //! configuration: `run` (one pass), `backfill` (a fixed range, with
-//! progress), `check`, `ledger`, and `serve` (many tenants, with metrics).
+//! progress), `check`, `ledger`, `verify`, and `serve` (many tenants, with metrics).
 
 pub mod backfill;
 pub mod check;
@@ -8,3 +8,4 @@ pub mod ledger;
 pub mod metrics;
 pub mod run;
 pub mod serve;
+pub mod verify;

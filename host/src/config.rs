@@ -11,6 +11,8 @@ pub use harness_audit_core::settings::{
     Settings,
 };
 use harness_audit_settings::{self as table, Kind, Section, Setting};
+
+use crate::evidence::SigningKey;
 use url::Url;
 
 pub mod filters;
@@ -97,6 +99,21 @@ pub struct OutputConfig {
     pub gzip: bool,
     /// Lifetime of the GCS lease, in seconds.
     pub lease_secs: u32,
+    /// Retention set on GCS data objects and digests.
+    pub retention: Option<Retention>,
+    /// The key file that signs digests, checked readable at validation.
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// Object retention: GCS refuses to delete or replace an object before its
+/// retention ends. A locked retention cannot be shortened or removed, even
+/// by the bucket's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Days from the upload.
+    pub days: u32,
+    /// Locked rather than unlocked.
+    pub locked: bool,
 }
 
 /// Whether a command sends requests to Harness, and so needs the API key.
@@ -543,6 +560,24 @@ impl RawConfig {
                 hint: "GZIP=true compresses GCS objects only; set GCS_BUCKET, or unset GZIP",
             });
         }
+        let days = self.number(&table::GCS_RETENTION_DAYS)?;
+        let locked = self.choice(&table::GCS_RETENTION_MODE)? == Some("locked");
+        let retention = (days > 0).then_some(Retention { days, locked });
+        if retention.is_some() && sink != SinkKind::Gcs {
+            return Err(ConfigError::Missing {
+                what: table::GCS_BUCKET.env,
+                hint: "GCS_RETENTION_DAYS sets retention on GCS objects only; set GCS_BUCKET, or unset it",
+            });
+        }
+        let signing_key_file = match self.text(&table::SIGNING_KEY_FILE) {
+            None => None,
+            Some(file) => {
+                // Read once here so a bad key stops the run before it collects anything.
+                SigningKey::from_file(Path::new(&file.value))
+                    .map_err(|e| invalid(&file, &e.to_string()))?;
+                Some(PathBuf::from(file.value))
+            }
+        };
         let output = OutputConfig {
             sink,
             output_dir: PathBuf::from(
@@ -557,6 +592,8 @@ impl RawConfig {
                 .into(),
             gzip,
             lease_secs: self.number(&table::LEASE_SECS)?,
+            retention,
+            signing_key_file,
         };
         Ok(Config {
             source,

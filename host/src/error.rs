@@ -1,6 +1,7 @@
 //! Why a collection pass failed, with the fix, and the exit code for each cause.
 
 use crate::config::ConfigError;
+use crate::evidence::KeyError;
 use crate::storage::SinkError;
 use crate::storage::lease::LeaseError;
 
@@ -17,6 +18,12 @@ pub const EXIT_COMPONENT: u8 = 6;
 /// Exit code when a shutdown stopped a call into the component: what was
 /// committed before stands, and the next pass continues from it.
 pub const EXIT_INTERRUPTED: u8 = 1;
+/// Exit code of `verify` when the store's integrity is broken: an object
+/// modified, removed or added, or a digest changed, missing or badly signed.
+pub const EXIT_INTEGRITY: u8 = 8;
+/// Exit code of `verify --completeness` when the store is intact but holds
+/// fewer events than Harness counted.
+pub const EXIT_INCOMPLETE: u8 = 9;
 /// Exit code when another instance holds the lease or advanced the checkpoint:
 /// this run stopped without writing; the other one carries on.
 pub const EXIT_ANOTHER_INSTANCE: u8 = 7;
@@ -150,6 +157,9 @@ pub enum RunError {
         /// What happened, naming the setting and its value.
         message: String,
     },
+    /// The signing key cannot be used (it was readable when the settings were checked).
+    #[error("{0}. Fix SIGNING_KEY_FILE")]
+    SigningKey(#[from] KeyError),
     /// A shutdown stopped a call into the component.
     #[error(
         "stopped for shutdown during a call into the component; every batch emitted before it is committed \
@@ -165,6 +175,7 @@ impl RunError {
             Self::Config(_)
             | Self::InvalidSettings { .. }
             | Self::CorruptState { .. }
+            | Self::SigningKey(_)
             | Self::Credentials(_) => EXIT_CONFIG,
             Self::Unauthorized { .. } | Self::Forbidden { .. } | Self::BadRequest { .. } => {
                 EXIT_REFUSED
@@ -184,7 +195,7 @@ impl RunError {
     /// A short, stable name of the cause: the `error_kind` log field and metric label.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Config(_) => "config",
+            Self::Config(_) | Self::SigningKey(_) => "config",
             Self::CorruptState { .. } => "corrupt_state",
             Self::Credentials(_) => "credentials",
             Self::InvalidSettings { .. } => "invalid_settings",

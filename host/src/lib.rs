@@ -8,6 +8,8 @@
 //!   or a `serve` tenant file, and validated once;
 //! - [`engine`]: wasmtime, the sandbox and the collection pass;
 //! - [`storage`]: sinks (local, stdout, GCS), the checkpoint, journal and lease;
+//! - [`evidence`]: digests of what was stored, chained and signed, and
+//!   the checks of `verify`;
 //! - [`commands`]: `run`, `backfill`, `check`, `ledger`, `serve` and its metrics;
 //! - [`pause_points`]: the crash tests' hook at each step of the commit protocol.
 //!
@@ -33,6 +35,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod evidence;
 pub mod pause_points;
 pub mod random;
 pub mod storage;

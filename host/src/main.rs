@@ -11,9 +11,11 @@ use harness_audit::commands::backfill::Progress;
 use harness_audit::commands::ledger::LedgerRange;
 use harness_audit::commands::run;
 use harness_audit::commands::serve::{self, ServeOptions, ShardSpec};
+use harness_audit::commands::verify::{self, VerifyRequest};
 use harness_audit::config::{BackfillRange, Config, KeyUse, RawConfig, SettingFlags, SinkKind};
 use harness_audit::engine::{Collector, PassSummary, PassThread, SharedEngine, load_component};
 use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
+use harness_audit::evidence::PublicKey;
 use harness_audit::time::now_ms;
 
 /// Variables read besides the settings, which `run --help` lists as flags.
@@ -64,6 +66,34 @@ enum Command {
     /// events stored, and the gap. Reads the checkpoint only (no request to Harness, nothing
     /// written). Takes the same settings as run; the API key is not needed.
     Ledger(Box<LedgerArgs>),
+    /// Prove the store: walk the digest chains, check every object's SHA-256, find objects no
+    /// digest lists, and check signatures with --public-key. Reads only. Exit 0: proven; 8:
+    /// integrity broken; 9: completeness gap (--completeness). Takes the same settings as run;
+    /// the API key is not needed.
+    Verify(Box<VerifyArgs>),
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Check objects named from this day (2025-01-01) or instant (2025-01-01T06:00:00Z, UTC)
+    /// [default: all]. The digests are always walked whole.
+    #[arg(long)]
+    from: Option<String>,
+    /// Check objects named up to this day, inclusive, or instant [default: all].
+    #[arg(long)]
+    to: Option<String>,
+    /// PEM Ed25519 public key that must have signed every digest.
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+    /// Also compare, hour by hour, the events in the proven objects with the counts of Harness
+    /// that the ledger recorded during collection.
+    #[arg(long)]
+    completeness: bool,
+    /// text (a report) or json.
+    #[arg(long, value_enum, default_value_t = LedgerFormat::Text)]
+    format: LedgerFormat,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -181,6 +211,9 @@ fn main() -> ExitCode {
         }
         Command::Ledger(args) => {
             return ledger(args, cli.component.as_deref(), cli.cache_dir.as_deref());
+        }
+        Command::Verify(args) => {
+            return verify(args, cli.component.as_deref(), cli.cache_dir.as_deref());
         }
     };
     let mut config = match args.config() {
@@ -327,6 +360,56 @@ fn ledger(
                 LedgerFormat::Json => println!("{}", view.json()),
             }
             ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string(), e.exit_code()),
+    }
+}
+
+fn verify(
+    args: &VerifyArgs,
+    component: Option<&std::path::Path>,
+    cache_dir: Option<&std::path::Path>,
+) -> ExitCode {
+    if args.run.reset_checkpoint {
+        return fail(
+            "verify changes nothing; --reset-checkpoint belongs to run",
+            EXIT_CONFIG,
+        );
+    }
+    let range = match LedgerRange::parse(args.from.as_deref(), args.to.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+    };
+    let public_key = match args
+        .public_key
+        .as_deref()
+        .map(PublicKey::from_file)
+        .transpose()
+    {
+        Ok(key) => key,
+        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+    };
+    let config = match args.run.config_for(KeyUse::NotNeeded) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string(), e.exit_code()),
+    };
+    let (runtime, collector) = match runtime_and_collector(component, cache_dir) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
+    let request = VerifyRequest {
+        from_ms: range.from_ms,
+        to_ms: range.to_ms,
+        public_key,
+        completeness: args.completeness,
+    };
+    match runtime.block_on(verify::verify(&config, &collector, request)) {
+        Ok(outcome) => {
+            match args.format {
+                LedgerFormat::Text => print!("{}", outcome.text()),
+                LedgerFormat::Json => println!("{}", outcome.json()),
+            }
+            ExitCode::from(outcome.verdict.exit_code())
         }
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }

@@ -35,15 +35,18 @@ pub enum Step {
     AfterObject,
     /// The batch's checkpoint is committed.
     AfterCommit,
+    /// A digest is written; the state does not record it yet.
+    AfterDigest,
 }
 
 impl Step {
     /// Every step, in protocol order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::AfterIntent,
         Self::MidUpload,
         Self::AfterObject,
         Self::AfterCommit,
+        Self::AfterDigest,
     ];
 
     /// The name `HARNESS_AUDIT_TEST_PAUSE_AT` uses.
@@ -53,6 +56,7 @@ impl Step {
             Self::MidUpload => "mid-upload",
             Self::AfterObject => "after-object",
             Self::AfterCommit => "after-commit",
+            Self::AfterDigest => "after-digest",
         }
     }
 }

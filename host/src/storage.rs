@@ -40,6 +40,13 @@ pub struct BatchMeta {
     pub window_end_ms: u64,
     /// When the host received the batch.
     pub collected_at: SystemTime,
+    /// SHA-256 of the lines, computed once for the name, the metadata and the digest.
+    pub content_sha256: [u8; 32],
+}
+
+/// The SHA-256 of a batch's lines.
+pub fn content_sha256(lines: &[u8]) -> [u8; 32] {
+    Sha256::digest(lines).into()
 }
 
 /// The outcome of a successful write.
@@ -51,6 +58,17 @@ pub enum Written {
     AlreadyPresent(String),
     /// The batch was streamed; there is no object.
     Streamed,
+}
+
+/// What [`Sink::fence`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// The store has a single writer: nothing was done.
+    NotNeeded,
+    /// An empty object now stands at the name (placed now or before).
+    Placed,
+    /// The object was written after all, just before the fence.
+    ObjectWritten,
 }
 
 /// A storage failure.
@@ -89,7 +107,7 @@ pub enum SinkError {
 pub trait Sink: Send + Sync {
     /// The name the batch will be stored under, derived from the batch alone;
     /// `None` for a stream, which has no objects.
-    fn object_name(&self, meta: &BatchMeta, lines: &[u8]) -> Option<String>;
+    fn object_name(&self, meta: &BatchMeta) -> Option<String>;
 
     /// Stores `lines` (NDJSON) under `name` and returns once they are durable.
     async fn write(
@@ -105,13 +123,12 @@ pub trait Sink: Send + Sync {
     /// Stops the writer of an interrupted intent for `name`, whose object is
     /// absent, from ever creating it: that writer may only be stalled (a
     /// frozen VM, a lease that lapsed), and an object it wrote late would
-    /// repeat events the batch's next reading stores again. Returns whether
-    /// the object exists after all, written just before the fence. A store
-    /// with a single writer and no compare-and-swap (a local directory)
-    /// needs no fence.
-    async fn fence(&self, name: &str) -> Result<bool, SinkError> {
+    /// repeat events the batch's next reading stores again. A store with a
+    /// single writer and no compare-and-swap (a local directory) needs no
+    /// fence.
+    async fn fence(&self, name: &str) -> Result<Fence, SinkError> {
         let _ = name;
-        Ok(false)
+        Ok(Fence::NotNeeded)
     }
 
     /// Where the data goes, for the summary line.
@@ -134,16 +151,40 @@ pub trait CheckpointStore: Send + Sync {
     async fn recipe_state(&self) -> Result<Option<(String, Vec<u8>)>, SinkError> {
         Ok(None)
     }
+    /// The store's objects by name, for digests beside the checkpoint; none
+    /// for a store that keeps only a checkpoint (in memory).
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        None
+    }
+}
+
+/// Objects by name, whatever they hold: digests are created with it, and
+/// `verify` reads the store through it.
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Creates `name` holding `bytes` unless an object of that name exists,
+    /// whose content is then returned instead: nothing is ever overwritten.
+    async fn create(&self, name: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>, SinkError>;
+    /// An object's content (gzip undone), or `None` when it does not exist.
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, SinkError>;
+    /// Names of the objects under `prefix` (a folder, ending with `/`),
+    /// sorted, leaving out the temporary files of writes in flight.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError>;
+    /// How to name an object in messages.
+    fn url(&self, name: &str) -> String;
 }
 
 /// `<prefix>/YYYY/MM/DD/harness-audit-YYYYMMDD-HHMMSS-<hash>.jsonl`, the
 /// recipe's layout. Date and time are those of the batch's first event and the
-/// hash is of its content, so the name depends only on the batch: the same
-/// events written again after a crash land on the same name and are recognised.
-pub fn object_name(prefix: &str, first_event_ms: u64, lines: &[u8]) -> String {
+/// hash is of its content (`content_sha256`), so the name depends only on the
+/// batch: the same events written again after a crash land on the same name
+/// and are recognised.
+pub fn object_name(prefix: &str, first_event_ms: u64, content_sha256: &[u8; 32]) -> String {
     let at = time::utc(first_event_ms);
-    let digest = Sha256::digest(lines);
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = content_sha256[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!(
         "{prefix}/{}/harness-audit-{}-{hash}.jsonl",
         at.format("%Y/%m/%d"),
@@ -158,7 +199,7 @@ mod tests {
     #[test]
     fn object_names_follow_the_recipe_layout_and_depend_on_content() {
         let at = 1_749_564_191_482;
-        let a = object_name("harness/audit", at, b"{\"a\":1}\n");
+        let a = object_name("harness/audit", at, &content_sha256(b"{\"a\":1}\n"));
         assert!(
             a.starts_with("harness/audit/2025/06/10/harness-audit-20250610-140311-"),
             "{a}"
@@ -168,7 +209,13 @@ mod tests {
                 && a.len()
                     == "harness/audit/2025/06/10/harness-audit-20250610-140311-".len() + 16 + 6
         );
-        assert_eq!(a, object_name("harness/audit", at, b"{\"a\":1}\n"));
-        assert_ne!(a, object_name("harness/audit", at, b"{\"a\":2}\n"));
+        assert_eq!(
+            a,
+            object_name("harness/audit", at, &content_sha256(b"{\"a\":1}\n"))
+        );
+        assert_ne!(
+            a,
+            object_name("harness/audit", at, &content_sha256(b"{\"a\":2}\n"))
+        );
     }
 }

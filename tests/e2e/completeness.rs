@@ -126,6 +126,28 @@ fn events_counted_and_never_returned_are_reported_not_waited_for() {
         text.stdout
     );
 
+    // `verify` proves the store intact and, against the ledger's counts,
+    // incomplete by exactly the events never returned: exit 9.
+    let verified = env.run_with(
+        &["verify", "--completeness", "--format", "json"],
+        &[("HARNESS_API_KEY", "")],
+    );
+    assert_eq!(verified.code, 9, "{}{}", verified.stdout, verified.stderr);
+    let report: Value = serde_json::from_str(&verified.stdout).unwrap();
+    assert_eq!(report["verdict"], "completeness-gap");
+    assert_eq!(report["problems"], serde_json::json!([]));
+    let hours = report["completeness"].as_array().unwrap();
+    let gap: u64 = hours.iter().map(|h| h["gap"].as_u64().unwrap()).sum();
+    assert_eq!(gap, hidden as u64);
+    let found: u64 = hours.iter().map(|h| h["found"].as_u64().unwrap()).sum();
+    assert_eq!(found, collected as u64);
+    let intact = env.run_with(&["verify"], &[("HARNESS_API_KEY", "")]);
+    assert_eq!(
+        intact.code, 0,
+        "without --completeness only integrity counts: {}",
+        intact.stdout
+    );
+
     // The gap stays reported until Harness returns those events.
     let again = env.run(&[("PAGE_SIZE", "100")]);
     again.assert_collected(0);

@@ -13,7 +13,19 @@ use serde_json::Value;
 
 use crate::support::{ACCOUNT, CHECKPOINT, Env, PREFIX, Run, assert_exact, run_gcs};
 
-const STEPS: [&str; 4] = ["after-intent", "mid-upload", "after-object", "after-commit"];
+const STEPS: [&str; 5] = [
+    "after-intent",
+    "mid-upload",
+    "after-object",
+    "after-commit",
+    "after-digest",
+];
+
+/// Where to stop: at the second batch, or at the pass's one digest.
+fn pause_at(step: &str) -> String {
+    let occurrence = if step == "after-digest" { 1 } else { 2 };
+    format!("{step}@{occurrence}")
+}
 /// Several batches per run, so a kill at the second leaves the first committed.
 const BATCHES: [(&str, &str); 2] = [("PAGE_SIZE", "50"), ("BATCH_MAX_EVENTS", "100")];
 
@@ -97,6 +109,16 @@ fn collected(stdout: &str) -> usize {
 
 /// What a kill at `step` must have left, and the stderr the restart must print.
 fn assert_left_at(step: &str, state: &Value, object_exists: bool) {
+    if step == "after-digest" {
+        assert!(state.get("pending").is_none(), "{state}");
+        // Every batch of the pass is in the digest, which the state does not record yet.
+        let unsealed = state["unsealed"].as_array().map_or(0, Vec::len);
+        assert!(
+            unsealed >= 3,
+            "the digest is written, not recorded: {state}"
+        );
+        return;
+    }
     if step == "after-commit" {
         assert!(state.get("pending").is_none(), "{state}");
         return;
@@ -109,12 +131,32 @@ fn assert_left_at(step: &str, state: &Value, object_exists: bool) {
 }
 
 /// The restart after a kill at `step` settles what the kill left, collects
-/// exactly the events not `stored` before it, and leaves `lines` exact.
-fn assert_restart(step: &str, run: &Run, stored: usize, lines: Vec<String>, env: &Env) {
+/// exactly the events not `stored` before it, leaves `lines` exact, and
+/// leaves a chain of digests that `verify` (run with `store`'s settings) proves.
+fn assert_restart(
+    step: &str,
+    run: &Run,
+    stored: usize,
+    lines: Vec<String>,
+    env: &Env,
+    store: &[(&str, &str)],
+) {
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let verified = env.run_with(&["verify"], store);
+    assert_eq!(
+        verified.code, 0,
+        "{step}: {}{}",
+        verified.stdout, verified.stderr
+    );
+    assert!(
+        verified.stdout.contains("problems: none")
+            && verified.stdout.ends_with("verdict: proven\n"),
+        "{step}: {}",
+        verified.stdout
+    );
     let note = match step {
         "after-object" => Some("its object exists, so its checkpoint is now committed"),
-        "after-commit" => None,
+        "after-commit" | "after-digest" => None,
         _ => Some("its object was never written, so it will be read again"),
     };
     assert!(
@@ -137,7 +179,7 @@ fn assert_restart(step: &str, run: &Run, stored: usize, lines: Vec<String>, env:
 fn a_kill_at_each_commit_step_on_the_local_sink_loses_and_repeats_nothing() {
     for step in STEPS {
         let env = Env::with_freedoms(300, free());
-        let paused = Paused::start(&env, &format!("{step}@2"), &BATCHES);
+        let paused = Paused::start(&env, &pause_at(step), &BATCHES);
         let state: Value = serde_json::from_slice(&env.checkpoint().unwrap()).unwrap();
         let object = state["pending"]["object"].as_str().unwrap_or_default();
         assert_left_at(step, &state, env.out().join(object).is_file());
@@ -155,7 +197,7 @@ fn a_kill_at_each_commit_step_on_the_local_sink_loses_and_repeats_nothing() {
         let stored = env.sorted_lines().len();
         paused.kill();
         let run = env.run(&BATCHES);
-        assert_restart(step, &run, stored, env.sorted_lines(), &env);
+        assert_restart(step, &run, stored, env.sorted_lines(), &env, &[]);
     }
 }
 
@@ -177,7 +219,7 @@ fn a_kill_at_each_commit_step_on_gcs_loses_and_repeats_nothing() {
             ("STORAGE_EMULATOR_HOST", gcs.base_url()),
         ];
         vars.extend_from_slice(&BATCHES);
-        let paused = Paused::start(&env, &format!("{step}@2"), &vars);
+        let paused = Paused::start(&env, &pause_at(step), &vars);
         let state = gcs_state(&gcs, &bucket);
         let object = state["pending"]["object"].as_str().unwrap_or_default();
         assert_left_at(step, &state, gcs.download(&bucket, object).is_some());
@@ -191,7 +233,14 @@ fn a_kill_at_each_commit_step_on_gcs_loses_and_repeats_nothing() {
         );
         gcs.let_lease_lapse(&bucket, CHECKPOINT);
         let run = run_gcs(&env, gcs.base_url(), &bucket, &BATCHES);
-        assert_restart(step, &run, stored, gcs.lines(&bucket, PREFIX), &env);
+        assert_restart(
+            step,
+            &run,
+            stored,
+            gcs.lines(&bucket, PREFIX),
+            &env,
+            &vars[..2],
+        );
     }
 }
 

@@ -129,10 +129,10 @@ fn objects_follow_the_recipe_layout_with_content_type_and_metadata() {
     let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
     assert!(names.contains(&CHECKPOINT), "{names:?}");
     assert!(
-        names
-            .iter()
-            .all(|n| n.starts_with(PREFIX) || *n == CHECKPOINT),
-        "only data under the prefix, the checkpoint outside it, the lease released: {names:?}"
+        names.iter().all(|n| n.starts_with(PREFIX)
+            || *n == CHECKPOINT
+            || n.starts_with("harness-audit-state/digests/checkpoint.json/")),
+        "only data under the prefix, the checkpoint and its digests outside it, the lease released: {names:?}"
     );
     // The key is in no object's name, metadata or bytes, the checkpoint included.
     let secret = harness_tests::secrets::secret_of(&env.key);
@@ -178,6 +178,45 @@ fn gzip_objects_are_compressed_and_round_trip() {
 /// (milliseconds and RFC 3339 text too). The first run starts exactly there
 /// and records its own checkpoint outside the prefix; the recipe's object is
 /// left as it was. One that names no instant stops the run with exit 2.
+/// `GCS_RETENTION_DAYS` sets retention on every data object and digest as
+/// it is uploaded, in the mode `GCS_RETENTION_MODE` names, and never on the
+/// checkpoint, which is replaced as it changes.
+#[test]
+fn retention_is_set_on_objects_and_digests_and_never_on_the_checkpoint() {
+    let gcs = Emulator::from_env();
+    const DAY_MS: u64 = 86_400_000;
+    for (mode, expected) in [("locked", "Locked"), ("unlocked", "Unlocked")] {
+        let bucket = gcs.fresh_bucket("retention");
+        let env = Env::new(300);
+        let before = now_ms();
+        let vars = [
+            ("GCS_RETENTION_DAYS", "30"),
+            ("GCS_RETENTION_MODE", mode),
+            ("BATCH_MAX_EVENTS", "100"),
+        ];
+        run_gcs(&env, gcs.base_url(), &bucket, &vars).assert_collected(300);
+        let after = now_ms();
+        let names: Vec<String> = gcs.list(&bucket, "").into_iter().map(|o| o.name).collect();
+        assert!(names.iter().any(|n| n.contains("/digests/")), "{names:?}");
+        for name in &names {
+            let retention = &gcs.resource(&bucket, name).unwrap()["retention"];
+            if name == CHECKPOINT {
+                assert!(retention.is_null(), "{name}: {retention}");
+                continue;
+            }
+            assert_eq!(retention["mode"], expected, "{name}");
+            let until = retention["retainUntilTime"].as_str().unwrap();
+            let until = chrono::DateTime::parse_from_rfc3339(until)
+                .unwrap()
+                .timestamp_millis() as u64;
+            assert!(
+                (before + 30 * DAY_MS - 1_000..=after + 30 * DAY_MS).contains(&until),
+                "{name}: {until}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_recipe_state_is_taken_over_once_skipping_and_repeating_nothing() {
     let gcs = Emulator::from_env();
@@ -265,7 +304,7 @@ fn the_recipe_state_is_taken_over_once_skipping_and_repeating_nothing() {
     assert!(
         String::from_utf8(state)
             .unwrap()
-            .contains("harness-audit-state/1")
+            .contains("harness-audit-state/2")
     );
     run_gcs(&env, gcs.base_url(), &in_place, &vars).assert_collected(0);
 }

@@ -85,7 +85,7 @@ fn the_host_modules_import_each_other_without_a_cycle() {
 /// The engine and the commands never name GCS: storage is chosen and built in `storage`.
 #[test]
 fn only_storage_and_the_settings_name_gcs() {
-    for module in ["engine", "commands", "time", "random", "error"] {
+    for module in ["engine", "commands", "evidence", "time", "random", "error"] {
         for file in files_of(module) {
             let text = std::fs::read_to_string(&file).unwrap().to_lowercase();
             assert!(

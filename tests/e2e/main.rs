@@ -10,6 +10,7 @@ mod completeness;
 mod config_ui;
 mod crashes;
 mod credentials;
+mod evidence;
 mod examples;
 mod failures;
 mod filters;

@@ -110,6 +110,9 @@ pub struct ChaosReport {
     pub elapsed: Duration,
     /// Objects, state files and run logs that contain the API key's secret.
     pub key_leaks: Vec<PathBuf>,
+    /// `harness-audit verify`'s verdict on the digests after the last run,
+    /// and the problems it named.
+    pub verified: Option<(String, Vec<String>)>,
 }
 
 impl ChaosReport {
@@ -123,6 +126,10 @@ impl ChaosReport {
             && self.written_lines == self.expected
             && self.reported_gap == Some(self.hidden as u64)
             && self.key_leaks.is_empty()
+            && self
+                .verified
+                .as_ref()
+                .is_some_and(|(verdict, _)| verdict == "proven")
     }
 }
 
@@ -377,8 +384,25 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
             .map(|o| PathBuf::from(format!("gs://{bucket}/{}", o.name)));
         report.key_leaks.extend(leaked);
     }
+    report.verified = verified(&runner);
     report.elapsed = started.elapsed();
     report
+}
+
+/// What `harness-audit verify --format json` says of the chain every
+/// killed and settling run left: its verdict and problems.
+fn verified(runner: &Runner<'_>) -> Option<(String, Vec<String>)> {
+    let output = runner
+        .spawn(&["verify", "--format", "json"], true)
+        .wait_with_output()
+        .ok()?;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let problems = report["problems"]
+        .as_array()?
+        .iter()
+        .map(serde_json::Value::to_string)
+        .collect();
+    Some((report["verdict"].as_str()?.to_owned(), problems))
 }
 
 /// Waits for a run; its stdout if it succeeded, `None` if it failed.

@@ -180,6 +180,38 @@ impl Emulator {
         assert!(response.status().is_success(), "{}", response.status());
     }
 
+    /// The object resource of `name` (its metadata as the JSON API gives it).
+    pub fn resource(&self, bucket: &str, name: &str) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/storage/v1/b/{bucket}/o/{}",
+                self.base,
+                encode(name)
+            ))
+            .send()
+            .expect("reading an object resource");
+        if response.status() == StatusCode::NOT_FOUND {
+            return None;
+        }
+        let text = response.text().expect("an object resource");
+        Some(serde_json::from_str(&text).expect("a JSON object resource"))
+    }
+
+    /// Deletes `name` (test setup, or tampering).
+    pub fn delete(&self, bucket: &str, name: &str) {
+        let response = self
+            .http
+            .delete(format!(
+                "{}/storage/v1/b/{bucket}/o/{}",
+                self.base,
+                encode(name)
+            ))
+            .send()
+            .expect("deleting an object");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
     /// Lets the lease beside `state_key` lapse, as its lifetime passing would
     /// for a holder that was killed or froze.
     pub fn let_lease_lapse(&self, bucket: &str, state_key: &str) {

@@ -703,6 +703,57 @@ settings! {
               alive; a crashed holder blocks others at most this long.",
     };
 
+    /// `GCS_RETENTION_DAYS`.
+    GCS_RETENTION_DAYS = Setting {
+        key: "gcs_retention_days",
+        section: Section::Output,
+        env: "GCS_RETENTION_DAYS",
+        flag: "gcs-retention-days",
+        kind: Kind::Number {
+            default: 0,
+            range: 0..=36_500,
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "Days of object retention set on each data object and digest as it is uploaded (GCS \
+              sink, buckets with Object Retention Lock enabled); 0 sets none. The checkpoint and \
+              lease are replaced as they change and never get one.",
+    };
+
+    /// `GCS_RETENTION_MODE`.
+    GCS_RETENTION_MODE = Setting {
+        key: "gcs_retention_mode",
+        section: Section::Output,
+        env: "GCS_RETENTION_MODE",
+        flag: "gcs-retention-mode",
+        kind: Kind::Choice {
+            choices: &["unlocked", "locked"],
+            default: Some("unlocked"),
+        },
+        unset: NONE,
+        secret: false,
+        command: false,
+        doc: "`locked`: no one, the bucket's owner included, can shorten or remove the retention \
+              (write once, read many). `unlocked`: an administrator with \
+              `storage.objects.overrideUnlockedRetention` can.",
+    };
+
+    /// `SIGNING_KEY_FILE`.
+    SIGNING_KEY_FILE = Setting {
+        key: "signing_key_file",
+        section: Section::Output,
+        env: "SIGNING_KEY_FILE",
+        flag: "signing-key-file",
+        kind: Kind::Text { default: None },
+        unset: "digests unsigned",
+        secret: false,
+        command: false,
+        doc: "PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`) that signs each \
+              digest. Without it the digests' hash chain still shows changes, but not who made them \
+              (see Evidence).",
+    };
+
     /// `STATE_KEY`.
     STATE_KEY = Setting {
         key: "state_key",

@@ -469,6 +469,7 @@ mod tests {
                 events: 120,
                 objects: 2,
                 already_present: 0,
+                digests: 1,
             },
             pages: 3,
             watermark_ms: Some(now_ms() - 30_000),

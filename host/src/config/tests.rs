@@ -238,8 +238,13 @@ fn every_number_is_accepted_at_its_bounds_and_refused_just_past_them() {
         for value in [*range.start(), *range.end()] {
             let value = value.to_string();
             let mut pairs = minimal();
-            // A batch holds whole pages: bounds are tried with the smallest page and largest batch.
-            pairs.extend([("PAGE_SIZE", "1"), ("BATCH_MAX_EVENTS", "20000")]);
+            // A batch holds whole pages: bounds are tried with the smallest page and largest
+            // batch; retention needs the GCS sink.
+            pairs.extend([
+                ("PAGE_SIZE", "1"),
+                ("BATCH_MAX_EVENTS", "20000"),
+                ("GCS_BUCKET", "bucket-1"),
+            ]);
             pairs.push((setting.env, value.as_str()));
             if let Err(e) = env(&pairs).validate() {
                 panic!("{}={value} refused: {e}", setting.env);

@@ -19,8 +19,9 @@ use crate::engine::bindings::{
 };
 use crate::engine::limits::{CpuMeter, EpochTicker, Metered, PassGuard, PassThread, Stopped};
 use crate::engine::policy::EgressPolicy;
-use crate::engine::state::{BatchRules, HostState, Pipeline, PipelineStats};
+use crate::engine::state::{BatchRules, ChainSpec, HostState, Pipeline, PipelineStats};
 use crate::error::RunError;
+use crate::evidence::SigningKey;
 use crate::storage::{CheckpointStore, Discard, MemoryCheckpoint, Sink};
 use crate::time::{now_ms, rfc3339_ms};
 
@@ -296,8 +297,12 @@ impl Collector {
         config: &Config,
         checkpoint: Option<&str>,
     ) -> Result<wit::LedgerReport, RunError> {
-        let pipeline =
-            Pipeline::open(Arc::new(Discard), Arc::new(MemoryCheckpoint::default())).await?;
+        let pipeline = Pipeline::open(
+            Arc::new(Discard),
+            Arc::new(MemoryCheckpoint::default()),
+            None,
+        )
+        .await?;
         let limits = config.limits;
         let guard = PassGuard::new(
             limits,
@@ -375,7 +380,19 @@ impl Collector {
         .map_err(|e| RunError::Policy {
             reason: e.to_string(),
         })?;
-        let pipeline = Pipeline::open(sink, checkpoints).await?;
+        let output = &config.output;
+        let signer = output
+            .signing_key_file
+            .as_deref()
+            .map(SigningKey::from_file)
+            .transpose()?
+            .map(Arc::new);
+        let chain = ChainSpec {
+            prefix: output.prefix.clone(),
+            state_key: output.state_key.clone(),
+            signer,
+        };
+        let pipeline = Pipeline::open(sink, checkpoints, Some(chain)).await?;
         let loaded = pipeline.committed.clone();
         let limits = config.limits;
         let mut store = self.sandbox(config, policy, pipeline, guard);
@@ -439,7 +456,9 @@ impl Collector {
             if store.data().guard.stop_requested() {
                 // Every emitted batch is committed; what was read since is read again next time.
                 summary.stopped_early = true;
-                summary.stored = store.data().pipeline.stats.clone();
+                let pipeline = &mut store.data_mut().pipeline;
+                pipeline.seal().await?;
+                summary.stored = pipeline.stats.clone();
                 return Ok(summary);
             }
             let max_pages = probe_pages.unwrap_or(PAGES_PER_POLL);
@@ -453,6 +472,7 @@ impl Collector {
             }
             if data.guard.stopped == Some(Stopped::Shutdown) {
                 summary.stopped_early = true;
+                data.pipeline.seal().await?;
                 summary.stored = data.pipeline.stats.clone();
                 return Ok(summary);
             }
@@ -522,6 +542,7 @@ impl Collector {
         };
         let pipeline = &mut store.data_mut().pipeline;
         pipeline.save_checkpoint(checkpoint).await?;
+        pipeline.seal().await?;
         summary.stored = pipeline.stats.clone();
         Ok(summary)
     }

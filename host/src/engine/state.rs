@@ -15,10 +15,13 @@ use crate::engine::bindings::{Batch, EmitError};
 use crate::engine::limits::{PassGuard, SandboxLimits, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::error::RunError;
+use crate::evidence::digest::{ChainHead, chain_dir, digest_key, sequence_of, sha256_hex};
+use crate::evidence::signing::hex;
+use crate::evidence::{Digest, EntryKind, ObjectEntry, SigningKey};
 use crate::pause_points::{self, Step};
-use crate::storage::journal::{Pending, StateFile};
+use crate::storage::journal::{Evidence, Pending, StateFile};
 use crate::storage::recipe;
-use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written};
+use crate::storage::{BatchMeta, CheckpointStore, Fence, Sink, SinkError, Written, content_sha256};
 use crate::time::{now_ms, rfc3339_ms};
 
 /// Largest batch accepted from a component.
@@ -40,12 +43,36 @@ pub struct PipelineStats {
     pub objects: u64,
     /// Batches that were already stored (re-sent after a crash).
     pub already_present: u64,
+    /// Digests written.
+    pub digests: u64,
+}
+
+/// Objects committed since the last digest past which a digest is written
+/// mid-pass: the state lists them and is rewritten twice per batch, so this
+/// bounds its size on a long backfill.
+pub const SEAL_EVERY_OBJECTS: usize = 100;
+
+/// Where a pipeline's digests go and what signs them.
+#[derive(Debug, Clone)]
+pub struct ChainSpec {
+    /// The data prefix, recorded in each digest.
+    pub prefix: String,
+    /// The state whose chain it is.
+    pub state_key: String,
+    /// Signs each digest when set.
+    pub signer: Option<Arc<SigningKey>>,
 }
 
 /// Where `emit` sends batches and checkpoints.
 pub struct Pipeline {
     sink: Arc<dyn Sink>,
     checkpoints: Arc<dyn CheckpointStore>,
+    /// Digests, for a store that keeps objects.
+    chain: Option<ChainSpec>,
+    /// The newest digest.
+    head: ChainHead,
+    /// Objects committed since it.
+    unsealed: Vec<ObjectEntry>,
     /// The committed checkpoint (the component's JSON).
     pub committed: Option<String>,
     /// Totals so far.
@@ -104,6 +131,10 @@ struct Loaded {
     takeover: Option<Takeover>,
     /// An intent left by an interrupted run, and whether its object exists.
     settled: Option<(Pending<'static>, bool)>,
+    /// The newest digest.
+    head: ChainHead,
+    /// Objects committed since it.
+    unsealed: Vec<ObjectEntry>,
 }
 
 /// Reads the state at `checkpoints` and settles, in memory only, a write a
@@ -112,6 +143,13 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
     let corrupt = |reason: String| StateError::Corrupt {
         location: checkpoints.checkpoint_location(),
         reason,
+    };
+    let fresh = |takeover| Loaded {
+        checkpoint: None,
+        takeover,
+        settled: None,
+        head: ChainHead::default(),
+        unsealed: Vec::new(),
     };
     let Some(bytes) = checkpoints.load().await? else {
         let takeover = match checkpoints.recipe_state().await? {
@@ -127,32 +165,28 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
                 Some(Takeover { from, since_ms })
             }
         };
-        return Ok(Loaded {
-            checkpoint: None,
-            takeover,
-            settled: None,
-        });
+        return Ok(fresh(takeover));
     };
     let state = match StateFile::parse(&bytes) {
         Ok(state) => state,
         // STATE_KEY kept at the recipe's own state object: take it over in place.
         Err(reason) => {
             let since_ms = recipe::parse_since(&bytes).map_err(|_| corrupt(reason.to_string()))?;
-            return Ok(Loaded {
-                checkpoint: None,
-                takeover: Some(Takeover {
-                    from: checkpoints.checkpoint_location(),
-                    since_ms,
-                }),
-                settled: None,
-            });
+            return Ok(fresh(Some(Takeover {
+                from: checkpoints.checkpoint_location(),
+                since_ms,
+            })));
         }
     };
+    let head = state.chain.into_owned();
+    let unsealed = state.unsealed.into_owned();
     Ok(match state.pending {
         None => Loaded {
             checkpoint: state.checkpoint.map(Cow::into_owned),
             takeover: None,
             settled: None,
+            head,
+            unsealed,
         },
         Some(pending) => {
             let written = sink.exists(&pending.object).await?;
@@ -164,6 +198,8 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
                 },
                 takeover: None,
                 settled: Some((pending, written)),
+                head,
+                unsealed,
             }
         }
     })
@@ -178,63 +214,237 @@ pub async fn committed_checkpoint(
     Ok(load(sink, checkpoints).await?.checkpoint)
 }
 
+/// The entry of an object that a state of format 1 left in flight, which
+/// recorded none: read back from the store.
+async fn entry_of_written(
+    checkpoints: &dyn CheckpointStore,
+    pending: &Pending<'_>,
+) -> Result<Option<ObjectEntry>, SinkError> {
+    if let Some(entry) = &pending.entry {
+        return Ok(Some(entry.clone().into_owned()));
+    }
+    let Some(objects) = checkpoints.objects() else {
+        return Ok(None);
+    };
+    Ok(objects
+        .read(&pending.object)
+        .await?
+        .map(|content| ObjectEntry {
+            name: pending.object.clone().into_owned(),
+            kind: EntryKind::Batch,
+            sha256: sha256_hex(&content),
+            bytes: content.len() as u64,
+            events: u32::try_from(content.iter().filter(|b| **b == b'\n').count())
+                .unwrap_or(u32::MAX),
+            first_event: None,
+            last_event: None,
+            window_start: None,
+            window_end: None,
+        }))
+}
+
 impl Pipeline {
-    /// Loads the stored state and settles a write that a previous run left
-    /// in flight: committed if its object exists, dropped otherwise.
+    /// Loads the stored state, settles a write that a previous run left in
+    /// flight (committed if its object exists, dropped otherwise), and seals
+    /// into a digest what an earlier pass committed but did not seal.
     pub async fn open(
         sink: Arc<dyn Sink>,
         checkpoints: Arc<dyn CheckpointStore>,
+        chain: Option<ChainSpec>,
     ) -> Result<Self, StateError> {
         let mut loaded = load(sink.as_ref(), checkpoints.as_ref()).await?;
-        if let Some((pending, mut written)) = loaded.settled.take() {
-            if !written {
-                // The intent's writer may be stalled, not dead. Rewriting the
-                // state first tells it so when it meets the fence; the fence
-                // then keeps its object from landing after the batch is read
-                // again, or finds that it landed just now.
-                let claim = StateFile::intent(
-                    loaded.checkpoint.as_deref(),
-                    &pending.object,
-                    &pending.checkpoint,
-                );
-                checkpoints.save(&claim.to_bytes()).await?;
-                written = sink.fence(&pending.object).await?;
-                if written {
-                    loaded.checkpoint = Some(pending.checkpoint.clone().into_owned());
-                }
-            }
-            tracing::warn!(
-                stage = "recovery",
-                object = %pending.object,
-                written,
-                "settled a batch left in flight by an interrupted run: {}",
-                if written { "its object exists, so its checkpoint is now committed" }
-                else { "its object was never written, so it will be read again" }
-            );
-            let cleaned = StateFile::settled(loaded.checkpoint.as_deref());
-            checkpoints.save(&cleaned.to_bytes()).await?;
-        }
-        Ok(Self {
+        let settled = loaded.settled.take();
+        let mut pipeline = Self {
             sink,
             checkpoints,
+            chain,
+            head: loaded.head,
+            unsealed: loaded.unsealed,
             committed: loaded.checkpoint,
             stats: PipelineStats::default(),
             takeover: loaded.takeover,
             superseded: None,
             intent_open: false,
-        })
+        };
+        pipeline.find_head().await?;
+        if let Some((pending, written)) = settled {
+            pipeline.settle(pending, written).await?;
+        }
+        pipeline.seal().await?;
+        Ok(pipeline)
+    }
+
+    /// A state that records no digest may be new, or may have replaced one
+    /// that did (lost, reset, or of format 1): the chain then continues from
+    /// its newest digest, so its sequence has no gap and no name is reused.
+    async fn find_head(&mut self) -> Result<(), SinkError> {
+        let (Some(chain), Some(objects)) = (&self.chain, self.checkpoints.objects()) else {
+            return Ok(());
+        };
+        if !self.head.is_empty() {
+            return Ok(());
+        }
+        let newest = objects
+            .list(&chain_dir(&chain.state_key))
+            .await?
+            .iter()
+            .filter_map(|name| {
+                let file = name.rsplit('/').next()?;
+                Some((sequence_of(file)?, name.clone()))
+            })
+            .max();
+        let Some((sequence, name)) = newest else {
+            return Ok(());
+        };
+        let bytes = objects.read(&name).await?.unwrap_or_default();
+        // The chain's first digest, written by a run killed before its state
+        // recorded it, lists the first of the objects this state holds:
+        // sealing adopts it.
+        let unrecorded = Digest::parse(&bytes).is_ok_and(|d| {
+            !d.body.objects.is_empty() && self.unsealed.starts_with(&d.body.objects)
+        });
+        if unrecorded && sequence == 1 {
+            return Ok(());
+        }
+        tracing::warn!(
+            stage = "evidence",
+            digest = %objects.url(&name),
+            "the checkpoint records no digest but its chain has some: the chain continues from the newest"
+        );
+        self.head = ChainHead {
+            sequence,
+            sha256: Some(sha256_hex(&bytes)),
+        };
+        Ok(())
+    }
+
+    async fn settle(
+        &mut self,
+        pending: Pending<'static>,
+        mut written: bool,
+    ) -> Result<(), SinkError> {
+        if !written {
+            // The intent's writer may be stalled, not dead. Rewriting the
+            // state first tells it so when it meets the fence; the fence
+            // then keeps its object from landing after the batch is read
+            // again, or finds that it landed just now.
+            let claim = StateFile {
+                pending: Some(pending.clone()),
+                ..StateFile::settled(self.committed.as_deref(), self.evidence())
+            };
+            self.checkpoints.save(&claim.to_bytes()).await?;
+            match self.sink.fence(&pending.object).await? {
+                Fence::NotNeeded => {}
+                Fence::Placed => self.unsealed.push(ObjectEntry::fence(&pending.object)),
+                Fence::ObjectWritten => written = true,
+            }
+        }
+        if written {
+            self.committed = Some(pending.checkpoint.clone().into_owned());
+            if let Some(entry) = entry_of_written(self.checkpoints.as_ref(), &pending).await? {
+                self.unsealed.push(entry);
+            }
+        }
+        tracing::warn!(
+            stage = "recovery",
+            object = %pending.object,
+            written,
+            "settled a batch left in flight by an interrupted run: {}",
+            if written { "its object exists, so its checkpoint is now committed" }
+            else { "its object was never written, so it will be read again" }
+        );
+        let cleaned = StateFile::settled(self.committed.as_deref(), self.evidence());
+        self.checkpoints.save(&cleaned.to_bytes()).await
+    }
+
+    fn evidence(&self) -> Evidence<'_> {
+        Evidence {
+            head: &self.head,
+            unsealed: &self.unsealed,
+        }
     }
 
     /// Commits `checkpoint`. The save is skipped only when nothing would
     /// change: the same checkpoint is committed and no intent is left open,
     /// so a batch that repeats the committed checkpoint still clears its intent.
     pub async fn save_checkpoint(&mut self, checkpoint: String) -> Result<(), SinkError> {
-        if self.intent_open || self.committed.as_ref() != Some(&checkpoint) {
+        self.commit(checkpoint, None).await
+    }
+
+    /// Commits `checkpoint` and, in the same write, lists `stored` for the next digest.
+    async fn commit(
+        &mut self,
+        checkpoint: String,
+        stored: Option<ObjectEntry>,
+    ) -> Result<(), SinkError> {
+        let listing = stored.is_some();
+        if !listing && !self.intent_open && self.committed.as_ref() == Some(&checkpoint) {
+            return Ok(());
+        }
+        self.unsealed.extend(stored);
+        let saved = self
+            .checkpoints
+            .save(&StateFile::settled(Some(&checkpoint), self.evidence()).to_bytes())
+            .await;
+        if let Err(e) = saved {
+            if listing {
+                self.unsealed.pop();
+            }
+            return Err(e);
+        }
+        self.committed = Some(checkpoint);
+        self.intent_open = false;
+        Ok(())
+    }
+
+    /// Writes a digest of the objects committed since the last one, if any,
+    /// then records it as the chain's head. The digest is created only if
+    /// absent; one found at its name (written before a crash, or by a
+    /// stalled writer this one took over from) is adopted when it continues
+    /// the chain and lists the first of these objects.
+    pub async fn seal(&mut self) -> Result<(), SinkError> {
+        let (Some(chain), Some(objects)) = (&self.chain, self.checkpoints.objects()) else {
+            return Ok(());
+        };
+        while !self.unsealed.is_empty() {
+            let sequence = self.head.sequence + 1;
+            let name = digest_key(&chain.state_key, sequence);
+            let bytes = Digest::seal(
+                &chain.prefix,
+                sequence,
+                self.head.sha256.as_deref(),
+                &self.unsealed,
+                chain.signer.as_deref(),
+            );
+            let (stored, listed) = match objects.create(&name, &bytes).await? {
+                None => (bytes, self.unsealed.len()),
+                Some(existing) => {
+                    let continues = Digest::parse(&existing).ok().filter(|d| {
+                        d.body.sequence == sequence
+                            && d.body.previous == self.head.sha256
+                            && !d.body.objects.is_empty()
+                            && self.unsealed.starts_with(&d.body.objects)
+                    });
+                    match continues {
+                        Some(d) => {
+                            let listed = d.body.objects.len();
+                            (existing, listed)
+                        }
+                        None => return Err(SinkError::Conflict(objects.url(&name))),
+                    }
+                }
+            };
+            self.head = ChainHead {
+                sequence,
+                sha256: Some(sha256_hex(&stored)),
+            };
+            self.unsealed.drain(..listed);
+            pause_points::reached(Step::AfterDigest);
             self.checkpoints
-                .save(&StateFile::settled(Some(&checkpoint)).to_bytes())
+                .save(&StateFile::settled(self.committed.as_deref(), self.evidence()).to_bytes())
                 .await?;
-            self.committed = Some(checkpoint);
-            self.intent_open = false;
+            self.stats.digests += 1;
+            tracing::info!(stage = "evidence", digest = %objects.url(&name), objects = listed, "digest written");
         }
         Ok(())
     }
@@ -246,9 +456,24 @@ impl Pipeline {
         lines: &[u8],
         checkpoint: String,
     ) -> Result<Written, String> {
-        let name = self.sink.object_name(meta, lines);
-        if let Some(object) = &name {
-            let intent = StateFile::intent(self.committed.as_deref(), object, &checkpoint);
+        let entry = self.sink.object_name(meta).map(|name| ObjectEntry {
+            name,
+            kind: EntryKind::Batch,
+            sha256: hex(&meta.content_sha256),
+            bytes: lines.len() as u64,
+            events: meta.event_count,
+            first_event: Some(rfc3339_ms(meta.first_event_ms)),
+            last_event: Some(rfc3339_ms(meta.last_event_ms)),
+            window_start: Some(rfc3339_ms(meta.window_start_ms)),
+            window_end: Some(rfc3339_ms(meta.window_end_ms)),
+        });
+        if let Some(entry) = &entry {
+            let intent = StateFile::intent(
+                self.committed.as_deref(),
+                entry,
+                &checkpoint,
+                self.evidence(),
+            );
             self.checkpoints
                 .save(&intent.to_bytes())
                 .await
@@ -258,14 +483,19 @@ impl Pipeline {
         }
         let written = self
             .sink
-            .write(name.as_deref(), meta, lines)
+            .write(entry.as_ref().map(|e| e.name.as_str()), meta, lines)
             .await
             .map_err(|e| self.failed("writing the batch", e))?;
         pause_points::reached(Step::AfterObject);
-        self.save_checkpoint(checkpoint)
+        self.commit(checkpoint, entry)
             .await
             .map_err(|e| self.failed("the batch was stored but its checkpoint was not", e))?;
         pause_points::reached(Step::AfterCommit);
+        if self.unsealed.len() >= SEAL_EVERY_OBJECTS {
+            self.seal()
+                .await
+                .map_err(|e| self.failed("the batch was stored but its digest was not", e))?;
+        }
         Ok(written)
     }
 
@@ -401,6 +631,7 @@ impl emit::Host for HostState {
             return Err(self.refuse(over));
         }
         let meta = BatchMeta {
+            content_sha256: content_sha256(&batch.lines),
             event_count: batch.event_count,
             first_event_ms: batch.first_event_ms,
             last_event_ms: batch.last_event_ms,
@@ -673,7 +904,7 @@ pub fn check_batch(batch: &Batch, rules: &BatchRules, now_ms: u64) -> Result<(),
 
 /// Parses `line` as one JSON object, returning its top-level `field` as an
 /// integer when present. Every other value is validated and skipped.
-fn event_time(line: &str, field: &str) -> Result<Option<u64>, serde_json::Error> {
+pub fn event_time(line: &str, field: &str) -> Result<Option<u64>, serde_json::Error> {
     use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 
     struct Time<'a>(&'a str);
@@ -988,8 +1219,9 @@ mod tests {
         check_batch(&valid(), &rules(), NOW).unwrap();
     }
 
-    fn meta(first_event_ms: u64) -> BatchMeta {
+    fn meta(first_event_ms: u64, lines: &[u8]) -> BatchMeta {
         BatchMeta {
+            content_sha256: content_sha256(lines),
             event_count: 1,
             first_event_ms,
             last_event_ms: first_event_ms,
@@ -1009,10 +1241,16 @@ mod tests {
             "audit",
             "state.json",
         ));
-        let mut pipeline = Pipeline::open(store.clone(), store.clone()).await.unwrap();
+        let mut pipeline = Pipeline::open(store.clone(), store.clone(), None)
+            .await
+            .unwrap();
         for (at, line) in [(1_000, "{\"a\":1}\n"), (2_000, "{\"b\":2}\n")] {
             pipeline
-                .store(&meta(at), line.as_bytes(), "{\"same\":1}".to_owned())
+                .store(
+                    &meta(at, line.as_bytes()),
+                    line.as_bytes(),
+                    "{\"same\":1}".to_owned(),
+                )
                 .await
                 .unwrap();
         }
@@ -1020,5 +1258,100 @@ mod tests {
         let state = StateFile::parse(&saved).unwrap();
         assert_eq!(state.pending, None, "{}", String::from_utf8_lossy(&saved));
         assert_eq!(state.checkpoint.as_deref(), Some("{\"same\":1}"));
+    }
+
+    fn chain() -> ChainSpec {
+        ChainSpec {
+            prefix: "audit".into(),
+            state_key: "st/state.json".into(),
+            signer: None,
+        }
+    }
+
+    /// Stores batch `n` of one line.
+    async fn store_batch(pipeline: &mut Pipeline, n: u64) {
+        let line = format!("{{\"n\":{n}}}\n");
+        pipeline
+            .store(
+                &meta(1_000 * n, line.as_bytes()),
+                line.as_bytes(),
+                format!("{{\"v\":{n}}}"),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_committed_object_reaches_a_digest_once_and_a_rewritten_digest_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::storage::LocalDirSink::new(
+            dir.path(),
+            "audit",
+            "st/state.json",
+        ));
+        let mut pipeline = Pipeline::open(store.clone(), store.clone(), Some(chain()))
+            .await
+            .unwrap();
+        for n in 1..=3 {
+            store_batch(&mut pipeline, n).await;
+        }
+        let state = StateFile::parse(&store.load().await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            state.unsealed.len(),
+            3,
+            "committed objects await their digest in the state"
+        );
+        pipeline.seal().await.unwrap();
+        let first = std::fs::read(dir.path().join(digest_key("st/state.json", 1))).unwrap();
+        let digest = Digest::parse(&first).unwrap();
+        assert_eq!(digest.body.objects.len(), 3);
+        assert_eq!(digest.body.previous, None);
+        let state = StateFile::parse(&store.load().await.unwrap().unwrap()).unwrap();
+        assert!(state.unsealed.is_empty());
+        assert_eq!(
+            state.chain.sha256.as_deref(),
+            Some(sha256_hex(&first).as_str())
+        );
+
+        // A crash after the second digest was written but before the state
+        // recorded it: the next open writes the same bytes and adopts them.
+        store_batch(&mut pipeline, 4).await;
+        let unsealed = pipeline.unsealed.clone();
+        let second = Digest::seal("audit", 2, Some(&sha256_hex(&first)), &unsealed[..1], None);
+        let second_path = dir.path().join(digest_key("st/state.json", 2));
+        std::fs::write(&second_path, &second).unwrap();
+        drop(pipeline);
+        let mut reopened = Pipeline::open(store.clone(), store.clone(), Some(chain()))
+            .await
+            .unwrap();
+        assert_eq!(reopened.head.sequence, 2);
+        assert_eq!(reopened.head.sha256, Some(sha256_hex(&second)));
+        assert!(reopened.unsealed.is_empty());
+        assert_eq!(
+            std::fs::read(&second_path).unwrap(),
+            second,
+            "adopted, not rewritten"
+        );
+
+        // A digest at the next name that does not continue this chain is refused.
+        store_batch(&mut reopened, 5).await;
+        std::fs::write(dir.path().join(digest_key("st/state.json", 3)), b"{}\n").unwrap();
+        assert!(matches!(reopened.seal().await, Err(SinkError::Conflict(_))));
+
+        // Past SEAL_EVERY_OBJECTS, a digest is written mid-pass.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::storage::LocalDirSink::new(
+            dir.path(),
+            "audit",
+            "st/state.json",
+        ));
+        let mut pipeline = Pipeline::open(store.clone(), store.clone(), Some(chain()))
+            .await
+            .unwrap();
+        for n in 1..=SEAL_EVERY_OBJECTS as u64 + 1 {
+            store_batch(&mut pipeline, n).await;
+        }
+        assert_eq!(pipeline.head.sequence, 1);
+        assert_eq!(pipeline.unsealed.len(), 1);
     }
 }

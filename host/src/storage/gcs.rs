@@ -18,6 +18,7 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use crate::config::Retention;
 use crate::pause_points::{self, SplitBody, Step};
 use crate::random;
 
@@ -150,6 +151,17 @@ pub struct Upload<'a> {
     pub metadata: &'a BTreeMap<String, String>,
     /// The crash tests' step to mark once half the request is sent.
     pub midway: Option<Step>,
+    /// Object retention to set, for buckets with Object Retention Lock.
+    pub retention: Option<Retention>,
+}
+
+/// The object resource's `retention` field for an upload at `now_ms`.
+fn retention_resource(retention: Retention, now_ms: u64) -> serde_json::Value {
+    let until = now_ms + u64::from(retention.days) * 86_400_000;
+    serde_json::json!({
+        "mode": if retention.locked { "Locked" } else { "Unlocked" },
+        "retainUntilTime": crate::time::rfc3339_ms(until),
+    })
 }
 
 impl<'a> Upload<'a> {
@@ -161,6 +173,7 @@ impl<'a> Upload<'a> {
             content_encoding: None,
             metadata,
             midway: None,
+            retention: None,
         }
     }
 }
@@ -173,6 +186,19 @@ pub struct GcsClient {
     bucket: String,
     credentials: Credentials,
     retry: RetryPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listing {
+    #[serde(default)]
+    items: Vec<ListedObject>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListedObject {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +283,9 @@ impl GcsClient {
         if let Some(encoding) = upload.content_encoding {
             resource["contentEncoding"] = encoding.into();
         }
+        if let Some(retention) = upload.retention {
+            resource["retention"] = retention_resource(retention, crate::time::now_ms());
+        }
         let (boundary, body) = multipart_related(&resource.to_string(), upload);
         let body = Bytes::from(body);
         let midway = upload.midway.filter(|step| pause_points::is_armed(*step));
@@ -333,6 +362,44 @@ impl GcsClient {
             }
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.failure(ACTION, object, response).await),
+        }
+    }
+
+    /// Names of the objects under `prefix`, in the order GCS lists them (by name).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, GcsError> {
+        const ACTION: &str = "listing";
+        let mut names = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}/storage/v1/b/{}/o?prefix={}&fields=items(name),nextPageToken",
+                self.endpoint,
+                encode(&self.bucket),
+                encode(prefix)
+            );
+            if let Some(token) = &page {
+                let _ = write!(url, "&pageToken={}", encode(token));
+            }
+            let response = self.send(ACTION, prefix, || self.http.get(&url)).await?;
+            if !response.status().is_success() {
+                return Err(self.failure(ACTION, prefix, response).await);
+            }
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport(ACTION, prefix, &e))?;
+            let listing: Listing =
+                serde_json::from_slice(&bytes).map_err(|e| GcsError::Status {
+                    status: 200,
+                    action: ACTION,
+                    url: self.url(prefix),
+                    message: format!("unusable listing: {e}"),
+                })?;
+            names.extend(listing.items.into_iter().map(|o| o.name));
+            match listing.next_page_token {
+                Some(token) if !token.is_empty() => page = Some(token),
+                _ => return Ok(names),
+            }
         }
     }
 
@@ -570,6 +637,7 @@ mod tests {
             content_encoding: None,
             metadata: &metadata,
             midway: None,
+            retention: None,
         };
         let (boundary, body) = multipart_related("{\"name\":\"x\"}", upload);
         let text = String::from_utf8(body).unwrap();

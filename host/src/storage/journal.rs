@@ -4,13 +4,23 @@
 //! checkpoint is settled on restart without loss or duplicate: if the object
 //! exists its checkpoint is committed, otherwise the intent is dropped and the
 //! batch is read again.
+//!
+//! It also carries the evidence chain's place: the newest digest, and the
+//! objects committed since, which the next digest lists. An object is
+//! recorded here in the same write that commits its checkpoint, so none is
+//! ever committed without being on its way into a digest.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::evidence::ObjectEntry;
+use crate::evidence::digest::ChainHead;
+
 /// Format tag of the envelope.
-pub const FORMAT: &str = "harness-audit-state/1";
+pub const FORMAT: &str = "harness-audit-state/2";
+/// The format before digests, read and upgraded in place by the next write.
+const FORMAT_1: &str = "harness-audit-state/1";
 
 /// What is stored at `STATE_KEY`. Its text borrows where it can: a
 /// checkpoint (the ledger in it) can run to megabytes, and it is written
@@ -26,6 +36,21 @@ pub struct StateFile<'a> {
     /// A batch whose object may or may not have been written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending<'a>>,
+    /// The newest digest of this state's chain.
+    #[serde(default, skip_serializing_if = "ChainHead::is_empty")]
+    pub chain: Cow<'a, ChainHead>,
+    /// Objects committed since that digest, oldest first.
+    #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
+    pub unsealed: Cow<'a, [ObjectEntry]>,
+}
+
+/// The evidence side of a state: the newest digest and what awaits the next.
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// The newest digest.
+    pub head: &'a ChainHead,
+    /// Objects committed since it.
+    pub unsealed: &'a [ObjectEntry],
 }
 
 /// An object write in flight.
@@ -36,28 +61,48 @@ pub struct Pending<'a> {
     pub object: Cow<'a, str>,
     /// Checkpoint that becomes committed once the object exists.
     pub checkpoint: Cow<'a, str>,
+    /// What the next digest lists for the object once it is committed;
+    /// absent only in states of format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<Cow<'a, ObjectEntry>>,
 }
 
 impl<'a> StateFile<'a> {
     /// A state with `checkpoint` in force (none before the first commit)
     /// and nothing in flight.
-    pub fn settled(checkpoint: Option<&'a str>) -> Self {
+    pub fn settled(checkpoint: Option<&'a str>, evidence: Evidence<'a>) -> Self {
         Self {
             format: FORMAT.into(),
             checkpoint: checkpoint.map(Cow::Borrowed),
             pending: None,
+            chain: Cow::Borrowed(evidence.head),
+            unsealed: Cow::Borrowed(evidence.unsealed),
         }
     }
 
-    /// `committed` in force, and the write of `object` carrying `checkpoint` in flight.
-    pub fn intent(committed: Option<&'a str>, object: &'a str, checkpoint: &'a str) -> Self {
+    /// `committed` in force, and the write of `entry`'s object carrying
+    /// `checkpoint` in flight.
+    pub fn intent(
+        committed: Option<&'a str>,
+        entry: &'a ObjectEntry,
+        checkpoint: &'a str,
+        evidence: Evidence<'a>,
+    ) -> Self {
         Self {
-            format: FORMAT.into(),
-            checkpoint: committed.map(Cow::Borrowed),
             pending: Some(Pending {
-                object: object.into(),
+                object: entry.name.as_str().into(),
                 checkpoint: checkpoint.into(),
+                entry: Some(Cow::Borrowed(entry)),
             }),
+            ..Self::settled(committed, evidence)
+        }
+    }
+
+    /// The evidence side.
+    pub fn evidence(&self) -> Evidence<'_> {
+        Evidence {
+            head: &self.chain,
+            unsealed: &self.unsealed,
         }
     }
 }
@@ -81,7 +126,7 @@ impl StateFile<'static> {
     /// Parses stored bytes; the error says what is wrong, never what to overwrite.
     pub fn parse(bytes: &[u8]) -> Result<Self, StateFileError> {
         let state: Self = serde_json::from_slice(bytes)?;
-        if state.format != FORMAT {
+        if state.format != FORMAT && state.format != FORMAT_1 {
             return Err(StateFileError::Format {
                 found: state.format.into_owned(),
             });
@@ -101,22 +146,64 @@ impl StateFile<'_> {
 mod tests {
     use super::*;
 
+    const NONE: Evidence<'static> = Evidence {
+        head: &ChainHead {
+            sequence: 0,
+            sha256: None,
+        },
+        unsealed: &[],
+    };
+
+    fn entry(name: &str) -> ObjectEntry {
+        ObjectEntry {
+            events: 2,
+            ..ObjectEntry::fence(name)
+        }
+    }
+
     #[test]
     fn round_trips_with_and_without_a_pending_write() {
-        let state = StateFile::settled(Some("{\"v\":1}"));
+        let state = StateFile::settled(Some("{\"v\":1}"), NONE);
         assert_eq!(StateFile::parse(&state.to_bytes()).unwrap(), state);
         assert!(
             !String::from_utf8(state.to_bytes())
                 .unwrap()
                 .contains("pending")
         );
-        let intent = StateFile::intent(Some("{\"v\":1}"), "a/b.jsonl", "{\"v\":2}");
+        let entry = entry("a/b.jsonl");
+        let intent = StateFile::intent(Some("{\"v\":1}"), &entry, "{\"v\":2}", NONE);
         assert_eq!(StateFile::parse(&intent.to_bytes()).unwrap(), intent);
-        let first = StateFile::intent(None, "a/b.jsonl", "{\"v\":2}");
+        let first = StateFile::intent(None, &entry, "{\"v\":2}", NONE);
         assert_eq!(
             StateFile::parse(&first.to_bytes()).unwrap(),
             first,
             "an intent before the first commit"
+        );
+    }
+
+    #[test]
+    fn the_chain_s_place_round_trips_and_format_1_is_read_as_an_empty_chain() {
+        let head = ChainHead {
+            sequence: 4,
+            sha256: Some("ab".into()),
+        };
+        let unsealed = [entry("a/c.jsonl")];
+        let evidence = Evidence {
+            head: &head,
+            unsealed: &unsealed,
+        };
+        let state = StateFile::settled(Some("{}"), evidence);
+        let parsed = StateFile::parse(&state.to_bytes()).unwrap();
+        assert_eq!(*parsed.chain, head);
+        assert_eq!(&*parsed.unsealed, &unsealed);
+        let v1 = br#"{"format":"harness-audit-state/1","checkpoint":"{}","pending":{"object":"a/d.jsonl","checkpoint":"{\"v\":2}"}}"#;
+        let old = StateFile::parse(v1).unwrap();
+        assert!(old.chain.is_empty() && old.unsealed.is_empty());
+        assert_eq!(old.pending.unwrap().entry, None);
+        let rewritten = StateFile::settled(old.checkpoint.as_deref(), NONE).to_bytes();
+        assert!(
+            String::from_utf8(rewritten).unwrap().contains(FORMAT),
+            "the next write upgrades it"
         );
     }
 

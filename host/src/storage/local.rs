@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::pause_points::{self, Step};
 
-use super::{BatchMeta, CheckpointStore, Sink, SinkError, Written, object_name};
+use super::{BatchMeta, CheckpointStore, ObjectStore, Sink, SinkError, Written, object_name};
 
 /// Objects and the checkpoint under one root directory.
 #[derive(Debug, Clone)]
@@ -69,32 +69,77 @@ fn sync_dir(path: &Path) -> Result<(), SinkError> {
         .map_err(io("syncing directory", dir))
 }
 
-fn write_object(path: &Path, name: String, lines: &[u8]) -> Result<Written, SinkError> {
+/// Creates `path` holding `bytes` unless it exists; returns what it holds if it does.
+fn create_object(
+    path: &Path,
+    bytes: &[u8],
+    midway: Option<Step>,
+) -> Result<Option<Vec<u8>>, SinkError> {
     if let Ok(existing) = fs::read(path) {
-        return if existing == lines {
-            Ok(Written::AlreadyPresent(name))
-        } else {
-            Err(SinkError::Conflict(name))
-        };
+        return Ok(Some(existing));
     }
-    let tmp = write_temp(path, lines, Some(Step::MidUpload))?;
+    let tmp = write_temp(path, bytes, midway)?;
     // A hard link fails if the target exists, so a concurrent writer can never be overwritten.
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
     match linked {
         Ok(()) => {
             sync_dir(path)?;
-            Ok(Written::Created(name))
+            Ok(None)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => write_object(path, name, lines),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            create_object(path, bytes, midway)
+        }
         Err(e) => Err(io("linking", path)(e)),
     }
 }
 
+fn write_object(path: &Path, name: String, lines: &[u8]) -> Result<Written, SinkError> {
+    match create_object(path, lines, Some(Step::MidUpload))? {
+        None => Ok(Written::Created(name)),
+        Some(existing) if existing == lines => Ok(Written::AlreadyPresent(name)),
+        Some(_) => Err(SinkError::Conflict(name)),
+    }
+}
+
+/// Whether a file is the temporary file of a write in flight (or killed).
+fn is_temporary(file: &str) -> bool {
+    file.starts_with('.') && file.contains(".tmp-")
+}
+
+/// Names of the files under `dir`, relative to `root` with `/` separators.
+fn walk(root: &Path, dir: &Path, names: &mut Vec<String>) -> Result<(), SinkError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("listing", dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io("listing", dir))?.path();
+        if path.is_dir() {
+            walk(root, &path, names)?;
+        } else if !path
+            .file_name()
+            .is_some_and(|f| is_temporary(&f.to_string_lossy()))
+        {
+            let relative = path
+                .strip_prefix(root)
+                .expect("walked paths lie under the root");
+            let parts: Vec<_> = relative.iter().map(|p| p.to_string_lossy()).collect();
+            names.push(parts.join("/"));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Sink for LocalDirSink {
-    fn object_name(&self, meta: &BatchMeta, lines: &[u8]) -> Option<String> {
-        Some(object_name(&self.prefix, meta.first_event_ms, lines))
+    fn object_name(&self, meta: &BatchMeta) -> Option<String> {
+        Some(object_name(
+            &self.prefix,
+            meta.first_event_ms,
+            &meta.content_sha256,
+        ))
     }
 
     async fn write(
@@ -104,7 +149,7 @@ impl Sink for LocalDirSink {
         lines: &[u8],
     ) -> Result<Written, SinkError> {
         let name = name.map_or_else(
-            || object_name(&self.prefix, meta.first_event_ms, lines),
+            || object_name(&self.prefix, meta.first_event_ms, &meta.content_sha256),
             str::to_owned,
         );
         let path = self.root.join(&name);
@@ -170,6 +215,47 @@ impl CheckpointStore for LocalDirSink {
     fn checkpoint_location(&self) -> String {
         self.state_path().display().to_string()
     }
+
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for LocalDirSink {
+    async fn create(&self, name: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>, SinkError> {
+        let path = self.root.join(name);
+        let bytes = bytes.to_vec();
+        tokio::task::spawn_blocking(move || create_object(&path, &bytes, None))
+            .await
+            .expect("the blocking create task does not panic")
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let path = self.root.join(name);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &path)(e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
+        let root = self.root.clone();
+        let dir = self.root.join(prefix);
+        let mut names = tokio::task::spawn_blocking(move || {
+            let mut names = Vec::new();
+            walk(&root, &dir, &mut names).map(|()| names)
+        })
+        .await
+        .expect("the blocking listing task does not panic")?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn url(&self, name: &str) -> String {
+        self.root.join(name).display().to_string()
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +266,7 @@ mod tests {
 
     fn meta() -> BatchMeta {
         BatchMeta {
+            content_sha256: crate::storage::content_sha256(b"{\"a\":1}\n"),
             event_count: 1,
             first_event_ms: 1,
             last_event_ms: 1,
@@ -194,7 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sink = LocalDirSink::new(dir.path(), "harness/audit", "state/cp.json");
         let meta = meta();
-        let name = sink.object_name(&meta, b"{\"a\":1}\n");
+        let name = sink.object_name(&meta);
         assert!(!sink.exists(name.as_deref().unwrap()).await.unwrap());
         let Written::Created(name) = sink
             .write(name.as_deref(), &meta, b"{\"a\":1}\n")

@@ -11,7 +11,7 @@ pub struct Discard;
 
 #[async_trait::async_trait]
 impl Sink for Discard {
-    fn object_name(&self, _meta: &BatchMeta, _lines: &[u8]) -> Option<String> {
+    fn object_name(&self, _meta: &BatchMeta) -> Option<String> {
         None
     }
 

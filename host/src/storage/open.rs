@@ -80,13 +80,16 @@ async fn open_with(config: &Config, holder: &str, max_retries: u32) -> Result<St
                 .map_err(SinkError::Credentials)?,
             );
             tracing::info!(stage = "storage", credentials = %client.credentials().source(), "resolved storage credentials");
-            let sink = Arc::new(GcsSink::new(
-                client.clone(),
-                &output.prefix,
-                &output.state_key,
-                output.gzip,
-                holder,
-            ));
+            let sink = Arc::new(
+                GcsSink::new(
+                    client.clone(),
+                    &output.prefix,
+                    &output.state_key,
+                    output.gzip,
+                    holder,
+                )
+                .with_retention(output.retention),
+            );
             Storage {
                 sink: sink.clone(),
                 checkpoints: sink,

@@ -11,7 +11,7 @@ pub struct StdoutSink;
 
 #[async_trait::async_trait]
 impl Sink for StdoutSink {
-    fn object_name(&self, _meta: &BatchMeta, _lines: &[u8]) -> Option<String> {
+    fn object_name(&self, _meta: &BatchMeta) -> Option<String> {
         None
     }
 

@@ -2,7 +2,7 @@
 //! checkpoint beside them, replaced only by compare-and-swap.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
@@ -11,8 +11,12 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use super::{GcsClient, GcsError, Upload};
+use crate::config::Retention;
+use crate::evidence::signing::hex;
 use crate::pause_points::Step;
-use crate::storage::{BatchMeta, CheckpointStore, Sink, SinkError, Written, object_name};
+use crate::storage::{
+    BatchMeta, CheckpointStore, Fence, ObjectStore, Sink, SinkError, Written, object_name,
+};
 use crate::time::{now_ms, rfc3339_ms};
 
 /// `content-type` of data objects, as SIEM feeds expect.
@@ -38,6 +42,9 @@ pub struct GcsSink {
     state_key: String,
     gzip: bool,
     writer: String,
+    /// Retention set on data objects and digests, never on what is replaced
+    /// (the checkpoint, the lease, a fence).
+    retention: Option<Retention>,
     /// Generation of the checkpoint last read or written; 0 while there is none.
     generation: Mutex<i64>,
 }
@@ -58,8 +65,16 @@ impl GcsSink {
             state_key: state_key.to_owned(),
             gzip,
             writer: writer.to_owned(),
+            retention: None,
             generation: Mutex::new(0),
         }
+    }
+
+    /// Sets `retention` on every data object and digest written.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Option<Retention>) -> Self {
+        self.retention = retention;
+        self
     }
 
     fn generation(&self) -> i64 {
@@ -95,10 +110,7 @@ impl GcsSink {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// Deterministic gzip (no timestamp in the header), so a re-sent batch yields the same bytes.
@@ -112,8 +124,8 @@ fn gzip(lines: &[u8]) -> Vec<u8> {
 
 #[async_trait::async_trait]
 impl Sink for GcsSink {
-    fn object_name(&self, meta: &BatchMeta, lines: &[u8]) -> Option<String> {
-        let name = object_name(&self.prefix, meta.first_event_ms, lines);
+    fn object_name(&self, meta: &BatchMeta) -> Option<String> {
+        let name = object_name(&self.prefix, meta.first_event_ms, &meta.content_sha256);
         Some(if self.gzip { name + ".gz" } else { name })
     }
 
@@ -125,12 +137,12 @@ impl Sink for GcsSink {
     ) -> Result<Written, SinkError> {
         let name = name.map_or_else(
             || {
-                self.object_name(meta, lines)
+                self.object_name(meta)
                     .expect("GCS objects always have names")
             },
             str::to_owned,
         );
-        let sha = sha256_hex(lines);
+        let sha = hex(&meta.content_sha256);
         let collected_ms = meta
             .collected_at
             .duration_since(UNIX_EPOCH)
@@ -161,6 +173,7 @@ impl Sink for GcsSink {
             content_encoding: self.gzip.then_some("gzip"),
             metadata: &metadata,
             midway: Some(Step::MidUpload),
+            retention: self.retention,
         };
         let mut generation = 0;
         for _ in 0..FENCE_ROUNDS {
@@ -201,7 +214,7 @@ impl Sink for GcsSink {
             .is_some_and(|info| !info.metadata.contains_key(FENCED_BY)))
     }
 
-    async fn fence(&self, name: &str) -> Result<bool, SinkError> {
+    async fn fence(&self, name: &str) -> Result<Fence, SinkError> {
         let metadata = BTreeMap::from([
             ("event-count".to_owned(), "0".to_owned()),
             ("source".to_owned(), SOURCE.to_owned()),
@@ -213,10 +226,16 @@ impl Sink for GcsSink {
             content_encoding: None,
             metadata: &metadata,
             midway: None,
+            retention: None,
         };
         match self.client.insert(name, upload, 0).await {
-            Ok(_) => Ok(false),
-            Err(GcsError::PreconditionFailed { .. }) => self.exists(name).await,
+            Ok(_) => Ok(Fence::Placed),
+            Err(GcsError::PreconditionFailed { .. }) if self.exists(name).await? => {
+                Ok(Fence::ObjectWritten)
+            }
+            // A fence stands there already: placed by an earlier recovery
+            // that died before recording it.
+            Err(GcsError::PreconditionFailed { .. }) => Ok(Fence::Placed),
             Err(e) => Err(e.into()),
         }
     }
@@ -308,12 +327,66 @@ impl CheckpointStore for GcsSink {
             .await?
             .map(|(bytes, _)| (self.client.url(&key), bytes)))
     }
+
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for GcsSink {
+    async fn create(&self, name: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>, SinkError> {
+        let metadata = BTreeMap::from([
+            ("source".to_owned(), SOURCE.to_owned()),
+            (WRITER.to_owned(), self.writer.clone()),
+        ]);
+        let upload = Upload {
+            retention: self.retention,
+            ..Upload::json(bytes, &metadata)
+        };
+        match self.client.insert(name, upload, 0).await {
+            Ok(_) => Ok(None),
+            Err(GcsError::PreconditionFailed { .. }) => {
+                Ok(Some(self.read(name).await?.unwrap_or_default()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read(&self, name: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let Some((bytes, _)) = self.client.read(name).await? else {
+            return Ok(None);
+        };
+        // GCS undoes gzip unless asked not to, and an emulator may not:
+        // NDJSON never starts with the gzip magic, so either way is read.
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut content = Vec::with_capacity(bytes.len() * 4);
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_end(&mut content)
+                .map_err(|source| SinkError::Io {
+                    action: "decompressing",
+                    path: self.client.url(name),
+                    source,
+                })?;
+            return Ok(Some(content));
+        }
+        Ok(Some(bytes))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
+        let mut names = self.client.list(prefix).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn url(&self, name: &str) -> String {
+        self.client.url(name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn gzip_is_deterministic_and_round_trips() {
