@@ -328,29 +328,41 @@ fn check(
     ExitCode::from(code)
 }
 
+/// What a command that reads the store without writing needs: its range
+/// (`--from`, `--to`), the configuration (the API key optional), the runtime
+/// and the component; or the exit code after saying why not.
+fn read_only(
+    command: &str,
+    run: &RunArgs,
+    (from, to): (Option<&str>, Option<&str>),
+    component: Option<&std::path::Path>,
+    cache_dir: Option<&std::path::Path>,
+) -> Result<(LedgerRange, Config, tokio::runtime::Runtime, Collector), ExitCode> {
+    if run.reset_checkpoint {
+        return Err(fail(
+            &format!("{command} changes nothing; --reset-checkpoint belongs to run"),
+            EXIT_CONFIG,
+        ));
+    }
+    let range = LedgerRange::parse(from, to).map_err(|e| fail(&e.to_string(), EXIT_CONFIG))?;
+    let config = run
+        .config_for(KeyUse::NotNeeded)
+        .map_err(|e| fail(&e.to_string(), e.exit_code()))?;
+    let (runtime, collector) = runtime_and_collector(component, cache_dir)?;
+    Ok((range, config, runtime, collector))
+}
+
 fn ledger(
     args: &LedgerArgs,
     component: Option<&std::path::Path>,
     cache_dir: Option<&std::path::Path>,
 ) -> ExitCode {
-    if args.run.reset_checkpoint {
-        return fail(
-            "ledger changes nothing; --reset-checkpoint belongs to run",
-            EXIT_CONFIG,
-        );
-    }
-    let range = match LedgerRange::parse(args.from.as_deref(), args.to.as_deref()) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
-    };
-    let config = match args.run.config_for(KeyUse::NotNeeded) {
-        Ok(c) => c,
-        Err(e) => return fail(&e.to_string(), e.exit_code()),
-    };
-    let (runtime, collector) = match runtime_and_collector(component, cache_dir) {
-        Ok(both) => both,
-        Err(code) => return code,
-    };
+    let bounds = (args.from.as_deref(), args.to.as_deref());
+    let (range, config, runtime, collector) =
+        match read_only("ledger", &args.run, bounds, component, cache_dir) {
+            Ok(all) => all,
+            Err(code) => return code,
+        };
     match runtime.block_on(harness_audit::commands::ledger::read(
         &config, &collector, range,
     )) {
@@ -370,16 +382,6 @@ fn verify(
     component: Option<&std::path::Path>,
     cache_dir: Option<&std::path::Path>,
 ) -> ExitCode {
-    if args.run.reset_checkpoint {
-        return fail(
-            "verify changes nothing; --reset-checkpoint belongs to run",
-            EXIT_CONFIG,
-        );
-    }
-    let range = match LedgerRange::parse(args.from.as_deref(), args.to.as_deref()) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
-    };
     let public_key = match args
         .public_key
         .as_deref()
@@ -389,14 +391,12 @@ fn verify(
         Ok(key) => key,
         Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
     };
-    let config = match args.run.config_for(KeyUse::NotNeeded) {
-        Ok(c) => c,
-        Err(e) => return fail(&e.to_string(), e.exit_code()),
-    };
-    let (runtime, collector) = match runtime_and_collector(component, cache_dir) {
-        Ok(both) => both,
-        Err(code) => return code,
-    };
+    let bounds = (args.from.as_deref(), args.to.as_deref());
+    let (range, config, runtime, collector) =
+        match read_only("verify", &args.run, bounds, component, cache_dir) {
+            Ok(all) => all,
+            Err(code) => return code,
+        };
     let request = VerifyRequest {
         from_ms: range.from_ms,
         to_ms: range.to_ms,

@@ -5,15 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use harness_audit::engine::state::SEAL_EVERY_OBJECTS;
 use harness_tests::Emulator;
 use serde_json::Value;
 
 use crate::support::{Env, Run};
 
-/// Two events a batch at most: 420 events make over 200 objects, sealed in
-/// three digests (100, 100, then the rest at the end of the pass).
+/// Two events a batch at most: 210 events make over 100 objects, sealed in
+/// three digests (50 and 50 during the pass, the rest at its end).
 const SMALL_BATCHES: [(&str, &str); 2] = [("PAGE_SIZE", "2"), ("BATCH_MAX_EVENTS", "2")];
-const EVENTS: usize = 420;
+const EVENTS: usize = 210;
 const CHAIN: &str = "harness-audit-state/digests/checkpoint.json/";
 
 /// An Ed25519 key pair made with openssl, as the README tells users to.
@@ -231,6 +232,14 @@ fn tamper_round(env: &Env, store: &Store, store_vars: &[(&str, &str)], dir: &Pat
     run.assert_collected(EVENTS);
     assert!(!run.stdout.contains(&key.secret) && !run.stderr.contains(&key.secret));
 
+    for name in store.names("") {
+        let bytes = store.read(&name);
+        assert!(
+            !harness_tests::secrets::contains(&bytes, &key.secret),
+            "the signing key leaked into {name}"
+        );
+    }
+
     let digests = store.names(CHAIN);
     assert_eq!(digests.len(), 3, "{digests:?}");
     let second: Value = serde_json::from_slice(
@@ -242,7 +251,10 @@ fn tamper_round(env: &Env, store: &Store, store_vars: &[(&str, &str)], dir: &Pat
     )
     .unwrap();
     assert_eq!(second["sequence"], 2);
-    assert_eq!(second["objects"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        second["objects"].as_array().unwrap().len(),
+        SEAL_EVERY_OBJECTS
+    );
     assert_eq!(
         second["signer"],
         openssl_fingerprint(&key.public),
@@ -259,7 +271,12 @@ fn tamper_round(env: &Env, store: &Store, store_vars: &[(&str, &str)], dir: &Pat
     ));
 
     let objects = store.names(crate::support::PREFIX);
-    assert!((201..=300).contains(&objects.len()), "{}", objects.len());
+    let sealed_mid_pass = 2 * SEAL_EVERY_OBJECTS;
+    assert!(
+        (sealed_mid_pass + 1..=3 * SEAL_EVERY_OBJECTS).contains(&objects.len()),
+        "{}",
+        objects.len()
+    );
     let proven = verify(
         env,
         store_vars,

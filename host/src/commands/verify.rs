@@ -82,6 +82,10 @@ pub struct VerifyOutcome {
     /// Each hour the ledger counted, with `--completeness`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completeness: Option<Vec<HourCheck>>,
+    /// Hours of the ledger in the range that Harness's count was never
+    /// taken for, with `--completeness`: nothing proves them complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncounted_hours: Option<u64>,
 }
 
 fn storage_error(during: &'static str) -> impl FnOnce(SinkError) -> RunError {
@@ -195,6 +199,8 @@ pub async fn verify(
     } else {
         None
     };
+    let uncounted_hours = completeness.as_ref().map(|(_, uncounted)| *uncounted);
+    let completeness = completeness.map(|(hours, _)| hours);
     let verdict = if !report.problems.is_empty() {
         Verdict::IntegrityBroken
     } else if completeness
@@ -210,15 +216,19 @@ pub async fn verify(
         store: objects.url(""),
         report,
         completeness,
+        uncounted_hours,
     })
 }
 
-/// Each counted hour against the events found (`times`, sorted) over the span its count covers.
-fn compare(view: &ledger::LedgerView, times: &[u64]) -> Vec<HourCheck> {
+/// Each counted hour against the events found (`times`, sorted) over the
+/// span its count covers; and how many hours have no count.
+fn compare(view: &ledger::LedgerView, times: &[u64]) -> (Vec<HourCheck>, u64) {
     let in_span = |from: u64, through: u64| {
         (times.partition_point(|t| *t <= through) - times.partition_point(|t| *t < from)) as u64
     };
-    view.hours
+    let uncounted = view.hours.iter().filter(|h| h.counted.is_none()).count() as u64;
+    let counted = view
+        .hours
         .iter()
         .filter_map(|hour| {
             let counted = hour.counted?;
@@ -234,7 +244,8 @@ fn compare(view: &ledger::LedgerView, times: &[u64]) -> Vec<HourCheck> {
                 gap: counted.saturating_sub(found),
             })
         })
-        .collect()
+        .collect();
+    (counted, uncounted)
 }
 
 impl VerifyOutcome {
@@ -291,8 +302,11 @@ impl VerifyOutcome {
             let found: u64 = hours.iter().map(|h| h.found).sum();
             let _ = writeln!(
                 out,
-                "completeness: {} hours counted by Harness: {counted} events counted, {found} found",
-                hours.len()
+                "completeness: {} hours counted by Harness: {counted} events counted, {found} found; \
+                 {} hours never counted (the collector counts an hour when a window reads short, and \
+                 at each reconciliation)",
+                hours.len(),
+                self.uncounted_hours.unwrap_or(0)
             );
             for hour in hours.iter().filter(|h| h.gap > 0) {
                 let _ = writeln!(

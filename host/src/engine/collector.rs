@@ -457,7 +457,7 @@ impl Collector {
                 // Every emitted batch is committed; what was read since is read again next time.
                 summary.stopped_early = true;
                 let pipeline = &mut store.data_mut().pipeline;
-                pipeline.seal().await?;
+                pipeline.finish(None).await?;
                 summary.stored = pipeline.stats.clone();
                 return Ok(summary);
             }
@@ -472,7 +472,7 @@ impl Collector {
             }
             if data.guard.stopped == Some(Stopped::Shutdown) {
                 summary.stopped_early = true;
-                data.pipeline.seal().await?;
+                data.pipeline.finish(None).await?;
                 summary.stored = data.pipeline.stats.clone();
                 return Ok(summary);
             }
@@ -541,8 +541,7 @@ impl Collector {
             Err(e) => return Err(trapped(&store, e)),
         };
         let pipeline = &mut store.data_mut().pipeline;
-        pipeline.save_checkpoint(checkpoint).await?;
-        pipeline.seal().await?;
+        pipeline.finish(Some(checkpoint)).await?;
         summary.stored = pipeline.stats.clone();
         Ok(summary)
     }

@@ -50,7 +50,7 @@ pub struct PipelineStats {
 /// Objects committed since the last digest past which a digest is written
 /// mid-pass: the state lists them and is rewritten twice per batch, so this
 /// bounds its size on a long backfill.
-pub const SEAL_EVERY_OBJECTS: usize = 100;
+pub const SEAL_EVERY_OBJECTS: usize = 50;
 
 /// Where a pipeline's digests go and what signs them.
 #[derive(Debug, Clone)]
@@ -84,6 +84,9 @@ pub struct Pipeline {
     pub superseded: Option<SinkError>,
     /// The stored state records a write intent that no settled save has cleared yet.
     intent_open: bool,
+    /// A digest was written that the stored state does not record yet: the
+    /// next save records it (until then, a restart adopts it).
+    head_unrecorded: bool,
 }
 
 /// Where collection resumes when taking over from the Cloud Run recipe.
@@ -265,12 +268,13 @@ impl Pipeline {
             takeover: loaded.takeover,
             superseded: None,
             intent_open: false,
+            head_unrecorded: false,
         };
         pipeline.find_head().await?;
         if let Some((pending, written)) = settled {
             pipeline.settle(pending, written).await?;
         }
-        pipeline.seal().await?;
+        pipeline.finish(None).await?;
         Ok(pipeline)
     }
 
@@ -378,7 +382,11 @@ impl Pipeline {
         stored: Option<ObjectEntry>,
     ) -> Result<(), SinkError> {
         let listing = stored.is_some();
-        if !listing && !self.intent_open && self.committed.as_ref() == Some(&checkpoint) {
+        if !listing
+            && !self.intent_open
+            && !self.head_unrecorded
+            && self.committed.as_ref() == Some(&checkpoint)
+        {
             return Ok(());
         }
         self.unsealed.extend(stored);
@@ -394,15 +402,33 @@ impl Pipeline {
         }
         self.committed = Some(checkpoint);
         self.intent_open = false;
+        self.head_unrecorded = false;
         Ok(())
     }
 
-    /// Writes a digest of the objects committed since the last one, if any,
-    /// then records it as the chain's head. The digest is created only if
-    /// absent; one found at its name (written before a crash, or by a
-    /// stalled writer this one took over from) is adopted when it continues
-    /// the chain and lists the first of these objects.
-    pub async fn seal(&mut self) -> Result<(), SinkError> {
+    /// Ends a pass, or the recovery that opens one: seals what was committed
+    /// into a digest, and commits `checkpoint` (when given) in the write that
+    /// records the digest as the chain's head.
+    pub async fn finish(&mut self, checkpoint: Option<String>) -> Result<(), SinkError> {
+        self.seal().await?;
+        let checkpoint = checkpoint.or_else(|| {
+            self.head_unrecorded
+                .then(|| self.committed.clone())
+                .flatten()
+        });
+        match checkpoint {
+            Some(checkpoint) => self.commit(checkpoint, None).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a digest of the objects committed since the last one, if any.
+    /// The state records it with its next save, which a batch makes anyway;
+    /// a digest written before a crash that kept the state from recording it
+    /// is adopted: one found at its name (written before a crash, or by a
+    /// stalled writer this one took over from) when it continues the chain
+    /// and lists the first of these objects.
+    async fn seal(&mut self) -> Result<(), SinkError> {
         let (Some(chain), Some(objects)) = (&self.chain, self.checkpoints.objects()) else {
             return Ok(());
         };
@@ -439,10 +465,8 @@ impl Pipeline {
                 sha256: Some(sha256_hex(&stored)),
             };
             self.unsealed.drain(..listed);
+            self.head_unrecorded = true;
             pause_points::reached(Step::AfterDigest);
-            self.checkpoints
-                .save(&StateFile::settled(self.committed.as_deref(), self.evidence()).to_bytes())
-                .await?;
             self.stats.digests += 1;
             tracing::info!(stage = "evidence", digest = %objects.url(&name), objects = listed, "digest written");
         }
@@ -1268,6 +1292,19 @@ mod tests {
         }
     }
 
+    /// A local store in `dir` and a pipeline on it that keeps digests.
+    async fn open_chained(dir: &std::path::Path) -> (Arc<crate::storage::LocalDirSink>, Pipeline) {
+        let store = Arc::new(crate::storage::LocalDirSink::new(
+            dir,
+            "audit",
+            "st/state.json",
+        ));
+        let pipeline = Pipeline::open(store.clone(), store.clone(), Some(chain()))
+            .await
+            .unwrap();
+        (store, pipeline)
+    }
+
     /// Stores batch `n` of one line.
     async fn store_batch(pipeline: &mut Pipeline, n: u64) {
         let line = format!("{{\"n\":{n}}}\n");
@@ -1284,14 +1321,7 @@ mod tests {
     #[tokio::test]
     async fn every_committed_object_reaches_a_digest_once_and_a_rewritten_digest_is_adopted() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::storage::LocalDirSink::new(
-            dir.path(),
-            "audit",
-            "st/state.json",
-        ));
-        let mut pipeline = Pipeline::open(store.clone(), store.clone(), Some(chain()))
-            .await
-            .unwrap();
+        let (store, mut pipeline) = open_chained(dir.path()).await;
         for n in 1..=3 {
             store_batch(&mut pipeline, n).await;
         }
@@ -1301,7 +1331,7 @@ mod tests {
             3,
             "committed objects await their digest in the state"
         );
-        pipeline.seal().await.unwrap();
+        pipeline.finish(None).await.unwrap();
         let first = std::fs::read(dir.path().join(digest_key("st/state.json", 1))).unwrap();
         let digest = Digest::parse(&first).unwrap();
         assert_eq!(digest.body.objects.len(), 3);
@@ -1336,18 +1366,14 @@ mod tests {
         // A digest at the next name that does not continue this chain is refused.
         store_batch(&mut reopened, 5).await;
         std::fs::write(dir.path().join(digest_key("st/state.json", 3)), b"{}\n").unwrap();
-        assert!(matches!(reopened.seal().await, Err(SinkError::Conflict(_))));
+        assert!(matches!(
+            reopened.finish(None).await,
+            Err(SinkError::Conflict(_))
+        ));
 
         // Past SEAL_EVERY_OBJECTS, a digest is written mid-pass.
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::storage::LocalDirSink::new(
-            dir.path(),
-            "audit",
-            "st/state.json",
-        ));
-        let mut pipeline = Pipeline::open(store.clone(), store.clone(), Some(chain()))
-            .await
-            .unwrap();
+        let (_, mut pipeline) = open_chained(dir.path()).await;
         for n in 1..=SEAL_EVERY_OBJECTS as u64 + 1 {
             store_batch(&mut pipeline, n).await;
         }

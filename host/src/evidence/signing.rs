@@ -13,11 +13,6 @@ use sha2::{Digest as _, Sha256};
 const MAKE_KEY: &str = "make one with `openssl genpkey -algorithm ed25519 -out signing-key.pem` and publish \
     its public half from `openssl pkey -in signing-key.pem -pubout`";
 
-/// The PEM label of a PKCS#8 private key.
-const PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----";
-/// The PEM label of a SubjectPublicKeyInfo.
-const PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----";
-
 /// A key file that cannot be used. Messages name the file, never its content.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -64,14 +59,40 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
-fn read(what: &'static str, path: &Path) -> Result<zeroize::Zeroizing<String>, KeyError> {
-    std::fs::read_to_string(path)
+/// What a key file must hold.
+struct Expected {
+    /// Which key, for messages.
+    what: &'static str,
+    /// Its PEM block's first line.
+    label: &'static str,
+    /// The kind of key, for messages.
+    kind: &'static str,
+}
+
+/// Reads the PEM file at `path` and parses it with `parse`; errors name the
+/// file and never quote it.
+fn read_key<T, E: std::fmt::Display>(
+    path: &Path,
+    expected: &Expected,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, KeyError> {
+    let pem = std::fs::read_to_string(path)
         .map(zeroize::Zeroizing::new)
         .map_err(|source| KeyError::Unreadable {
-            what,
+            what: expected.what,
             path: path.display().to_string(),
             source,
-        })
+        })?;
+    let not_a_key = |reason: String| KeyError::NotAKey {
+        what: expected.what,
+        path: path.display().to_string(),
+        expected: expected.kind,
+        reason,
+    };
+    if !pem.contains(expected.label) {
+        return Err(not_a_key(format!("it holds no `{}` block", expected.label)));
+    }
+    parse(&pem).map_err(|e| not_a_key(e.to_string()))
 }
 
 /// The private key that signs digests. It never prints itself.
@@ -91,19 +112,12 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Reads a PKCS#8 PEM Ed25519 private key (`BEGIN PRIVATE KEY`).
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        const WHAT: &str = "signing key";
-        let pem = read(WHAT, path)?;
-        let not_a_key = |reason: String| KeyError::NotAKey {
-            what: WHAT,
-            path: path.display().to_string(),
-            expected: "a PKCS#8 PEM Ed25519 private key",
-            reason,
+        const EXPECTED: Expected = Expected {
+            what: "signing key",
+            label: "-----BEGIN PRIVATE KEY-----",
+            kind: "a PKCS#8 PEM Ed25519 private key",
         };
-        if !pem.contains(PRIVATE_PEM) {
-            return Err(not_a_key(format!("it holds no `{PRIVATE_PEM}` block")));
-        }
-        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
-            .map_err(|e| not_a_key(e.to_string()))?;
+        let key = read_key(path, &EXPECTED, ed25519_dalek::SigningKey::from_pkcs8_pem)?;
         let fingerprint = fingerprint(&key.verifying_key());
         Ok(Self { key, fingerprint })
     }
@@ -129,19 +143,16 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads a PEM Ed25519 public key (`BEGIN PUBLIC KEY`).
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        const WHAT: &str = "public key (--public-key)";
-        let pem = read(WHAT, path)?;
-        let not_a_key = |reason: String| KeyError::NotAKey {
-            what: WHAT,
-            path: path.display().to_string(),
-            expected: "a PEM Ed25519 public key",
-            reason,
+        const EXPECTED: Expected = Expected {
+            what: "public key (--public-key)",
+            label: "-----BEGIN PUBLIC KEY-----",
+            kind: "a PEM Ed25519 public key",
         };
-        if !pem.contains(PUBLIC_PEM) {
-            return Err(not_a_key(format!("it holds no `{PUBLIC_PEM}` block")));
-        }
-        let key = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem)
-            .map_err(|e| not_a_key(e.to_string()))?;
+        let key = read_key(
+            path,
+            &EXPECTED,
+            ed25519_dalek::VerifyingKey::from_public_key_pem,
+        )?;
         let fingerprint = fingerprint(&key);
         Ok(Self { key, fingerprint })
     }

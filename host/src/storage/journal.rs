@@ -138,7 +138,7 @@ impl StateFile<'static> {
 impl StateFile<'_> {
     /// JSON bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("state fields always serialize")
+        serde_json::to_vec(self).expect("state fields always serialize")
     }
 }
 
