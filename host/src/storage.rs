@@ -2,7 +2,9 @@
 //! a GCS bucket), the intent journal, the GCS lease and the takeover of the
 //! Cloud Run recipe's checkpoint. Every sink stores a batch as one immutable
 //! object whose name derives from the batch, so re-writing the same batch is
-//! recognised. Nothing outside this module knows GCS exists.
+//! recognised. Stores that keep objects also give access to them by name
+//! ([`ObjectStore`]), which digests are created with and `verify` reads.
+//! Nothing outside this module knows GCS exists.
 
 pub mod gcs;
 pub mod journal;
