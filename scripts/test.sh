@@ -2,22 +2,24 @@
 # Runs every check and test. CI runs exactly this (see .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/stage-times.sh
 rustup target add wasm32-wasip2 >/dev/null
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 ./scripts/vendor-wit.sh
 git diff --exit-code -- wit/deps || { echo "wit/deps differs from the host's WASI WIT: commit the output of scripts/vendor-wit.sh" >&2; exit 1; }
-cargo fmt --all -- --check
-cargo clippy --locked --workspace --all-targets -- -D warnings
-cargo clippy --locked -p harness-audit-plugin -p harness-audit-command -p guest-probe -p guest-misbehave --target wasm32-wasip2 -- -D warnings
+stage "format" cargo fmt --all -- --check
+stage "clippy (native)" cargo clippy --locked --workspace --all-targets -- -D warnings
+stage "clippy (wasm32-wasip2)" cargo clippy --locked -p harness-audit-plugin -p harness-audit-command -p guest-probe -p guest-misbehave --target wasm32-wasip2 -- -D warnings
 # The second runtime and the stock runtimes of the command variant: jco in Node.js (pinned by
 # examples/jco/package-lock.json) and the wasmtime CLI of the release the host embeds, kept
 # under target/ so that later runs skip the build.
-npm ci --prefix examples/jco --no-audit --no-fund --loglevel=error
+stage "jco (npm ci)" npm ci --prefix examples/jco --no-audit --no-fund --loglevel=error
 if ! target/tools/bin/wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8'; then
-  cargo install --locked --quiet wasmtime-cli@48.0.8 --no-default-features \
-    --features run,cranelift,component-model,wasi-http,parallel-compilation \
+  stage "wasmtime CLI 48.0.8 (cargo install)" cargo install --locked --quiet wasmtime-cli@48.0.8 \
+    --no-default-features --features run,cranelift,component-model,wasi-http,parallel-compilation \
     --root target/tools --target-dir target/tools-build
 fi
 # End-to-end tests write to fake-gcs-server, started on 127.0.0.1 for the run and stopped after it.
-./scripts/with-gcs-emulator.sh cargo test --locked --workspace
+stage "cargo test (build and run)" ./scripts/with-gcs-emulator.sh cargo test --locked --workspace
+print_stage_times "test.sh stage times"
