@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    Trap, UpdateDeadline,
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
 use crate::config::{ApiFlavor, Config, LimitsConfig, OutputShape, Settings as CoreSettings};
@@ -20,6 +19,7 @@ use crate::engine::bindings::{
 use crate::engine::limits::{CpuMeter, EpochTicker, Metered, PassGuard, PassThread, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::engine::state::{BatchRules, ChainSpec, HostState, Pipeline, PipelineStats};
+use crate::engine::{compiler_settings, precompiled};
 use crate::error::RunError;
 use crate::evidence::SigningKey;
 use crate::storage::{CheckpointStore, Discard, MemoryCheckpoint, Sink};
@@ -139,10 +139,7 @@ impl SharedEngine {
     /// instance slots (instantiation then costs microseconds).
     pub fn new(pool: Option<PoolSize>) -> wasmtime::Result<Self> {
         super::policy::install_tls_provider();
-        let mut config = EngineConfig::new();
-        config.wasm_component_model(true);
-        // Stops a component that never returns: each call gets a deadline.
-        config.epoch_interruption(true);
+        let mut config = compiler_settings::engine_config();
         if let Some(pool) = pool {
             // A std-Rust component holds a few core instances, memories and tables.
             let n = pool.instances.max(1);
@@ -197,8 +194,22 @@ impl Collector {
         component: &[u8],
         cache_dir: Option<&std::path::Path>,
     ) -> wasmtime::Result<Self> {
+        let component = precompiled::load(&shared.engine, component, cache_dir)?;
+        Self::link(shared, &component)
+    }
+
+    /// The embedded component: its native code from the build, when this
+    /// engine can run it, otherwise compiled like any other.
+    pub fn embedded(
+        shared: &SharedEngine,
+        cache_dir: Option<&std::path::Path>,
+    ) -> wasmtime::Result<Self> {
+        let component = precompiled::load_embedded(&shared.engine, cache_dir)?;
+        Self::link(shared, &component)
+    }
+
+    fn link(shared: &SharedEngine, component: &Component) -> wasmtime::Result<Self> {
         let engine = shared.engine.clone();
-        let component = crate::engine::precompiled::load(&engine, component, cache_dir)?;
         let mut linker = Linker::<HostState>::new(&engine);
         // A std-Rust component imports wasi:cli and friends even when unused;
         // they are linked with nothing granted (see `HostState::new`).
@@ -206,7 +217,7 @@ impl Collector {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         audit::types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         audit::emit::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
-        let pre = AuditSourcePre::new(linker.instantiate_pre(&component)?)?;
+        let pre = AuditSourcePre::new(linker.instantiate_pre(component)?)?;
         Ok(Self {
             engine,
             pre,

@@ -1,8 +1,10 @@
-//! Compiled components cached on disk, so a restart loads native code in
-//! about a millisecond instead of compiling for a hundred or more. Entries are
-//! keyed by the component's SHA-256 and the engine's compatibility hash
-//! (wasmtime version and settings), so a new build or setting never loads
-//! stale code.
+//! Native code instead of compiling at start: the embedded component's,
+//! compiled by the build script, and other components' cached on disk, so a
+//! start loads native code in about a millisecond instead of compiling for a
+//! hundred or more. Cache entries are keyed by the component's SHA-256 and
+//! the engine's compatibility hash (wasmtime version and settings), so a new
+//! build or setting never loads stale code; wasmtime checks the embedded
+//! code's version and settings against the engine before using it.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -44,6 +46,21 @@ fn private_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The embedded component, from the native code the build script made for
+/// it when `engine` can run that code; compiled (through `cache_dir`)
+/// otherwise, as for an engine of other settings or a cross-compiled build.
+pub fn load_embedded(engine: &Engine, cache_dir: Option<&Path>) -> wasmtime::Result<Component> {
+    if !super::EMBEDDED_PRECOMPILED.is_empty() {
+        match load_native(engine, Native::Embedded(super::EMBEDDED_PRECOMPILED)) {
+            Ok(component) => return Ok(component),
+            Err(e) => {
+                tracing::debug!(stage = "cache", error = %format!("{e:#}"), "the build's native code does not fit this engine; compiling")
+            }
+        }
+    }
+    load(engine, super::EMBEDDED_COMPONENT, cache_dir)
+}
+
 /// Loads `bytes` compiled, from `cache_dir` when an entry exists, compiling
 /// (and storing) it otherwise. Cache trouble is logged and never fatal.
 pub fn load(
@@ -60,7 +77,7 @@ pub fn load(
     }
     let path = entry(engine, bytes, dir);
     if path.is_file() {
-        match deserialize_file(engine, &path) {
+        match load_native(engine, Native::CacheFile(&path)) {
             Ok(component) => {
                 tracing::debug!(stage = "cache", path = %path.display(), "loaded the precompiled component");
                 return Ok(component);
@@ -77,28 +94,38 @@ pub fn load(
         let _ = std::fs::remove_file(&tmp);
         tracing::warn!(stage = "cache", path = %path.display(), error = %e, "could not store the compiled component");
     }
-    deserialize(engine, &compiled)
+    load_native(engine, Native::Compiled(&compiled))
+}
+
+/// Native code, and why it can be trusted as this binary's own.
+enum Native<'a> {
+    /// Made by this binary's build script from the embedded component: part
+    /// of the binary, as trusted as its code.
+    Embedded(&'a [u8]),
+    /// Made by `Engine::precompile_component` of this very engine a moment
+    /// ago; it never left memory.
+    Compiled(&'a [u8]),
+    /// A cache entry, in a directory only this user can write (checked by
+    /// `private_dir`) and named by this engine's compatibility hash.
+    CacheFile(&'a Path),
 }
 
 #[expect(
     unsafe_code,
-    reason = "wasmtime trusts serialized code; the entry lives in a directory only this user can write \
-              (checked above), is named by the compatibility hash of this engine, and wasmtime checks its \
-              header and version before use"
+    reason = "wasmtime runs serialized native code as given: each `Native` source is this binary's own \
+              (see its variants), and wasmtime checks the header, version and settings before use"
 )]
-fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: see the reason above: the file was produced by `Engine::precompile_component`
-    // of an engine with these settings and cannot have been replaced by another user.
-    unsafe { Component::deserialize_file(engine, path) }
-}
-
-#[expect(
-    unsafe_code,
-    reason = "the bytes were produced by `Engine::precompile_component` of this very engine a moment ago"
-)]
-fn deserialize(engine: &Engine, compiled: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: produced in this process by this engine; never left memory.
-    unsafe { Component::deserialize(engine, compiled) }
+fn load_native(engine: &Engine, native: Native<'_>) -> wasmtime::Result<Component> {
+    // SAFETY: every variant of `Native` is code this binary, or this engine,
+    // produced with `Engine::precompile_component`; see the reasons above.
+    unsafe {
+        match native {
+            Native::Embedded(bytes) | Native::Compiled(bytes) => {
+                Component::deserialize(engine, bytes)
+            }
+            Native::CacheFile(path) => Component::deserialize_file(engine, path),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +137,38 @@ mod tests {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn the_build_s_native_code_fits_the_host_s_engines_and_another_engine_compiles() {
+        assert!(
+            !crate::engine::EMBEDDED_PRECOMPILED.is_empty(),
+            "built for this machine"
+        );
+        for pool in [
+            None,
+            Some(crate::engine::PoolSize {
+                instances: 2,
+                max_memory_bytes: 64 << 20,
+            }),
+        ] {
+            let shared = crate::engine::SharedEngine::new(pool).unwrap();
+            load_native(
+                shared.engine(),
+                Native::Embedded(crate::engine::EMBEDDED_PRECOMPILED),
+            )
+            .unwrap_or_else(|e| panic!("pool {pool:?}: {e:#}"));
+        }
+        // Another setting: wasmtime refuses the build's code, and the component is compiled.
+        let other = engine();
+        assert!(
+            load_native(
+                &other,
+                Native::Embedded(crate::engine::EMBEDDED_PRECOMPILED)
+            )
+            .is_err()
+        );
+        load_embedded(&other, None).unwrap();
     }
 
     #[test]
