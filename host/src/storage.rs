@@ -25,6 +25,7 @@ pub use stdout::StdoutSink;
 
 use sha2::{Digest, Sha256};
 
+use crate::evidence::digest::hex;
 use crate::time;
 
 /// Facts about a batch that sinks put in names and metadata.
@@ -183,10 +184,7 @@ pub trait ObjectStore: Send + Sync {
 /// and are recognised.
 pub fn object_name(prefix: &str, first_event_ms: u64, content_sha256: &[u8; 32]) -> String {
     let at = time::utc(first_event_ms);
-    let hash: String = content_sha256[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex(&content_sha256[..8]);
     format!(
         "{prefix}/{}/harness-audit-{}-{hash}.jsonl",
         at.format("%Y/%m/%d"),

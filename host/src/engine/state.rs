@@ -15,8 +15,7 @@ use crate::engine::bindings::{Batch, EmitError};
 use crate::engine::limits::{PassGuard, SandboxLimits, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::error::RunError;
-use crate::evidence::digest::{ChainHead, chain_dir, digest_key, sequence_of, sha256_hex};
-use crate::evidence::signing::hex;
+use crate::evidence::digest::{ChainHead, chain_dir, digest_key, hex, sequence_of, sha256_hex};
 use crate::evidence::{Digest, EntryKind, ObjectEntry, SigningKey};
 use crate::pause_points::{self, Step};
 use crate::storage::journal::{Evidence, Pending, StateFile};
@@ -302,12 +301,8 @@ impl Pipeline {
         };
         let bytes = objects.read(&name).await?.unwrap_or_default();
         // The chain's first digest, written by a run killed before its state
-        // recorded it, lists the first of the objects this state holds:
-        // sealing adopts it.
-        let unrecorded = Digest::parse(&bytes).is_ok_and(|d| {
-            !d.body.objects.is_empty() && self.unsealed.starts_with(&d.body.objects)
-        });
-        if unrecorded && sequence == 1 {
+        // recorded it: sealing adopts it.
+        if Digest::parse(&bytes).is_ok_and(|d| self.continued_by(&d)) {
             return Ok(());
         }
         tracing::warn!(
@@ -422,12 +417,21 @@ impl Pipeline {
         }
     }
 
-    /// Writes a digest of the objects committed since the last one, if any.
-    /// The state records it with its next save, which a batch makes anyway;
-    /// a digest written before a crash that kept the state from recording it
-    /// is adopted: one found at its name (written before a crash, or by a
-    /// stalled writer this one took over from) when it continues the chain
-    /// and lists the first of these objects.
+    /// Whether `digest` is the chain's next and lists the first of the
+    /// objects awaiting one: written by a run killed before its state
+    /// recorded it, or by a stalled writer this one took over from.
+    fn continued_by(&self, digest: &Digest) -> bool {
+        let body = &digest.body;
+        body.sequence == self.head.sequence + 1
+            && body.previous == self.head.sha256
+            && !body.objects.is_empty()
+            && self.unsealed.starts_with(&body.objects)
+    }
+
+    /// Writes a digest of the objects committed since the last one, if any;
+    /// the state records it with its next save, which a batch makes anyway.
+    /// A digest found at its name is adopted if it continues the chain (see
+    /// [`Self::continued_by`]), and refused otherwise.
     async fn seal(&mut self) -> Result<(), SinkError> {
         let (Some(chain), Some(objects)) = (&self.chain, self.checkpoints.objects()) else {
             return Ok(());
@@ -444,21 +448,13 @@ impl Pipeline {
             );
             let (stored, listed) = match objects.create(&name, &bytes).await? {
                 None => (bytes, self.unsealed.len()),
-                Some(existing) => {
-                    let continues = Digest::parse(&existing).ok().filter(|d| {
-                        d.body.sequence == sequence
-                            && d.body.previous == self.head.sha256
-                            && !d.body.objects.is_empty()
-                            && self.unsealed.starts_with(&d.body.objects)
-                    });
-                    match continues {
-                        Some(d) => {
-                            let listed = d.body.objects.len();
-                            (existing, listed)
-                        }
-                        None => return Err(SinkError::Conflict(objects.url(&name))),
+                Some(existing) => match Digest::parse(&existing) {
+                    Ok(d) if self.continued_by(&d) => {
+                        let listed = d.body.objects.len();
+                        (existing, listed)
                     }
-                }
+                    _ => return Err(SinkError::Conflict(objects.url(&name))),
+                },
             };
             self.head = ChainHead {
                 sequence,

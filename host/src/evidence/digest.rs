@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::signing::{SigningKey, hex};
+use super::signing::SigningKey;
 
 /// Format tag of the body.
 pub const FORMAT: &str = "harness-audit-digest/1";
@@ -163,6 +163,15 @@ pub enum DigestError {
     /// Another format.
     #[error("format `{0}` is not supported (expected `{FORMAT}`)")]
     Format(String),
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Lowercase hex SHA-256.

@@ -9,6 +9,8 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signer, Verifier};
 use sha2::{Digest as _, Sha256};
 
+use super::digest::hex;
+
 /// How to make a key, for error messages.
 const MAKE_KEY: &str = "make one with `openssl genpkey -algorithm ed25519 -out signing-key.pem` and publish \
     its public half from `openssl pkey -in signing-key.pem -pubout`";
@@ -48,15 +50,6 @@ fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
         .expect("an Ed25519 public key always encodes");
     let hash = Sha256::digest(der.as_bytes());
     format!("sha256:{}", hex(&hash))
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// What a key file must hold.

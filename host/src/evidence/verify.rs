@@ -3,7 +3,7 @@
 //! object and the names found under the data prefix. Nothing here does I/O,
 //! so each finding is tested on bytes alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -180,7 +180,6 @@ pub struct Verifier {
     to_ms: Option<u64>,
     chains: BTreeMap<String, Chain>,
     listed: BTreeMap<String, Listed>,
-    checked: BTreeSet<String>,
     report: Report,
 }
 
@@ -220,7 +219,6 @@ impl Verifier {
             to_ms,
             chains: BTreeMap::new(),
             listed: BTreeMap::new(),
-            checked: BTreeSet::new(),
         }
     }
 
@@ -425,7 +423,6 @@ impl Verifier {
         let Some(listed) = self.listed.get(name).cloned() else {
             return false;
         };
-        self.checked.insert(name.to_owned());
         let Some(content) = content else {
             self.problem(Problem::Deleted {
                 object: name.to_owned(),

@@ -8,11 +8,10 @@ use std::time::UNIX_EPOCH;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use sha2::{Digest, Sha256};
 
 use super::{GcsClient, GcsError, Upload};
 use crate::config::Retention;
-use crate::evidence::signing::hex;
+use crate::evidence::digest::{hex, sha256_hex};
 use crate::pause_points::Step;
 use crate::storage::{
     BatchMeta, CheckpointStore, Fence, ObjectStore, Sink, SinkError, Written, object_name,
@@ -107,10 +106,6 @@ impl GcsSink {
             writer.is_none_or(|w| info.metadata.get(WRITER).map(String::as_str) == Some(w));
         Ok((same_content && same_writer).then_some(info.generation))
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 /// Deterministic gzip (no timestamp in the header), so a re-sent batch yields the same bytes.
