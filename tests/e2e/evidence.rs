@@ -231,6 +231,11 @@ fn tamper_round(env: &Env, store: &Store, store_vars: &[(&str, &str)], dir: &Pat
     let run = env.run(&vars);
     run.assert_collected(EVENTS);
     assert!(!run.stdout.contains(&key.secret) && !run.stderr.contains(&key.secret));
+    if store_vars.contains(&("LOG_FORMAT", "json")) {
+        for line in run.stderr.lines() {
+            serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        }
+    }
 
     for name in store.names("") {
         let bytes = store.read(&name);
@@ -400,9 +405,11 @@ fn verify_proves_a_gcs_store_and_names_each_tampering() {
     let bucket = gcs.fresh_bucket("evidence");
     let env = Env::new(EVENTS);
     let dir = tempfile::tempdir().unwrap();
+    // Logs in JSON here and in text on the local store: the key is searched for in both.
     let vars = [
         ("GCS_BUCKET", bucket.as_str()),
         ("STORAGE_EMULATOR_HOST", gcs.base_url()),
+        ("LOG_FORMAT", "json"),
     ];
     tamper_round(
         &env,
