@@ -8,6 +8,7 @@ pub mod bindings;
 mod collector;
 pub mod compiler_settings;
 pub mod limits;
+pub mod pacing;
 pub mod policy;
 pub mod precompiled;
 pub mod state;

@@ -18,6 +18,7 @@ mod gcs;
 mod layout;
 mod limits;
 mod logging;
+mod pacing;
 mod runtimes;
 mod sandbox;
 mod serve;

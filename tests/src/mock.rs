@@ -228,7 +228,7 @@ impl Fault {
         Self::Respond {
             status: 429,
             content_type: "text/plain",
-            body: "Too Many Requests".into(),
+            body: TOO_MANY_REQUESTS.into(),
         }
     }
 }
@@ -259,13 +259,17 @@ pub struct Freedoms {
     pub late_fraction: f64,
     /// ...up to this long after their timestamp, in ms (hours, in Harness).
     pub max_late_ms: u64,
+    /// Harness's edge: each key's budget, 429 with no `Retry-After` past it.
+    pub edge_limit: Option<EdgeLimit>,
 }
 
 impl Freedoms {
     /// Every freedom on: ties in a new order each time, one request in ten
     /// answered short by a third, one event in a hundred counted and never
-    /// returned, counts two seconds off either way, and one event in twenty
-    /// of those inserted visible up to a minute late.
+    /// returned, counts two seconds off either way, one event in twenty of
+    /// those inserted visible up to a minute late, and an edge of 50
+    /// requests a second per key (Harness's budget on a test's time scale:
+    /// an unpaced collector meets it, a paced one never does).
     pub const ALL: Self = Self {
         shuffle_ties: true,
         short_page_rate: 0.10,
@@ -274,8 +278,15 @@ impl Freedoms {
         count_skew_ms: 2_000,
         late_fraction: 0.05,
         max_late_ms: 60_000,
+        edge_limit: Some(EdgeLimit {
+            requests: 50,
+            window: std::time::Duration::from_secs(1),
+        }),
     };
 }
+
+/// Cloud Armor's 429 body: plain text, not Harness's JSON.
+const TOO_MANY_REQUESTS: &str = "Too Many Requests";
 
 /// A uniform draw in [0, 1).
 fn unit(rng: &mut Rng) -> f64 {
@@ -330,6 +341,7 @@ struct MockState {
     rng: Rng,
     /// `auditYaml` answers 500 for these audit ids.
     yaml_failures: std::collections::BTreeSet<String>,
+    edge: Edge,
 }
 
 /// A running mock; stops when dropped.
@@ -372,6 +384,7 @@ impl MockHarness {
             freedoms: Freedoms::default(),
             rng: Rng::new(0x5eed),
             yaml_failures: std::collections::BTreeSet::new(),
+            edge: Edge::new(),
         }));
         let app = Router::new()
             .route("/audit/api/audits/list", post(list))
@@ -384,6 +397,7 @@ impl MockHarness {
                 axum::routing::get(audit_yaml),
             )
             .route("/__mock/ground-truth", axum::routing::get(ground_truth))
+            .route("/__mock/edge", axum::routing::get(edge_answers))
             .fallback(not_found)
             .with_state(state.clone());
         let server = LoopbackServer::start("mock-harness", app)?;
@@ -464,6 +478,11 @@ impl MockHarness {
             .filter(|s| !s.hidden)
             .map(|s| s.json.clone())
             .collect()
+    }
+
+    /// Every answer of the edge so far ([`Freedoms::edge_limit`]).
+    pub fn edge_answers(&self) -> Vec<EdgeAnswer> {
+        self.lock().edge.answers().to_vec()
     }
 
     /// How many events are counted and never returned.
@@ -756,6 +775,9 @@ async fn audit_yaml(
     let state = &mut *guard;
     let param = |name: &str| query_param(&query, name);
     let api_key = record(state, &headers, &query, &uri, &Bytes::new());
+    if let Some(refused) = edge_refusal(state, api_key.as_deref()) {
+        return refused;
+    }
     let (account, can_view) = match authenticate(state, &headers, &param, api_key) {
         Ok(granted) => granted,
         Err(response) => return *response,
@@ -832,6 +854,32 @@ fn record(
     api_key
 }
 
+/// The edge's answer, before the service sees the request: a 429 past the
+/// key's budget ([`Freedoms::edge_limit`]).
+fn edge_refusal(state: &mut MockState, api_key: Option<&str>) -> Option<Response> {
+    let limit = state.freedoms.edge_limit?;
+    let admitted = state.edge.admit(
+        limit,
+        api_key.unwrap_or_default(),
+        std::time::Instant::now(),
+    );
+    (!admitted).then(|| {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "text/plain")],
+            TOO_MANY_REQUESTS,
+        )
+            .into_response()
+    })
+}
+
+/// Every answer of the edge so far, as JSON, for benchmarks driving a
+/// separate mock process.
+async fn edge_answers(State(state): State<Arc<Mutex<MockState>>>) -> Response {
+    let state = state.lock().expect("mock state lock");
+    axum::Json(state.edge.answers()).into_response()
+}
+
 /// 403 for a key without `core_audit_view`, in Harness's words.
 fn access_denied(rng: &mut Rng, account: &str) -> Response {
     error_dto(
@@ -906,6 +954,9 @@ fn respond(
 ) -> Response {
     let param = |name: &str| query_param(query, name);
     let api_key = record(state, headers, query, uri, body);
+    if let Some(refused) = edge_refusal(state, api_key.as_deref()) {
+        return refused;
+    }
     let (account, can_view) = match authenticate(state, headers, &param, api_key) {
         Ok(granted) => granted,
         Err(response) => return *response,
@@ -1333,3 +1384,8 @@ fn page_response(
 
 #[cfg(test)]
 mod tests;
+
+mod edge;
+
+use edge::Edge;
+pub use edge::{EdgeAnswer, EdgeLimit};

@@ -348,8 +348,11 @@ settings! {
         unset: NONE,
         secret: false,
         command: true,
-        doc: "Client-side pacing; `0` turns it off. Below Harness's 400 external calls a minute per \
-              key, so several collectors on one key do not trip the edge.",
+        doc: "Requests a minute on the API key. Every pass on the key in one process draws from one \
+              pace (`serve`'s tenants, a live tenant beside a backfill). On a 429 the pace drops to 90% of \
+              what Harness admitted in the last minute, at most halving, at most once a minute; after five \
+              quiet minutes it grows back by 2% of this a minute. `0`: unpaced until Harness refuses a \
+              request. Harness allows 400 a minute per key; the default leaves 5% for the edge's clock.",
     };
 
     /// `SETTLE_LAG_SECONDS`.

@@ -10,18 +10,20 @@ use std::time::Duration;
 
 use harness_audit_settings as table;
 
-use crate::config::{Config, ConfigError, Origin, RawConfig, SinkKind};
+use crate::config::{BackfillRange, Config, ConfigError, Origin, RawConfig, SinkKind};
 
 /// Default pause between a tenant's passes, in seconds.
 pub const DEFAULT_INTERVAL_SECS: u64 = 3600;
 
 /// Keys that only a tenant entry (or `[defaults]`) has, beside the settings of `run`.
-const TENANT_KEYS: [&str; 5] = [
+const TENANT_KEYS: [&str; 7] = [
     "id",
     "api_key_env",
     "interval_secs",
     "jitter_secs",
     "component",
+    "backfill_from",
+    "backfill_to",
 ];
 
 /// Why a tenant file was refused; every message names the tenant and the key to fix.
@@ -147,6 +149,34 @@ fn seconds(table: &toml::Table, key: &str, id: &str, default: u64) -> Result<u64
                 "{key} = {} is not a whole number of seconds from 0 to 604800",
                 text(other)
             ),
+        )),
+    }
+}
+
+/// `backfill_from` and `backfill_to`, read as `backfill --from/--to` reads
+/// them: the tenant then runs that backfill, with its own checkpoint, beside
+/// the other tenants (and on their key's pace when it shares their key).
+fn backfill(table: &toml::Table, id: &str) -> Result<Option<BackfillRange>, TenantFileError> {
+    let text = |key| match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(toml::Value::Datetime(d)) => Ok(Some(d.to_string())),
+        Some(other) => Err(tenant_error(
+            id,
+            format!(
+                "{key} = {} is neither a date (2026-01-31) nor an RFC 3339 instant",
+                text(other)
+            ),
+        )),
+    };
+    match (text("backfill_from")?, text("backfill_to")?) {
+        (None, None) => Ok(None),
+        (Some(from), Some(to)) => BackfillRange::parse(&from, &to, crate::time::now_ms())
+            .map(Some)
+            .map_err(|e| tenant_error(id, format!("backfill_from/backfill_to: {e}"))),
+        _ => Err(tenant_error(
+            id,
+            "a backfill needs both backfill_from and backfill_to",
         )),
     }
 }
@@ -303,10 +333,14 @@ fn tenant(
         }
         None => {}
     }
-    let config = raw.validate().map_err(|source| TenantFileError::Settings {
+    let mut config = raw.validate().map_err(|source| TenantFileError::Settings {
         tenant: id.to_owned(),
         source,
     })?;
+    if let Some(range) = backfill(merged, id)? {
+        config.output.state_key = range.state_key(&config.output.state_key);
+        config.backfill = Some(range);
+    }
     let interval_secs = seconds(merged, "interval_secs", id, DEFAULT_INTERVAL_SECS)?;
     if interval_secs == 0 {
         return Err(tenant_error(id, "interval_secs must be at least 1"));
@@ -418,6 +452,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_can_run_a_backfill_with_its_own_checkpoint_beside_the_live_one() {
+        let tenants = parse_ok(
+            r#"
+            [defaults]
+            account_id = "acctA"
+            api_key_env = "KEY_A"
+
+            [[tenant]]
+            id = "live"
+
+            [[tenant]]
+            id = "history"
+            backfill_from = "2026-01-01"
+            backfill_to = 2026-01-03T00:00:00Z
+            "#,
+        );
+        assert_eq!(tenants[0].config.backfill, None);
+        let range = tenants[1].config.backfill.expect("a backfill");
+        assert_eq!(range.from_ms, 1_767_225_600_000);
+        assert_eq!(range.to_ms, 1_767_398_400_000);
+        assert_ne!(
+            tenants[0].config.output.state_key, tenants[1].config.output.state_key,
+            "the backfill never shares the live checkpoint"
+        );
+        assert!(
+            tenants[1]
+                .config
+                .output
+                .state_key
+                .contains("backfill-20260101T000000Z-20260103T000000Z"),
+            "{}",
+            tenants[1].config.output.state_key
+        );
+    }
+
+    #[test]
     fn every_mistake_is_named_with_its_tenant() {
         let one = |extra: &str| {
             format!(
@@ -468,6 +538,18 @@ mod tests {
             (
                 "[[tenant]]\nid = \"t1\"\naccount_id = \"acctB\"\napi_key_env = \"KEY_A\"\n".into(),
                 "is a key of account `acctA`",
+            ),
+            (
+                one("backfill_from = \"2026-01-01\""),
+                "tenant `t1`: a backfill needs both backfill_from and backfill_to",
+            ),
+            (
+                one("backfill_from = \"2026-01-05\"\nbackfill_to = \"2026-01-01\""),
+                "tenant `t1`: backfill_from/backfill_to: ",
+            ),
+            (
+                one("backfill_from = 3\nbackfill_to = \"2026-01-01\""),
+                "backfill_from = 3 is neither a date",
             ),
         ];
         for (text, expected) in cases {

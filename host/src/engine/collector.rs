@@ -17,6 +17,7 @@ use crate::engine::bindings::{
     ApiFailure, AuditSourcePre, Budget, EmitError, Settings, SourceError, harness::audit,
 };
 use crate::engine::limits::{CpuMeter, EpochTicker, Metered, PassGuard, PassThread, Stopped};
+use crate::engine::pacing::KeyPaces;
 use crate::engine::policy::EgressPolicy;
 use crate::engine::state::{BatchRules, ChainSpec, HostState, Pipeline, PipelineStats};
 use crate::engine::{compiler_settings, precompiled};
@@ -121,11 +122,13 @@ pub struct PoolSize {
 }
 
 /// One engine for every component and tenant, with the epoch ticker that
-/// drives call deadlines. Cheap to clone.
+/// drives call deadlines, and the pace of each API key its passes use.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct SharedEngine {
     engine: Engine,
     _ticker: Arc<EpochTicker>,
+    paces: Arc<KeyPaces>,
 }
 
 impl std::fmt::Debug for SharedEngine {
@@ -158,6 +161,7 @@ impl SharedEngine {
         Ok(Self {
             engine,
             _ticker: Arc::new(ticker),
+            paces: Arc::default(),
         })
     }
 
@@ -171,7 +175,7 @@ impl SharedEngine {
 pub struct Collector {
     engine: Engine,
     pre: AuditSourcePre<HostState>,
-    _shared: SharedEngine,
+    shared: SharedEngine,
 }
 
 impl std::fmt::Debug for Collector {
@@ -221,7 +225,7 @@ impl Collector {
         Ok(Self {
             engine,
             pre,
-            _shared: shared.clone(),
+            shared: shared.clone(),
         })
     }
 
@@ -383,10 +387,16 @@ impl Collector {
         let harness = &config.harness;
         let state_location = checkpoints.checkpoint_location();
         let source_error = |e| source_failure(e, &config.source.account_id, &state_location);
+        let pace = self.shared.paces.pace(
+            &harness.api_base,
+            harness.api_key.expose(),
+            config.source.max_requests_per_minute,
+        );
         let policy = EgressPolicy::new(
             &harness.api_base,
             harness.api_key.expose(),
             Duration::from_secs(u64::from(harness.http_timeout_secs)),
+            pace,
         )
         .map_err(|e| RunError::Policy {
             reason: e.to_string(),

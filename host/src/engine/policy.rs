@@ -1,7 +1,8 @@
 //! The guest's only door to the network: one origin, the key added here,
-//! timeouts capped.
+//! timeouts capped, each request at its key's pace.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use http::uri::Scheme;
@@ -10,6 +11,8 @@ use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody,
     WasiHttpHooks,
 };
+
+use super::pacing::{Cut, KeyPace};
 
 /// Makes ring the process's TLS provider for the guest's requests: wasi:http
 /// builds its client configuration from the process default, and ring is the
@@ -28,6 +31,8 @@ pub struct EgressPolicy {
     authority: String,
     api_key: HeaderValue,
     timeout_cap: Duration,
+    /// The key's pace, shared by every pass on the key; none for [`EgressPolicy::deny_all`].
+    pace: Option<Arc<KeyPace>>,
 }
 
 impl std::fmt::Debug for EgressPolicy {
@@ -55,8 +60,14 @@ pub enum PolicyError {
 }
 
 impl EgressPolicy {
-    /// Allows exactly the origin (scheme, host, port) of `api_base`.
-    pub fn new(api_base: &Url, api_key: &str, timeout_cap: Duration) -> Result<Self, PolicyError> {
+    /// Allows exactly the origin (scheme, host, port) of `api_base`; every
+    /// request waits for its slot in `pace`.
+    pub fn new(
+        api_base: &Url,
+        api_key: &str,
+        timeout_cap: Duration,
+        pace: Arc<KeyPace>,
+    ) -> Result<Self, PolicyError> {
         let scheme = match api_base.scheme() {
             "https" => Scheme::HTTPS,
             "http" => Scheme::HTTP,
@@ -75,6 +86,7 @@ impl EgressPolicy {
             authority: format!("{host}:{port}"),
             api_key,
             timeout_cap,
+            pace: Some(pace),
         })
     }
 
@@ -85,6 +97,7 @@ impl EgressPolicy {
             authority: String::new(),
             api_key: HeaderValue::from_static(""),
             timeout_cap: Duration::ZERO,
+            pace: None,
         }
     }
 
@@ -160,10 +173,21 @@ impl WasiHttpHooks for EgressPolicy {
             .headers_mut()
             .insert(API_KEY_HEADER, self.api_key.clone());
         let options = self.capped(options);
+        let pace = self.pace.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
+            if let Some(pace) = &pace {
+                let slot = pace.reserve(Instant::now());
+                tokio::time::sleep_until(slot.into()).await;
+            }
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            if let Some(pace) = &pace {
+                let refused = response.status() == http::StatusCode::TOO_MANY_REQUESTS;
+                if let Some(cut) = pace.answered(refused, Instant::now()) {
+                    log_cut(cut);
+                }
+            }
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -172,17 +196,29 @@ impl WasiHttpHooks for EgressPolicy {
     }
 }
 
+/// A cut changes the pace of every pass on the key: worth a warning. The
+/// refusal itself is the component's to retry and report.
+fn log_cut(cut: Cut) {
+    tracing::warn!(
+        stage = "pacing",
+        error_kind = "rate_limited",
+        requests_per_minute = %format_args!("{:.0}", cut.to),
+        previous_requests_per_minute = %format_args!("{:.0}", cut.from),
+        admitted_last_minute = cut.admitted,
+        "Harness refused a request (429): every pass on this key now paces at requests_per_minute, 90% of \
+         what Harness admitted in the last minute and at least half the former pace; another user of the key \
+         takes part of its budget. It grows back after five quiet minutes"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn policy(base: &str) -> EgressPolicy {
-        EgressPolicy::new(
-            &Url::parse(base).unwrap(),
-            "pat.a.b.c",
-            Duration::from_secs(30),
-        )
-        .unwrap()
+        let base = Url::parse(base).unwrap();
+        let pace = super::super::pacing::KeyPaces::default().pace(&base, "pat.a.b.c", 0);
+        EgressPolicy::new(&base, "pat.a.b.c", Duration::from_secs(30), pace).unwrap()
     }
 
     #[test]

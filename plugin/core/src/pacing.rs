@@ -1,5 +1,6 @@
-//! Client-side request pacing, so many sources sharing one key stay under
-//! Harness's per-key limit (400 external calls a minute) instead of tripping it.
+//! The component's own pacing, at a fixed rate: all a source has under a
+//! stock host. The Rust host also paces each key across all its passes and
+//! learns from 429s (`host/src/engine/pacing.rs`).
 
 /// Spaces requests evenly at a fixed rate.
 #[derive(Debug, Clone, Default)]

@@ -5,7 +5,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use harness_tests::{FaultRates, Freedoms, KeyGrant, MockHarness, SeedSpec, generate, make_key};
+use harness_tests::{
+    EdgeLimit, FaultRates, Freedoms, KeyGrant, MockHarness, SeedSpec, generate, make_key,
+};
 
 /// Mock Harness audit API on loopback.
 #[derive(Parser, Debug)]
@@ -48,6 +50,10 @@ struct Args {
     /// that disagree with pages for a while, events visible late.
     #[arg(long)]
     freedoms: bool,
+    /// Harness's edge: admit this many requests per key in any minute, and
+    /// answer 429 with no `Retry-After` past it (0: no limit). Harness's is 400.
+    #[arg(long, default_value_t = 0)]
+    edge_limit_per_minute: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +74,10 @@ fn main() -> anyhow::Result<()> {
     mock.set_freedoms(Freedoms {
         late_fraction: args.late_fraction.unwrap_or(freedoms.late_fraction),
         max_late_ms: args.max_delay_ms.unwrap_or(freedoms.max_late_ms),
+        edge_limit: (args.edge_limit_per_minute > 0).then_some(EdgeLimit {
+            requests: args.edge_limit_per_minute,
+            window: Duration::from_secs(60),
+        }),
         ..freedoms
     });
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
@@ -98,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             "events": args.events,
             "hidden": mock.hidden_count(),
             "ground_truth": format!("{}/__mock/ground-truth", mock.base_url()),
+            "edge": format!("{}/__mock/edge", mock.base_url()),
         })
     );
     std::thread::sleep(Duration::from_secs(args.exit_after_secs));
