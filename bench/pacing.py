@@ -11,7 +11,9 @@ requests a minute per key, 429 with no Retry-After past it). Two layouts:
 The mock logs every answer of its edge; from it this script reports, per
 layout, the 429s in the first minute and after it, and the admitted rate
 after the first minute against the 400 allowed. Each layout runs
-BENCH_PACING_SECS (default 240) seconds on default pacing settings. Prints
+BENCH_PACING_SECS (default 240) seconds on default pacing settings;
+BENCH_LAYOUTS (default `serve,processes`) picks the layouts, so a build
+without backfill tenants can be measured on `processes` alone. Prints
 a Markdown table and writes it to target/bench-pacing.md. The rate is bound
 by the edge, not the CPU, so BENCH_BIN and BENCH_MOCK may name debug builds.
 """
@@ -126,8 +128,12 @@ def measure(layout, start):
 
 
 def main():
-    rows = [measure("one `serve`: live and backfill tenants", one_process)]
-    rows.append(measure("two processes: `serve` (live) and `backfill`", two_processes))
+    layouts = {
+        "serve": ("one `serve`: live and backfill tenants", one_process),
+        "processes": ("two processes: `serve` (live) and `backfill`", two_processes),
+    }
+    chosen = os.environ.get("BENCH_LAYOUTS", "serve,processes").split(",")
+    rows = [measure(*layouts[name]) for name in chosen]
     lines = [
         f"Edge: {LIMIT} requests a minute per key (sliding), 429 with no Retry-After; {SECONDS} s per layout, "
         "default pacing settings.",
