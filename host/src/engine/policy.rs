@@ -177,8 +177,12 @@ impl WasiHttpHooks for EgressPolicy {
         Box::new(async move {
             use http_body_util::BodyExt;
             if let Some(pace) = &pace {
-                let slot = pace.reserve(Instant::now());
-                tokio::time::sleep_until(slot.into()).await;
+                let now = Instant::now();
+                let slot = pace.reserve(now);
+                // A timer, even one already due, waits for the driver's next tick (a millisecond).
+                if slot > now {
+                    tokio::time::sleep_until(slot.into()).await;
+                }
             }
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
