@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null
-# The debug build that ./scripts/test.sh makes (CI runs the demo right after it), so the demo adds
-# no second compile of wasmtime: the same self-contained binary, with the component inside.
-cargo build --locked --workspace --bins
+# The debug build that ./scripts/test.sh makes (CI runs the demo right after it), so the demo
+# compiles nothing again: the same self-contained binary, with the component inside. `--tests`
+# resolves features as the test build does (with dev-dependencies); `--bins` alone resolves them
+# without, and would build gcloud-auth, chrono and the host a second time.
+cargo build --locked --workspace --bins --tests
 
 out="${OUTPUT_DIR:-./harness-audit-data}"
 info=$(mktemp)
