@@ -40,6 +40,15 @@ pub struct Config {
     pub backfill: Option<BackfillRange>,
 }
 
+impl Config {
+    /// Makes this a backfill of `range`, with its own checkpoint beside the
+    /// live one, so it never touches the live collection's progress.
+    pub fn set_backfill(&mut self, range: BackfillRange) {
+        self.output.state_key = range.state_key(&self.output.state_key);
+        self.backfill = Some(range);
+    }
+}
+
 /// Resource limits of the component's sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsConfig {

@@ -225,8 +225,7 @@ fn main() -> ExitCode {
             Ok(r) => r,
             Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
         };
-        config.output.state_key = range.state_key(&config.output.state_key);
-        config.backfill = Some(range);
+        config.set_backfill(range);
     }
     if config.output.state_inside_prefix() {
         tracing::warn!(

@@ -4,13 +4,12 @@
 //! How the pace settles beside other processes is measured by
 //! `bench/pacing.py`, over minutes.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness_audit::time::rfc3339_ms;
 use harness_tests::{EdgeAnswer, EdgeLimit, Fault, Freedoms};
 
-use crate::support::{ACCOUNT, Env, PREFIX, now_ms, sorted};
+use crate::support::{ACCOUNT, Env, PREFIX, now_ms, serve_once, sorted};
 
 /// A sliding budget of 45 requests in any 10 s: a live tenant and a backfill
 /// paced together at 240 a minute send 40 in 10 s and pass; each at its own
@@ -64,20 +63,13 @@ fn a_live_tenant_and_a_backfill_on_one_key_in_serve_share_its_pace() {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-        .args(["serve", "--config", tenants.to_str().unwrap(), "--once"])
-        .args(["--max-concurrent", "2"])
-        .env_clear()
-        .env("KEY", &env.key)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = crate::support::output_within(child, Duration::from_secs(120), "serve --once");
-    let log = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(output.status.code(), Some(0), "{log}");
+    let (code, log) = serve_once(
+        &tenants,
+        &["--max-concurrent", "2"],
+        &[("KEY", &env.key), ("RUST_LOG", "info")],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "{log}");
 
     let answers = env.mock.edge_answers();
     assert!(answers.len() > 80, "{} requests", answers.len());

@@ -5,7 +5,7 @@
 //! `/healthz`; SIGTERM stops the process cleanly.
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -813,22 +813,14 @@ fn once_runs_each_tenant_one_pass_and_exits_with_the_failure() {
     let dir = tempfile::tempdir().unwrap();
     let tenants = dir.path().join("tenants.toml");
     let defaults = "[defaults]\njitter_secs = 0\nsettle_lag_secs = 0\nmax_requests_per_minute = 0\nmax_retries = 0\n";
+    let bad_key = make_key(ACCOUNT, "NotAKeyAtAll0000000000");
     let run = |file: &str| {
         std::fs::write(&tenants, file).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
-            .args(["serve", "--config", tenants.to_str().unwrap(), "--once"])
-            .env_clear()
-            .env("GOOD_KEY", &good.key)
-            .env("BAD_KEY", make_key(ACCOUNT, "NotAKeyAtAll0000000000"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = crate::support::output_within(child, Duration::from_secs(60), "serve --once");
-        (
-            output.status.code().unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
+        crate::support::serve_once(
+            &tenants,
+            &[],
+            &[("GOOD_KEY", &good.key), ("BAD_KEY", &bad_key)],
+            Duration::from_secs(60),
         )
     };
     let alone = format!("{defaults}{}", tenant_entry("good", &good, "GOOD_KEY", ""));

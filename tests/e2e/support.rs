@@ -225,6 +225,31 @@ pub fn run_gcs(env: &Env, host: &str, bucket: &str, extra: &[(&str, &str)]) -> R
     env.run(&vars)
 }
 
+/// `serve --once` on `tenants` with `args` and only `envs` as its
+/// environment, within `timeout`: its exit code and stderr.
+pub fn serve_once(
+    tenants: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> (i32, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_harness-audit"))
+        .args(["serve", "--config", tenants.to_str().unwrap(), "--once"])
+        .args(args)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = output_within(child, timeout, "serve --once");
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
 /// Waits for `child` and collects its output, killing it and failing the test
 /// after `timeout`. Output is collected on another thread so a full pipe can
 /// never stall the child.

@@ -228,7 +228,38 @@ impl Fault {
         Self::Respond {
             status: 429,
             content_type: "text/plain",
-            body: TOO_MANY_REQUESTS.into(),
+            body: "Too Many Requests".into(),
+        }
+    }
+
+    /// The answer this fault gives in place of the page: its status and
+    /// body, or a body that breaks off mid-stream. `None` for a truncation,
+    /// which cuts the page itself.
+    fn response(&self) -> Option<Response> {
+        match self {
+            Self::Respond {
+                status,
+                content_type,
+                body,
+            } => {
+                let status = StatusCode::from_u16(*status).expect("valid status");
+                Some(
+                    (
+                        status,
+                        [(header::CONTENT_TYPE, *content_type)],
+                        body.clone(),
+                    )
+                        .into_response(),
+                )
+            }
+            Self::Reset => Some(
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(axum::body::Body::new(BrokenBody))
+                    .expect("a valid response"),
+            ),
+            Self::Truncate => None,
         }
     }
 }
@@ -284,9 +315,6 @@ impl Freedoms {
         }),
     };
 }
-
-/// Cloud Armor's 429 body: plain text, not Harness's JSON.
-const TOO_MANY_REQUESTS: &str = "Too Many Requests";
 
 /// A uniform draw in [0, 1).
 fn unit(rng: &mut Rng) -> f64 {
@@ -864,12 +892,9 @@ fn edge_refusal(state: &mut MockState, api_key: Option<&str>) -> Option<Response
         std::time::Instant::now(),
     );
     (!admitted).then(|| {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::CONTENT_TYPE, "text/plain")],
-            TOO_MANY_REQUESTS,
-        )
-            .into_response()
+        Fault::rate_limited()
+            .response()
+            .expect("a 429 is a whole response")
     })
 }
 
@@ -1065,21 +1090,8 @@ fn respond(
         .pop_front()
         .or_else(|| state.persistent_fault.clone())
         .or_else(|| rates.and_then(|r| r.pick(&mut state.rng)));
-    if fault == Some(Fault::Reset) {
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::new(BrokenBody))
-            .expect("a valid response");
-    }
-    if let Some(Fault::Respond {
-        status,
-        content_type,
-        body,
-    }) = fault
-    {
-        let status = StatusCode::from_u16(status).expect("valid status");
-        return (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Some(answer) = fault.as_ref().and_then(Fault::response) {
+        return answer;
     }
     let body = page_response(
         state,

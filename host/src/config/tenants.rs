@@ -157,7 +157,7 @@ fn seconds(table: &toml::Table, key: &str, id: &str, default: u64) -> Result<u64
 /// them: the tenant then runs that backfill, with its own checkpoint, beside
 /// the other tenants (and on their key's pace when it shares their key).
 fn backfill(table: &toml::Table, id: &str) -> Result<Option<BackfillRange>, TenantFileError> {
-    let text = |key| match table.get(key) {
+    let value = |key| match table.get(key) {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s.clone())),
         Some(toml::Value::Datetime(d)) => Ok(Some(d.to_string())),
@@ -169,7 +169,7 @@ fn backfill(table: &toml::Table, id: &str) -> Result<Option<BackfillRange>, Tena
             ),
         )),
     };
-    match (text("backfill_from")?, text("backfill_to")?) {
+    match (value("backfill_from")?, value("backfill_to")?) {
         (None, None) => Ok(None),
         (Some(from), Some(to)) => BackfillRange::parse(&from, &to, crate::time::now_ms())
             .map(Some)
@@ -338,8 +338,7 @@ fn tenant(
         source,
     })?;
     if let Some(range) = backfill(merged, id)? {
-        config.output.state_key = range.state_key(&config.output.state_key);
-        config.backfill = Some(range);
+        config.set_backfill(range);
     }
     let interval_secs = seconds(merged, "interval_secs", id, DEFAULT_INTERVAL_SECS)?;
     if interval_secs == 0 {

@@ -23,7 +23,7 @@ use url::Url;
 
 /// Requests a minute Harness's edge allows one key (API doc, section 6):
 /// where an unpaced key (`MAX_REQUESTS_PER_MINUTE` 0) starts once refused.
-pub const EDGE_LIMIT_PER_MINUTE: f64 = 400.0;
+const EDGE_LIMIT_PER_MINUTE: f64 = 400.0;
 /// The edge counts requests over a minute.
 const EDGE_WINDOW: Duration = Duration::from_secs(60);
 /// Share of the requests admitted in the last minute a cut keeps.
@@ -186,7 +186,8 @@ impl KeyPace {
     }
 
     /// Requests a minute now (infinite when unpaced).
-    pub fn per_minute(&self) -> f64 {
+    #[cfg(test)]
+    fn per_minute(&self) -> f64 {
         self.lock().rate
     }
 }

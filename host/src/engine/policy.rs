@@ -221,7 +221,7 @@ mod tests {
 
     fn policy(base: &str) -> EgressPolicy {
         let base = Url::parse(base).unwrap();
-        let pace = super::super::pacing::KeyPaces::default().pace(&base, "pat.a.b.c", 0);
+        let pace = crate::engine::pacing::KeyPaces::default().pace(&base, "pat.a.b.c", 0);
         EgressPolicy::new(&base, "pat.a.b.c", Duration::from_secs(30), pace).unwrap()
     }
 
