@@ -9,7 +9,7 @@ use std::time::Duration;
 use harness_audit::time::rfc3339_ms;
 use harness_tests::{EdgeAnswer, EdgeLimit, Fault, Freedoms};
 
-use crate::support::{ACCOUNT, Env, PREFIX, now_ms, serve_once, sorted};
+use crate::support::{ACCOUNT, Env, PREFIX, assert_no_secret_in_files, now_ms, serve_once, sorted};
 
 /// A sliding budget of 45 requests in any 10 s: a live tenant and a backfill
 /// paced together at 240 a minute send 40 in 10 s and pass; each at its own
@@ -70,6 +70,8 @@ fn a_live_tenant_and_a_backfill_on_one_key_in_serve_share_its_pace() {
         Duration::from_secs(120),
     );
     assert_eq!(code, 0, "{log}");
+    assert!(!log.contains(&env.key), "the key leaked into the log");
+    assert_no_secret_in_files(env.out(), &env.key);
 
     let answers = env.mock.edge_answers();
     assert!(answers.len() > 80, "{} requests", answers.len());
