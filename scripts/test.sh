@@ -10,8 +10,11 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 git diff --exit-code -- wit/deps || { echo "wit/deps differs from the host's WASI WIT: commit the output of scripts/vendor-wit.sh" >&2; exit 1; }
 stage "format" cargo fmt --all -- --check
 stage "clippy (native)" cargo clippy --locked --workspace --all-targets -- -D warnings
-stage "clippy (wasm32-wasip2)" cargo clippy --locked -p harness-audit-plugin -p harness-audit-command -p guest-probe -p guest-misbehave --target wasm32-wasip2 -- -D warnings
-# The second runtime and the stock runtimes of the command variant: jco in Node.js (pinned by
+# In the guests' profile and target directory (build-support/guest.rs): the proc-macros and build
+# scripts of the wasm32 crates are then built once, for this and for the guest builds.
+stage "clippy (wasm32-wasip2)" cargo clippy --locked -p harness-audit-plugin -p harness-audit-sink -p harness-audit-command -p guest-probe -p guest-misbehave \
+  --target wasm32-wasip2 --profile guest --target-dir "${CARGO_TARGET_DIR:-target}/wasm-guests" -- -D warnings
+# The second runtime and the stock runtimes of the command composition: jco in Node.js (pinned by
 # examples/jco/package-lock.json) and the wasmtime CLI of the release the host embeds, kept
 # under target/ so that later runs skip the build.
 stage "jco (npm ci)" npm ci --prefix examples/jco --no-audit --no-fund --loglevel=error

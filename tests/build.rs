@@ -1,20 +1,34 @@
-//! Builds the fixture guests from source and exposes their paths as constants.
+//! Builds the fixture guests from source, composes the command as
+//! `scripts/dist.sh` does, and exposes their paths as constants.
 
 #[path = "../build-support/guest.rs"]
 mod guest;
 
+use harness_audit_compose::{Parts, compose};
+
 fn main() {
     let probe = guest::build_guest("guest-probe");
     let misbehave = guest::build_guest("guest-misbehave");
-    let command = guest::build_guest("harness-audit-command");
-    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("guests.rs");
+    let read = |package: &str| {
+        let path = guest::build_guest(package);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    };
+    let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    let command = out_dir.join("harness-audit-command.wasm");
+    let composed = compose(Parts {
+        source: &read("harness-audit-plugin"),
+        sink: &read("harness-audit-sink"),
+        runner: &read("harness-audit-command"),
+    })
+    .unwrap_or_else(|e| panic!("composing the command: {e}"));
+    std::fs::write(&command, composed).expect("writing the command composition");
     let code = format!(
         "/// The sandbox-probe fixture component (`tests/fixtures/guest-probe`).\npub const GUEST_PROBE: &str = {:?};\n\
          /// The limit-breaking fixture component (`tests/fixtures/guest-misbehave`).\npub const GUEST_MISBEHAVE: &str = {:?};\n\
-         /// The command variant (`plugin/command`), a `wasi:cli/command`.\npub const COMMAND_WASM: &str = {:?};\n",
+         /// The command composition (`dist/harness-audit-command.wasm`), a `wasi:cli/command`.\npub const COMMAND_WASM: &str = {:?};\n",
         probe.display().to_string(),
         misbehave.display().to_string(),
         command.display().to_string()
     );
-    std::fs::write(out, code).expect("writing guests.rs");
+    std::fs::write(out_dir.join("guests.rs"), code).expect("writing guests.rs");
 }

@@ -155,7 +155,8 @@ function exitFor(error) {
 
 const totals = { events: 0n, batches: 0, pages: 0, duplicates: 0n, retries: 0, late: 0n, unreconciled: 0n };
 try {
-  source.configure(settings, stored);
+  // No key: the outgoing handler above adds it, so the component never holds it.
+  source.configure(settings, stored, undefined);
   let caughtUp = false;
   for (let polls = 0; !caughtUp; polls += 1) {
     if (polls === MAX_POLLS) fail(EXIT.component, `the component did not catch up in ${MAX_POLLS} polls`);

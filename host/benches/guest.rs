@@ -420,6 +420,7 @@ async fn pass_in(store: &mut Store<BenchState>, instance: &AuditSource) -> (Dura
             &mut *store,
             &wit_settings(&core_settings(REPLAY_BASE)),
             None,
+            None,
         )
         .await
         .unwrap()

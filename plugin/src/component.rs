@@ -29,12 +29,31 @@ wit_bindgen::generate!({
 
 struct Component;
 
+/// The configured source, and the key when the host cannot inject it.
+struct Configured {
+    source: Source,
+    api_key: Option<String>,
+}
+
+impl Configured {
+    fn http(&self) -> wasi::WasiHttp {
+        match &self.api_key {
+            Some(key) => wasi::WasiHttp::with_api_key(key.clone()),
+            None => wasi::WasiHttp::without_credentials(),
+        }
+    }
+}
+
 thread_local! {
-    static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
+    static SOURCE: RefCell<Option<Configured>> = const { RefCell::new(None) };
 }
 
 impl Guest for Component {
-    fn configure(settings: Settings, checkpoint: Option<String>) -> Result<(), SourceError> {
+    fn configure(
+        settings: Settings,
+        checkpoint: Option<String>,
+        api_key: Option<String>,
+    ) -> Result<(), SourceError> {
         let Settings {
             query,
             window,
@@ -105,16 +124,17 @@ impl Guest for Component {
         let checkpoint = checkpoint.as_deref().map(str::as_bytes);
         let source =
             Source::new(settings, checkpoint, wasi::now_ms()).map_err(SourceError::from)?;
-        SOURCE.set(Some(source));
+        SOURCE.set(Some(Configured { source, api_key }));
         Ok(())
     }
 
     fn poll(budget: Budget) -> Result<PollReport, SourceError> {
         SOURCE.with_borrow_mut(|source| {
-            let source = source.as_mut().ok_or(SourceError::NotConfigured)?;
-            let report = source.poll(
+            let configured = source.as_mut().ok_or(SourceError::NotConfigured)?;
+            let mut http = configured.http();
+            let report = configured.source.poll(
                 budget.max_pages,
-                &mut wasi::WasiHttp::without_credentials(),
+                &mut http,
                 &mut HostPipeline,
                 &mut wasi::WasiClock,
             )?;
@@ -142,7 +162,7 @@ impl Guest for Component {
         SOURCE.with_borrow(|source| {
             source
                 .as_ref()
-                .map(|s| text(s.checkpoint()))
+                .map(|c| text(c.source.checkpoint()))
                 .unwrap_or_default()
         })
     }
@@ -151,7 +171,7 @@ impl Guest for Component {
         SOURCE.with_borrow(|source| {
             source
                 .as_ref()
-                .map(Source::ledger)
+                .map(|c| c.source.ledger())
                 .unwrap_or_default()
                 .into()
         })

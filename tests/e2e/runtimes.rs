@@ -1,7 +1,9 @@
 //! The same source under other runtimes: the component under jco in Node.js
-//! (`examples/jco/host.mjs`), and the command variant (`plugin/command`)
-//! under `jco run` and the `wasmtime` CLI. Each must write exactly the lines
-//! the Rust host writes from the same mock, and nothing on a second pass.
+//! (`examples/jco/host.mjs`), and the command composition
+//! (`dist/harness-audit-command.wasm`, composed by `tests/build.rs` as
+//! `scripts/dist.sh` does) under `jco run` and the `wasmtime` CLI. Each must
+//! write exactly the lines the Rust host writes from the same mock, and
+//! nothing on a second pass.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -181,7 +183,19 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
     );
 }
 
-/// `wasmtime run` of the command variant, as the README shows it, with
+#[test]
+fn the_command_composition_holds_the_embedded_source_byte_for_byte() {
+    let composed = std::fs::read(harness_tests::COMMAND_WASM).unwrap();
+    let source = harness_audit::engine::EMBEDDED_COMPONENT;
+    assert!(
+        composed.windows(source.len()).any(|w| w == source),
+        "the command composition ({} bytes) does not hold the {}-byte source the host embeds",
+        composed.len(),
+        source.len()
+    );
+}
+
+/// `wasmtime run` of the command composition, as the README shows it, with
 /// `state` preopened as `/state`. The wasmtime CLI passes on only the
 /// variables given with `--env`.
 fn wasmtime_run(state: &Path, vars: &[(&str, String)]) -> Command {
@@ -198,7 +212,7 @@ fn wasmtime_run(state: &Path, vars: &[(&str, String)]) -> Command {
     command
 }
 
-/// Runs the command variant once under `runtime`, with the state directory `state`.
+/// Runs the command composition once under `runtime`, with the state directory `state`.
 fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
     let wasm = harness_tests::COMMAND_WASM;
     let vars = [

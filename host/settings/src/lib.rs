@@ -1,9 +1,9 @@
-//! Every setting of `harness-audit` and of its command variant, declared once.
+//! Every setting of `harness-audit` and of its command composition, declared once.
 //!
 //! One [`Setting`] per row: its TOML key and section, environment variable,
 //! flag, type, default, range and documentation. The host derives its
 //! environment, flag, TOML and tenant readers and its `--help` from [`ALL`];
-//! the command variant derives the variables it reads and refuses; the README's
+//! the command composition derives the variables it reads and refuses; the README's
 //! settings table is [`markdown_table`], and a test fails when they differ.
 //!
 //! Adding a setting is one row in `settings!` plus its field where it is
@@ -93,11 +93,11 @@ pub struct Setting {
     /// A secret: read from the environment only, never a flag (visible in
     /// `ps`) or a file key (files get committed).
     pub secret: bool,
-    /// The command variant reads it; it refuses every other setting rather
+    /// The command composition reads it; it refuses every other setting rather
     /// than ignore it.
     pub command: bool,
     /// What it does. The first sentence is the summary in `-h` and the
-    /// command variant's usage; all of it is in `--help` and the README.
+    /// command composition's usage; all of it is in `--help` and the README.
     pub doc: &'static str,
 }
 

@@ -335,7 +335,8 @@ impl Collector {
         let source = instance.harness_audit_source();
         Self::arm(&mut store);
         let configured = source
-            .call_configure(&mut store, &settings(config), checkpoint)
+            // No key: the egress policy adds it, so the component never holds it.
+            .call_configure(&mut store, &settings(config), checkpoint, None)
             .await
             .map_err(|e| trapped(&store, e, limits))?;
         configured
@@ -439,7 +440,7 @@ impl Collector {
         }
         Self::arm(&mut store);
         match source
-            .call_configure(&mut store, &settings, loaded.as_deref())
+            .call_configure(&mut store, &settings, loaded.as_deref(), None)
             .await
         {
             Ok(result) => result.map_err(source_error)?,

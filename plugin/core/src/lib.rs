@@ -1,9 +1,9 @@
 //! The Harness audit-trail source's core: everything but the bindings.
 //!
 //! The modules are plain Rust, tested natively, except `wasi`, which performs
-//! the core's effects through WASI 0.2. Two thin wrappers bind the core to a
-//! world: `plugin/` exports the `harness:audit` source (`wit/world.wit`), and
-//! `plugin/command` is a `wasi:cli/command` for stock runtimes.
+//! the core's effects through WASI 0.2. `plugin/` binds the core to the
+//! `harness:audit` world (`wit/world.wit`); stock runtimes run that same
+//! component, composed with the adapters in `plugin/adapters`.
 
 pub mod checkpoint;
 pub mod error;

@@ -37,7 +37,7 @@ pub mod ranges {
 }
 
 /// Defaults of the source's settings, shared by every wrapper (the Rust
-/// host's configuration and the command variant) so they cannot drift apart.
+/// host's configuration and the command composition's runner) so they cannot drift apart.
 pub mod defaults {
     /// Harness API base.
     pub const API_BASE: &str = "https://app.harness.io";

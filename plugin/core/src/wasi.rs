@@ -1,5 +1,5 @@
-//! The core's effects on WASI 0.2 (HTTP, clocks, randomness), shared by the
-//! `harness:audit` component and the command variant.
+//! The core's effects on WASI 0.2 (HTTP, clocks, randomness), as the
+//! `harness:audit` component performs them.
 
 /// The generated WASI 0.2 imports, which the component's own bindings reuse.
 pub mod bindings {
@@ -66,8 +66,8 @@ impl WasiHttp {
         Self::default()
     }
 
-    /// Requests that carry `x-api-key` themselves: the command variant's
-    /// case, for stock runtimes that have no way to inject it.
+    /// Requests that carry `x-api-key` themselves: a stock runtime's case,
+    /// which has no way to inject it, so the adapter passes it to `configure`.
     pub fn with_api_key(api_key: String) -> Self {
         Self {
             api_key: Some(api_key),

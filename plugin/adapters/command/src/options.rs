@@ -1,4 +1,4 @@
-//! Settings of the command variant, from the Cloud Run recipe's environment
+//! Settings of the command composition, from the Cloud Run recipe's environment
 //! variables and the command line, checked before any request is made.
 
 use harness_audit_core::settings::{ApiFlavor, OutputShape, Settings, defaults};

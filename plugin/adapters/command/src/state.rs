@@ -3,22 +3,8 @@
 //! every open for writing, which jco's Node.js shim refuses, so `std::fs`
 //! could read the checkpoint there but never write it.
 
-mod bindings {
-    wit_bindgen::generate!({
-        inline: "package harness:command-state; world state { import wasi:filesystem/preopens@0.2.12; }",
-        path: ["../../wit/deps/io", "../../wit/deps/clocks", "../../wit/deps/filesystem"],
-        with: {
-            "wasi:io/error@0.2.12": harness_audit_core::wasi::bindings::wasi::io::error,
-            "wasi:io/poll@0.2.12": harness_audit_core::wasi::bindings::wasi::io::poll,
-            "wasi:io/streams@0.2.12": harness_audit_core::wasi::bindings::wasi::io::streams,
-            "wasi:clocks/wall-clock@0.2.12": harness_audit_core::wasi::bindings::wasi::clocks::wall_clock,
-        },
-        generate_all,
-    });
-}
-
-use bindings::wasi::filesystem::preopens;
-use bindings::wasi::filesystem::types::{
+use crate::bindings::wasi::filesystem::preopens;
+use crate::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
 };
 
