@@ -14,6 +14,7 @@ mod guest;
 /// The files of the set, in the order SHA256SUMS lists them.
 const SOURCE: &str = "harness-audit-source.wasm";
 const COMMAND: &str = "harness-audit-command.wasm";
+const PROXY: &str = "harness-audit-proxy.wasm";
 
 fn main() -> Result<()> {
     let out = match std::env::args_os().skip(1).collect::<Vec<_>>().as_slice() {
@@ -39,10 +40,16 @@ fn main() -> Result<()> {
         runner: &built("harness-audit-command")?,
     })
     .context("composing the command")?;
+    let proxy = compose(Parts {
+        source: &source,
+        sink: &sink,
+        runner: &built("harness-audit-proxy")?,
+    })
+    .context("composing the proxy")?;
 
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut sums = String::new();
-    for (name, bytes) in [(SOURCE, &source), (COMMAND, &command)] {
+    for (name, bytes) in [(SOURCE, &source), (COMMAND, &command), (PROXY, &proxy)] {
         let path = out.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         sums.push_str(&format!("{:x}  {name}\n", Sha256::digest(bytes)));

@@ -23,11 +23,12 @@ fn dist_writes_the_embedded_source_its_composition_and_their_sums() {
         source == harness_audit::engine::EMBEDDED_COMPONENT,
         "dist's source is not the component the host embeds"
     );
-    let command = read("harness-audit-command.wasm");
-    assert!(
-        command.windows(source.len()).any(|w| w == source),
-        "the command composition does not hold the source byte for byte"
-    );
+    for composition in ["harness-audit-command.wasm", "harness-audit-proxy.wasm"] {
+        assert!(
+            read(composition).windows(source.len()).any(|w| w == source),
+            "{composition} does not hold the source byte for byte"
+        );
+    }
 
     let sums = String::from_utf8(read("SHA256SUMS")).unwrap();
     let listed: Vec<&str> = sums
@@ -44,6 +45,10 @@ fn dist_writes_the_embedded_source_its_composition_and_their_sums() {
         .collect();
     assert_eq!(
         listed,
-        ["harness-audit-source.wasm", "harness-audit-command.wasm"]
+        [
+            "harness-audit-source.wasm",
+            "harness-audit-command.wasm",
+            "harness-audit-proxy.wasm"
+        ]
     );
 }

@@ -212,17 +212,22 @@ fn wasmtime_run(state: &Path, vars: &[(&str, String)]) -> Command {
     command
 }
 
-/// Runs the command composition once under `runtime`, with the state directory `state`.
-fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
-    let wasm = harness_tests::COMMAND_WASM;
-    let vars = [
+/// The variables a composition gets to collect from `env`'s mock at once.
+fn composition_vars(env: &Env) -> [(&'static str, String); 6] {
+    [
         ("HARNESS_API_BASE", env.mock.base_url()),
         ("HARNESS_ACCOUNT_ID", ACCOUNT.to_owned()),
         ("HARNESS_API_KEY", env.key.clone()),
         ("RETRY_BASE_MS", "1".to_owned()),
         ("SETTLE_LAG_SECONDS", "0".to_owned()),
         ("MAX_REQUESTS_PER_MINUTE", "0".to_owned()),
-    ];
+    ]
+}
+
+/// Runs the command composition once under `runtime`, with the state directory `state`.
+fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
+    let wasm = harness_tests::COMMAND_WASM;
+    let vars = composition_vars(env);
     let command = match runtime {
         // The invocations the README shows.
         "jco" => {
@@ -312,4 +317,165 @@ fn the_command_refuses_what_it_cannot_honour_and_names_a_bad_key() {
     assert!(stderr.contains("Harness refused the API key"), "{stderr}");
     assert!(unauthorized.stdout.is_empty());
     assert!(!state.path().join("checkpoint.json").exists());
+}
+
+/// `wasmtime serve` of the proxy composition, as the README shows it, on a
+/// free port of 127.0.0.1; stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl Served {
+    fn start(vars: &[(&str, String)]) -> Self {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut command = Command::new(wasmtime_cli());
+        command.args(["serve", "-S", "cli", "--addr", "127.0.0.1:0"]);
+        for (name, value) in vars {
+            command.arg("--env").arg(format!("{name}={value}"));
+        }
+        let child = command
+            .arg(harness_tests::PROXY_WASM)
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut served = Self {
+            child,
+            url: String::new(),
+            log,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while served.url.is_empty() {
+            let text = served.log_text();
+            if let Some(rest) = text.split("Serving HTTP on ").nth(1) {
+                served.url = rest.split_whitespace().next().unwrap().to_owned();
+            } else {
+                assert!(
+                    std::time::Instant::now() < deadline
+                        && served.child.try_wait().unwrap().is_none(),
+                    "wasmtime serve did not start: {text}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        served
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
+    }
+
+    /// POSTs `body`; returns the status and the body's lines.
+    fn post(&self, body: String) -> (u16, Vec<String>) {
+        // reqwest is built without a TLS provider of its own; plain HTTP needs none, but
+        // building a client does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::blocking::Client::builder()
+            .timeout(RUN_TIMEOUT)
+            .build()
+            .unwrap()
+            .post(&self.url)
+            .body(body)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        (status, text.lines().map(str::to_owned).collect())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Splits a proxy response into its events and its last line, which must be
+/// a checkpoint line without an error.
+fn events_and_checkpoint(mut lines: Vec<String>) -> (Vec<String>, String) {
+    let last = lines
+        .pop()
+        .expect("a response ends with its checkpoint line");
+    let parsed: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert!(
+        parsed["harnessAuditCheckpoint"].is_object() && parsed.get("harnessAuditError").is_none(),
+        "not a checkpoint line of a whole pass: {last}"
+    );
+    (sorted(lines), last)
+}
+
+#[test]
+fn the_proxy_under_wasmtime_serve_writes_what_the_rust_host_writes_then_only_new_events() {
+    let env = Env::new(EVENTS);
+    let expected = rust_host_lines(&env);
+    let served = Served::start(&composition_vars(&env));
+
+    let (status, lines) = served.post(String::new());
+    assert_eq!(status, 200, "{}", served.log_text());
+    let (events, checkpoint) = events_and_checkpoint(lines);
+    assert_eq!(events, expected);
+
+    let now = crate::support::now_ms();
+    let fresh = harness_tests::generate(&harness_tests::SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 120,
+        start_ms: now - 500,
+        end_ms: now,
+        seed: 99,
+    });
+    let fresh_json = sorted(fresh.iter().map(|e| e.to_json()).collect());
+    env.mock.insert(fresh);
+    let (status, lines) = served.post(checkpoint.clone());
+    assert_eq!(status, 200);
+    let (events, next) = events_and_checkpoint(lines);
+    assert_eq!(
+        events, fresh_json,
+        "the second request returns only the new events"
+    );
+
+    let (_, lines) = served.post(next);
+    assert_eq!(events_and_checkpoint(lines).0, Vec::<String>::new());
+
+    for wrong in [expected[0].clone(), "not json".to_owned()] {
+        let (status, lines) = served.post(wrong);
+        assert_eq!(status, 400, "{lines:?}");
+        assert!(
+            lines[0].contains("not the checkpoint line of a previous response"),
+            "{lines:?}"
+        );
+    }
+
+    let secret = env.key.rsplit('.').next().unwrap();
+    assert!(!served.log_text().contains(secret), "the API key leaked");
+}
+
+#[test]
+fn the_proxy_ends_a_failed_pass_with_its_error_and_the_checkpoint_it_was_sent() {
+    let env = Env::new(10);
+    let wrong_key = harness_tests::make_key(ACCOUNT, "WrongToken000000000000");
+    let served = Served::start(&[
+        ("HARNESS_API_BASE", env.mock.base_url()),
+        ("HARNESS_ACCOUNT_ID", ACCOUNT.to_owned()),
+        ("HARNESS_API_KEY", wrong_key.clone()),
+        ("MAX_REQUESTS_PER_MINUTE", "0".to_owned()),
+    ]);
+    let sent = "{\"harnessAuditCheckpoint\":null}";
+    let (status, lines) = served.post(sent.to_owned());
+    assert_eq!(status, 200);
+    assert_eq!(lines.len(), 1, "no events, only the last line: {lines:?}");
+    let last: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert!(last["harnessAuditCheckpoint"].is_null(), "{last}");
+    assert!(
+        last["harnessAuditError"]
+            .as_str()
+            .unwrap()
+            .contains("Harness refused the API key"),
+        "{last}"
+    );
+    let secret = wrong_key.rsplit('.').next().unwrap();
+    assert!(!lines[0].contains(secret) && !served.log_text().contains(secret));
 }

@@ -11,19 +11,26 @@
 //! a stock runtime cannot inject the API key: the runner reads it and passes
 //! it to the source's `configure`.
 
+/// Stdout and the preopened state directory. `wasi:io` is the runner's, so
+/// that the stdout stream is one the sink can take.
 #[cfg(target_arch = "wasm32")]
 mod bindings {
     wit_bindgen::generate!({
         inline: "package harness:command;
             world command {
-                include harness:adapter/runner@0.1.0;
                 import wasi:cli/stdout@0.2.12;
                 import wasi:filesystem/preopens@0.2.12;
             }",
-        path: ["../../../wit", "../wit"],
+        path: ["../../../wit"],
+        with: {
+            "wasi:io/error@0.2.12": harness_audit_runner::bindings::wasi::io::error,
+            "wasi:io/poll@0.2.12": harness_audit_runner::bindings::wasi::io::poll,
+            "wasi:io/streams@0.2.12": harness_audit_runner::bindings::wasi::io::streams,
+        },
         generate_all,
     });
 }
+
 mod options;
 #[cfg(target_arch = "wasm32")]
 mod pass;

@@ -1,0 +1,198 @@
+//! One pass of the imported source: configured, then polled until caught
+//! up. The sink writes the batches to the stream the runner attached; the
+//! runner stores or hands back their checkpoints.
+
+use std::fmt;
+
+use harness_audit_core::settings::{self as core, ApiFlavor, OutputShape};
+
+use crate::bindings::harness::adapter::output;
+use crate::bindings::harness::audit::source;
+use crate::bindings::harness::audit::types::{
+    self as wit, Budget, EmitError, Finding, FindingKind, SourceError,
+};
+
+/// What a pass did, in the host's words.
+#[derive(Debug, Default)]
+pub struct Summary {
+    events: u64,
+    batches: u32,
+    requests: u32,
+    duplicates: u64,
+    retries: u32,
+    late: u64,
+    unreconciled: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "wrote {} events in {} batches from {} requests; {} duplicates dropped, {} retries, \
+             {} late events; {} events counted by Harness and never returned",
+            self.events,
+            self.batches,
+            self.requests,
+            self.duplicates,
+            self.retries,
+            self.late,
+            self.unreconciled
+        )
+    }
+}
+
+/// Configures the source with `settings`, `checkpoint` and the key, and polls
+/// it until it is caught up, `max_pages` requests a poll. After each poll,
+/// `store` gets the checkpoint of the batches the sink wrote during it, if
+/// any, even when the poll failed; at the end it gets the source's own. Each
+/// completeness finding goes to `finding`, as a sentence.
+pub fn collect(
+    settings: core::Settings,
+    checkpoint: Option<&str>,
+    api_key: &str,
+    max_pages: u32,
+    mut store: impl FnMut(String) -> Result<(), String>,
+    mut finding: impl FnMut(String),
+) -> Result<Summary, String> {
+    source::configure(&wit_settings(settings), checkpoint, Some(api_key))
+        .map_err(|e| describe(&e))?;
+    let mut summary = Summary::default();
+    loop {
+        let polled = source::poll(Budget { max_pages });
+        // A batch written before a failure keeps its checkpoint.
+        if let Some(checkpoint) = output::take_checkpoint() {
+            store(checkpoint)?;
+        }
+        let report = polled.map_err(|e| describe(&e))?;
+        summary.events += report.events_emitted;
+        summary.batches += report.batches;
+        summary.requests += report.pages + report.count_requests;
+        summary.duplicates += report.duplicates_dropped;
+        summary.retries += report.retries;
+        summary.late += report.late_events;
+        summary.unreconciled = report.unreconciled_events;
+        for f in &report.findings {
+            finding(finding_text(f));
+        }
+        if report.caught_up {
+            break;
+        }
+    }
+    // A pass over an empty window advances the checkpoint without a batch.
+    store(source::checkpoint())?;
+    Ok(summary)
+}
+
+/// The parsed settings as the source's `configure` takes them.
+fn wit_settings(s: core::Settings) -> wit::Settings {
+    wit::Settings {
+        query: wit::Query {
+            api_base: s.api_base,
+            account_id: s.account_id,
+            api_flavor: match s.api_flavor {
+                ApiFlavor::List => wit::ApiFlavor::List,
+                ApiFlavor::ListV2 => wit::ApiFlavor::ListV2,
+            },
+            page_size: s.page_size,
+            modules: s.modules,
+            actions: s.actions,
+            static_filter: s.static_filter,
+            // The command reads no structured filters: FILTER_PRINCIPALS and the
+            // others are refused as host-only settings.
+            principals: Vec::new(),
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            environments: Vec::new(),
+        },
+        window: wit::Window {
+            start_minutes_back: s.start_minutes_back,
+            start_at_ms: s.start_at_ms,
+            end_at_ms: s.end_at_ms,
+            settle_lag_secs: s.settle_lag_secs,
+            overlap_secs: s.overlap_secs,
+            reconcile_interval_secs: s.reconcile_interval_secs,
+            reconcile_hours: s.reconcile_hours,
+        },
+        retries: wit::Retries {
+            max_retries: s.max_retries,
+            retry_base_ms: s.retry_base_ms,
+            retry_budget_secs: s.retry_budget_secs,
+            max_requests_per_minute: s.max_requests_per_minute,
+        },
+        output: wit::Output {
+            output_shape: match s.output_shape {
+                OutputShape::Raw => wit::OutputShape::Raw,
+                OutputShape::Streaming => wit::OutputShape::Streaming,
+            },
+            enrich_yaml_diff: s.enrich_yaml_diff,
+            batch_max_events: s.batch_max_events,
+        },
+    }
+}
+
+fn finding_text(f: &Finding) -> String {
+    let what = match f.kind {
+        FindingKind::WindowShort => {
+            "a window returned fewer events than counted; checking its hours"
+        }
+        FindingKind::LateCollected => "late events collected",
+        FindingKind::GapRemains => "Harness counts events it does not return",
+        FindingKind::TieIncomplete => "a millisecond was not read to its count",
+        FindingKind::CountDecreased => "an hour's count went down",
+        FindingKind::CountBelowStored => "Harness counts fewer events than were stored",
+        FindingKind::CountFailed => "a count request failed; checked again next interval",
+    };
+    format!(
+        "{what} (epoch ms {}..{}: counted {}, collected {}){}",
+        f.start_ms,
+        f.end_ms,
+        f.counted,
+        f.collected,
+        if f.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", f.detail)
+        }
+    )
+}
+
+fn describe(error: &SourceError) -> String {
+    // The core's wording of a failed response, as the host logs it.
+    let failure = |f: &wit::ApiFailure| {
+        harness_audit_core::error::ApiFailure {
+            status: f.status,
+            code: f.code.clone(),
+            message: f.message.clone(),
+            correlation_id: f.correlation_id.clone(),
+        }
+        .to_string()
+    };
+    match error {
+        SourceError::InvalidSettings(m) => format!("invalid settings or checkpoint: {m}"),
+        SourceError::NotConfigured => "the source was polled before it was configured".into(),
+        SourceError::Unauthorized(f) => format!(
+            "Harness refused the API key ({}): check HARNESS_API_KEY and HARNESS_ACCOUNT_ID",
+            failure(f)
+        ),
+        SourceError::Forbidden(f) => format!(
+            "the key's principal may not read the audit trail ({}): grant it core_audit_view",
+            failure(f)
+        ),
+        SourceError::BadRequest(f) => format!("Harness rejected the request ({})", failure(f)),
+        SourceError::RateLimited(r) => format!(
+            "rate limited after every retry (retry after {:?} s): {}; \
+             lower MAX_REQUESTS_PER_MINUTE",
+            r.retry_after_secs, r.message
+        ),
+        SourceError::ServerError(f) => {
+            format!("Harness failed after every retry ({})", failure(f))
+        }
+        SourceError::Transport(m) => format!("the request did not complete after every retry: {m}"),
+        SourceError::MalformedResponse(m) => {
+            format!("Harness answered with something that is not an audit page: {m}")
+        }
+        SourceError::SinkFailure(EmitError::Rejected(m) | EmitError::Unavailable(m)) => {
+            format!("{m}; the checkpoint was not advanced past the failed batch")
+        }
+    }
+}
