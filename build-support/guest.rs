@@ -56,6 +56,11 @@ pub fn build_guest_in(workspace: &Path, target_dir: &Path, package: &str) -> Pat
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
+        // Under `cargo clippy` the build script inherits clippy-driver as the
+        // workspace's compiler; guests compiled by it get other symbol hashes
+        // and are compiled again by `cargo test`, and the host would embed
+        // other bytes than `dist/` holds.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .status()
         .expect("running cargo to build a guest component");
     assert!(
