@@ -440,6 +440,8 @@ fn the_proxy_under_wasmtime_serve_writes_what_the_rust_host_writes_then_only_new
     let (_, lines) = served.post(next);
     assert_eq!(events_and_checkpoint(lines).0, Vec::<String>::new());
 
+    let refused = reqwest::blocking::get(&served.url).unwrap();
+    assert_eq!(refused.status().as_u16(), 405);
     for wrong in [expected[0].clone(), "not json".to_owned()] {
         let (status, lines) = served.post(wrong);
         assert_eq!(status, 400, "{lines:?}");
@@ -478,4 +480,12 @@ fn the_proxy_ends_a_failed_pass_with_its_error_and_the_checkpoint_it_was_sent() 
     );
     let secret = wrong_key.rsplit('.').next().unwrap();
     assert!(!lines[0].contains(secret) && !served.log_text().contains(secret));
+
+    let misconfigured = Served::start(&[("HARNESS_API_KEY", wrong_key.clone())]);
+    let (status, lines) = misconfigured.post(String::new());
+    assert_eq!(status, 500);
+    assert!(
+        lines[0].contains("HARNESS_ACCOUNT_ID is not set"),
+        "{lines:?}"
+    );
 }
