@@ -1,33 +1,29 @@
-//! Builds the fixture guests from source, composes the command and the proxy
-//! as `scripts/dist.sh` does, and exposes their paths as constants.
+//! Builds the fixture guests from source, makes the `dist/` set as
+//! `scripts/dist.sh` does, and exposes the paths of the guests and the
+//! compositions as constants.
 
 #[path = "../build-support/guest.rs"]
 mod guest;
 
-use harness_audit_compose::{Parts, compose};
+use harness_audit_compose::{ComposeError, dist_set};
 
 fn main() {
     let probe = guest::build_guest("guest-probe");
     let misbehave = guest::build_guest("guest-misbehave");
-    let read = |package: &str| {
-        let path = guest::build_guest(package);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-    };
     let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
-    let (source, sink) = (read("harness-audit-plugin"), read("harness-audit-sink"));
-    let composed = |runner: &str| {
-        let path = out_dir.join(format!("{runner}.wasm"));
-        let bytes = compose(Parts {
-            source: &source,
-            sink: &sink,
-            runner: &read(runner),
-        })
-        .unwrap_or_else(|e| panic!("composing {runner}: {e}"));
+    let set = dist_set(|package| -> Result<Vec<u8>, ComposeError> {
+        let path = guest::build_guest(package);
+        Ok(std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let written = |file: &str| {
+        let (_, bytes) = set.iter().find(|(name, _)| *name == file).unwrap();
+        let path = out_dir.join(file);
         std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         path
     };
-    let command = composed("harness-audit-command");
-    let proxy = composed("harness-audit-proxy");
+    let command = written("harness-audit-command.wasm");
+    let proxy = written("harness-audit-proxy.wasm");
     let code = format!(
         "/// The sandbox-probe fixture component (`tests/fixtures/guest-probe`).\npub const GUEST_PROBE: &str = {:?};\n\
          /// The limit-breaking fixture component (`tests/fixtures/guest-misbehave`).\npub const GUEST_MISBEHAVE: &str = {:?};\n\

@@ -13,7 +13,7 @@
 //! Everything else every instance imports (WASI) is imported by the
 //! composition, once per name, from the host.
 
-use wac_graph::types::{ItemKind, Package};
+use wac_graph::types::Package;
 use wac_graph::{CompositionGraph, EncodeOptions, NodeId, PackageId};
 
 /// Why a composition failed; each names the component and the item.
@@ -39,10 +39,19 @@ pub enum ComposeError {
         /// What it does export.
         exports: String,
     },
+    /// Composing one file of the `dist/` set failed.
+    #[error("composing {file}: {reason}")]
+    InSet {
+        /// The file of the set.
+        file: &'static str,
+        /// Why.
+        #[source]
+        reason: Box<ComposeError>,
+    },
     /// wac-graph refused to wire or encode the graph.
-    #[error("composing the {what} failed: {reason}")]
+    #[error("composing: {what} failed: {reason}")]
     Graph {
-        /// What was being done.
+        /// What was being done (`registering the sink`, `encoding`, ...).
         what: String,
         /// wac-graph's reason.
         reason: String,
@@ -58,6 +67,41 @@ const FROM_SINK: [&str; 3] = [
 ];
 /// The source's export that the runner drives.
 const SOURCE_EXPORT: &str = "harness:audit/source@";
+
+/// The packages the `dist/` set is built from: the source, the sink, and a
+/// runner for each composition, with the file each becomes.
+const SOURCE_PACKAGE: (&str, &str) = ("harness-audit-plugin", "harness-audit-source.wasm");
+const SINK_PACKAGE: &str = "harness-audit-sink";
+const RUNNER_PACKAGES: [(&str, &str); 2] = [
+    ("harness-audit-command", "harness-audit-command.wasm"),
+    ("harness-audit-proxy", "harness-audit-proxy.wasm"),
+];
+
+/// The `dist/` set, file name and bytes, in the order `SHA256SUMS` lists
+/// them: the source as `build` returns it, then each composition. `build`
+/// builds a workspace package and returns its component; the `dist` binary
+/// and `tests/build.rs` both make the set through here.
+pub fn dist_set<E: From<ComposeError>>(
+    mut build: impl FnMut(&str) -> Result<Vec<u8>, E>,
+) -> Result<Vec<(&'static str, Vec<u8>)>, E> {
+    let source = build(SOURCE_PACKAGE.0)?;
+    let sink = build(SINK_PACKAGE)?;
+    let mut set = Vec::with_capacity(1 + RUNNER_PACKAGES.len());
+    for (package, file) in RUNNER_PACKAGES {
+        let composed = compose(Parts {
+            source: &source,
+            sink: &sink,
+            runner: &build(package)?,
+        })
+        .map_err(|reason| ComposeError::InSet {
+            file,
+            reason: Box::new(reason),
+        })?;
+        set.push((file, composed));
+    }
+    set.insert(0, (SOURCE_PACKAGE.1, source));
+    Ok(set)
+}
 
 /// The three components of a composition, as bytes.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +144,7 @@ pub fn compose(parts: Parts<'_>) -> Result<Vec<u8>, ComposeError> {
         graph
             .export(item, name.as_str())
             .map_err(|e| ComposeError::Graph {
-                what: format!("export `{name}`"),
+                what: format!("exporting `{name}`"),
                 reason: e.to_string(),
             })?;
     }
@@ -175,11 +219,12 @@ fn wire(
     name: &str,
     item: NodeId,
 ) -> Result<(), ComposeError> {
-    let imports = &graph.types()[graph[package].ty()].imports;
-    if !imports.contains_key(name) {
+    if !graph.types()[graph[package].ty()]
+        .imports
+        .contains_key(name)
+    {
         return Ok(());
     }
-    debug_assert!(matches!(imports[name], ItemKind::Instance(_)));
     graph
         .set_instantiation_argument(instance, name, item)
         .map_err(|e| ComposeError::Graph {

@@ -5,16 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use harness_audit_compose::{Parts, compose};
+use harness_audit_compose::dist_set;
 use sha2::{Digest, Sha256};
 
 #[path = "../../build-support/guest.rs"]
 mod guest;
-
-/// The files of the set, in the order SHA256SUMS lists them.
-const SOURCE: &str = "harness-audit-source.wasm";
-const COMMAND: &str = "harness-audit-command.wasm";
-const PROXY: &str = "harness-audit-proxy.wasm";
 
 fn main() -> Result<()> {
     let out = match std::env::args_os().skip(1).collect::<Vec<_>>().as_slice() {
@@ -28,28 +23,14 @@ fn main() -> Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), PathBuf::from)
         .join("wasm-guests");
-    let built = |package: &str| -> Result<Vec<u8>> {
+    let set = dist_set(|package| -> Result<Vec<u8>> {
         let path = guest::build_guest_in(workspace, &target, package);
         std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-    };
-    let source = built("harness-audit-plugin")?;
-    let sink = built("harness-audit-sink")?;
-    let command = compose(Parts {
-        source: &source,
-        sink: &sink,
-        runner: &built("harness-audit-command")?,
-    })
-    .context("composing the command")?;
-    let proxy = compose(Parts {
-        source: &source,
-        sink: &sink,
-        runner: &built("harness-audit-proxy")?,
-    })
-    .context("composing the proxy")?;
+    })?;
 
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut sums = String::new();
-    for (name, bytes) in [(SOURCE, &source), (COMMAND, &command), (PROXY, &proxy)] {
+    for (name, bytes) in &set {
         let path = out.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         sums.push_str(&format!("{:x}  {name}\n", Sha256::digest(bytes)));

@@ -320,11 +320,13 @@ fn the_command_refuses_what_it_cannot_honour_and_names_a_bad_key() {
 }
 
 /// `wasmtime serve` of the proxy composition, as the README shows it, on a
-/// free port of 127.0.0.1; stopped when dropped.
+/// free port of 127.0.0.1; stopped when dropped. Every response it gives is
+/// searched for the key it was given.
 struct Served {
     child: std::process::Child,
     url: String,
     log: tempfile::NamedTempFile,
+    secret: String,
 }
 
 impl Served {
@@ -342,10 +344,15 @@ impl Served {
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
+        let (_, key) = vars
+            .iter()
+            .find(|(name, _)| *name == "HARNESS_API_KEY")
+            .expect("a key to search for");
         let mut served = Self {
             child,
             url: String::new(),
             log,
+            secret: key.rsplit('.').next().unwrap().to_owned(),
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while served.url.is_empty() {
@@ -368,6 +375,13 @@ impl Served {
         std::fs::read_to_string(self.log.path()).unwrap()
     }
 
+    fn assert_no_key_in_log(&self) {
+        assert!(
+            !self.log_text().contains(&self.secret),
+            "the API key leaked"
+        );
+    }
+
     /// POSTs `body`; returns the status and the body's lines.
     fn post(&self, body: String) -> (u16, Vec<String>) {
         // reqwest is built without a TLS provider of its own; plain HTTP needs none, but
@@ -383,6 +397,7 @@ impl Served {
             .unwrap();
         let status = response.status().as_u16();
         let text = response.text().unwrap();
+        assert!(!text.contains(&self.secret), "the API key leaked: {text}");
         (status, text.lines().map(str::to_owned).collect())
     }
 }
@@ -451,8 +466,7 @@ fn the_proxy_under_wasmtime_serve_writes_what_the_rust_host_writes_then_only_new
         );
     }
 
-    let secret = env.key.rsplit('.').next().unwrap();
-    assert!(!served.log_text().contains(secret), "the API key leaked");
+    served.assert_no_key_in_log();
 }
 
 #[test]
@@ -478,14 +492,14 @@ fn the_proxy_ends_a_failed_pass_with_its_error_and_the_checkpoint_it_was_sent() 
             .contains("Harness refused the API key"),
         "{last}"
     );
-    let secret = wrong_key.rsplit('.').next().unwrap();
-    assert!(!lines[0].contains(secret) && !served.log_text().contains(secret));
+    served.assert_no_key_in_log();
 
-    let misconfigured = Served::start(&[("HARNESS_API_KEY", wrong_key.clone())]);
+    let misconfigured = Served::start(&[("HARNESS_API_KEY", wrong_key)]);
     let (status, lines) = misconfigured.post(String::new());
     assert_eq!(status, 500);
     assert!(
         lines[0].contains("HARNESS_ACCOUNT_ID is not set"),
         "{lines:?}"
     );
+    misconfigured.assert_no_key_in_log();
 }

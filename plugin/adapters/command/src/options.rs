@@ -1,8 +1,7 @@
 //! The command line of the command composition; its settings come from the
 //! environment (`harness_audit_runner::environment`).
 
-use harness_audit_core::settings::Settings;
-use harness_audit_runner::environment::{self, ApiKey};
+use harness_audit_runner::environment::{self, Environment};
 
 /// Where the checkpoint lives when `--state-dir` is not given.
 pub const DEFAULT_STATE_DIR: &str = "state";
@@ -18,28 +17,21 @@ pub enum Invocation {
     Run(Box<Options>),
 }
 
-/// Everything one pass needs.
+/// Everything one pass needs; its `Debug` shows no key.
+#[derive(Debug)]
 pub struct Options {
-    /// Validated source settings.
-    pub settings: Settings,
-    /// The key, from `HARNESS_API_KEY` or the file `HARNESS_API_KEY_FILE` names.
+    /// Validated settings and the key, from the environment.
     #[cfg_attr(
         not(any(target_arch = "wasm32", test)),
-        expect(dead_code, reason = "only the WASI pass sends requests")
+        expect(dead_code, reason = "only the WASI pass collects")
     )]
-    pub api_key: ApiKey,
+    pub environment: Environment,
     /// Directory (preopened by the runtime) holding `checkpoint.json`.
+    #[cfg_attr(
+        not(any(target_arch = "wasm32", test)),
+        expect(dead_code, reason = "only the WASI pass stores a checkpoint")
+    )]
     pub state_dir: String,
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("settings", &self.settings)
-            .field("api_key", &"[redacted]")
-            .field("state_dir", &self.state_dir)
-            .finish()
-    }
 }
 
 /// Usage text; it lists every variable read and every one refused.
@@ -87,10 +79,9 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<In
         }
     }
 
-    let environment::Environment { settings, api_key } = environment::parse(env)?;
+    let environment = environment::parse(env)?;
     Ok(Invocation::Run(Box::new(Options {
-        settings,
-        api_key,
+        environment,
         state_dir,
     })))
 }
@@ -122,8 +113,12 @@ mod tests {
     fn the_state_dir_is_an_argument_and_the_rest_the_environment() {
         let options = run(&[], &BASE).unwrap();
         assert_eq!(options.state_dir, DEFAULT_STATE_DIR);
-        assert_eq!(options.api_key, ApiKey::Value("pat.secret".into()));
-        assert_eq!(options.settings.account_id, "acct_1");
+        assert_eq!(
+            options.environment.api_key,
+            environment::ApiKey::Value("pat.secret".into())
+        );
+        assert_eq!(options.environment.settings.account_id, "acct_1");
+        assert!(!format!("{options:?}").contains("pat.secret"));
         assert_eq!(
             run(&["--state-dir", "/state"], &BASE).unwrap().state_dir,
             "/state"

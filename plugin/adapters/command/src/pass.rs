@@ -32,7 +32,7 @@ pub fn run(options: Options) -> ExitCode {
 }
 
 fn collect(options: Options) -> Result<pass::Summary, String> {
-    let api_key = match options.api_key {
+    let api_key = match options.environment.api_key {
         ApiKey::Value(key) => key,
         ApiKey::File(path) => std::fs::read_to_string(&path)
             .map(|k| k.trim().to_owned())
@@ -55,7 +55,7 @@ fn collect(options: Options) -> Result<pass::Summary, String> {
     let mut stored = checkpoint.clone().unwrap_or_default();
     output::attach(stdout::get_stdout());
     pass::collect(
-        options.settings,
+        options.environment.settings,
         checkpoint.as_deref(),
         &api_key,
         MAX_PAGES_PER_POLL,

@@ -17,21 +17,13 @@ pub fn host_only() -> impl Iterator<Item = &'static Setting> {
     table::ALL.into_iter().filter(|s| !s.command)
 }
 
-/// What the environment configures.
+/// What the environment configures; its `Debug` shows no key ([`ApiKey`]'s does not).
+#[derive(Debug)]
 pub struct Environment {
     /// Validated source settings.
     pub settings: Settings,
     /// The key, from `HARNESS_API_KEY` or the file `HARNESS_API_KEY_FILE` names.
     pub api_key: ApiKey,
-}
-
-impl std::fmt::Debug for Environment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Environment")
-            .field("settings", &self.settings)
-            .field("api_key", &self.api_key)
-            .finish()
-    }
 }
 
 /// Where the key is to be read from; reading a file needs the filesystem,
