@@ -24,6 +24,8 @@ if ! { target/tools/bin/wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.
   stage "wasmtime CLI 48.0.8 (cargo install)" cargo install --locked --quiet --force wasmtime-cli@48.0.8 \
     --no-default-features --features run,serve,cranelift,component-model,component-model-async,wasi-http,pooling-allocator,parallel-compilation \
     --root target/tools --target-dir target/tools-build
+  # The binary is kept under target/tools; its 1.2 GB build is not needed again.
+  rm -rf target/tools-build
 fi
 # End-to-end tests write to fake-gcs-server, started on 127.0.0.1 for the run and stopped after it.
 stage "cargo test (build and run)" ./scripts/with-gcs-emulator.sh cargo test --locked --workspace
