@@ -1,9 +1,11 @@
 //! The same source under other runtimes: the component under jco in Node.js
 //! (`examples/jco/host.mjs`), and the command composition
 //! (`dist/harness-audit-command.wasm`, composed by `tests/build.rs` as
-//! `scripts/dist.sh` does) under `jco run` and the `wasmtime` CLI. Each must
-//! write exactly the lines the Rust host writes from the same mock, and
-//! nothing on a second pass.
+//! `scripts/dist.sh` does) under `jco run` and the `wasmtime` CLI, and the
+//! proxy composition under `wasmtime serve`. Each must write exactly the
+//! lines the Rust host writes from the same mock, and nothing on a second
+//! pass; and, from a mock with every freedom of the API, every event it can
+//! return exactly once over a few passes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -224,10 +226,10 @@ fn composition_vars(env: &Env) -> [(&'static str, String); 6] {
     ]
 }
 
-/// Runs the command composition once under `runtime`, with the state directory `state`.
-fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
+/// Runs the command composition once under `runtime` with `vars`, the state
+/// directory `state`, and `key` searched for in its output.
+fn command_pass(runtime: &str, vars: &[(&str, String)], state: &Path, key: &str) -> Output {
     let wasm = harness_tests::COMMAND_WASM;
-    let vars = composition_vars(env);
     let command = match runtime {
         // The invocations the README shows.
         "jco" => {
@@ -243,18 +245,19 @@ fn command_pass(runtime: &str, env: &Env, state: &Path) -> Output {
                 .env("HARNESS_AUDIT_STATE_DIR", state);
             c
         }
-        "wasmtime" => wasmtime_run(state, &vars),
+        "wasmtime" => wasmtime_run(state, vars),
         other => unreachable!("no runtime {other}"),
     };
-    finish(command, &env.key)
+    finish(command, key)
 }
 
 fn the_command_writes_what_the_rust_host_writes(runtime: &str) {
     let env = Env::new(EVENTS);
     let expected = rust_host_lines(&env);
     let state = tempfile::tempdir().unwrap();
+    let vars = composition_vars(&env);
 
-    let first = command_pass(runtime, &env, state.path());
+    let first = command_pass(runtime, &vars, state.path(), &env.key);
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{runtime}: {stderr}");
     assert!(
@@ -264,7 +267,7 @@ fn the_command_writes_what_the_rust_host_writes(runtime: &str) {
     assert_eq!(lines(&first.stdout), expected, "{runtime}");
     assert!(state.path().join("checkpoint.json").exists());
 
-    let second = command_pass(runtime, &env, state.path());
+    let second = command_pass(runtime, &vars, state.path(), &env.key);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{runtime}: {stderr}");
     assert!(stderr.contains("wrote 0 events"), "{stderr}");
@@ -317,6 +320,28 @@ fn the_command_refuses_what_it_cannot_honour_and_names_a_bad_key() {
     assert!(stderr.contains("Harness refused the API key"), "{stderr}");
     assert!(unauthorized.stdout.is_empty());
     assert!(!state.path().join("checkpoint.json").exists());
+}
+
+#[test]
+fn the_command_names_the_setting_to_lower_when_every_retry_is_rate_limited() {
+    let env = Env::new(10);
+    env.mock
+        .set_persistent_fault(Some(harness_tests::Fault::rate_limited()));
+    let state = tempfile::tempdir().unwrap();
+    let limited = finish(
+        wasmtime_run(state.path(), &composition_vars(&env)),
+        &env.key,
+    );
+    assert!(!limited.status.success());
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    for part in [
+        "Harness rate-limited every retry (it sent no Retry-After): ",
+        "Too Many Requests",
+        "; lower MAX_REQUESTS_PER_MINUTE so that everything using this key stays under its budget",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing from: {stderr}");
+    }
+    assert!(limited.stdout.is_empty());
 }
 
 /// `wasmtime serve` of the proxy composition, as the README shows it, on a
@@ -502,4 +527,169 @@ fn the_proxy_ends_a_failed_pass_with_its_error_and_the_checkpoint_it_was_sent() 
         "{lines:?}"
     );
     misconfigured.assert_no_key_in_log();
+}
+
+/// The API's freedoms for the compositions: all of them, with late events
+/// made late by hand (inserted after the pass that read their window) rather
+/// than by a random delay a test would have to wait out.
+const FREE: harness_tests::Freedoms = harness_tests::Freedoms {
+    late_fraction: 0.0,
+    ..harness_tests::Freedoms::ALL
+};
+
+/// Settings for a mock with [`FREE`]: paced under its edge of 50 requests a
+/// second (a stock host has only the component's fixed pacing), pages of
+/// 100, an overlap of 10 s (so events later than that are found only by
+/// reconciliation, as the chaos run sets it), and every hour recounted on
+/// each pass.
+fn free_vars(env: &Env) -> Vec<(&'static str, String)> {
+    let mut vars: Vec<_> = composition_vars(env)
+        .into_iter()
+        .filter(|(name, _)| *name != "MAX_REQUESTS_PER_MINUTE")
+        .collect();
+    vars.extend([
+        ("MAX_REQUESTS_PER_MINUTE", "2400".to_owned()),
+        ("PAGE_SIZE", "100".to_owned()),
+        ("OVERLAP_SECONDS", "10".to_owned()),
+        ("RECONCILE_INTERVAL_SECONDS", "1".to_owned()),
+    ]);
+    vars
+}
+
+/// A composition run pass after pass, its checkpoint kept where its world keeps it.
+enum Passes {
+    /// The command under `runtime`, with its state directory.
+    Command {
+        runtime: &'static str,
+        vars: Vec<(&'static str, String)>,
+        key: String,
+        state: tempfile::TempDir,
+    },
+    /// The proxy under `wasmtime serve`, with the last line of its last response.
+    Proxy { served: Served, checkpoint: String },
+}
+
+impl Passes {
+    fn start(runtime: &'static str, env: &Env) -> Self {
+        let vars = free_vars(env);
+        match runtime {
+            "serve" => Self::Proxy {
+                served: Served::start(&vars),
+                checkpoint: String::new(),
+            },
+            _ => Self::Command {
+                runtime,
+                vars,
+                key: env.key.clone(),
+                state: tempfile::tempdir().unwrap(),
+            },
+        }
+    }
+
+    /// One pass; the event lines it wrote.
+    fn pass(&mut self) -> Vec<String> {
+        match self {
+            Self::Command {
+                runtime,
+                vars,
+                key,
+                state,
+            } => {
+                let output = command_pass(runtime, vars, state.path(), key);
+                assert!(
+                    output.status.success(),
+                    "{runtime}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                lines(&output.stdout)
+            }
+            Self::Proxy { served, checkpoint } => {
+                let (status, lines) = served.post(std::mem::take(checkpoint));
+                assert_eq!(status, 200, "{}", served.log_text());
+                let (events, next) = events_and_checkpoint(lines);
+                *checkpoint = next;
+                events
+            }
+        }
+    }
+}
+
+/// Events of `count` from `seed`, between `from_ms` and `to_ms`.
+fn events_between(
+    count: usize,
+    from_ms: u64,
+    to_ms: u64,
+    seed: u64,
+) -> Vec<harness_tests::AuditEvent> {
+    harness_tests::generate(&harness_tests::SeedSpec {
+        account_id: ACCOUNT.into(),
+        count,
+        start_ms: from_ms,
+        end_ms: to_ms,
+        seed,
+    })
+}
+
+/// Under `runtime`, against a mock with every freedom of the API: ties in a
+/// new order on each request (with 250 events in one millisecond, over two
+/// pages), short pages, events counted and never returned, counts off by
+/// seconds, Harness's edge, and events that show up after the pass that read
+/// their window. Pass after pass, the composition writes every event the
+/// mock can return exactly once; then nothing.
+fn a_composition_writes_every_returnable_event_once_from_a_free_mock(runtime: &'static str) {
+    let env = Env::with_freedoms(EVENTS, FREE);
+    let now = crate::support::now_ms();
+    let mut burst = events_between(250, now - 20 * 60_000, now - 20 * 60_000, 41);
+    let tie = burst[0].timestamp;
+    for event in &mut burst {
+        event.timestamp = tie;
+    }
+    env.mock.insert(burst);
+    let mut passes = Passes::start(runtime, &env);
+
+    let mut written = passes.pass();
+
+    // Late: their hours were read by the first pass, and they appear only now.
+    env.mock
+        .insert(events_between(40, now - 40 * 60_000, now - 60_000, 42));
+    let now = crate::support::now_ms();
+    env.mock.insert(events_between(60, now - 1_000, now, 43));
+    let returnable = sorted(env.mock.returnable_json());
+
+    for _ in 0..10 {
+        // Past the reconcile interval, so the next pass recounts every hour.
+        std::thread::sleep(Duration::from_millis(1_100));
+        written.extend(passes.pass());
+        if sorted(written.clone()) == returnable {
+            break;
+        }
+    }
+    crate::support::assert_exact(written, returnable, runtime);
+    assert_eq!(passes.pass(), Vec::<String>::new(), "{runtime} wrote again");
+    let answers = env.mock.edge_answers();
+    assert_eq!(
+        answers.iter().filter(|a| a.refused).count(),
+        0,
+        "{runtime}: the component's own pacing went past the edge in {} requests",
+        answers.len()
+    );
+    assert!(
+        env.mock.hidden_count() > 0,
+        "some events were counted and never returned"
+    );
+}
+
+#[test]
+fn the_command_under_the_wasmtime_cli_writes_every_returnable_event_once_from_a_free_mock() {
+    a_composition_writes_every_returnable_event_once_from_a_free_mock("wasmtime");
+}
+
+#[test]
+fn the_command_under_jco_run_writes_every_returnable_event_once_from_a_free_mock() {
+    a_composition_writes_every_returnable_event_once_from_a_free_mock("jco");
+}
+
+#[test]
+fn the_proxy_under_wasmtime_serve_writes_every_returnable_event_once_from_a_free_mock() {
+    a_composition_writes_every_returnable_event_once_from_a_free_mock("serve");
 }

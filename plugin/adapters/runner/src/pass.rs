@@ -180,9 +180,13 @@ fn describe(error: &SourceError) -> String {
         ),
         SourceError::BadRequest(f) => format!("Harness rejected the request ({})", failure(f)),
         SourceError::RateLimited(r) => format!(
-            "rate limited after every retry (retry after {:?} s): {}; \
-             lower MAX_REQUESTS_PER_MINUTE",
-            r.retry_after_secs, r.message
+            "Harness rate-limited every retry ({}): {}; lower MAX_REQUESTS_PER_MINUTE so that \
+             everything using this key stays under its budget",
+            r.retry_after_secs.map_or_else(
+                || "it sent no Retry-After".to_owned(),
+                |secs| format!("it asked to wait {secs} s")
+            ),
+            r.message
         ),
         SourceError::ServerError(f) => {
             format!("Harness failed after every retry ({})", failure(f))
