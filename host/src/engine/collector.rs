@@ -11,7 +11,7 @@ use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
-use crate::config::{ApiFlavor, Config, LimitsConfig, OutputShape, Settings as CoreSettings};
+use crate::config::{Config, LimitsConfig, OutputShape, Settings as CoreSettings};
 use crate::engine::bindings::harness::audit::types as wit;
 use crate::engine::bindings::{
     ApiFailure, AuditSourcePre, Budget, EmitError, Settings, SourceError, harness::audit,
@@ -682,77 +682,9 @@ fn settings(config: &Config) -> Settings {
     settings
 }
 
-/// The one conversion of this side: the core's settings, as the WIT record.
+/// The core's settings, as the WIT record.
 pub fn wit_settings(s: &CoreSettings) -> Settings {
-    Settings {
-        query: wit::Query {
-            api_base: s.api_base.clone(),
-            account_id: s.account_id.clone(),
-            api_flavor: match s.api_flavor {
-                ApiFlavor::List => wit::ApiFlavor::List,
-                ApiFlavor::ListV2 => wit::ApiFlavor::ListV2,
-            },
-            page_size: s.page_size,
-            modules: s.modules.clone(),
-            actions: s.actions.clone(),
-            static_filter: s.static_filter.clone(),
-            principals: s
-                .principals
-                .iter()
-                .map(|p| wit::PrincipalFilter {
-                    kind: p.kind.clone(),
-                    identifier: p.identifier.clone(),
-                })
-                .collect(),
-            scopes: s
-                .scopes
-                .iter()
-                .map(|s| wit::ScopeFilter {
-                    org: s.org.clone(),
-                    project: s.project.clone(),
-                })
-                .collect(),
-            resources: s
-                .resources
-                .iter()
-                .map(|r| wit::ResourceFilter {
-                    kind: r.kind.clone(),
-                    identifier: r.identifier.clone(),
-                })
-                .collect(),
-            environments: s
-                .environments
-                .iter()
-                .map(|e| wit::EnvironmentFilter {
-                    kind: e.kind.clone(),
-                    identifier: e.identifier.clone(),
-                })
-                .collect(),
-        },
-        window: wit::Window {
-            start_minutes_back: s.start_minutes_back,
-            start_at_ms: s.start_at_ms,
-            end_at_ms: s.end_at_ms,
-            settle_lag_secs: s.settle_lag_secs,
-            overlap_secs: s.overlap_secs,
-            reconcile_interval_secs: s.reconcile_interval_secs,
-            reconcile_hours: s.reconcile_hours,
-        },
-        retries: wit::Retries {
-            max_retries: s.max_retries,
-            retry_base_ms: s.retry_base_ms,
-            retry_budget_secs: s.retry_budget_secs,
-            max_requests_per_minute: s.max_requests_per_minute,
-        },
-        output: wit::Output {
-            output_shape: match s.output_shape {
-                OutputShape::Raw => wit::OutputShape::Raw,
-                OutputShape::Streaming => wit::OutputShape::Streaming,
-            },
-            enrich_yaml_diff: s.enrich_yaml_diff,
-            batch_max_events: s.batch_max_events,
-        },
-    }
+    harness_audit_core::wit_settings!(wit, s)
 }
 
 /// Logs a completeness finding of the component, with its range in UTC.

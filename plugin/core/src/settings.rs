@@ -299,6 +299,87 @@ impl Settings {
     }
 }
 
+/// The core's settings as the WIT record `harness:audit/types.settings`.
+/// `$wit` is the module holding that record's Rust types, `$settings` a
+/// `&Settings`. The host's types come from wasmtime's `bindgen!` and the
+/// composition runners' from wit-bindgen: distinct types of one shape, so the
+/// one field-by-field mapping is a macro that each side expands over its own.
+#[macro_export]
+macro_rules! wit_settings {
+    ($wit:ident, $settings:expr) => {{
+        let s: &$crate::settings::Settings = $settings;
+        $wit::Settings {
+            query: $wit::Query {
+                api_base: s.api_base.clone(),
+                account_id: s.account_id.clone(),
+                api_flavor: match s.api_flavor {
+                    $crate::settings::ApiFlavor::List => $wit::ApiFlavor::List,
+                    $crate::settings::ApiFlavor::ListV2 => $wit::ApiFlavor::ListV2,
+                },
+                page_size: s.page_size,
+                modules: s.modules.clone(),
+                actions: s.actions.clone(),
+                static_filter: s.static_filter.clone(),
+                principals: s
+                    .principals
+                    .iter()
+                    .map(|p| $wit::PrincipalFilter {
+                        kind: p.kind.clone(),
+                        identifier: p.identifier.clone(),
+                    })
+                    .collect(),
+                scopes: s
+                    .scopes
+                    .iter()
+                    .map(|s| $wit::ScopeFilter {
+                        org: s.org.clone(),
+                        project: s.project.clone(),
+                    })
+                    .collect(),
+                resources: s
+                    .resources
+                    .iter()
+                    .map(|r| $wit::ResourceFilter {
+                        kind: r.kind.clone(),
+                        identifier: r.identifier.clone(),
+                    })
+                    .collect(),
+                environments: s
+                    .environments
+                    .iter()
+                    .map(|e| $wit::EnvironmentFilter {
+                        kind: e.kind.clone(),
+                        identifier: e.identifier.clone(),
+                    })
+                    .collect(),
+            },
+            window: $wit::Window {
+                start_minutes_back: s.start_minutes_back,
+                start_at_ms: s.start_at_ms,
+                end_at_ms: s.end_at_ms,
+                settle_lag_secs: s.settle_lag_secs,
+                overlap_secs: s.overlap_secs,
+                reconcile_interval_secs: s.reconcile_interval_secs,
+                reconcile_hours: s.reconcile_hours,
+            },
+            retries: $wit::Retries {
+                max_retries: s.max_retries,
+                retry_base_ms: s.retry_base_ms,
+                retry_budget_secs: s.retry_budget_secs,
+                max_requests_per_minute: s.max_requests_per_minute,
+            },
+            output: $wit::Output {
+                output_shape: match s.output_shape {
+                    $crate::settings::OutputShape::Raw => $wit::OutputShape::Raw,
+                    $crate::settings::OutputShape::Streaming => $wit::OutputShape::Streaming,
+                },
+                enrich_yaml_diff: s.enrich_yaml_diff,
+                batch_max_events: s.batch_max_events,
+            },
+        }
+    }};
+}
+
 fn is_identifier_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use harness_audit_core::settings::{self as core, ApiFlavor, OutputShape};
+use harness_audit_core::settings as core;
 
 use crate::bindings::harness::adapter::output;
 use crate::bindings::harness::audit::source;
@@ -54,8 +54,12 @@ pub fn collect(
     mut store: impl FnMut(String) -> Result<(), String>,
     mut finding: impl FnMut(String),
 ) -> Result<Summary, String> {
-    source::configure(&wit_settings(settings), checkpoint, Some(api_key))
-        .map_err(|e| describe(&e))?;
+    source::configure(
+        &harness_audit_core::wit_settings!(wit, &settings),
+        checkpoint,
+        Some(api_key),
+    )
+    .map_err(|e| describe(&e))?;
     let mut summary = Summary::default();
     loop {
         let polled = source::poll(Budget { max_pages });
@@ -81,53 +85,6 @@ pub fn collect(
     // A pass over an empty window advances the checkpoint without a batch.
     store(source::checkpoint())?;
     Ok(summary)
-}
-
-/// The parsed settings as the source's `configure` takes them.
-fn wit_settings(s: core::Settings) -> wit::Settings {
-    wit::Settings {
-        query: wit::Query {
-            api_base: s.api_base,
-            account_id: s.account_id,
-            api_flavor: match s.api_flavor {
-                ApiFlavor::List => wit::ApiFlavor::List,
-                ApiFlavor::ListV2 => wit::ApiFlavor::ListV2,
-            },
-            page_size: s.page_size,
-            modules: s.modules,
-            actions: s.actions,
-            static_filter: s.static_filter,
-            // The command reads no structured filters: FILTER_PRINCIPALS and the
-            // others are refused as host-only settings.
-            principals: Vec::new(),
-            scopes: Vec::new(),
-            resources: Vec::new(),
-            environments: Vec::new(),
-        },
-        window: wit::Window {
-            start_minutes_back: s.start_minutes_back,
-            start_at_ms: s.start_at_ms,
-            end_at_ms: s.end_at_ms,
-            settle_lag_secs: s.settle_lag_secs,
-            overlap_secs: s.overlap_secs,
-            reconcile_interval_secs: s.reconcile_interval_secs,
-            reconcile_hours: s.reconcile_hours,
-        },
-        retries: wit::Retries {
-            max_retries: s.max_retries,
-            retry_base_ms: s.retry_base_ms,
-            retry_budget_secs: s.retry_budget_secs,
-            max_requests_per_minute: s.max_requests_per_minute,
-        },
-        output: wit::Output {
-            output_shape: match s.output_shape {
-                OutputShape::Raw => wit::OutputShape::Raw,
-                OutputShape::Streaming => wit::OutputShape::Streaming,
-            },
-            enrich_yaml_diff: s.enrich_yaml_diff,
-            batch_max_events: s.batch_max_events,
-        },
-    }
 }
 
 fn finding_text(f: &Finding) -> String {
