@@ -460,13 +460,7 @@ fn the_proxy_under_wasmtime_serve_writes_what_the_rust_host_writes_then_only_new
     assert_eq!(events, expected);
 
     let now = crate::support::now_ms();
-    let fresh = harness_tests::generate(&harness_tests::SeedSpec {
-        account_id: ACCOUNT.into(),
-        count: 120,
-        start_ms: now - 500,
-        end_ms: now,
-        seed: 99,
-    });
+    let fresh = events_between(120, now - 500, now, 99);
     let fresh_json = sorted(fresh.iter().map(|e| e.to_json()).collect());
     env.mock.insert(fresh);
     let (status, lines) = served.post(checkpoint.clone());
