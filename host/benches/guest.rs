@@ -22,7 +22,8 @@ use harness_audit::engine::bindings::harness::audit::{emit, types};
 use harness_audit::engine::bindings::{AuditSource, AuditSourcePre, Batch, Budget, EmitError};
 use harness_audit::engine::{PoolSize, SharedEngine, wit_settings};
 use harness_audit_core::error::EmitError as CoreEmitError;
-use harness_audit_core::pass::{self, Clock, HttpResponse, Pipeline, Source, Transport};
+use harness_audit_core::page::HttpResponse;
+use harness_audit_core::pass::{self, Clock, Pipeline, Source, Transport, TransportError};
 use harness_audit_core::settings::{self as core_settings, ApiFlavor, OutputShape};
 use harness_tests::{KeyGrant, MockHarness, SeedSpec, generate, make_key};
 use http_body_util::{BodyExt, Full};
@@ -136,14 +137,10 @@ impl Replay {
 }
 
 impl Transport for Replay {
-    fn post_json(&mut self, url: &str, _: &[u8]) -> Result<HttpResponse, String> {
-        Ok(HttpResponse {
-            status: 200,
-            body: self.answer(url).to_vec(),
-            retry_after_secs: None,
-        })
+    fn post_json(&mut self, url: &str, _: &[u8]) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse::json(200, self.answer(url).to_vec()))
     }
-    fn get(&mut self, url: &str) -> Result<HttpResponse, String> {
+    fn get(&mut self, url: &str) -> Result<HttpResponse, TransportError> {
         self.post_json(url, &[])
     }
 }
@@ -156,7 +153,8 @@ struct Recorder {
 }
 
 impl Transport for Recorder {
-    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, TransportError> {
+        let failed = |e: reqwest::Error| TransportError::Failed(e.to_string());
         let response = self
             .client
             .post(url)
@@ -164,9 +162,9 @@ impl Transport for Recorder {
             .header("content-type", "application/json")
             .body(body.to_vec())
             .send()
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
         let status = response.status().as_u16();
-        let body = response.bytes().map_err(|e| e.to_string())?;
+        let body = response.bytes().map_err(failed)?;
         assert_eq!(
             status,
             200,
@@ -177,13 +175,9 @@ impl Transport for Recorder {
             url: url.to_owned(),
             body: body.clone(),
         });
-        Ok(HttpResponse {
-            status,
-            body: body.to_vec(),
-            retry_after_secs: None,
-        })
+        Ok(HttpResponse::json(status, body.to_vec()))
     }
-    fn get(&mut self, _: &str) -> Result<HttpResponse, String> {
+    fn get(&mut self, _: &str) -> Result<HttpResponse, TransportError> {
         unreachable!("YAML enrichment is off")
     }
 }

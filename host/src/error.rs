@@ -27,6 +27,14 @@ pub const EXIT_INCOMPLETE: u8 = 9;
 /// Exit code when another instance holds the lease or advanced the checkpoint:
 /// this run stopped without writing; the other one carries on.
 pub const EXIT_ANOTHER_INSTANCE: u8 = 7;
+/// Exit code when Harness answered with something that is not a page of
+/// audit events (an HTML page behind a 200, another `status`, a body cut
+/// short, too large or too slow, an encoding that cannot be undone), after
+/// the retries its kind allows.
+pub const EXIT_UNUSABLE: u8 = 10;
+/// Passes in a row that meet the same unusable answer at the same request
+/// before the error calls collection stuck.
+pub const STUCK_AFTER_PASSES: u32 = 3;
 
 /// A failed pass. Batches committed before the failure stay committed.
 #[derive(Debug, thiserror::Error)]
@@ -95,13 +103,30 @@ pub enum RunError {
         /// Harness's answer.
         failure: String,
     },
-    /// 5xx, network or unparseable responses after all retries.
+    /// 5xx or network failures after all retries.
     #[error(
         "Harness was unavailable: {reason}. Nothing was lost: the next run resumes from the last checkpoint"
     )]
     Unavailable {
         /// The last attempt's failure.
         reason: String,
+    },
+    /// Harness answered with something that is not a page, after the
+    /// retries its kind allows.
+    #[error(
+        "Harness answered the request for {at} with something that is not a page of audit events: {answer}. \
+         No event was skipped: the checkpoint stays before this request, and the next pass asks again. {hint}{}",
+        .stuck.as_ref().map(ToString::to_string).unwrap_or_default()
+    )]
+    UnusableResponse {
+        /// What Harness sent, and what is wrong with it.
+        answer: String,
+        /// The request it answered, in words.
+        at: String,
+        /// What to do about this kind of answer.
+        hint: &'static str,
+        /// The same answer to the same request, pass after pass.
+        stuck: Option<Stuck>,
     },
     /// The sink or checkpoint store failed.
     #[error("storage failed: {during}{source}")]
@@ -168,6 +193,29 @@ pub enum RunError {
     Interrupted,
 }
 
+/// The same unusable answer, at the same request, pass after pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// Passes in a row, this one included.
+    pub passes: u32,
+    /// When the first of them failed (RFC 3339).
+    pub since: String,
+    /// Where collection waits: the request's first millisecond (RFC 3339).
+    pub from: String,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            " Collection of this account is stuck here: the same answer came back to this request in the last {} \
+             passes (since {}), and no event from {} on is collected until Harness answers it with a page. \
+             What was collected before stands; the next pass tries again.",
+            self.passes, self.since, self.from
+        )
+    }
+}
+
 impl RunError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
@@ -181,6 +229,7 @@ impl RunError {
                 EXIT_REFUSED
             }
             Self::RateLimited { .. } | Self::Unavailable { .. } => EXIT_UNAVAILABLE,
+            Self::UnusableResponse { .. } => EXIT_UNUSABLE,
             Self::Storage { .. } | Self::EmitFailed { .. } => EXIT_STORAGE,
             Self::AnotherInstance { .. } => EXIT_ANOTHER_INSTANCE,
             Self::Interrupted => EXIT_INTERRUPTED,
@@ -204,6 +253,7 @@ impl RunError {
             Self::BadRequest { .. } => "bad_request",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } => "unavailable",
+            Self::UnusableResponse { .. } => "unusable_response",
             Self::Storage { .. } | Self::EmitFailed { .. } => "storage",
             Self::AnotherInstance { .. } => "another_instance",
             Self::Interrupted => "interrupted",

@@ -2,7 +2,9 @@
 //! a GCS bucket), the intent journal, the GCS lease and the takeover of the
 //! Cloud Run recipe's checkpoint. Every sink stores a batch as one immutable
 //! object whose name derives from the batch, so re-writing the same batch is
-//! recognised. Stores that keep objects also give access to them by name
+//! recognised. A batch's quarantine (the events the component could not read,
+//! as Harness sent them) is an object of its own beside the data, under
+//! [`quarantine_prefix`], where a SIEM feed on the data prefix never reads it. Stores that keep objects also give access to them by name
 //! ([`ObjectStore`]), which digests are created with and `verify` reads.
 //! Nothing outside this module knows GCS exists.
 
@@ -15,6 +17,7 @@ mod open;
 pub mod recipe;
 mod stdout;
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 pub use gcs::GcsSink;
@@ -28,9 +31,27 @@ use sha2::{Digest, Sha256};
 use crate::evidence::digest::hex;
 use crate::time;
 
+/// What an object holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// Events in the configured shape, under the data prefix.
+    Batch,
+    /// Events the component could not read or shape, as Harness sent them,
+    /// under the quarantine prefix.
+    Quarantine {
+        /// Where each line's event sits (epoch ms), in order: its
+        /// `timestamp`, or where its page placed it.
+        at_ms: Vec<u64>,
+        /// Events by reason.
+        reasons: BTreeMap<&'static str, u64>,
+    },
+}
+
 /// Facts about a batch that sinks put in names and metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchMeta {
+    /// What the object holds.
+    pub kind: ObjectKind,
     /// Lines in the batch.
     pub event_count: u32,
     /// First event's `timestamp` (epoch ms).
@@ -136,6 +157,12 @@ pub trait Sink: Send + Sync {
 
     /// Where the data goes, for the summary line.
     fn location(&self) -> String;
+
+    /// Where quarantines go, for the summary line; none for a store that
+    /// keeps no objects.
+    fn quarantine_location(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Stores the checkpoint.
@@ -177,14 +204,26 @@ pub trait ObjectStore: Send + Sync {
     fn url(&self, name: &str) -> String;
 }
 
+/// The quarantine's prefix beside the data prefix `prefix`: a sibling
+/// (`harness/audit-quarantine` beside `harness/audit`), so a SIEM feed on
+/// the data prefix, whose path ends with `/`, never reads it.
+pub fn quarantine_prefix(prefix: &str) -> String {
+    format!("{prefix}-quarantine")
+}
+
 /// `<prefix>/YYYY/MM/DD/harness-audit-YYYYMMDD-HHMMSS-<hash>.jsonl`, the
-/// recipe's layout. Date and time are those of the batch's first event and the
-/// hash is of its content (`content_sha256`), so the name depends only on the
-/// batch: the same events written again after a crash land on the same name
-/// and are recognised.
-pub fn object_name(prefix: &str, first_event_ms: u64, content_sha256: &[u8; 32]) -> String {
-    let at = time::utc(first_event_ms);
-    let hash = hex(&content_sha256[..8]);
+/// recipe's layout, under the data prefix or, for a quarantine, under
+/// [`quarantine_prefix`]. Date and time are those of the batch's first event
+/// and the hash is of its content (`content_sha256`), so the name depends
+/// only on the batch: the same events written again after a crash land on
+/// the same name and are recognised.
+pub fn object_name(prefix: &str, meta: &BatchMeta) -> String {
+    let at = time::utc(meta.first_event_ms);
+    let hash = hex(&meta.content_sha256[..8]);
+    let prefix = match meta.kind {
+        ObjectKind::Batch => prefix.to_owned(),
+        ObjectKind::Quarantine { .. } => quarantine_prefix(prefix),
+    };
     format!(
         "{prefix}/{}/harness-audit-{}-{hash}.jsonl",
         at.format("%Y/%m/%d"),
@@ -196,10 +235,22 @@ pub fn object_name(prefix: &str, first_event_ms: u64, content_sha256: &[u8; 32])
 mod tests {
     use super::*;
 
+    fn meta(kind: ObjectKind, lines: &[u8]) -> BatchMeta {
+        BatchMeta {
+            kind,
+            event_count: 1,
+            first_event_ms: 1_749_564_191_482,
+            last_event_ms: 1_749_564_191_482,
+            window_start_ms: 0,
+            window_end_ms: 1_749_564_191_482,
+            collected_at: SystemTime::UNIX_EPOCH,
+            content_sha256: content_sha256(lines),
+        }
+    }
+
     #[test]
     fn object_names_follow_the_recipe_layout_and_depend_on_content() {
-        let at = 1_749_564_191_482;
-        let a = object_name("harness/audit", at, &content_sha256(b"{\"a\":1}\n"));
+        let a = object_name("harness/audit", &meta(ObjectKind::Batch, b"{\"a\":1}\n"));
         assert!(
             a.starts_with("harness/audit/2025/06/10/harness-audit-20250610-140311-"),
             "{a}"
@@ -211,11 +262,28 @@ mod tests {
         );
         assert_eq!(
             a,
-            object_name("harness/audit", at, &content_sha256(b"{\"a\":1}\n"))
+            object_name("harness/audit", &meta(ObjectKind::Batch, b"{\"a\":1}\n"))
         );
         assert_ne!(
             a,
-            object_name("harness/audit", at, &content_sha256(b"{\"a\":2}\n"))
+            object_name("harness/audit", &meta(ObjectKind::Batch, b"{\"a\":2}\n"))
+        );
+    }
+
+    #[test]
+    fn a_quarantine_lies_beside_the_data_and_outside_its_prefix() {
+        let kind = ObjectKind::Quarantine {
+            at_ms: vec![1_749_564_191_482],
+            reasons: BTreeMap::from([("not-json", 1)]),
+        };
+        let q = object_name("harness/audit", &meta(kind, b"nul\n"));
+        assert!(
+            q.starts_with("harness/audit-quarantine/2025/06/10/harness-audit-20250610-140311-"),
+            "{q}"
+        );
+        assert!(
+            !q.starts_with("harness/audit/"),
+            "a feed on the data prefix never reads it"
         );
     }
 }

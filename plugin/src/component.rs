@@ -5,9 +5,10 @@ use std::cell::RefCell;
 use exports::harness::audit::source::Guest;
 use harness::audit::types::{
     self as wit, ApiFailure, Budget, EmitError, Finding, FindingKind, LedgerReport as WitLedger,
-    LedgerSlice, PollReport, Settings, SliceCount, SourceError,
+    LedgerSlice, PollReport, QuarantineReason, Settings, SliceCount, SourceError,
 };
 
+use harness_audit_core::event::Reason;
 use harness_audit_core::pass::{self, Source};
 use harness_audit_core::report::{self, LedgerReport};
 use harness_audit_core::{error, settings, wasi};
@@ -141,6 +142,7 @@ impl Guest for Component {
             Ok(PollReport {
                 events_read: report.events_read,
                 events_emitted: report.events_emitted,
+                events_quarantined: report.events_quarantined,
                 duplicates_dropped: report.duplicates_dropped,
                 pages: report.pages,
                 batches: report.batches,
@@ -212,6 +214,7 @@ impl From<LedgerReport> for WitLedger {
                     start_ms: s.start_ms,
                     end_ms: s.end_ms,
                     stored: s.stored,
+                    quarantined: s.quarantined,
                     count: s.count.map(|c| SliceCount {
                         events: c.events,
                         through_ms: c.through_ms,
@@ -236,6 +239,25 @@ impl pass::Pipeline for HostPipeline {
             window_start_ms: batch.window_start_ms,
             window_end_ms: batch.window_end_ms,
             checkpoint: text(batch.checkpoint),
+            quarantine: batch.quarantine.map(|q| wit::Quarantine {
+                events: q
+                    .events
+                    .into_iter()
+                    .map(|e| wit::QuarantinedEvent {
+                        bytes: e.bytes,
+                        reason: match e.reason {
+                            Reason::NotJson => QuarantineReason::NotJson,
+                            Reason::NotAnObject => QuarantineReason::NotAnObject,
+                            Reason::AuditId => QuarantineReason::AuditId,
+                            Reason::Timestamp => QuarantineReason::Timestamp,
+                            Reason::Unmappable => QuarantineReason::Unmappable,
+                        },
+                        detail: e.detail,
+                        at_ms: e.at_ms,
+                    })
+                    .collect(),
+                checkpoint: text(q.checkpoint),
+            }),
         })
         .map_err(|e| match e {
             EmitError::Rejected(m) => error::EmitError::Rejected(m),
@@ -273,13 +295,40 @@ impl From<error::SourceError> for SourceError {
             }),
             E::ServerError(f) => Self::ServerError(f.into()),
             E::Transport(m) => Self::Transport(m),
-            E::MalformedResponse(m) => Self::MalformedResponse(m),
+            E::Unusable(u) => Self::UnusableResponse((*u).into()),
             E::SinkFailure(error::EmitError::Rejected(m)) => {
                 Self::SinkFailure(EmitError::Rejected(m))
             }
             E::SinkFailure(error::EmitError::Unavailable(m)) => {
                 Self::SinkFailure(EmitError::Unavailable(m))
             }
+        }
+    }
+}
+
+impl From<error::Unusable> for wit::UnusableResponse {
+    fn from(u: error::Unusable) -> Self {
+        use error::UnusableKind as K;
+        Self {
+            kind: match u.kind {
+                K::NotAPage => wit::UnusableKind::NotAPage,
+                K::CutShort => wit::UnusableKind::CutShort,
+                K::TooLarge => wit::UnusableKind::TooLarge,
+                K::SlowBody => wit::UnusableKind::SlowBody,
+                K::UnsupportedEncoding => wit::UnusableKind::UnsupportedEncoding,
+            },
+            status: u.status,
+            content_type: u.content_type,
+            content_encoding: u.content_encoding,
+            bytes: u.bytes,
+            excerpt: u.excerpt,
+            detail: u.detail,
+            request: u.request.map(|r| wit::RequestPosition {
+                start_ms: r.start_ms,
+                end_ms: r.end_ms,
+                page_index: r.page_index,
+                page_size: r.page_size,
+            }),
         }
     }
 }

@@ -120,7 +120,7 @@ fn events_counted_and_never_returned_are_reported_not_waited_for() {
     assert_eq!(text.code, 0, "{}", text.stderr);
     assert!(
         text.stdout.contains(&format!(
-            "{collected} events stored, {hidden} counted by Harness and never returned"
+            "{collected} events stored (0 of them in the quarantine), {hidden} counted by Harness and never returned"
         )),
         "{}",
         text.stdout

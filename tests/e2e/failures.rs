@@ -65,7 +65,7 @@ fn forbidden_key_names_the_missing_permission() {
     assert!(env.snapshot().is_empty());
 }
 
-/// HTML and truncated responses are errors that change no checkpoint; once
+/// A gateway's HTML error and a body cut short change no checkpoint; once
 /// the API recovers, the next run collects what was missed.
 #[test]
 fn html_or_truncated_responses_fail_without_checkpoint_change() {
@@ -84,16 +84,140 @@ fn html_or_truncated_responses_fail_without_checkpoint_change() {
     );
     assert_eq!(env.snapshot(), before);
 
+    // Harness answered, with half a page: its own error kind, exit 10.
+    let (objects, checkpoint) = (env.objects(), env.committed());
     env.mock.set_persistent_fault(Some(Fault::Truncate));
     let run = env.run(&[("MAX_RETRIES", "1")]);
-    assert_eq!(run.code, 4, "{}", run.stderr);
-    assert!(run.stderr.contains("unusable response"), "{}", run.stderr);
-    assert_eq!(env.snapshot(), before);
+    assert_eq!(run.code, 10, "{}", run.stderr);
+    for said in [
+        "with something that is not a page of audit events: HTTP 200 (application/json",
+        "the body ends before its JSON does",
+        "No event was skipped",
+    ] {
+        assert!(run.stderr.contains(said), "{said}: {}", run.stderr);
+    }
+    assert!(!run.stderr.contains("Nothing was lost"), "{}", run.stderr);
+    assert_eq!((env.objects(), env.committed()), (objects, checkpoint));
 
     env.mock.set_persistent_fault(None);
     let run = env.run(&[]);
     run.assert_collected(25);
     assert_eq!(env.sorted_lines().len(), 225);
+}
+
+/// The same unusable answer to the same request, pass after pass, is called
+/// what it is: collection is stuck, where, since when, and what to do. A pass
+/// that gets past it starts the count again.
+#[test]
+fn the_same_unusable_answer_pass_after_pass_says_collection_is_stuck_there() {
+    let env = Env::new(20);
+    let maintenance = Fault::Respond {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: "<html><title>Harness is under maintenance</title></html>".into(),
+    };
+    env.mock.set_persistent_fault(Some(maintenance.clone()));
+    let retries = [("MAX_RETRIES", "1"), ("RETRY_BASE_MS", "1")];
+    for pass in 1..=4 {
+        let run = env.run(&retries);
+        assert_eq!(run.code, 10, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("HTTP 200 (text/html; charset=utf-8")
+                && run
+                    .stderr
+                    .contains("starting `<html><title>Harness is under maintenance"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("maintenance page"),
+            "the hint: {}",
+            run.stderr
+        );
+        let stuck = run
+            .stderr
+            .contains("Collection of this account is stuck here");
+        assert_eq!(stuck, pass >= 3, "pass {pass}: {}", run.stderr);
+        if stuck {
+            assert!(
+                run.stderr.contains(&format!("in the last {pass} passes")),
+                "{}",
+                run.stderr
+            );
+        }
+    }
+    env.mock.set_persistent_fault(None);
+    env.run(&[]).assert_collected(20);
+    env.mock.set_persistent_fault(Some(maintenance));
+    let run = env.run(&retries);
+    assert!(
+        !run.stderr.contains("stuck"),
+        "a success starts the count again: {}",
+        run.stderr
+    );
+}
+
+/// An answer no retry can change is not retried: an encoding the component
+/// cannot undo fails at once, naming it.
+#[test]
+fn an_answer_no_retry_can_change_is_not_retried() {
+    let env = Env::new(20);
+    env.mock
+        .set_persistent_fault(Some(Fault::Encoded { encoding: "br" }));
+    let started = std::time::Instant::now();
+    let run = env.run(&[("MAX_RETRIES", "5"), ("RETRY_BASE_MS", "1000")]);
+    assert_eq!(run.code, 10, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("content-encoding br")
+            && run
+                .stderr
+                .contains("encoded as `br`, which the component cannot undo"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.mock.request_count(), 1, "not retried");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// A gzip-encoded answer is read as the page it is.
+#[test]
+fn a_gzip_encoded_answer_is_read() {
+    let env = Env::new(120);
+    env.mock.push_fault(Fault::Gzip);
+    env.run(&[]).assert_collected(120);
+    assert_eq!(
+        env.sorted_lines(),
+        super::support::sorted(env.mock.returnable_json())
+    );
+}
+
+/// A body that trickles slower than HTTP_TIMEOUT_SECS allows is asked
+/// again; one that always does fails naming the setting.
+#[test]
+fn a_body_that_trickles_past_the_deadline_is_asked_again_then_named() {
+    let env = Env::new(60);
+    let trickle = Fault::Trickle {
+        chunk: 64,
+        every: std::time::Duration::from_millis(100),
+    };
+    let settings = [
+        ("HTTP_TIMEOUT_SECS", "1"),
+        ("MAX_RETRIES", "1"),
+        ("RETRY_BASE_MS", "1"),
+    ];
+    env.mock.push_fault(trickle.clone());
+    env.run(&settings).assert_collected(60);
+
+    add_recent(&env, 5);
+    env.mock.set_persistent_fault(Some(trickle));
+    let run = env.run(&settings);
+    assert_eq!(run.code, 10, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the body stopped arriving after")
+            && run.stderr.contains("HTTP_TIMEOUT_SECS"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// A 429 without Retry-After and a gateway error are retried with backoff.

@@ -126,11 +126,11 @@ fn run_rule(rule: &str, side: &str) -> Run {
     }
 }
 
-const RULES: [(&str, &str); 8] = [
+const RULES: [(&str, &str); 11] = [
     ("utf8", "rule `utf-8`: line 2 is not valid UTF-8"),
     (
         "json",
-        "rule `json-object`: line 2 is not one JSON object (trailing characters",
+        "rule `json-object`: line 2 is not one JSON object with a time (trailing characters",
     ),
     (
         "count",
@@ -152,6 +152,18 @@ const RULES: [(&str, &str); 8] = [
     (
         "pass-window",
         "rule `pass-window`: the batch's window 1767225600000..1767229200001 lies outside the pass's window 1767225600000..1767229200000",
+    ),
+    (
+        "quarantine",
+        "rule `quarantine`: quarantined event 1 holds a line break",
+    ),
+    (
+        "quarantine-time",
+        "rule `event-time`: quarantined event 1 is at 2001, outside first-event-ms..last-event-ms 1000..2000",
+    ),
+    (
+        "quarantine-only",
+        "rule `ndjson`: a batch holds at least one line or quarantined event",
     ),
 ];
 

@@ -8,6 +8,7 @@ mod check;
 mod collect;
 mod completeness;
 mod config_ui;
+mod content;
 mod crashes;
 mod credentials;
 mod evidence;

@@ -687,3 +687,106 @@ fn the_command_under_jco_run_writes_every_returnable_event_once_from_a_free_mock
 fn the_proxy_under_wasmtime_serve_writes_every_returnable_event_once_from_a_free_mock() {
     a_composition_writes_every_returnable_event_once_from_a_free_mock("serve");
 }
+
+/// A mock that sends half of its events oddly, and what the quarantine of
+/// the raw shape must then hold, sorted.
+fn odd_env() -> (Env, Vec<Vec<u8>>) {
+    let env = Env::with_freedoms(
+        120,
+        harness_tests::Freedoms {
+            odd: Some(harness_tests::OddContent {
+                events: 0.5,
+                answers: 0.0,
+                big_bytes: 10_000,
+            }),
+            ..harness_tests::Freedoms::default()
+        },
+    );
+    let mut kept: Vec<Vec<u8>> = env
+        .mock
+        .returnable()
+        .into_iter()
+        .filter(|r| r.odd.is_some_and(|kind| kind.quarantined(false)))
+        .map(|r| r.bytes)
+        .collect();
+    kept.sort();
+    assert!(!kept.is_empty());
+    (env, kept)
+}
+
+/// What the Rust host writes in the data from an odd mock.
+fn rust_host_data(env: &Env) -> Vec<String> {
+    let run = env.run(&[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    env.sorted_lines()
+}
+
+/// Under a stock runtime the command adds what it cannot read to
+/// `quarantine.jsonl` in its state directory, byte for byte, once.
+#[test]
+fn the_command_keeps_what_it_cannot_read_in_the_state_directory() {
+    let (env, kept) = odd_env();
+    let expected = rust_host_data(&env);
+    let state = tempfile::tempdir().unwrap();
+    let vars = composition_vars(&env);
+    let quarantine = || {
+        let bytes = std::fs::read(state.path().join("quarantine.jsonl")).unwrap_or_default();
+        let mut lines: Vec<Vec<u8>> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        lines.sort();
+        lines
+    };
+    for pass in 0..2 {
+        let run = command_pass("wasmtime", &vars, state.path(), &env.key);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{stderr}");
+        assert_eq!(
+            stderr.contains("into /state/quarantine.jsonl"),
+            pass == 0,
+            "{stderr}"
+        );
+        if pass == 0 {
+            assert_eq!(lines(&run.stdout), expected);
+        } else {
+            assert!(run.stdout.is_empty(), "nothing again");
+        }
+        assert_eq!(quarantine(), kept, "pass {pass}");
+    }
+}
+
+/// Under `wasmtime serve` the proxy's last line carries what it cannot
+/// read, in base64, and the next request takes that line back.
+#[test]
+fn the_proxy_carries_what_it_cannot_read_in_its_last_line() {
+    use base64::Engine as _;
+    let (env, kept) = odd_env();
+    let expected = rust_host_data(&env);
+    let served = Served::start(&composition_vars(&env));
+    let (status, lines) = served.post(String::new());
+    assert_eq!(status, 200, "{}", served.log_text());
+    let (events, last) = events_and_checkpoint(lines);
+    assert_eq!(events, expected);
+    let parsed: serde_json::Value = serde_json::from_str(&last).unwrap();
+    let mut carried: Vec<Vec<u8>> = parsed["harnessAuditQuarantine"]
+        .as_array()
+        .expect("the quarantine in the last line")
+        .iter()
+        .map(|e| {
+            assert!(e["reason"].is_string() && e["atMs"].is_u64(), "{e}");
+            base64::engine::general_purpose::STANDARD
+                .decode(e["base64"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    carried.sort();
+    assert_eq!(carried, kept);
+    let (status, lines) = served.post(last);
+    assert_eq!(status, 200);
+    let (events, next) = events_and_checkpoint(lines);
+    assert!(events.is_empty(), "{events:?}");
+    assert!(!next.contains("harnessAuditQuarantine"), "{next}");
+    served.assert_no_key_in_log();
+}

@@ -189,9 +189,10 @@ impl Env {
             .collect()
     }
 
-    /// Every stored line, sorted (object names are not time-ordered within a second).
+    /// Every stored line under the default data prefix, sorted (object
+    /// names are not time-ordered within a second).
     pub fn sorted_lines(&self) -> Vec<String> {
-        self.sorted_lines_under("")
+        self.sorted_lines_under(PREFIX)
     }
 
     /// Every stored line of the objects under `prefix` (relative to the output directory), sorted.
@@ -215,6 +216,32 @@ impl Env {
 
     pub fn checkpoint(&self) -> Option<Vec<u8>> {
         std::fs::read(self.out().join(CHECKPOINT)).ok()
+    }
+
+    /// The committed checkpoint inside the state file, without the state's
+    /// other records.
+    pub fn committed(&self) -> Option<serde_json::Value> {
+        let state: serde_json::Value = serde_json::from_slice(&self.checkpoint()?).ok()?;
+        Some(state["checkpoint"].clone())
+    }
+
+    /// The events of every quarantine object, byte for byte, sorted.
+    pub fn quarantined(&self) -> Vec<Vec<u8>> {
+        let root = self.out().join("harness/audit-quarantine");
+        let mut events: Vec<Vec<u8>> = self
+            .objects()
+            .into_iter()
+            .filter(|(path, _)| path.starts_with(&root))
+            .flat_map(|(_, bytes)| {
+                bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        events.sort();
+        events
     }
 }
 

@@ -1,16 +1,18 @@
 //! The no-loss proof: the real binary against a mock that injects every fault,
 //! uses every freedom the API has (ties in a new order on each request, short
 //! pages, events counted and never returned, counts that disagree with pages
-//! for a while), makes some events visible long after their window was read,
-//! inserts events while it pages, and is SIGKILLed at random instants.
-//! Afterwards the output must equal every event the mock can return, exactly,
-//! and the gap the collector reports must equal the events it counted and
-//! never returned. Runs against a local directory or the GCS emulator, where
+//! for a while), sends odd but legal content (events and whole answers),
+//! makes some events visible long after their window was read, inserts
+//! events while it pages, and is SIGKILLed at random instants. Afterwards
+//! every event the mock can return must be stored exactly once, in the data
+//! (by `auditId`, and in the raw shape byte for byte) or, when it cannot be
+//! read or shaped, byte for byte in the quarantine; and the gap the
+//! collector reports must equal the events it counted and never returned. Runs against a local directory or the GCS emulator, where
 //! a killed run's lease is let lapse before the next starts, as its lifetime
 //! passing would. Used by the end-to-end tests (small) and by
 //! `bench/chaos.sh` (large).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +66,8 @@ pub struct ChaosSpec {
     pub max_settle_runs: usize,
     /// Where the runs store.
     pub store: ChaosStore,
+    /// `OUTPUT_SHAPE`: `raw` or `streaming`.
+    pub shape: &'static str,
 }
 
 /// Where a chaos exercise's runs store their objects and checkpoint.
@@ -79,8 +83,9 @@ pub enum ChaosStore {
     },
 }
 
-/// The data prefix and checkpoint of the default settings.
+/// The data prefix, its quarantine, and the checkpoint of the default settings.
 const PREFIX: &str = "harness/audit/";
+const QUARANTINE: &str = "harness/audit-quarantine/";
 const STATE_KEY: &str = "harness-audit-state/checkpoint.json";
 
 /// What happened, and whether the output matched.
@@ -92,13 +97,16 @@ pub struct ChaosReport {
     pub hidden: usize,
     /// The gap the collector's ledger reports at the end.
     pub reported_gap: Option<u64>,
-    /// Lines written across all objects.
+    /// Lines written across all objects, data and quarantine.
     pub written_lines: usize,
-    /// `auditId`s in the ground truth but not in the output.
+    /// Of them, the events kept in the quarantine.
+    pub quarantined: usize,
+    /// `auditId`s in the ground truth stored nowhere.
     pub lost: Vec<String>,
-    /// `auditId`s written more than once.
+    /// `auditId`s stored more than once.
     pub duplicated: Vec<String>,
-    /// Whether the sorted lines equal the sorted ground truth, byte for byte.
+    /// Whether every stored event is as the mock sent it: in the raw shape
+    /// each data line byte for byte, in either shape each quarantined event.
     pub bytes_equal: bool,
     /// SIGKILLs delivered.
     pub kills: usize,
@@ -184,6 +192,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
     )
     .expect("mock starts");
     mock.set_freedoms(spec.freedoms);
+    let streaming = spec.shape == "streaming";
     let start = now_ms();
     let mut preload = seed::generate(&SeedSpec {
         account_id: ACCOUNT.into(),
@@ -225,6 +234,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
                 spec.reconcile_interval_secs.to_string(),
             ),
             ("RECONCILE_HOURS", "2".into()),
+            ("OUTPUT_SHAPE", spec.shape.into()),
             ("MAX_RETRIES", "12".into()),
             ("RETRY_BASE_MS", "5".into()),
             ("RETRY_BUDGET_SECONDS", "120".into()),
@@ -330,6 +340,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
         };
         report.reported_gap = reported_gap(&runner);
         if stdout.starts_with("collected 0 events")
+            && !stdout.contains("in the quarantine")
             && report.reported_gap == Some(report.hidden as u64)
         {
             break;
@@ -337,39 +348,54 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
         std::thread::sleep(Duration::from_millis(spec.reconcile_interval_secs * 1000));
     }
 
-    let expected = mock.returnable_json();
+    let expected = mock.returnable();
     report.expected = expected.len();
-    let mut written = Vec::new();
-    match &gcs {
-        None => collect_lines(out_dir, &mut written),
-        Some((gcs, bucket)) => written = gcs.lines(bucket, PREFIX),
-    }
-    report.written_lines = written.len();
-    let id_of = |line: &str| -> String {
-        serde_json::from_str::<serde_json::Value>(line).expect("each line is JSON")["auditId"]
-            .as_str()
-            .expect("each event has an auditId")
-            .to_owned()
+    let (written, kept) = match &gcs {
+        None => (
+            collect_lines(&out_dir.join(PREFIX)),
+            collect_lines(&out_dir.join(QUARANTINE)),
+        ),
+        Some((gcs, bucket)) => (
+            gcs.line_bytes(bucket, PREFIX),
+            gcs.line_bytes(bucket, QUARANTINE),
+        ),
     };
+    report.written_lines = written.len() + kept.len();
+    report.quarantined = kept.len();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut data_lines: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for line in &written {
-        *counts.entry(id_of(line)).or_default() += 1;
+        let id = id_of(line);
+        *counts.entry(id.clone()).or_default() += 1;
+        data_lines.insert(id, line.clone());
     }
-    report.duplicated = counts
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| id.clone())
-        .collect();
-    let expected_ids: BTreeSet<String> = expected.iter().map(|l| id_of(l)).collect();
-    report.lost = expected_ids
-        .iter()
-        .filter(|id| !counts.contains_key(*id))
-        .cloned()
-        .collect();
-    let mut expected_sorted = expected;
-    expected_sorted.sort();
-    written.sort();
-    report.bytes_equal = expected_sorted == written;
+    let mut kept_counts: BTreeMap<&[u8], usize> = BTreeMap::new();
+    for line in &kept {
+        *kept_counts.entry(line.as_slice()).or_default() += 1;
+    }
+    report.bytes_equal = true;
+    for event in &expected {
+        let stored = if event.odd.is_some_and(|odd| odd.quarantined(streaming)) {
+            kept_counts
+                .get(event.bytes.as_slice())
+                .copied()
+                .unwrap_or(0)
+        } else {
+            if !streaming
+                && data_lines
+                    .get(&event.audit_id)
+                    .is_some_and(|line| *line != one_line(&event.bytes))
+            {
+                report.bytes_equal = false;
+            }
+            counts.get(&event.audit_id).copied().unwrap_or(0)
+        };
+        match stored {
+            0 => report.lost.push(event.audit_id.clone()),
+            1 => {}
+            _ => report.duplicated.push(event.audit_id.clone()),
+        }
+    }
     let secret = crate::secrets::secret_of(&key);
     report.key_leaks = [out_dir, logs_dir]
         .into_iter()
@@ -429,14 +455,46 @@ fn reported_gap(runner: &Runner<'_>) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(&json).ok()?["unreconciled_events"].as_u64()
 }
 
-fn collect_lines(dir: &Path, out: &mut Vec<String>) {
+/// Every line of every object under `dir`, as bytes (a quarantined event
+/// may not be UTF-8).
+fn collect_lines(dir: &Path) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten() {
         let path = entry.expect("directory entry").path();
         if path.is_dir() {
-            collect_lines(&path, out);
+            lines.extend(collect_lines(&path));
         } else if path.extension().is_some_and(|e| e == "jsonl") {
-            let text = std::fs::read_to_string(&path).expect("object is UTF-8");
-            out.extend(text.lines().map(str::to_owned));
+            let bytes = std::fs::read(&path).expect("an object");
+            lines.extend(
+                bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
         }
     }
+    lines
+}
+
+/// A data line's `auditId` (raw) or `auditEventId` (streaming). Members it
+/// does not name are skipped undecoded: a lone surrogate there is no bother.
+fn id_of(line: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        #[serde(rename = "auditId")]
+        raw: Option<String>,
+        #[serde(rename = "auditEventId")]
+        streaming: Option<String>,
+    }
+    let ids: Ids = serde_json::from_slice(line).expect("each data line is a JSON object");
+    ids.raw.or(ids.streaming).expect("each data line has an id")
+}
+
+/// The line an event sent as `bytes` makes in the data: JSON holds line
+/// breaks only between tokens, and the collector writes one event a line.
+fn one_line(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|b| if matches!(b, b'\n' | b'\r') { b' ' } else { *b })
+        .collect()
 }

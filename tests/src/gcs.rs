@@ -228,6 +228,31 @@ impl Emulator {
     }
 
     /// Every line of every data object under `prefix`, gunzipped where stored compressed.
+    /// Every line of every object under `prefix`, as bytes (gzip undone).
+    pub fn line_bytes(&self, bucket: &str, prefix: &str) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        for object in self.list(bucket, prefix) {
+            if !(object.name.ends_with(".jsonl") || object.name.ends_with(".jsonl.gz")) {
+                continue;
+            }
+            let mut bytes = self.download(bucket, &object.name).expect("listed object");
+            if object.content_encoding == "gzip" {
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_end(&mut plain)
+                    .expect("a gzip object decompresses");
+                bytes = plain;
+            }
+            lines.extend(
+                bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        lines
+    }
+
     pub fn lines(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let mut lines = Vec::new();
         for object in self.list(bucket, prefix) {

@@ -14,8 +14,8 @@ pub mod server;
 
 pub use gcs::{Emulator, FaultProxy, ProxyFaults, Recorded, StoredObject};
 pub use mock::{
-    EdgeAnswer, EdgeLimit, Fault, FaultRates, Freedoms, KeyGrant, MockHarness, OversizePages,
-    RecordedRequest, make_key, yaml_diff_of,
+    EdgeAnswer, EdgeLimit, Fault, FaultRates, Freedoms, KeyGrant, MockHarness, OddAnswer,
+    OddContent, OddKind, OversizePages, RecordedRequest, Returned, make_key, yaml_diff_of,
 };
 pub use seed::{AuditEvent, SeedSpec, generate};
 

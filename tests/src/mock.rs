@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 use crate::seed::{AuditEvent, Rng};
 use crate::server::LoopbackServer;
 
+mod odd;
+pub use odd::{OddAnswer, OddContent, OddKind};
+
 /// Modules the API knows (HC `ModuleType` plus APIDOCS' `PLATFORM`).
 pub const MODULES: [&str; 19] = [
     "CD",
@@ -130,6 +133,20 @@ pub enum Fault {
     Truncate,
     /// Send a 200 status line, then break the connection instead of a body.
     Reset,
+    /// Serve the real response gzip-encoded, with `Content-Encoding: gzip`.
+    Gzip,
+    /// Serve the real response as it is, labelled with `Content-Encoding: encoding`.
+    Encoded {
+        /// The label, such as `br`.
+        encoding: &'static str,
+    },
+    /// Serve the real response `chunk` bytes at a time, one chunk `every`.
+    Trickle {
+        /// Bytes per chunk.
+        chunk: usize,
+        /// The pause before each chunk.
+        every: std::time::Duration,
+    },
 }
 
 /// Probabilities (0.0 to 1.0, per list request) of each injected fault, and
@@ -259,8 +276,51 @@ impl Fault {
                     .body(axum::body::Body::new(BrokenBody))
                     .expect("a valid response"),
             ),
-            Self::Truncate => None,
+            Self::Truncate | Self::Gzip | Self::Encoded { .. } | Self::Trickle { .. } => None,
         }
+    }
+}
+
+/// A body sent a few bytes at a time, as a slow link or a stalling proxy
+/// sends it.
+struct TrickleBody {
+    body: Bytes,
+    chunk: usize,
+    every: std::time::Duration,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl TrickleBody {
+    fn new(body: Vec<u8>, chunk: usize, every: std::time::Duration) -> Self {
+        Self {
+            body: Bytes::from(body),
+            chunk: chunk.max(1),
+            every,
+            pause: Box::pin(tokio::time::sleep(every)),
+        }
+    }
+}
+
+impl http_body::Body for TrickleBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future as _;
+        if self.body.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::ready!(self.pause.as_mut().poll(cx));
+        let every = self.every;
+        self.pause
+            .as_mut()
+            .reset(tokio::time::Instant::now() + every);
+        let chunk = self.chunk.min(self.body.len());
+        let frame = self.body.split_to(chunk);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(frame))))
     }
 }
 
@@ -292,6 +352,10 @@ pub struct Freedoms {
     pub max_late_ms: u64,
     /// Harness's edge: each key's budget, 429 with no `Retry-After` past it.
     pub edge_limit: Option<EdgeLimit>,
+    /// Odd but legal content (section 9 item 11): events sent oddly, and
+    /// answers that are not a page. Not one of [`Freedoms::ALL`]: the chaos
+    /// runs turn it on.
+    pub odd: Option<OddContent>,
 }
 
 impl Freedoms {
@@ -313,6 +377,7 @@ impl Freedoms {
             requests: 50,
             window: std::time::Duration::from_secs(1),
         }),
+        odd: None,
     };
 }
 
@@ -347,6 +412,8 @@ impl RecordedRequest {
 struct Stored {
     event: AuditEvent,
     json: String,
+    /// What the API sends instead of `json`, when it sends this event oddly.
+    odd: Option<(OddKind, Vec<u8>)>,
     /// Harness's async outbox makes events visible late; hidden until then.
     visible_at_ms: u64,
     /// Counted in `totalItems`, filtered out of every page ([`Freedoms::hidden_fraction`]).
@@ -370,6 +437,26 @@ struct MockState {
     /// `auditYaml` answers 500 for these audit ids.
     yaml_failures: std::collections::BTreeSet<String>,
     edge: Edge,
+}
+
+/// An event as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Returned {
+    /// Its `auditId`, whether or not its bytes hold it.
+    pub audit_id: String,
+    /// The bytes the API sends for it.
+    pub bytes: Vec<u8>,
+    /// How it is sent oddly, if it is.
+    pub odd: Option<OddKind>,
+}
+
+impl Stored {
+    /// The bytes the API sends for this event.
+    fn sent(&self) -> &[u8] {
+        self.odd
+            .as_ref()
+            .map_or(self.json.as_bytes(), |(_, bytes)| bytes)
+    }
 }
 
 /// A running mock; stops when dropped.
@@ -479,12 +566,19 @@ impl MockHarness {
             let json = event.to_json();
             let hidden = state.freedoms.hidden_fraction > 0.0
                 && unit(&mut state.rng) < state.freedoms.hidden_fraction;
+            let odd = state.freedoms.odd.and_then(|odd| {
+                (unit(&mut state.rng) < odd.events).then(|| {
+                    let kind = OddKind::ALL[state.rng.below(OddKind::ALL.len() as u64) as usize];
+                    (kind, kind.render(&event, &json, odd.big_bytes))
+                })
+            });
             state.visible_by_ms = state.visible_by_ms.max(visible_at_ms);
             state.events.insert(
                 at,
                 Stored {
                     event,
                     json,
+                    odd,
                     visible_at_ms,
                     hidden,
                 },
@@ -505,6 +599,21 @@ impl MockHarness {
             .iter()
             .filter(|s| !s.hidden)
             .map(|s| s.json.clone())
+            .collect()
+    }
+
+    /// Every event the API can return (all but the hidden ones), as it sends
+    /// them, oldest first.
+    pub fn returnable(&self) -> Vec<Returned> {
+        self.lock()
+            .events
+            .iter()
+            .filter(|s| !s.hidden)
+            .map(|s| Returned {
+                audit_id: s.event.audit_id.clone(),
+                bytes: s.sent().to_vec(),
+                odd: s.odd.as_ref().map(|(kind, _)| *kind),
+            })
             .collect()
     }
 
@@ -1085,11 +1194,17 @@ fn respond(
         },
     };
     let rates = state.fault_rates;
+    let odd_answer = state.freedoms.odd.filter(|o| o.answers > 0.0);
     let fault = state
         .faults
         .pop_front()
         .or_else(|| state.persistent_fault.clone())
-        .or_else(|| rates.and_then(|r| r.pick(&mut state.rng)));
+        .or_else(|| rates.and_then(|r| r.pick(&mut state.rng)))
+        .or_else(|| {
+            let odd = odd_answer?;
+            (unit(&mut state.rng) < odd.answers)
+                .then(|| OddAnswer::pick(&mut state.rng).fault(&mut state.rng))
+        });
     if let Some(answer) = fault.as_ref().and_then(Fault::response) {
         return answer;
     }
@@ -1103,24 +1218,42 @@ fn respond(
         page_size,
         body_hash,
     );
-    if fault == Some(Fault::Truncate) {
+    match fault {
         // Cut bytes, not characters: a dropped connection can split a UTF-8 sequence.
-        let cut = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            cut,
-        )
-            .into_response();
+        Some(Fault::Truncate) => json_bytes(&body[..body.len() / 2]),
+        Some(Fault::Gzip) => {
+            use std::io::Write as _;
+            let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gzip.write_all(&body).expect("writing to a Vec");
+            let mut response = json_bytes(&gzip.finish().expect("writing to a Vec"));
+            response.headers_mut().insert(
+                header::CONTENT_ENCODING,
+                header::HeaderValue::from_static("gzip"),
+            );
+            response
+        }
+        Some(Fault::Encoded { encoding }) => {
+            let mut response = json_bytes(&body);
+            response.headers_mut().insert(
+                header::CONTENT_ENCODING,
+                header::HeaderValue::from_static(encoding),
+            );
+            response
+        }
+        Some(Fault::Trickle { chunk, every }) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::new(TrickleBody::new(body, chunk, every)))
+            .expect("a valid response"),
+        _ => json_bytes(&body),
     }
-    json_text(body)
 }
 
-fn json_text(body: String) -> Response {
+fn json_bytes(body: &[u8]) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        body,
+        Bytes::copy_from_slice(body),
     )
         .into_response()
 }
@@ -1282,7 +1415,7 @@ fn page_response(
     offset: usize,
     page_size: i64,
     body_hash: u64,
-) -> String {
+) -> Vec<u8> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -1361,21 +1494,23 @@ fn page_response(
         }
     }
     let lagging = freedoms.short_page_rate > 0.0 && unit(rng) < freedoms.short_page_rate;
-    let content: Vec<&str> = hits
+    let content: Vec<&[u8]> = hits
         .iter()
         .skip(offset)
         .take(size)
         // Hidden events are filtered after paging; a lagging node leaves others out.
         .filter(|s| !(s.hidden || (lagging && unit(rng) < freedoms.short_page_drop)))
-        .map(|s| s.json.as_str())
+        .map(|s| s.sent())
         .collect();
     let correlation = correlation_id(rng);
-    match flavor {
+    // Events are bytes (an odd one may not be UTF-8): the envelope is text
+    // around them, the content spliced in at `CONTENT`.
+    const CONTENT: &str = "\u{0}content\u{0}";
+    let envelope = match flavor {
         Flavor::List => format!(
-            r#"{{"status":"SUCCESS","data":{{"totalPages":{},"totalItems":{total},"pageItemCount":{},"pageSize":{page_size},"content":[{}],"pageIndex":{},"empty":{},"pageToken":null}},"metaData":null,"correlationId":"{correlation}"}}"#,
+            r#"{{"status":"SUCCESS","data":{{"totalPages":{},"totalItems":{total},"pageItemCount":{},"pageSize":{page_size},"content":[{CONTENT}],"pageIndex":{},"empty":{},"pageToken":null}},"metaData":null,"correlationId":"{correlation}"}}"#,
             total.div_ceil(size),
             content.len(),
-            content.join(","),
             offset / size,
             content.is_empty(),
         ),
@@ -1387,11 +1522,24 @@ fn page_response(
                 "null".into()
             };
             format!(
-                r#"{{"status":"SUCCESS","data":{{"content":[{}],"hasNext":{has_next},"pageToken":{token}}},"metaData":null,"correlationId":"{correlation}"}}"#,
-                content.join(","),
+                r#"{{"status":"SUCCESS","data":{{"content":[{CONTENT}],"hasNext":{has_next},"pageToken":{token}}},"metaData":null,"correlationId":"{correlation}"}}"#,
             )
         }
+    };
+    let (head, tail) = envelope
+        .split_once(CONTENT)
+        .expect("the envelope holds the content's place");
+    let mut body =
+        Vec::with_capacity(envelope.len() + content.iter().map(|c| c.len() + 1).sum::<usize>());
+    body.extend_from_slice(head.as_bytes());
+    for (i, event) in content.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(event);
     }
+    body.extend_from_slice(tail.as_bytes());
+    body
 }
 
 #[cfg(test)]

@@ -297,8 +297,9 @@ settings! {
         unset: NONE,
         secret: false,
         command: true,
-        doc: "Retries per request after 429, 5xx, network errors or unparseable bodies. 400/401/403 \
-              are never retried.",
+        doc: "Retries per request after 429, 5xx, network errors, or answers that are not a page but may \
+              be the next time (an HTML page, another status, a body cut short or too slow). 400/401/403, and \
+              an answer too large or in an encoding the component cannot undo, are never retried.",
     };
 
     /// `RETRY_BASE_MS`.
@@ -439,7 +440,8 @@ settings! {
         unset: NONE,
         secret: false,
         command: false,
-        doc: "Cap on the connect, first-byte and between-bytes timeouts, in seconds.",
+        doc: "Cap on the connect, first-byte and between-bytes timeouts, and the time a whole answer may take to \
+              arrive after its first byte, in seconds. An answer that trickles past it is asked again.",
     };
 
     /// `FILTER_MODULES`.

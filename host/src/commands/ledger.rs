@@ -55,8 +55,10 @@ pub struct Hour {
     pub start: String,
     /// Last millisecond of the hour (RFC 3339).
     pub end: String,
-    /// Events stored with a timestamp in the hour.
+    /// Events stored with a timestamp in the hour, in the data or the quarantine.
     pub stored: u64,
+    /// Of those, the events kept in the quarantine.
+    pub quarantined: u64,
     /// Harness's count at the last check, if the hour was checked.
     pub counted: Option<u64>,
     /// The last millisecond that count covers (RFC 3339).
@@ -82,6 +84,8 @@ pub struct LedgerView {
     pub hours: Vec<Hour>,
     /// Sum of the hours' gaps.
     pub unreconciled_events: u64,
+    /// Sum of the hours' quarantined events.
+    pub quarantined_events: u64,
 }
 
 /// Reads the ledger of `config`'s checkpoint for `range`.
@@ -133,6 +137,7 @@ pub fn view(
                 start: rfc3339_ms(hour.max(report.from_ms)),
                 end: rfc3339_ms(hour + SLICE_MS - 1),
                 stored: slice.map_or(0, |s| s.stored),
+                quarantined: slice.map_or(0, |s| s.quarantined),
                 counted: count.map(|c| c.events),
                 counted_through: count.map(|c| rfc3339_ms(c.through_ms)),
                 checked_at: count.map(|c| rfc3339_ms(c.checked_at_ms)),
@@ -147,6 +152,7 @@ pub fn view(
         covers_from: report.map(|r| rfc3339_ms(r.from_ms)),
         covers_through: report.and_then(|r| r.through_ms).map(rfc3339_ms),
         unreconciled_events: hours.iter().filter_map(|h| h.gap).sum(),
+        quarantined_events: hours.iter().map(|h| h.quarantined).sum(),
         hours,
     }
 }
@@ -166,8 +172,8 @@ impl LedgerView {
             )),
         }
         out.push_str(&format!(
-            "{:<24} {:>9} {:>9} {:>7}  {}\n",
-            "hour (UTC)", "counted", "stored", "gap", "checked"
+            "{:<24} {:>9} {:>9} {:>11} {:>7}  {}\n",
+            "hour (UTC)", "counted", "stored", "quarantined", "gap", "checked"
         ));
         for h in &self.hours {
             let dash = || "-".to_owned();
@@ -179,17 +185,20 @@ impl LedgerView {
                 _ => "not yet".to_owned(),
             };
             out.push_str(&format!(
-                "{:<24} {:>9} {:>9} {:>7}  {checked}\n",
+                "{:<24} {:>9} {:>9} {:>11} {:>7}  {checked}\n",
                 h.start,
                 h.counted.map_or_else(dash, |c| c.to_string()),
                 h.stored,
+                h.quarantined,
                 h.gap.map_or_else(dash, |g| g.to_string()),
             ));
         }
         let stored: u64 = self.hours.iter().map(|h| h.stored).sum();
         out.push_str(&format!(
-            "{} hours, {stored} events stored, {} counted by Harness and never returned\n",
+            "{} hours, {stored} events stored ({} of them in the quarantine), {} counted by Harness and never \
+             returned\n",
             self.hours.len(),
+            self.quarantined_events,
             self.unreconciled_events
         ));
         out
@@ -216,6 +225,7 @@ mod tests {
                     start_ms: 10 * H + 600_000,
                     end_ms: 11 * H - 1,
                     stored: 40,
+                    quarantined: 2,
                     count: Some(wit::SliceCount {
                         events: 43,
                         through_ms: 11 * H - 1,
@@ -227,6 +237,7 @@ mod tests {
                     start_ms: 13 * H,
                     end_ms: 14 * H - 1,
                     stored: 5,
+                    quarantined: 0,
                     count: Some(wit::SliceCount {
                         events: 5,
                         through_ms: 13 * H + 1_000,
@@ -260,7 +271,9 @@ mod tests {
         assert_eq!(view.unreconciled_events, 3);
         let text = view.text();
         assert!(
-            text.contains("4 hours, 45 events stored, 3 counted by Harness and never returned"),
+            text.contains(
+                "4 hours, 45 events stored (2 of them in the quarantine), 3 counted by Harness and never returned"
+            ),
             "{text}"
         );
         assert!(text.contains("not yet"), "{text}");
@@ -272,6 +285,8 @@ mod tests {
         assert_eq!(json["hours"][0]["gap"], 3);
         assert_eq!(json["hours"][1]["counted"], serde_json::Value::Null);
         assert_eq!(json["unreconciled_events"], 3);
+        assert_eq!(json["hours"][0]["quarantined"], 2);
+        assert_eq!(json["quarantined_events"], 2);
     }
 
     #[test]

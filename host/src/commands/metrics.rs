@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use harness_audit_core::event::Reason;
+
 use crate::engine::PassSummary;
 use crate::error::RunError;
 use crate::time::now_ms;
@@ -52,6 +54,12 @@ struct ErrorLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuarantineLabels {
+    tenant: Escaped,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
     tenant: Escaped,
     limit: &'static str,
@@ -81,6 +89,7 @@ struct Families {
     passes: Family<TenantLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
+    quarantined: Family<QuarantineLabels, Counter>,
     unreconciled: Family<TenantLabel, Gauge>,
     seconds_behind: Family<TenantLabel, Gauge>,
     last_success: Family<TenantLabel, Gauge>,
@@ -158,6 +167,11 @@ impl Default for Metrics {
             f.passes.clone(),
         );
         registry.register("errors", "Failed passes by cause", f.errors.clone());
+        registry.register(
+            "quarantined_events",
+            "Events kept byte for byte in the quarantine because the component could not read or shape them, by reason",
+            f.quarantined.clone(),
+        );
         registry.register(
             "limit_exceeded",
             "Passes stopped by a limit or quota, by the setting (or contract field) that sets it",
@@ -268,6 +282,19 @@ impl Metrics {
         for family in f.gauges_from_start() {
             drop(family.get_or_create(&label));
         }
+        for reason in Reason::ALL {
+            drop(
+                f.quarantined
+                    .get_or_create(&Self::quarantine_label(id, reason.name())),
+            );
+        }
+    }
+
+    fn quarantine_label(id: &str, reason: &'static str) -> QuarantineLabels {
+        QuarantineLabels {
+            tenant: Escaped(id.to_owned()),
+            reason,
+        }
     }
 
     /// Stops tracking `id` (removed from the tenant file).
@@ -291,6 +318,10 @@ impl Metrics {
             .chain(f.gauges_once_known())
         {
             family.remove(&label);
+        }
+        for reason in Reason::ALL {
+            f.quarantined
+                .remove(&Self::quarantine_label(id, reason.name()));
         }
         for kind in state.error_kinds {
             f.errors.remove(&ErrorLabels {
@@ -322,6 +353,11 @@ impl Metrics {
         f.objects
             .get_or_create(&label)
             .inc_by(summary.stored.objects);
+        for (reason, events) in &summary.stored.quarantined {
+            f.quarantined
+                .get_or_create(&Self::quarantine_label(id, reason))
+                .inc_by(*events);
+        }
         f.pages.get_or_create(&label).inc_by(summary.pages);
         f.retries.get_or_create(&label).inc_by(summary.retries);
         f.count_requests
@@ -468,6 +504,8 @@ mod tests {
             stored: PipelineStats {
                 events: 120,
                 objects: 2,
+                quarantined: [("not-json", 3), ("timestamp", 1)].into(),
+                quarantine_objects: 1,
                 already_present: 0,
                 digests: 1,
             },
@@ -504,6 +542,9 @@ mod tests {
             "harness_audit_count_requests_total{tenant=\"good\"} 48",
             "harness_audit_late_events_total{tenant=\"good\"} 4",
             "harness_audit_unreconciled_events{tenant=\"good\"} 7",
+            "harness_audit_quarantined_events_total{tenant=\"good\",reason=\"not-json\"} 3",
+            "harness_audit_quarantined_events_total{tenant=\"good\",reason=\"timestamp\"} 1",
+            "harness_audit_quarantined_events_total{tenant=\"bad\\\"one\",reason=\"unmappable\"} 0",
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }

@@ -19,6 +19,8 @@ pub struct RunOutcome {
     pub summary: PassSummary,
     /// Where the data went.
     pub data: String,
+    /// Where a quarantine goes, for a store that keeps one.
+    pub quarantine: Option<String>,
     /// Where the checkpoint is.
     pub checkpoint: String,
 }
@@ -26,7 +28,12 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// The one-line summary.
     pub fn line(&self) -> String {
-        self.summary.line(&self.data, &self.checkpoint, now_ms())
+        self.summary.line(
+            &self.data,
+            self.quarantine.as_deref(),
+            &self.checkpoint,
+            now_ms(),
+        )
     }
 }
 
@@ -93,6 +100,7 @@ pub async fn run_once(
     Ok(RunOutcome {
         summary: result?,
         data: sink.location(),
+        quarantine: sink.quarantine_location(),
         checkpoint: store.checkpoint_location(),
     })
 }

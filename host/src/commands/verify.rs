@@ -9,13 +9,13 @@ use serde::Serialize;
 use crate::commands::ledger::{self, LedgerRange};
 use crate::config::{Config, OutputShape, SinkKind};
 use crate::engine::Collector;
-use crate::engine::state::event_time;
 use crate::error::{EXIT_INCOMPLETE, EXIT_INTEGRITY, RunError};
 use crate::evidence::PublicKey;
 use crate::evidence::digest::{chain_dir, digests_root, state_key_of};
 use crate::evidence::verify::{Report, Verifier};
 use crate::storage::journal::StateFile;
 use crate::storage::{self, SinkError};
+use harness_audit_core::event::line_time;
 
 /// What to verify.
 #[derive(Debug, Clone, Default)]
@@ -168,22 +168,32 @@ pub async fn verify(
             .map_err(storage_error("reading an object: "))?;
         let proven = verifier.object(&name, content.as_deref());
         if let (true, true, Some(content)) = (request.completeness, proven, &content) {
-            times.extend(
-                content
-                    .split(|b| *b == b'\n')
-                    .filter_map(|line| std::str::from_utf8(line).ok())
-                    .filter_map(|line| event_time(line, field).ok().flatten()),
-            );
+            // A quarantine's lines may not be read: its digest entry says where each sits.
+            match verifier.quarantine_times(&name) {
+                Some(at) => times.extend_from_slice(at),
+                None => times.extend(
+                    content
+                        .split(|b| *b == b'\n')
+                        .filter_map(|line| std::str::from_utf8(line).ok())
+                        .filter_map(|line| line_time(line, field).ok().flatten()),
+                ),
+            }
         }
     }
     // Not batches: the Cloud Run recipe's checkpoint, taken over and left in
     // place, and a checkpoint kept inside the prefix with its lease and digests.
     let recipe_state = format!("{}/state.json", output.prefix);
     let lease = format!("{}.lease", output.state_key);
-    let found = objects
+    let mut found = objects
         .list(&format!("{}/", output.prefix))
         .await
         .map_err(storage_error("listing the objects: "))?;
+    found.extend(
+        objects
+            .list(&format!("{}/", storage::quarantine_prefix(&output.prefix)))
+            .await
+            .map_err(storage_error("listing the quarantine: "))?,
+    );
     verifier.found(found.into_iter().filter(|n| {
         ![&recipe_state, &output.state_key, &lease].contains(&n) && !n.starts_with(&root)
     }));

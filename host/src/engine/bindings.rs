@@ -17,5 +17,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use harness::audit::types::{
-    ApiFailure, ApiFlavor, Batch, Budget, EmitError, PollReport, RateLimit, Settings, SourceError,
+    ApiFailure, ApiFlavor, Batch, Budget, EmitError, PollReport, Quarantine, RateLimit, Settings,
+    SourceError,
 };

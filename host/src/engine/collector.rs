@@ -21,7 +21,7 @@ use crate::engine::pacing::KeyPaces;
 use crate::engine::policy::EgressPolicy;
 use crate::engine::state::{BatchRules, ChainSpec, HostState, Pipeline, PipelineStats};
 use crate::engine::{compiler_settings, precompiled};
-use crate::error::RunError;
+use crate::error::{RunError, STUCK_AFTER_PASSES, Stuck};
 use crate::evidence::SigningKey;
 use crate::storage::{CheckpointStore, Discard, MemoryCheckpoint, Sink};
 use crate::time::{now_ms, rfc3339_ms};
@@ -67,7 +67,13 @@ pub struct PassSummary {
 
 impl PassSummary {
     /// The one-line summary printed at exit; `now_ms` gives how far behind the newest event is.
-    pub fn line(&self, data: &str, checkpoint: &str, now_ms: u64) -> String {
+    pub fn line(
+        &self,
+        data: &str,
+        quarantine: Option<&str>,
+        checkpoint: &str,
+        now_ms: u64,
+    ) -> String {
         let window = self.window.map_or_else(
             || "none (nothing new has settled)".to_owned(),
             |(s, e)| format!("{}..{}", rfc3339_ms(s), rfc3339_ms(e)),
@@ -95,10 +101,28 @@ impl PassSummary {
         } else {
             String::new()
         };
+        let quarantined: u64 = self.stored.quarantined.values().sum();
+        let kept = if quarantined > 0 {
+            let reasons: Vec<String> = self
+                .stored
+                .quarantined
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            format!(
+                ", and kept {quarantined} events it could not read or shape byte for byte in the quarantine \
+                 ({}) in {} new objects at {}",
+                reasons.join(", "),
+                self.stored.quarantine_objects,
+                quarantine.unwrap_or("the quarantine")
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "collected {} events in {} pages into {} new objects at {data} (read {}, {} duplicates dropped, {} retries); \
-             window {window}; checked {} hours against Harness's counts, re-read {} and found {} late events; \
-             checkpoint {checkpoint}; newest event {newest}{gap}{stopped}",
+            "collected {} events in {} pages into {} new objects at {data}{kept} (read {}, {} duplicates dropped, \
+             {} retries); window {window}; checked {} hours against Harness's counts, re-read {} and found {} late \
+             events; checkpoint {checkpoint}; newest event {newest}{gap}{stopped}",
             self.stored.events,
             self.pages,
             self.stored.objects,
@@ -501,10 +525,23 @@ impl Collector {
             let report = match polled {
                 Ok(Ok(report)) => report,
                 Ok(Err(e)) => {
-                    return Err(match data.pipeline.superseded.take() {
-                        Some(lost) => lost.into(),
-                        None => source_error(e),
-                    });
+                    if let Some(lost) = data.pipeline.superseded.take() {
+                        return Err(lost.into());
+                    }
+                    let stall = match &e {
+                        SourceError::UnusableResponse(u) => Some((
+                            stall_key(u, loaded.is_none()),
+                            u.request.map(|r| rfc3339_ms(r.start_ms)),
+                        )),
+                        _ => None,
+                    };
+                    let mut error = source_error(e);
+                    if let (Some((key, from)), RunError::UnusableResponse { stuck, .. }) =
+                        (stall, &mut error)
+                    {
+                        *stuck = stuck_at(&mut data.pipeline, key, from).await;
+                    }
+                    return Err(error);
                 }
                 Err(e) => return Err(trapped(&store, e)),
             };
@@ -569,6 +606,23 @@ impl Collector {
     }
 }
 
+/// Records this pass's failure on an unusable answer in the state, and says
+/// whether collection is stuck on it.
+async fn stuck_at(pipeline: &mut Pipeline, key: String, from: Option<String>) -> Option<Stuck> {
+    match pipeline.stalled(key).await {
+        Ok(stall) if stall.passes >= STUCK_AFTER_PASSES => Some(Stuck {
+            passes: stall.passes,
+            since: stall.since,
+            from: from.unwrap_or_else(|| "this request".to_owned()),
+        }),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(stage = "storage", error = %e, "the failed pass could not be recorded in the state");
+            None
+        }
+    }
+}
+
 /// Maps a component error; `account` and `state` name what to fix.
 fn source_failure(err: SourceError, account: &str, state: &str) -> RunError {
     let account = account.to_owned();
@@ -598,14 +652,78 @@ fn source_failure(err: SourceError, account: &str, state: &str) -> RunError {
         SourceError::Transport(m) => RunError::Unavailable {
             reason: format!("request failed: {m}"),
         },
-        SourceError::MalformedResponse(m) => RunError::Unavailable {
-            reason: format!("unusable response: {m}"),
-        },
+        SourceError::UnusableResponse(u) => {
+            let unusable = harness_audit_core::unusable_from_wit!(wit, &u);
+            RunError::UnusableResponse {
+                at: unusable
+                    .request
+                    .map_or_else(|| "a YAML diff".to_owned(), |r| request_words(&r)),
+                answer: unusable.to_string(),
+                hint: unusable_hint(unusable.kind),
+                stuck: None,
+            }
+        }
         SourceError::SinkFailure(EmitError::Unavailable(reason)) => RunError::EmitFailed { reason },
         SourceError::SinkFailure(EmitError::Rejected(m)) => {
             RunError::breach(format!("the host rejected a batch: {m}"))
         }
     }
+}
+
+/// A list request in words: its window in UTC and its page.
+fn request_words(r: &harness_audit_core::error::RequestAt) -> String {
+    format!(
+        "events from {} to {} (page {}, {} a page)",
+        rfc3339_ms(r.start_ms),
+        rfc3339_ms(r.end_ms),
+        r.page_index,
+        r.page_size
+    )
+}
+
+/// What to do about an unusable answer of this kind.
+fn unusable_hint(kind: harness_audit_core::error::UnusableKind) -> &'static str {
+    use harness_audit_core::error::UnusableKind as K;
+    match kind {
+        K::NotAPage => {
+            "If it persists: an HTML page is Harness's maintenance page or an edge's challenge (check Harness's \
+             status page, and that no proxy or firewall between this host and Harness answers in its place); \
+             another status, or a page without data, is Harness's to explain: quote the correlation id to its \
+             support."
+        }
+        K::CutShort => {
+            "The body ended before its JSON did: check the network path to Harness (a proxy that cuts long \
+             answers, a connection reset)."
+        }
+        K::TooLarge => {
+            "An event on this page is larger than the component reads (32 MiB) even one event a page: report \
+             the window to Harness support."
+        }
+        K::SlowBody => {
+            "The body arrived slower than HTTP_TIMEOUT_SECS allows: raise it, or check the network path to \
+             Harness."
+        }
+        K::UnsupportedEncoding => {
+            "Something between this host and Harness compresses answers in an encoding the component cannot \
+             undo: let it pass them as they are, or as gzip."
+        }
+    }
+}
+
+/// The key two passes share when they failed on the same kind of answer,
+/// with the same status, at the same place: the request's start and page.
+/// Its end moves with the clock; so does its start before any checkpoint
+/// (`fresh`), when the place is the first window.
+fn stall_key(u: &wit::UnusableResponse, fresh: bool) -> String {
+    let request = u.request.map_or_else(String::new, |r| {
+        let start = if fresh {
+            "the first window".to_owned()
+        } else {
+            r.start_ms.to_string()
+        };
+        format!(" at {start} page {} of {}", r.page_index, r.page_size)
+    });
+    format!("{:?} HTTP {}{request}", u.kind, u.status)
 }
 
 /// `HTTP 401 INVALID_TOKEN: Token is not valid. (correlationId …)`

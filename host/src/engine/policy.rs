@@ -126,6 +126,41 @@ impl EgressPolicy {
     }
 }
 
+/// A response body that must arrive whole within a deadline from its head:
+/// the between-bytes timeout alone lets a body that trickles a byte at a
+/// time hold a pass for as long as it trickles.
+struct Deadline<B> {
+    body: B,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B: http_body::Body<Error = HttpError> + Unpin> http_body::Body for Deadline<B> {
+    type Data = B::Data;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Headers the guest may not set: the credential headers the host owns, plus wasmtime's defaults.
 fn is_forbidden(name: &HeaderName) -> bool {
     *name == API_KEY_HEADER
@@ -173,6 +208,7 @@ impl WasiHttpHooks for EgressPolicy {
             .headers_mut()
             .insert(API_KEY_HEADER, self.api_key.clone());
         let options = self.capped(options);
+        let timeout = self.timeout_cap;
         let pace = self.pace.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
@@ -192,8 +228,15 @@ impl WasiHttpHooks for EgressPolicy {
                     log_cut(cut);
                 }
             }
+            let deadline = tokio::time::sleep(timeout);
             Ok((
-                response.map(BodyExt::boxed_unsync),
+                response.map(|body| {
+                    Deadline {
+                        body,
+                        deadline: Box::pin(deadline),
+                    }
+                    .boxed_unsync()
+                }),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })

@@ -2,6 +2,7 @@
 //! the egress policy, memory limits, and the pipeline that `emit` feeds.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -10,18 +11,22 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::engine::bindings::harness::audit::types as wit_types;
 use crate::engine::bindings::harness::audit::{emit, types};
-use crate::engine::bindings::{Batch, EmitError};
+use crate::engine::bindings::{Batch, EmitError, Quarantine};
 use crate::engine::limits::{PassGuard, SandboxLimits, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::error::RunError;
 use crate::evidence::digest::{ChainHead, chain_dir, digest_key, hex, sequence_of, sha256_hex};
 use crate::evidence::{Digest, EntryKind, ObjectEntry, SigningKey};
 use crate::pause_points::{self, Step};
-use crate::storage::journal::{Evidence, Pending, StateFile};
+use crate::storage::journal::{Evidence, Pending, Stall, StateFile};
 use crate::storage::recipe;
-use crate::storage::{BatchMeta, CheckpointStore, Fence, Sink, SinkError, Written, content_sha256};
+use crate::storage::{
+    BatchMeta, CheckpointStore, Fence, ObjectKind, Sink, SinkError, Written, content_sha256,
+};
 use crate::time::{now_ms, rfc3339_ms};
+use harness_audit_core::event::{Reason, line_time};
 
 /// Largest batch accepted from a component.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
@@ -36,10 +41,14 @@ const GUEST_STDERR_BYTES: usize = 64 * 1024;
 /// Totals of what the pipeline stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PipelineStats {
-    /// Events stored.
+    /// Events stored in the configured shape.
     pub events: u64,
-    /// New objects created.
+    /// New data objects created.
     pub objects: u64,
+    /// Events stored in the quarantine, by reason.
+    pub quarantined: BTreeMap<&'static str, u64>,
+    /// New quarantine objects created.
+    pub quarantine_objects: u64,
     /// Batches that were already stored (re-sent after a crash).
     pub already_present: u64,
     /// Digests written.
@@ -86,6 +95,8 @@ pub struct Pipeline {
     /// A digest was written that the stored state does not record yet: the
     /// next save records it (until then, a restart adopts it).
     head_unrecorded: bool,
+    /// The unusable answer earlier passes failed on, as the state recorded it.
+    stall: Option<Stall>,
 }
 
 /// Where collection resumes when taking over from the Cloud Run recipe.
@@ -137,6 +148,8 @@ struct Loaded {
     head: ChainHead,
     /// Objects committed since it.
     unsealed: Vec<ObjectEntry>,
+    /// The unusable answer earlier passes failed on.
+    stall: Option<Stall>,
 }
 
 /// Reads the state at `checkpoints` and settles, in memory only, a write a
@@ -152,6 +165,7 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
         settled: None,
         head: ChainHead::default(),
         unsealed: Vec::new(),
+        stall: None,
     };
     let Some(bytes) = checkpoints.load().await? else {
         let takeover = match checkpoints.recipe_state().await? {
@@ -182,6 +196,7 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
     };
     let head = state.chain.into_owned();
     let unsealed = state.unsealed.into_owned();
+    let stall = state.stall;
     Ok(match state.pending {
         None => Loaded {
             checkpoint: state.checkpoint.map(Cow::into_owned),
@@ -189,6 +204,7 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
             settled: None,
             head,
             unsealed,
+            stall,
         },
         Some(pending) => {
             let written = sink.exists(&pending.object).await?;
@@ -202,6 +218,7 @@ async fn load(sink: &dyn Sink, checkpoints: &dyn CheckpointStore) -> Result<Load
                 settled: Some((pending, written)),
                 head,
                 unsealed,
+                stall,
             }
         }
     })
@@ -242,6 +259,8 @@ async fn entry_of_written(
             last_event: None,
             window_start: None,
             window_end: None,
+            reasons: BTreeMap::new(),
+            at_ms: Vec::new(),
         }))
 }
 
@@ -268,6 +287,7 @@ impl Pipeline {
             superseded: None,
             intent_open: false,
             head_unrecorded: false,
+            stall: loaded.stall,
         };
         pipeline.find_head().await?;
         if let Some((pending, written)) = settled {
@@ -363,6 +383,34 @@ impl Pipeline {
         }
     }
 
+    /// Records that this pass failed on `answer` (a kind, a status and a
+    /// request), counting the passes in a row that did: what the error then
+    /// says. The state keeps the count until the next commit clears it.
+    pub async fn stalled(&mut self, answer: String) -> Result<Stall, SinkError> {
+        let stall = match self.stall.take() {
+            Some(before) if before.answer == answer => Stall {
+                passes: before.passes.saturating_add(1),
+                ..before
+            },
+            _ => Stall {
+                answer,
+                passes: 1,
+                since: rfc3339_ms(now_ms()),
+            },
+        };
+        // A write in flight must keep its intent: leave the state to settle it.
+        if !self.intent_open {
+            let state = StateFile {
+                stall: Some(stall.clone()),
+                ..StateFile::settled(self.committed.as_deref(), self.evidence())
+            };
+            self.checkpoints.save(&state.to_bytes()).await?;
+            self.head_unrecorded = false;
+        }
+        self.stall = Some(stall.clone());
+        Ok(stall)
+    }
+
     /// Commits `checkpoint`. The save is skipped only when nothing would
     /// change: the same checkpoint is committed and no intent is left open,
     /// so a batch that repeats the committed checkpoint still clears its intent.
@@ -380,6 +428,7 @@ impl Pipeline {
         if !listing
             && !self.intent_open
             && !self.head_unrecorded
+            && self.stall.is_none()
             && self.committed.as_ref() == Some(&checkpoint)
         {
             return Ok(());
@@ -398,6 +447,7 @@ impl Pipeline {
         self.committed = Some(checkpoint);
         self.intent_open = false;
         self.head_unrecorded = false;
+        self.stall = None;
         Ok(())
     }
 
@@ -476,9 +526,17 @@ impl Pipeline {
         lines: &[u8],
         checkpoint: String,
     ) -> Result<Written, String> {
+        let (kind, reasons, at_ms) = match &meta.kind {
+            ObjectKind::Batch => (EntryKind::Batch, BTreeMap::new(), Vec::new()),
+            ObjectKind::Quarantine { at_ms, reasons } => (
+                EntryKind::Quarantine,
+                reasons.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
+                at_ms.clone(),
+            ),
+        };
         let entry = self.sink.object_name(meta).map(|name| ObjectEntry {
             name,
-            kind: EntryKind::Batch,
+            kind,
             sha256: hex(&meta.content_sha256),
             bytes: lines.len() as u64,
             events: meta.event_count,
@@ -486,6 +544,8 @@ impl Pipeline {
             last_event: Some(rfc3339_ms(meta.last_event_ms)),
             window_start: Some(rfc3339_ms(meta.window_start_ms)),
             window_end: Some(rfc3339_ms(meta.window_end_ms)),
+            reasons,
+            at_ms,
         });
         if let Some(entry) = &entry {
             let intent = StateFile::intent(
@@ -521,7 +581,7 @@ impl Pipeline {
 
     /// Describes a storage failure for the component, keeping a lost
     /// compare-and-swap aside so the run can report it as such.
-    fn failed(&mut self, what: &str, e: SinkError) -> String {
+    pub fn failed(&mut self, what: &str, e: SinkError) -> String {
         let message = format!("{what}: {e}");
         if matches!(e, SinkError::Superseded(_)) {
             self.superseded = Some(e);
@@ -647,22 +707,38 @@ impl emit::Host for HostState {
                 "the host refused a batch: {refusal}"
             ))));
         }
-        if let Err(over) = self.guard.admit(batch.lines.len()) {
+        let quarantine = batch.quarantine.as_ref().map(QuarantineObject::of);
+        let bytes = batch.lines.len() + quarantine.as_ref().map_or(0, |q| q.lines.len());
+        if let Err(over) = self.guard.admit(bytes) {
             return Err(self.refuse(over));
         }
+        let window = (batch.window_start_ms, batch.window_end_ms);
+        // The quarantine first, with the checkpoint that records it alone:
+        // a crash before the lines are durable reads them again, not it.
+        if let (Some(q), Some(object)) = (&batch.quarantine, quarantine) {
+            let meta = object.meta(window);
+            let checkpoint = q.checkpoint.clone();
+            let written = self.store(&meta, &object.lines, checkpoint).await?;
+            self.quarantined(&object, q, written);
+        }
+        if batch.event_count == 0 {
+            return self
+                .pipeline
+                .save_checkpoint(batch.checkpoint)
+                .await
+                .map_err(|e| unstored(self.pipeline.failed("committing the checkpoint", e)));
+        }
         let meta = BatchMeta {
+            kind: ObjectKind::Batch,
             content_sha256: content_sha256(&batch.lines),
             event_count: batch.event_count,
             first_event_ms: batch.first_event_ms,
             last_event_ms: batch.last_event_ms,
-            window_start_ms: batch.window_start_ms,
-            window_end_ms: batch.window_end_ms,
+            window_start_ms: window.0,
+            window_end_ms: window.1,
             collected_at: SystemTime::now(),
         };
-        let written = self.pipeline.store(&meta, &batch.lines, batch.checkpoint).await.map_err(|e| {
-            tracing::error!(stage = "sink", error_kind = "store_failed", error = %e, "batch not committed");
-            EmitError::Unavailable(e)
-        })?;
+        let written = self.store(&meta, &batch.lines, batch.checkpoint).await?;
         let stats = &mut self.pipeline.stats;
         stats.events += u64::from(batch.event_count);
         let object = match written {
@@ -687,6 +763,110 @@ impl emit::Host for HostState {
         );
         Ok(())
     }
+}
+
+impl HostState {
+    /// Stores an object and commits `checkpoint` after it.
+    async fn store(
+        &mut self,
+        meta: &BatchMeta,
+        lines: &[u8],
+        checkpoint: String,
+    ) -> Result<Written, EmitError> {
+        self.pipeline
+            .store(meta, lines, checkpoint)
+            .await
+            .map_err(unstored)
+    }
+
+    /// Counts a stored quarantine and says where it went and why, once per reason.
+    fn quarantined(&mut self, object: &QuarantineObject, q: &Quarantine, written: Written) {
+        let stats = &mut self.pipeline.stats;
+        let name = match written {
+            Written::Created(name) => {
+                stats.quarantine_objects += 1;
+                name
+            }
+            Written::AlreadyPresent(name) => {
+                stats.already_present += 1;
+                name
+            }
+            Written::Streamed => unreachable!("a quarantine is always an object"),
+        };
+        for (reason, count) in &object.reasons {
+            *stats.quarantined.entry(reason).or_default() += count;
+            let detail = q
+                .events
+                .iter()
+                .find(|e| quarantine_reason(e.reason).name() == *reason)
+                .map_or("", |e| e.detail.as_str());
+            tracing::warn!(
+                stage = "quarantine",
+                object = %name,
+                reason = *reason,
+                events = count,
+                detail,
+                "events the component could not read or shape were kept byte for byte in the quarantine, \
+                 beside the data (the first one's problem is in `detail`)"
+            );
+        }
+    }
+}
+
+/// A storage failure, logged, as the component receives it.
+fn unstored(error: String) -> EmitError {
+    tracing::error!(stage = "sink", error_kind = "store_failed", error = %error, "batch not committed");
+    EmitError::Unavailable(error)
+}
+
+/// A quarantine's object: its lines (each event as Harness sent it, one a
+/// line), where each sits, and its events by reason.
+struct QuarantineObject {
+    lines: Vec<u8>,
+    at_ms: Vec<u64>,
+    reasons: BTreeMap<&'static str, u64>,
+}
+
+impl QuarantineObject {
+    fn of(q: &Quarantine) -> Self {
+        let mut lines = Vec::with_capacity(q.events.iter().map(|e| e.bytes.len() + 1).sum());
+        let mut reasons = BTreeMap::new();
+        for event in &q.events {
+            lines.extend_from_slice(&event.bytes);
+            lines.push(b'\n');
+            *reasons
+                .entry(quarantine_reason(event.reason).name())
+                .or_default() += 1;
+        }
+        Self {
+            lines,
+            at_ms: q.events.iter().map(|e| e.at_ms).collect(),
+            reasons,
+        }
+    }
+
+    fn meta(&self, (window_start_ms, window_end_ms): (u64, u64)) -> BatchMeta {
+        let first = self.at_ms.iter().min().copied().unwrap_or(window_start_ms);
+        let last = self.at_ms.iter().max().copied().unwrap_or(window_start_ms);
+        BatchMeta {
+            kind: ObjectKind::Quarantine {
+                at_ms: self.at_ms.clone(),
+                reasons: self.reasons.clone(),
+            },
+            content_sha256: content_sha256(&self.lines),
+            event_count: u32::try_from(self.at_ms.len()).expect("checked against BATCH_MAX_EVENTS"),
+            first_event_ms: first,
+            last_event_ms: last,
+            window_start_ms,
+            window_end_ms,
+            collected_at: SystemTime::now(),
+        }
+    }
+}
+
+/// The core's reason for a WIT quarantine reason.
+pub fn quarantine_reason(reason: wit_types::QuarantineReason) -> Reason {
+    harness_audit_core::reason_from_wit!(wit_types, reason)
 }
 
 /// What the host checks every batch against before anything is stored.
@@ -731,17 +911,28 @@ pub enum BatchRefusal {
         /// Its size.
         bytes: usize,
     },
-    /// No event, or the last line lacks its newline.
-    #[error("rule `ndjson`: a batch holds at least one event and ends with a newline")]
+    /// No event at all, lines without their last newline, or lines with an
+    /// `event-count` of 0.
+    #[error(
+        "rule `ndjson`: a batch holds at least one line or quarantined event, and its lines end with a newline"
+    )]
     NotNdjson,
+    /// A quarantined event that is empty or spans lines.
+    #[error("rule `quarantine`: quarantined event {event} {problem}")]
+    Quarantine {
+        /// 1-based.
+        event: usize,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// Bytes that are not UTF-8, strings included.
     #[error("rule `utf-8`: line {line} is not valid UTF-8")]
     NotUtf8 {
         /// 1-based.
         line: usize,
     },
-    /// A line that is not one JSON object, or whose time is not an integer.
-    #[error("rule `json-object`: line {line} is not one JSON object ({detail})")]
+    /// A line that is not one JSON object, or whose time is not a time.
+    #[error("rule `json-object`: line {line} is not one JSON object with a time ({detail})")]
     NotJsonObject {
         /// 1-based.
         line: usize,
@@ -776,9 +967,11 @@ pub enum BatchRefusal {
     },
     /// An event outside `[first-event-ms, last-event-ms]`.
     #[error(
-        "rule `event-time`: line {line} is at {at}, outside first-event-ms..last-event-ms {first}..{last}"
+        "rule `event-time`: {what} {line} is at {at}, outside first-event-ms..last-event-ms {first}..{last}"
     )]
     EventOutsideBatch {
+        /// `line`, or `quarantined event`.
+        what: &'static str,
         /// 1-based.
         line: usize,
         /// Its time.
@@ -832,24 +1025,50 @@ pub enum BatchRefusal {
 /// SIEM bucket is exactly `event-count` JSON objects, one per line, each at a
 /// time the batch and the pass could have read.
 pub fn check_batch(batch: &Batch, rules: &BatchRules, now_ms: u64) -> Result<(), BatchRefusal> {
-    if batch.event_count > rules.max_events {
-        return Err(BatchRefusal::TooManyEvents {
-            count: batch.event_count,
-            max: rules.max_events,
-        });
+    let quarantined = batch.quarantine.as_ref().map_or(&[][..], |q| &q.events[..]);
+    for count in [
+        batch.event_count,
+        u32::try_from(quarantined.len()).unwrap_or(u32::MAX),
+    ] {
+        if count > rules.max_events {
+            return Err(BatchRefusal::TooManyEvents {
+                count,
+                max: rules.max_events,
+            });
+        }
     }
-    if batch.lines.len() > MAX_BATCH_BYTES {
-        return Err(BatchRefusal::TooLarge {
-            bytes: batch.lines.len(),
-        });
+    let bytes = batch.lines.len() + quarantined.iter().map(|e| e.bytes.len() + 1).sum::<usize>();
+    if bytes > MAX_BATCH_BYTES {
+        return Err(BatchRefusal::TooLarge { bytes });
     }
-    if batch.checkpoint.is_empty() || batch.checkpoint.len() > MAX_CHECKPOINT_BYTES {
-        return Err(BatchRefusal::Checkpoint {
-            bytes: batch.checkpoint.len(),
-        });
+    let checkpoints =
+        std::iter::once(&batch.checkpoint).chain(batch.quarantine.as_ref().map(|q| &q.checkpoint));
+    for checkpoint in checkpoints {
+        if checkpoint.is_empty() || checkpoint.len() > MAX_CHECKPOINT_BYTES {
+            return Err(BatchRefusal::Checkpoint {
+                bytes: checkpoint.len(),
+            });
+        }
     }
-    if batch.event_count == 0 || batch.lines.last() != Some(&b'\n') {
+    let lines_whole = match batch.event_count {
+        0 => batch.lines.is_empty() && !quarantined.is_empty(),
+        _ => batch.lines.last() == Some(&b'\n'),
+    };
+    if !lines_whole {
         return Err(BatchRefusal::NotNdjson);
+    }
+    for (i, event) in quarantined.iter().enumerate() {
+        let problem = if event.bytes.is_empty() {
+            "is empty"
+        } else if event.bytes.iter().any(|b| *b == b'\n' || *b == b'\r') {
+            "holds a line break"
+        } else {
+            continue;
+        };
+        return Err(BatchRefusal::Quarantine {
+            event: i + 1,
+            problem,
+        });
     }
     let (first, last) = (batch.first_event_ms, batch.last_event_ms);
     let (start, end) = (batch.window_start_ms, batch.window_end_ms);
@@ -886,6 +1105,20 @@ pub fn check_batch(batch: &Batch, rules: &BatchRules, now_ms: u64) -> Result<(),
             to,
         });
     }
+    for (i, event) in quarantined.iter().enumerate() {
+        if event.at_ms < first || event.at_ms > last {
+            return Err(BatchRefusal::EventOutsideBatch {
+                what: "quarantined event",
+                line: i + 1,
+                at: event.at_ms,
+                first,
+                last,
+            });
+        }
+    }
+    if batch.event_count == 0 {
+        return Ok(());
+    }
     let text = std::str::from_utf8(&batch.lines).map_err(|e| BatchRefusal::NotUtf8 {
         line: 1 + batch.lines[..e.valid_up_to()]
             .iter()
@@ -896,16 +1129,18 @@ pub fn check_batch(batch: &Batch, rules: &BatchRules, now_ms: u64) -> Result<(),
     for (i, line) in text[..text.len() - 1].split('\n').enumerate() {
         lines += 1;
         let line_no = i + 1;
-        let at = event_time(line, rules.time_field).map_err(|e| BatchRefusal::NotJsonObject {
-            line: line_no,
-            detail: e.to_string(),
-        })?;
+        let at =
+            line_time(line, rules.time_field).map_err(|detail| BatchRefusal::NotJsonObject {
+                line: line_no,
+                detail,
+            })?;
         let at = at.ok_or(BatchRefusal::TimeMissing {
             line: line_no,
             field: rules.time_field,
         })?;
         if at < first || at > last {
             return Err(BatchRefusal::EventOutsideBatch {
+                what: "line",
                 line: line_no,
                 at,
                 first,
@@ -920,61 +1155,6 @@ pub fn check_batch(batch: &Batch, rules: &BatchRules, now_ms: u64) -> Result<(),
         });
     }
     Ok(())
-}
-
-/// Parses `line` as one JSON object, returning its top-level `field` as an
-/// integer when present. Every other value is validated and skipped.
-pub fn event_time(line: &str, field: &str) -> Result<Option<u64>, serde_json::Error> {
-    use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
-
-    struct Time<'a>(&'a str);
-    struct IsField<'a>(&'a str);
-
-    impl<'de> DeserializeSeed<'de> for IsField<'_> {
-        type Value = bool;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-    impl Visitor<'_> for IsField<'_> {
-        type Value = bool;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a key")
-        }
-        fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
-            Ok(key == self.0)
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for Time<'_> {
-        type Value = Option<u64>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Time<'_> {
-        type Value = Option<u64>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
-            let mut at = None;
-            while let Some(is_time) = map.next_key_seed(IsField(self.0))? {
-                if is_time {
-                    if at.is_some() {
-                        return Err(A::Error::custom(format!("`{}` appears twice", self.0)));
-                    }
-                    at = Some(map.next_value::<u64>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(at)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(line);
-    let at = Time(field).deserialize(&mut de)?;
-    de.end()?;
-    Ok(at)
 }
 
 #[cfg(test)]
@@ -1003,6 +1183,7 @@ mod tests {
             window_start_ms: 50,
             window_end_ms: 250,
             checkpoint: "{}".to_owned(),
+            quarantine: None,
         }
     }
 
@@ -1241,6 +1422,7 @@ mod tests {
 
     fn meta(first_event_ms: u64, lines: &[u8]) -> BatchMeta {
         BatchMeta {
+            kind: ObjectKind::Batch,
             content_sha256: content_sha256(lines),
             event_count: 1,
             first_event_ms,

@@ -12,6 +12,8 @@
 //! prefix, so a SIEM feed reading the prefix never ingests one. Each state
 //! (the live one, each backfill's) keeps its own chain.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -33,6 +35,8 @@ const SEQUENCE_DIGITS: usize = 10;
 pub enum EntryKind {
     /// A batch of events.
     Batch,
+    /// Events the component could not read or shape, as Harness sent them.
+    Quarantine,
     /// An empty object that keeps a stalled writer from creating the
     /// object of a batch that is read again; it holds no events.
     Fence,
@@ -64,6 +68,13 @@ pub struct ObjectEntry {
     /// End of that window (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_end: Option<String>,
+    /// A quarantine's events by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reasons: BTreeMap<String, u64>,
+    /// Where each line of a quarantine sits (epoch ms), in order: what
+    /// `verify --completeness` counts, since the lines may not be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at_ms: Vec<u64>,
 }
 
 impl ObjectEntry {
@@ -79,6 +90,8 @@ impl ObjectEntry {
             last_event: None,
             window_start: None,
             window_end: None,
+            reasons: BTreeMap::new(),
+            at_ms: Vec::new(),
         }
     }
 }
@@ -313,6 +326,8 @@ mod tests {
             last_event: Some(start.into()),
             window_start: Some(start.into()),
             window_end: Some(end.into()),
+            reasons: BTreeMap::new(),
+            at_ms: Vec::new(),
         }
     }
 

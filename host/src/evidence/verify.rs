@@ -456,6 +456,15 @@ impl Verifier {
         true
     }
 
+    /// Where each line of listed quarantine `name` sits (epoch ms), as its
+    /// digest entry says; `None` for any other object.
+    pub fn quarantine_times(&self, name: &str) -> Option<&[u64]> {
+        self.listed
+            .get(name)
+            .filter(|l| l.entry.kind == EntryKind::Quarantine)
+            .map(|l| &l.entry.at_ms[..])
+    }
+
     /// The names found under the data prefix: any in range that nothing lists was added.
     pub fn found(&mut self, names: impl IntoIterator<Item = String>) {
         for name in names {
@@ -491,6 +500,8 @@ mod tests {
             last_event: Some("2025-01-01T00:00:00.000Z".into()),
             window_start: Some("2025-01-01T00:00:00.000Z".into()),
             window_end: Some("2025-01-01T00:01:00.000Z".into()),
+            reasons: std::collections::BTreeMap::new(),
+            at_ms: Vec::new(),
         }
     }
 

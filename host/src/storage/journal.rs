@@ -42,6 +42,23 @@ pub struct StateFile<'a> {
     /// Objects committed since that digest, oldest first.
     #[serde(default, skip_serializing_if = "<[_]>::is_empty")]
     pub unsealed: Cow<'a, [ObjectEntry]>,
+    /// The unusable answer the last passes met at one request, when they
+    /// failed on it; cleared by the next commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Stall>,
+}
+
+/// Passes in a row that met the same unusable answer at the same request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stall {
+    /// The answer's kind and status, and the request: equal in two passes
+    /// when they failed the same way at the same place.
+    pub answer: String,
+    /// Passes in a row.
+    pub passes: u32,
+    /// When the first of them failed (RFC 3339).
+    pub since: String,
 }
 
 /// The evidence side of a state: the newest digest and what awaits the next.
@@ -77,6 +94,7 @@ impl<'a> StateFile<'a> {
             pending: None,
             chain: Cow::Borrowed(evidence.head),
             unsealed: Cow::Borrowed(evidence.unsealed),
+            stall: None,
         }
     }
 

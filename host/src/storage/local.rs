@@ -135,11 +135,7 @@ fn walk(root: &Path, dir: &Path, names: &mut Vec<String>) -> Result<(), SinkErro
 #[async_trait::async_trait]
 impl Sink for LocalDirSink {
     fn object_name(&self, meta: &BatchMeta) -> Option<String> {
-        Some(object_name(
-            &self.prefix,
-            meta.first_event_ms,
-            &meta.content_sha256,
-        ))
+        Some(object_name(&self.prefix, meta))
     }
 
     async fn write(
@@ -148,10 +144,7 @@ impl Sink for LocalDirSink {
         meta: &BatchMeta,
         lines: &[u8],
     ) -> Result<Written, SinkError> {
-        let name = name.map_or_else(
-            || object_name(&self.prefix, meta.first_event_ms, &meta.content_sha256),
-            str::to_owned,
-        );
+        let name = name.map_or_else(|| object_name(&self.prefix, meta), str::to_owned);
         let path = self.root.join(&name);
         let lines = lines.to_vec();
         tokio::task::spawn_blocking(move || write_object(&path, name, &lines))
@@ -168,6 +161,11 @@ impl Sink for LocalDirSink {
 
     fn location(&self) -> String {
         self.root.join(&self.prefix).display().to_string()
+    }
+
+    fn quarantine_location(&self) -> Option<String> {
+        let prefix = super::quarantine_prefix(&self.prefix);
+        Some(self.root.join(prefix).display().to_string())
     }
 }
 
@@ -266,6 +264,7 @@ mod tests {
 
     fn meta() -> BatchMeta {
         BatchMeta {
+            kind: crate::storage::ObjectKind::Batch,
             content_sha256: crate::storage::content_sha256(b"{\"a\":1}\n"),
             event_count: 1,
             first_event_ms: 1,

@@ -55,7 +55,7 @@ async fn open_with(config: &Config, holder: &str, max_retries: u32) -> Result<St
                 &output.state_key,
             ));
             let sink: Arc<dyn Sink> = if output.sink == SinkKind::Stdout {
-                Arc::new(StdoutSink)
+                Arc::new(StdoutSink::new(store.as_ref().clone()))
             } else {
                 store.clone()
             };

@@ -206,6 +206,13 @@ impl Checkpoint {
         self.watermark_ms = Some(self.watermark_ms.map_or(ts, |w| w.max(ts)));
         true
     }
+
+    /// Records an event to be kept in the quarantine, in the ledger only:
+    /// the watermark follows the events written in the configured shape.
+    /// False, recording nothing, if the ledger holds it already.
+    pub fn record_quarantined(&mut self, ts: u64, id: &str) -> bool {
+        self.ledger.insert_quarantined(ts, id)
+    }
 }
 
 #[cfg(test)]

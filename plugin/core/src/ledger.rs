@@ -7,6 +7,12 @@
 //! and never returned. Both live in the checkpoint, so they are committed
 //! together with the batches they describe.
 //!
+//! An event kept in the quarantine is stored too: it is in its hour's ids
+//! (by `auditId`, or by the SHA-256 of its bytes when it has none), and the
+//! hour counts it among its quarantined events. Its hour is that of its
+//! `timestamp`, or, when that cannot be read, of where its page placed it
+//! ([`crate::page::Event::at_ms`]); such an event is looked up in every hour.
+//!
 //! Size: an ObjectId (the form of every Harness `auditId`) takes 16 bytes of
 //! base64; any other id is kept as its JSON string. An hour costs about 100
 //! bytes besides its ids. The ledger keeps the hours from
@@ -68,6 +74,9 @@ pub struct Slice {
     /// Re-reads in a row that found nothing: each doubles the wait.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fruitless: u32,
+    /// Of the events stored in this hour, those kept in the quarantine.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quarantined: u64,
 }
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
@@ -126,12 +135,30 @@ impl Ledger {
             .is_some_and(|s| s.ids.contains(id))
     }
 
+    /// Whether an event with this key was stored in any hour: for an event
+    /// whose hour is only where its page placed it.
+    pub fn contains_anywhere(&self, id: &str) -> bool {
+        self.slices.values().any(|s| s.ids.contains(id))
+    }
+
     /// Records a stored event; false if it was already recorded.
     pub fn insert(&mut self, ts: u64, id: &str) -> bool {
         let slice = self.slices.entry(slice_start(ts)).or_default();
         let added = slice.ids.insert(id);
         if added && let Some(count) = slice.count.as_mut().filter(|c| ts <= c.through_ms) {
             count.stored += 1;
+        }
+        added
+    }
+
+    /// Records a stored event kept in the quarantine; false if it was already recorded.
+    pub fn insert_quarantined(&mut self, ts: u64, id: &str) -> bool {
+        let added = self.insert(ts, id);
+        if added {
+            self.slices
+                .get_mut(&slice_start(ts))
+                .expect("inserted above")
+                .quarantined += 1;
         }
         added
     }

@@ -7,7 +7,7 @@
 
 pub mod checkpoint;
 pub mod error;
-mod keys;
+pub mod event;
 pub mod ledger;
 pub mod pacing;
 pub mod page;
@@ -15,6 +15,7 @@ pub mod pass;
 pub mod report;
 pub mod request;
 pub mod retry;
+mod scan;
 pub mod settings;
 pub mod shape;
 pub mod walk;

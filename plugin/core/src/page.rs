@@ -1,24 +1,162 @@
-//! Parses a list response: the HTTP status, the `ResponseDTO` envelope and the
-//! events, which are kept as the exact JSON text the API sent.
+//! Parses a list response: the HTTP status, the `ResponseDTO` envelope and
+//! the events, each kept as the exact bytes the API sent.
+//!
+//! Two things are told apart. A whole answer that is not a page (an HTML
+//! page behind a 200, another `status`, `data` or `content` missing, a body
+//! cut short or in an encoding that cannot be undone) is an [`Unusable`]
+//! error: nothing of it is stored, and the request is made again where that
+//! can help. One event that cannot be read (not JSON, not an object, no
+//! usable `auditId` or `timestamp`) is not an error at all: it becomes a
+//! quarantined [`Event`], its bytes kept as they came, and the page goes on.
+//! So a page whose envelope serde refuses because of one event is split by a
+//! lenient scan ([`crate::scan`]) into its events, each judged on its own.
+
+use std::borrow::Cow;
+use std::io::Read as _;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::{ApiFailure, SourceError};
-use crate::keys;
+use crate::error::{ApiFailure, RequestAt, SourceError, Unusable, UnusableKind};
+use crate::event::{self, Reason};
+use crate::scan;
+
+/// Largest response body read, after any `Content-Encoding` is undone. A
+/// page over it is asked for again in smaller pages.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// Longest excerpt of an unexpected body quoted in an error.
 const EXCERPT_CHARS: usize = 200;
 
-/// One audit event: its raw JSON and the two fields the cursor needs.
-#[derive(Debug)]
+/// A raw HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Whole body, as received.
+    pub body: Vec<u8>,
+    /// `Retry-After` in seconds, when present and numeric.
+    pub retry_after_secs: Option<u32>,
+    /// `Content-Type`, when sent.
+    pub content_type: Option<String>,
+    /// `Content-Encoding`, when sent.
+    pub content_encoding: Option<String>,
+}
+
+impl HttpResponse {
+    /// A JSON answer with `status` and `body`.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            body: body.into(),
+            content_type: Some("application/json".into()),
+            ..Self::default()
+        }
+    }
+
+    /// What is wrong with this answer, as an [`Unusable`] error; `body` is
+    /// the body as read (decoded, when it was).
+    pub fn unusable(&self, body: &[u8], kind: UnusableKind, detail: String) -> Unusable {
+        Unusable {
+            kind,
+            status: self.status,
+            content_type: self.content_type.clone(),
+            content_encoding: self.content_encoding.clone(),
+            bytes: body.len() as u64,
+            excerpt: excerpt(body),
+            detail,
+            request: None,
+        }
+    }
+}
+
+/// An event the component cannot write in the configured shape, kept byte
+/// for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The bytes Harness sent for the event, inside the page.
+    pub bytes: Box<[u8]>,
+    /// Why.
+    pub reason: Reason,
+    /// What is wrong, in words.
+    pub detail: String,
+}
+
+/// What an event holds.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// An object with a usable `auditId` and `timestamp`, as the API sent it.
+    Json(Box<RawValue>),
+    /// Anything else.
+    Quarantined(Quarantined),
+}
+
+/// One event of a page.
+#[derive(Debug, Clone)]
 pub struct Event {
-    /// The event exactly as the API returned it.
-    pub raw: Box<RawValue>,
-    /// `auditId`.
-    pub audit_id: String,
-    /// `timestamp`, epoch ms.
-    pub timestamp_ms: u64,
+    /// `auditId`, or the SHA-256 of the event's bytes when it has none that
+    /// can be read ([`event::content_key`]).
+    pub key: String,
+    /// `timestamp`, when it can be read.
+    pub time_ms: Option<u64>,
+    /// Where the event sits for the walk and the ledger: its `timestamp`, or
+    /// where one that cannot be used would be, the time of the event before
+    /// it on its page (the request's `startTime` for the first).
+    pub at_ms: u64,
+    /// The event.
+    pub content: Content,
+}
+
+impl Event {
+    /// An event from its JSON text.
+    pub fn from_json(raw: Box<RawValue>) -> Self {
+        let keys = match event::read(raw.get()) {
+            Ok(keys) => keys,
+            Err(detail) => {
+                return Self::quarantined(raw.get().as_bytes(), Reason::NotAnObject, detail);
+            }
+        };
+        let time_ms = keys.timestamp.as_ref().ok().copied();
+        match keys.problem() {
+            None => Self {
+                key: keys.audit_id.expect("no problem with the id"),
+                time_ms,
+                at_ms: time_ms.unwrap_or(0),
+                content: Content::Json(raw),
+            },
+            Some((reason, detail)) => Self {
+                key: keys
+                    .audit_id
+                    .unwrap_or_else(|_| event::content_key(raw.get().as_bytes())),
+                time_ms,
+                at_ms: time_ms.unwrap_or(0),
+                content: Content::Quarantined(Quarantined {
+                    bytes: raw.get().as_bytes().into(),
+                    reason,
+                    detail,
+                }),
+            },
+        }
+    }
+
+    /// An event known only by its bytes.
+    pub fn quarantined(bytes: &[u8], reason: Reason, detail: String) -> Self {
+        Self {
+            key: event::content_key(bytes),
+            time_ms: None,
+            at_ms: 0,
+            content: Content::Quarantined(Quarantined {
+                bytes: bytes.into(),
+                reason,
+                detail,
+            }),
+        }
+    }
+
+    /// Whether it is written in the configured shape.
+    pub fn readable(&self) -> bool {
+        matches!(self.content, Content::Json(_))
+    }
 }
 
 /// A successful page.
@@ -53,13 +191,6 @@ struct PageData {
     page_token: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EventKeys {
-    audit_id: String,
-    timestamp: u64,
-}
-
 /// A configuration change's YAML before and after (`YamlDiffRecordDTO`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,293 +204,319 @@ pub struct YamlDiff {
 }
 
 /// Turns an `auditYaml` response into the diff or the matching typed error.
-pub fn parse_yaml(
-    status: u16,
-    body: &[u8],
-    retry_after_secs: Option<u32>,
-) -> Result<YamlDiff, SourceError> {
-    open(status, body, retry_after_secs)
-}
-
-/// Turns an HTTP response into a page or the matching typed error.
-pub fn parse(status: u16, body: &[u8], retry_after_secs: Option<u32>) -> Result<Page, SourceError> {
-    let data: PageData = open(status, body, retry_after_secs)?;
-    let content = data
-        .content
-        .ok_or_else(|| SourceError::MalformedResponse("page without `data.content`".into()))?;
-    let events = content
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let (audit_id, timestamp_ms) = match keys::scan(raw.get()) {
-                Some((id, ms)) => (id.to_owned(), ms),
-                None => {
-                    let full: EventKeys = serde_json::from_str(raw.get()).map_err(|e| {
-                        SourceError::MalformedResponse(format!(
-                            "event {i} of the page lacks a string `auditId` or an integer `timestamp`: {e}"
-                        ))
-                    })?;
-                    (full.audit_id, full.timestamp)
-                }
-            };
-            Ok(Event {
-                raw,
-                audit_id,
-                timestamp_ms,
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Page {
-        events,
-        total_items: data.total_items,
-        has_next: data.has_next,
-        next_token: data.page_token,
+pub fn parse_yaml(resp: &HttpResponse) -> Result<YamlDiff, SourceError> {
+    let body = decoded(resp)?;
+    let envelope = strict_envelope(resp, &body)?;
+    let failure =
+        |kind, detail| SourceError::Unusable(Box::new(resp.unusable(&body, kind, detail)));
+    let envelope = envelope.map_err(|e| failure(kind_of_error(&e), not_envelope(&e)))?;
+    check_status(resp, &body, envelope.status.as_deref(), &envelope)?;
+    envelope.data.ok_or_else(|| {
+        failure(
+            UnusableKind::NotAPage,
+            "a SUCCESS envelope without `data`".into(),
+        )
     })
 }
 
-/// Checks the status and the `ResponseDTO` envelope and returns its `data`.
-fn open<D: serde::de::DeserializeOwned>(
-    status: u16,
-    body: &[u8],
-    retry_after_secs: Option<u32>,
-) -> Result<D, SourceError> {
-    let envelope = serde_json::from_slice::<Envelope<D>>(body);
-    if status != 200 {
-        let failure = match envelope {
-            Ok(env) => ApiFailure {
-                status,
-                code: env.code,
-                message: env.message.unwrap_or_else(|| describe(body)),
-                correlation_id: env.correlation_id,
-            },
-            Err(_) => ApiFailure {
-                status,
-                code: None,
-                message: describe(body),
-                correlation_id: None,
-            },
-        };
-        return Err(match status {
-            400 => SourceError::BadRequest(failure),
-            401 => SourceError::Unauthorized(failure),
-            403 => SourceError::Forbidden(failure),
-            429 => SourceError::RateLimited {
-                retry_after_secs,
-                message: failure.message,
-            },
-            _ => SourceError::ServerError(failure),
-        });
+/// Turns a list response to `at` into a page, each event placed
+/// ([`Event::at_ms`]), or the matching typed error.
+pub fn parse(resp: &HttpResponse, at: &RequestAt) -> Result<Page, SourceError> {
+    let body = decoded(resp)?;
+    let unusable = |kind, detail| {
+        let mut u = resp.unusable(&body, kind, detail);
+        u.request = Some(*at);
+        SourceError::Unusable(Box::new(u))
+    };
+    let mut page = match strict_envelope::<PageData>(resp, &body)? {
+        Ok(envelope) => {
+            check_status(resp, &body, envelope.status.as_deref(), &envelope)?;
+            let data = envelope.data.ok_or_else(|| {
+                unusable(
+                    UnusableKind::NotAPage,
+                    "a SUCCESS envelope without `data`".into(),
+                )
+            })?;
+            let content = data.content.ok_or_else(|| {
+                unusable(
+                    UnusableKind::NotAPage,
+                    "a page without `data.content`".into(),
+                )
+            })?;
+            Page {
+                events: content.into_iter().map(Event::from_json).collect(),
+                total_items: data.total_items,
+                has_next: data.has_next,
+                next_token: data.page_token,
+            }
+        }
+        Err(strict) => lenient(resp, &body, &strict, &unusable)?,
+    };
+    place(&mut page, at).map_err(|detail| unusable(UnusableKind::NotAPage, detail))?;
+    Ok(page)
+}
+
+/// The body with any `Content-Encoding` undone, at most [`MAX_BODY_BYTES`].
+fn decoded(resp: &HttpResponse) -> Result<Cow<'_, [u8]>, SourceError> {
+    let encoding = resp
+        .content_encoding
+        .as_deref()
+        .map(|e| e.trim().to_ascii_lowercase());
+    let mut out = Vec::new();
+    let limit = MAX_BODY_BYTES as u64 + 1;
+    let read = match encoding.as_deref() {
+        None | Some("" | "identity") => return Ok(Cow::Borrowed(&resp.body)),
+        Some("gzip" | "x-gzip") => flate2::read::MultiGzDecoder::new(&resp.body[..])
+            .take(limit)
+            .read_to_end(&mut out),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&resp.body[..])
+            .take(limit)
+            .read_to_end(&mut out),
+        Some(other) => {
+            return Err(SourceError::Unusable(Box::new(resp.unusable(
+                &resp.body,
+                UnusableKind::UnsupportedEncoding,
+                format!(
+                    "the body is encoded as `{other}`, which the component cannot undo (it reads gzip and deflate)"
+                ),
+            ))));
+        }
+    };
+    let failed = |kind, detail| SourceError::Unusable(Box::new(resp.unusable(&out, kind, detail)));
+    if let Err(e) = read {
+        return Err(failed(
+            UnusableKind::CutShort,
+            format!(
+                "its {} body cannot be decoded: {e}",
+                encoding.unwrap_or_default()
+            ),
+        ));
     }
-    let env = envelope.map_err(|e| {
-        SourceError::MalformedResponse(format!(
-            "HTTP 200 body is not a Harness envelope ({e}): {}",
-            describe(body)
-        ))
-    })?;
-    match env.status.as_deref() {
-        Some("SUCCESS") => {}
+    if out.len() > MAX_BODY_BYTES {
+        return Err(failed(
+            UnusableKind::TooLarge,
+            format!("decoded, the body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// The envelope as serde reads it; the outer error is an HTTP failure
+/// (any status but 200), the inner one serde's.
+fn strict_envelope<D: serde::de::DeserializeOwned>(
+    resp: &HttpResponse,
+    body: &[u8],
+) -> Result<Result<Envelope<D>, serde_json::Error>, SourceError> {
+    let envelope = serde_json::from_slice::<Envelope<D>>(body);
+    if resp.status == 200 {
+        return Ok(envelope);
+    }
+    let failure = match envelope {
+        Ok(env) => ApiFailure {
+            status: resp.status,
+            code: env.code,
+            message: env.message.unwrap_or_else(|| describe(body)),
+            correlation_id: env.correlation_id,
+        },
+        Err(_) => ApiFailure {
+            status: resp.status,
+            code: None,
+            message: describe(body),
+            correlation_id: None,
+        },
+    };
+    Err(match resp.status {
+        400 => SourceError::BadRequest(failure),
+        401 => SourceError::Unauthorized(failure),
+        403 => SourceError::Forbidden(failure),
+        429 => SourceError::RateLimited {
+            retry_after_secs: resp.retry_after_secs,
+            message: failure.message,
+        },
+        _ => SourceError::ServerError(failure),
+    })
+}
+
+fn kind_of_error(e: &serde_json::Error) -> UnusableKind {
+    if e.is_eof() {
+        UnusableKind::CutShort
+    } else {
+        UnusableKind::NotAPage
+    }
+}
+
+fn not_envelope(e: &serde_json::Error) -> String {
+    if e.is_eof() {
+        format!("the body ends before its JSON does ({e})")
+    } else {
+        format!("the body is not a Harness envelope ({e})")
+    }
+}
+
+/// `status` must be `SUCCESS`; `ERROR` and `FAILURE` carry Harness's words.
+fn check_status<D>(
+    resp: &HttpResponse,
+    body: &[u8],
+    status: Option<&str>,
+    envelope: &Envelope<D>,
+) -> Result<(), SourceError> {
+    match status {
+        Some("SUCCESS") => Ok(()),
         Some(other @ ("ERROR" | "FAILURE")) => {
             let failure = ApiFailure {
-                status,
-                code: env.code.clone(),
-                message: env
+                status: resp.status,
+                code: envelope.code.clone(),
+                message: envelope
                     .message
+                    .clone()
                     .unwrap_or_else(|| format!("status {other} without a message")),
-                correlation_id: env.correlation_id,
+                correlation_id: envelope.correlation_id.clone(),
             };
-            return Err(match env.code.as_deref() {
+            Err(match envelope.code.as_deref() {
                 Some("INVALID_TOKEN") => SourceError::Unauthorized(failure),
                 Some("ACCESS_DENIED") => SourceError::Forbidden(failure),
                 Some("INVALID_REQUEST") => SourceError::BadRequest(failure),
                 _ => SourceError::ServerError(failure),
-            });
+            })
         }
-        other => {
-            return Err(SourceError::MalformedResponse(format!(
-                "envelope status is {other:?}, expected SUCCESS, ERROR or FAILURE"
-            )));
-        }
+        other => Err(SourceError::Unusable(Box::new(resp.unusable(
+            body,
+            UnusableKind::NotAPage,
+            match other {
+                Some(status) => {
+                    format!("the envelope's status is `{status}`, not SUCCESS, ERROR or FAILURE")
+                }
+                None => "the envelope has no status".to_owned(),
+            },
+        )))),
     }
-    env.data
-        .ok_or_else(|| SourceError::MalformedResponse("SUCCESS envelope without `data`".into()))
 }
 
-fn describe(body: &[u8]) -> String {
-    if body.is_empty() {
-        return "empty body".into();
+/// Reads a page whose envelope serde refused, splitting `data.content` by a
+/// lenient scan so that an event that is not JSON is kept on its own.
+fn lenient(
+    resp: &HttpResponse,
+    body: &[u8],
+    strict: &serde_json::Error,
+    unusable: &dyn Fn(UnusableKind, String) -> SourceError,
+) -> Result<Page, SourceError> {
+    let refused = || unusable(kind_of_error(strict), not_envelope(strict));
+    let top = scan::object(body).ok_or_else(refused)?;
+    let field = |members: &[scan::Member], name: &str| {
+        members
+            .iter()
+            .find(|m| &body[m.key.clone()] == name.as_bytes())
+            .map(|m| &body[m.value.clone()])
+    };
+    // A member of another type than expected reads as absent: the checks
+    // below then say what is missing.
+    fn value<T: serde::de::DeserializeOwned>(raw: Option<&[u8]>) -> Option<T> {
+        raw.and_then(|r| serde_json::from_slice::<Option<T>>(r).ok().flatten())
     }
-    let text = String::from_utf8_lossy(body);
+    let envelope: Envelope<()> = Envelope {
+        status: value(field(&top, "status")),
+        data: None,
+        code: value(field(&top, "code")),
+        message: value(field(&top, "message")),
+        correlation_id: value(field(&top, "correlationId")),
+    };
+    check_status(resp, body, envelope.status.as_deref(), &envelope).map_err(|e| match e {
+        SourceError::Unusable(u) => unusable(u.kind, u.detail),
+        other => other,
+    })?;
+    let not_a_page = |detail: &str| unusable(UnusableKind::NotAPage, detail.to_owned());
+    let data = field(&top, "data")
+        .filter(|d| *d != b"null")
+        .ok_or_else(|| not_a_page("a SUCCESS envelope without `data`"))?;
+    let data = scan::object(data).ok_or_else(|| not_a_page("`data` is not an object"))?;
+    let data_bytes = field(&top, "data").expect("found above");
+    let data_field = |name: &str| {
+        data.iter()
+            .find(|m| &data_bytes[m.key.clone()] == name.as_bytes())
+            .map(|m| &data_bytes[m.value.clone()])
+    };
+    let content = data_field("content")
+        .filter(|c| *c != b"null")
+        .ok_or_else(|| not_a_page("a page without `data.content`"))?;
+    let elements = scan::Scanner::new(content)
+        .array()
+        .ok_or_else(|| not_a_page("`data.content` is not an array"))?;
+    let events = elements
+        .into_iter()
+        .map(|range| {
+            let bytes = &content[range];
+            let text = match std::str::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(e) => {
+                    let detail = format!("bytes that are not UTF-8 at offset {}", e.valid_up_to());
+                    return Event::quarantined(bytes, Reason::NotJson, detail);
+                }
+            };
+            match serde_json::from_str::<&RawValue>(text) {
+                Ok(raw) => Event::from_json(raw.to_owned()),
+                Err(e) => Event::quarantined(bytes, Reason::NotJson, e.to_string()),
+            }
+        })
+        .collect();
+    Ok(Page {
+        events,
+        total_items: value(data_field("totalItems")),
+        has_next: value(data_field("hasNext")),
+        next_token: value(data_field("pageToken")),
+    })
+}
+
+/// Sets each event's [`Event::at_ms`]. The walk is sound only if readable
+/// events come oldest first inside the range asked for, so anything else
+/// fails the page; an event whose time cannot be read or does not fit sits
+/// where the event before it does.
+fn place(page: &mut Page, at: &RequestAt) -> Result<(), String> {
+    let mut previous = at.start_ms;
+    for (i, event) in page.events.iter_mut().enumerate() {
+        let fits = event.time_ms.filter(|t| (previous..=at.end_ms).contains(t));
+        match fits {
+            Some(t) => {
+                event.at_ms = t;
+                previous = t;
+            }
+            None if event.readable() => {
+                return Err(format!(
+                    "event {i} (`{}`, timestamp {}) is out of ascending order or outside the window [{}, {}]",
+                    event.key,
+                    event.time_ms.unwrap_or_default(),
+                    at.start_ms,
+                    at.end_ms
+                ));
+            }
+            None => event.at_ms = previous,
+        }
+    }
+    Ok(())
+}
+
+/// A body's first characters, control characters blanked.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_CHARS * 4)]);
     let excerpt: String = text
         .chars()
         .take(EXCERPT_CHARS)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    let ellipsis = if text.chars().count() > EXCERPT_CHARS {
+    let more = if excerpt.len() < body.len() {
         "…"
     } else {
         ""
     };
-    format!(
-        "{} bytes, starting `{}{ellipsis}`",
-        body.len(),
-        excerpt.trim()
-    )
+    format!("{}{more}", excerpt.trim())
+}
+
+/// A body described for an error message: its size and first characters.
+fn describe(body: &[u8]) -> String {
+    if body.is_empty() {
+        return "empty body".into();
+    }
+    format!("{} bytes, starting `{}`", body.len(), excerpt(body))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const E1: &str = r#"{"auditId":"68483b21f99472ce88e5d355","resourceScope":{"accountIdentifier":"Xy3kQ9mTR0aWb1cD2eF4gH","orgIdentifier":"default","projectIdentifier":"payments"},"timestamp":1749564191482,"module":"PMS","resource":{"type":"PIPELINE","identifier":"deploy_payments","labels":{"resourceName":"Déploiement 支払い"}},"action":"CREATE"}"#;
-
-    fn success(content: &str) -> Vec<u8> {
-        format!(
-            r#"{{"status":"SUCCESS","data":{{"totalPages":1,"totalItems":1,"pageItemCount":1,"pageSize":50,"content":[{content}],"pageIndex":0,"empty":false,"pageToken":null}},"metaData":null,"correlationId":"c1"}}"#
-        )
-        .into_bytes()
-    }
-
-    #[test]
-    fn keeps_each_event_byte_for_byte() {
-        let spaced = E1.replace(",\"module\"", " ,  \"module\"");
-        let page = parse(200, &success(&spaced), None).unwrap();
-        assert_eq!(page.events.len(), 1);
-        assert_eq!(page.events[0].raw.get(), spaced);
-        assert_eq!(page.events[0].audit_id, "68483b21f99472ce88e5d355");
-        assert_eq!(page.events[0].timestamp_ms, 1_749_564_191_482);
-        assert_eq!(page.total_items, Some(1));
-    }
-
-    #[test]
-    fn empty_page_is_a_page() {
-        let page = parse(200, &success(""), None).unwrap();
-        assert!(page.events.is_empty());
-    }
-
-    #[test]
-    fn error_statuses_map_to_typed_errors_with_harness_message() {
-        let body = br#"{"status":"ERROR","code":"INVALID_TOKEN","message":"Token is not valid.","correlationId":"abc","detailedMessage":null,"responseMessages":[],"metadata":null}"#;
-        let err = parse(401, body, None).unwrap_err();
-        let SourceError::Unauthorized(f) = err else {
-            panic!("{err:?}")
-        };
-        assert_eq!(f.message, "Token is not valid.");
-        assert_eq!(f.code.as_deref(), Some("INVALID_TOKEN"));
-        assert_eq!(f.correlation_id.as_deref(), Some("abc"));
-
-        assert!(matches!(
-            parse(403, body, None),
-            Err(SourceError::Forbidden(_))
-        ));
-        assert!(matches!(
-            parse(500, body, None),
-            Err(SourceError::ServerError(_))
-        ));
-        let failure = br#"{"status":"FAILURE","code":"INVALID_REQUEST","message":"pageSize: must be less than or equal to 100","correlationId":"x","errors":[]}"#;
-        let Err(SourceError::BadRequest(f)) = parse(400, failure, None) else {
-            panic!()
-        };
-        assert_eq!(f.message, "pageSize: must be less than or equal to 100");
-    }
-
-    #[test]
-    fn rate_limit_with_non_json_body_keeps_retry_after() {
-        let err = parse(429, b"Too Many Requests", Some(7)).unwrap_err();
-        assert_eq!(
-            err,
-            SourceError::RateLimited {
-                retry_after_secs: Some(7),
-                message: "17 bytes, starting `Too Many Requests`".into()
-            }
-        );
-        assert!(err.is_retryable());
-    }
-
-    #[test]
-    fn html_gateway_error_is_a_server_error_quoting_the_body() {
-        let err = parse(502, b"<html><body>Bad Gateway</body></html>", None).unwrap_err();
-        let SourceError::ServerError(f) = &err else {
-            panic!("{err:?}")
-        };
-        assert!(
-            f.message.contains("<html><body>Bad Gateway"),
-            "{}",
-            f.message
-        );
-        assert!(err.is_retryable());
-    }
-
-    #[test]
-    fn status_field_is_checked_even_on_http_200() {
-        let body = br#"{"status":"ERROR","code":"ACCESS_DENIED","message":"User not authorized: no","correlationId":null}"#;
-        assert!(matches!(
-            parse(200, body, None),
-            Err(SourceError::Forbidden(_))
-        ));
-        let body = br#"{"status":"WEIRD"}"#;
-        assert!(matches!(
-            parse(200, body, None),
-            Err(SourceError::MalformedResponse(_))
-        ));
-    }
-
-    #[test]
-    fn truncated_and_html_200_bodies_are_malformed() {
-        let full = success(E1);
-        let err = parse(200, &full[..full.len() / 2], None).unwrap_err();
-        assert!(matches!(err, SourceError::MalformedResponse(_)), "{err:?}");
-        assert!(matches!(
-            parse(200, b"<html>login</html>", None),
-            Err(SourceError::MalformedResponse(_))
-        ));
-        assert!(err.is_retryable());
-    }
-
-    #[test]
-    fn event_without_keys_is_malformed() {
-        let err = parse(200, &success(r#"{"auditId":"a"}"#), None).unwrap_err();
-        let SourceError::MalformedResponse(m) = err else {
-            panic!()
-        };
-        assert!(m.contains("event 0"), "{m}");
-    }
-
-    #[test]
-    fn keys_the_scan_cannot_read_plainly_are_parsed_in_full() {
-        let page = parse(
-            200,
-            &success(r#"{"auditId":"a\u0062","timestamp":7},{"auditId":"c","timestamp":8}"#),
-            None,
-        )
-        .unwrap();
-        let keys: Vec<_> = page
-            .events
-            .iter()
-            .map(|e| (e.audit_id.as_str(), e.timestamp_ms))
-            .collect();
-        assert_eq!(keys, [("ab", 7), ("c", 8)]);
-        let err = parse(200, &success(r#"{"auditId":"a","timestamp":1.5}"#), None).unwrap_err();
-        assert!(matches!(err, SourceError::MalformedResponse(_)), "{err:?}");
-    }
-
-    #[test]
-    fn client_errors_are_not_retryable() {
-        let body = br#"{"status":"ERROR","code":"INVALID_REQUEST","message":"bad"}"#;
-        for status in [400, 401, 403] {
-            assert!(!parse(status, body, None).unwrap_err().is_retryable());
-        }
-    }
-
-    #[test]
-    fn long_bodies_are_excerpted() {
-        let long = "x".repeat(1000);
-        let Err(SourceError::ServerError(f)) = parse(503, long.as_bytes(), None) else {
-            panic!()
-        };
-        assert!(
-            f.message.starts_with("1000 bytes") && f.message.ends_with("…`"),
-            "{}",
-            f.message
-        );
-    }
-}
+mod tests;

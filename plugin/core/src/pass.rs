@@ -3,16 +3,22 @@
 //! drops events already stored, and hands batches to the pipeline with the
 //! checkpoint that covers them. Generic over its effects so it runs natively
 //! in tests.
+//!
+//! No event stops a pass. One that cannot be read or shaped travels in its
+//! batch's quarantine, byte for byte, and is recorded in the ledger as
+//! stored, like any other; the host makes the quarantine durable, with a
+//! checkpoint of its own, before the batch's lines.
 
 mod reconcile;
 
 use std::collections::BTreeSet;
 
 use crate::checkpoint::Checkpoint;
-use crate::error::{EmitError, SourceError};
+use crate::error::{EmitError, SourceError, Unusable, UnusableKind};
+use crate::event::Reason;
 use crate::ledger::SLICE_MS;
 use crate::pacing::Pacer;
-use crate::page::{self, Event, Page};
+use crate::page::{self, Content, Event, HttpResponse, Page, Quarantined};
 use crate::report::{Finding, FindingKind, LedgerReport, LedgerSlice, PollReport};
 use crate::request::{self, ListRequest};
 use crate::retry;
@@ -25,23 +31,23 @@ use crate::walk::{Chain, Purpose, Walk, Window};
 /// results filtered after paging do not.
 pub const SHORT_PAGE_ATTEMPTS: u32 = 3;
 
-/// A raw HTTP response.
+/// Why a request got no whole answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Whole body.
-    pub body: Vec<u8>,
-    /// `Retry-After` in seconds, when present and numeric.
-    pub retry_after_secs: Option<u32>,
+pub enum TransportError {
+    /// The request did not complete: connection, DNS, TLS, a timeout before
+    /// the answer, or the host's egress policy. Described.
+    Failed(String),
+    /// Harness answered, but its body could not be read whole: larger than
+    /// [`page::MAX_BODY_BYTES`], or not arrived within the host's deadline.
+    Body(Box<Unusable>),
 }
 
 /// Sends HTTP requests (wasi:http in the component).
 pub trait Transport {
-    /// POSTs a JSON body; `Err` is a transport failure, described.
-    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String>;
-    /// GETs a URL; `Err` is a transport failure, described.
-    fn get(&mut self, url: &str) -> Result<HttpResponse, String>;
+    /// POSTs a JSON body.
+    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, TransportError>;
+    /// GETs a URL.
+    fn get(&mut self, url: &str) -> Result<HttpResponse, TransportError>;
 }
 
 /// Time and randomness (wasi:clocks and wasi:random in the component).
@@ -54,16 +60,41 @@ pub trait Clock {
     fn random_u64(&mut self) -> u64;
 }
 
+/// An event kept in the quarantine, as a batch carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedEvent {
+    /// The bytes Harness sent for the event, on one line: a line break they
+    /// hold becomes a space between tokens, its escape inside a string.
+    pub bytes: Vec<u8>,
+    /// Why it is kept here.
+    pub reason: Reason,
+    /// What is wrong, in words.
+    pub detail: String,
+    /// Its `timestamp`, or where its page placed it (epoch ms).
+    pub at_ms: u64,
+}
+
+/// The quarantine of a batch, and the checkpoint that records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// The events, oldest first.
+    pub events: Vec<QuarantinedEvent>,
+    /// The last committed checkpoint with these events recorded as stored:
+    /// valid once they are durable, before the batch's lines are.
+    pub checkpoint: Vec<u8>,
+}
+
 /// A batch ready for the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    /// NDJSON, one event per line, each line ending in `\n`, oldest first.
+    /// NDJSON, one event per line, each line ending in `\n`, oldest first;
+    /// empty when every event of the batch is in its quarantine.
     pub lines: Vec<u8>,
     /// Lines in `lines`.
     pub event_count: u32,
-    /// First event's `timestamp`.
+    /// Time of the batch's first event, lines and quarantine alike.
     pub first_event_ms: u64,
-    /// Last event's `timestamp`.
+    /// Time of its last event.
     pub last_event_ms: u64,
     /// Start (inclusive) of the window, or of the slice read again.
     pub window_start_ms: u64,
@@ -71,6 +102,8 @@ pub struct Batch {
     pub window_end_ms: u64,
     /// Checkpoint valid once the batch is durable.
     pub checkpoint: Vec<u8>,
+    /// Events that cannot be written in the configured shape.
+    pub quarantine: Option<Quarantine>,
 }
 
 /// Makes batches durable (the host's `emit` in the component).
@@ -86,17 +119,32 @@ struct Effects<'a, T, P, C> {
     clock: &'a mut C,
 }
 
+/// An event to be written in the configured shape.
+struct Line {
+    at_ms: u64,
+    key: String,
+    /// The event in its shape, on one line or not yet.
+    text: String,
+    /// A configuration change, to be enriched with its YAML diff.
+    yaml: bool,
+}
+
 /// Events read and not yet emitted, with the span of the ranges they came from.
 #[derive(Default)]
 struct Pending {
-    events: Vec<Event>,
+    lines: Vec<Line>,
+    /// Events for the quarantine, with their keys.
+    quarantined: Vec<(String, QuarantinedEvent)>,
     range: Option<Window>,
 }
 
 impl Pending {
-    fn add(&mut self, events: impl IntoIterator<Item = Event>, range: Window) {
-        self.events.extend(events);
-        self.range = Some(span(self.range, range));
+    fn len(&self) -> usize {
+        self.lines.len() + self.quarantined.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -178,6 +226,7 @@ impl Source {
                     start_ms: ledger.covered_start(start),
                     end_ms: start + SLICE_MS - 1,
                     stored: slice.stored(),
+                    quarantined: slice.quarantined,
                     count: slice.count,
                 })
                 .collect(),
@@ -251,7 +300,7 @@ impl Source {
             self.target_end_ms = None;
             break;
         }
-        if !pending.events.is_empty() {
+        if !pending.is_empty() {
             self.emit(&mut pending, &mut report, fx)?;
         }
         report.watermark_ms = self.checkpoint.watermark_ms;
@@ -281,7 +330,8 @@ impl Source {
     }
 
     /// One page of the walk in progress (with its repeats, if short), its
-    /// new events added to `pending`.
+    /// new events added to `pending`. A page larger than the component reads
+    /// is asked for again in pages half the size.
     fn step_walk<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
         pending: &mut Pending,
@@ -296,10 +346,34 @@ impl Source {
         let (range, purpose, in_tie) = (walk.range, walk.purpose, walk.tie.is_some());
         let req = self.next_request(walk);
         let body = request::body(&self.settings, &req);
-        let mut page = self.fetch_page(&req, &body, report, fx)?;
-        if self.settings.api_flavor == ApiFlavor::List && !in_tie {
-            self.complete_short_page(&req, &body, &mut page, report, fx)?;
-        }
+        let fetched = self
+            .fetch_page(&req, &body, report, fx)
+            .and_then(|mut page| {
+                if self.settings.api_flavor == ApiFlavor::List && !in_tie {
+                    self.complete_short_page(&req, &body, &mut page, report, fx)?;
+                }
+                Ok(page)
+            });
+        let mut page = match fetched {
+            Err(SourceError::Unusable(u))
+                if u.kind == UnusableKind::TooLarge && req.page_size > 1 =>
+            {
+                let walk = self
+                    .checkpoint
+                    .walk
+                    .as_mut()
+                    .expect("a walk is in progress");
+                walk.halve_pages(req.page_size);
+                report.retries += 1;
+                return Ok(());
+            }
+            other => other?,
+        };
+        // A page holds at most the events asked for, so a batch of whole
+        // pages stays within its limit. More (an API that ignores pageSize,
+        // or short answers merged) are the newest: the next request, which
+        // starts at the newest event kept, reads them again.
+        page.events.truncate(req.page_size as usize);
         if purpose == Purpose::Window {
             report.window = Some(span(report.window, range));
         }
@@ -309,38 +383,50 @@ impl Source {
             .walk
             .as_ref()
             .expect("a walk is in progress");
+        let ledger = &self.checkpoint.ledger;
         let fresh: Vec<bool> = page
             .events
             .iter()
             .map(|e| {
-                walk.unread(e) && !self.checkpoint.ledger.contains(e.timestamp_ms, &e.audit_id)
+                let stored = if e.readable() {
+                    ledger.contains(e.at_ms, &e.key)
+                } else {
+                    ledger.contains_anywhere(&e.key)
+                };
+                walk.unread(e) && !stored
             })
             .collect();
         let fresh_count = fresh.iter().filter(|f| **f).count();
         // A batch holds whole pages (its checkpoint marks a page end), so the
         // batch this page would push past the limit is emitted before it.
-        if !pending.events.is_empty()
-            && pending.events.len() + fresh_count > self.settings.batch_max_events as usize
+        if !pending.is_empty()
+            && pending.len() + fresh_count > self.settings.batch_max_events as usize
         {
             self.emit(pending, report, fx)?;
         }
         let listed = page.events.len();
 
-        let page_size = self.settings.page_size;
         let walk = self
             .checkpoint
             .walk
             .as_mut()
             .expect("a walk is in progress");
         let step = match self.settings.api_flavor {
-            ApiFlavor::List => walk.apply_list(&page.events, page.total_items, page_size),
+            ApiFlavor::List => walk.apply_list(&page.events, page.total_items, req.page_size),
             ApiFlavor::ListV2 => {
                 let has_next = page.has_next == Some(true);
                 if has_next && page.next_token.is_none() && !walk.unread_any(&page.events) {
-                    return Err(SourceError::MalformedResponse(format!(
-                        "a page at startTime {} said hasNext without a pageToken and held nothing new",
-                        req.start_ms
-                    )));
+                    let answer = HttpResponse::json(200, Vec::new());
+                    let mut u = answer.unusable(
+                        &[],
+                        UnusableKind::NotAPage,
+                        format!(
+                            "a page at startTime {} said hasNext without a pageToken and held nothing new",
+                            req.start_ms
+                        ),
+                    );
+                    u.request = Some(req.at());
+                    return Err(SourceError::Unusable(Box::new(u)));
                 }
                 walk.chain = match page.next_token.clone() {
                     Some(token) if has_next => Some(Chain {
@@ -353,20 +439,21 @@ impl Source {
                 walk.apply_v2(&page.events, has_next)
             }
         };
-        let new_events: Vec<Event> = page
-            .events
-            .into_iter()
-            .zip(fresh)
-            // Recording refuses an id recorded already: one listed twice on this page.
-            .filter_map(|(e, fresh)| {
-                (fresh && self.checkpoint.record(e.timestamp_ms, &e.audit_id)).then_some(e)
-            })
-            .collect();
-        report.duplicates_dropped += (listed - new_events.len()) as u64;
-        if let Some(walk) = self.checkpoint.walk.as_mut() {
-            walk.written += new_events.len() as u64;
+        if step.dropped {
+            return Ok(());
         }
-        pending.add(new_events, range);
+        let mut taken = 0;
+        for (event, fresh) in page.events.into_iter().zip(fresh) {
+            // Recording refuses a key recorded already: one listed twice on this page.
+            if fresh && self.take(event, pending) {
+                taken += 1;
+            }
+        }
+        report.duplicates_dropped += (listed - taken) as u64;
+        if let Some(walk) = self.checkpoint.walk.as_mut() {
+            walk.written += taken as u64;
+        }
+        pending.range = Some(span(pending.range, range));
         if let Some(tie) = step.tie_shortfall {
             report.findings.push(Finding {
                 kind: FindingKind::TieIncomplete,
@@ -383,10 +470,65 @@ impl Source {
             let walk = self.checkpoint.walk.take().expect("a walk is in progress");
             self.finish_walk(walk, report, fx.clock.now_ms());
         }
-        if pending.events.len() >= self.settings.batch_max_events as usize {
+        if pending.len() >= self.settings.batch_max_events as usize {
             self.emit(pending, report, fx)?;
         }
         Ok(())
+    }
+
+    /// Records a fresh event and adds it to `pending`, in its shape or to the
+    /// quarantine; false when the ledger holds it already.
+    fn take(&mut self, event: Event, pending: &mut Pending) -> bool {
+        let Event {
+            key,
+            at_ms,
+            content,
+            ..
+        } = event;
+        let quarantined = match content {
+            Content::Json(raw) => {
+                let yaml = self.settings.enrich_yaml_diff && wants_yaml_diff(raw.get());
+                let shaped = match self.settings.output_shape {
+                    OutputShape::Raw => Ok(String::from(Box::<str>::from(raw))),
+                    OutputShape::Streaming => {
+                        shape::to_streaming(raw.get(), at_ms).map_err(|detail| (raw, detail))
+                    }
+                };
+                match shaped {
+                    Ok(text) => {
+                        if !self.checkpoint.record(at_ms, &key) {
+                            return false;
+                        }
+                        pending.lines.push(Line {
+                            at_ms,
+                            key,
+                            text,
+                            yaml,
+                        });
+                        return true;
+                    }
+                    Err((raw, detail)) => Quarantined {
+                        bytes: raw.get().as_bytes().into(),
+                        reason: Reason::Unmappable,
+                        detail,
+                    },
+                }
+            }
+            Content::Quarantined(q) => q,
+        };
+        if !self.checkpoint.record_quarantined(at_ms, &key) {
+            return false;
+        }
+        pending.quarantined.push((
+            key,
+            QuarantinedEvent {
+                bytes: one_line(&quarantined.bytes),
+                reason: quarantined.reason,
+                detail: quarantined.detail,
+                at_ms,
+            },
+        ));
+        true
     }
 
     /// A page shorter than `pageSize` whose events do not reach the count the
@@ -415,18 +557,14 @@ impl Source {
             }
             let again = self.fetch_page(req, body, report, fx)?;
             let before = page.events.len();
-            let held: BTreeSet<String> = page.events.iter().map(|e| e.audit_id.clone()).collect();
-            page.events.extend(
-                again
-                    .events
-                    .into_iter()
-                    .filter(|e| !held.contains(&e.audit_id)),
-            );
+            let held: BTreeSet<String> = page.events.iter().map(|e| e.key.clone()).collect();
+            page.events
+                .extend(again.events.into_iter().filter(|e| !held.contains(&e.key)));
             page.total_items = again.total_items.or(page.total_items);
             if page.events.len() == before {
                 break;
             }
-            page.events.sort_by_key(|e| e.timestamp_ms);
+            page.events.sort_by_key(|e| e.at_ms);
         }
         Ok(())
     }
@@ -461,50 +599,74 @@ impl Source {
 
     /// Emits the events read since the last batch, oldest first, with the
     /// checkpoint that covers them; only then does that checkpoint count as
-    /// committed.
+    /// committed. The quarantine carries a checkpoint of its own: the last
+    /// committed one with its events recorded, valid while the batch's lines
+    /// are not yet durable.
     fn emit<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
         pending: &mut Pending,
         report: &mut PollReport,
         fx: &mut Effects<'_, T, P, C>,
     ) -> Result<(), SourceError> {
-        // Ties in time are ordered by auditId, not as the API happened to
-        // return them, so a batch read twice (after a crash, or by two writers
-        // that overlap) is the same bytes and so the same object.
+        // Ties in time are ordered by key, not as the API happened to return
+        // them, so a batch read twice (after a crash, or by two writers that
+        // overlap) is the same bytes and so the same object.
         pending
-            .events
-            .sort_by(|a, b| (a.timestamp_ms, &a.audit_id).cmp(&(b.timestamp_ms, &b.audit_id)));
-        let extras: Vec<Option<String>> = if self.settings.enrich_yaml_diff {
-            pending
-                .events
-                .iter()
-                .map(|event| self.yaml_diff(event, report, fx))
-                .collect()
-        } else {
-            vec![None; pending.events.len()]
-        };
+            .lines
+            .sort_by(|a, b| (a.at_ms, &a.key).cmp(&(b.at_ms, &b.key)));
+        pending
+            .quarantined
+            .sort_by(|a, b| (a.1.at_ms, &a.0).cmp(&(b.1.at_ms, &b.0)));
+        if self.settings.enrich_yaml_diff {
+            for i in 0..pending.lines.len() {
+                if pending.lines[i].yaml {
+                    let member = self.yaml_diff(&pending.lines[i].key, report, fx);
+                    enrich(&mut pending.lines[i].text, &member);
+                }
+            }
+        }
         let range = pending.range.expect("pending events have a range");
         let checkpoint = self.checkpoint.to_bytes();
+        let quarantine = (!pending.quarantined.is_empty()).then(|| {
+            let recorded = if pending.lines.is_empty() {
+                checkpoint.clone()
+            } else {
+                let mut committed = self.committed_checkpoint();
+                for (key, q) in &pending.quarantined {
+                    committed.record_quarantined(q.at_ms, key);
+                }
+                committed.to_bytes()
+            };
+            Quarantine {
+                events: pending.quarantined.iter().map(|(_, q)| q.clone()).collect(),
+                checkpoint: recorded,
+            }
+        });
         fx.pipeline
-            .emit(batch(
-                &pending.events,
-                &extras,
-                range,
-                checkpoint.clone(),
-                self.settings.output_shape,
-            )?)
+            .emit(batch(&pending.lines, quarantine, range, checkpoint.clone()))
             .map_err(SourceError::SinkFailure)?;
         self.committed = checkpoint;
         report.batches += 1;
-        report.events_emitted += pending.events.len() as u64;
+        report.events_emitted += pending.lines.len() as u64;
+        report.events_quarantined += pending.quarantined.len() as u64;
         *pending = Pending::default();
         Ok(())
+    }
+
+    /// The checkpoint as of the last emitted batch.
+    fn committed_checkpoint(&self) -> Checkpoint {
+        Checkpoint::load(
+            &self.committed,
+            &self.settings.account_id,
+            self.settings.overlap_ms(),
+        )
+        .expect("a checkpoint this source serialized reads back")
     }
 
     /// Continues a `listV2` token chain when its body is unchanged; otherwise
     /// starts at the walk's cursor.
     fn next_request(&self, walk: &Walk) -> ListRequest {
-        let page_size = self.settings.page_size;
+        let page_size = walk.page_size.unwrap_or(self.settings.page_size);
         if let Some(chain) = &walk.chain {
             let req = ListRequest {
                 start_ms: chain.start_ms,
@@ -530,7 +692,7 @@ impl Source {
         }
     }
 
-    /// One page, checked to be in order and inside the request's range.
+    /// One page, its events placed in order inside the request's range.
     fn fetch_page<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
         req: &ListRequest,
@@ -539,10 +701,15 @@ impl Source {
         fx: &mut Effects<'_, T, P, C>,
     ) -> Result<Page, SourceError> {
         let url = request::url(&self.settings, req);
-        let page = self.call(report, fx, |t| t.post_json(&url, body), page::parse)?;
+        let at = req.at();
+        let page = self.call(
+            report,
+            fx,
+            |t| t.post_json(&url, body),
+            |r| page::parse(r, &at),
+        )?;
         report.pages += 1;
         report.events_read += page.events.len() as u64;
-        check_order(&page, req)?;
         Ok(page)
     }
 
@@ -550,26 +717,16 @@ impl Source {
     /// the error that kept it from being fetched (the event is written either way).
     fn yaml_diff<T: Transport, P: Pipeline, C: Clock>(
         &mut self,
-        event: &Event,
+        audit_id: &str,
         report: &mut PollReport,
         fx: &mut Effects<'_, T, P, C>,
-    ) -> Option<String> {
-        #[derive(serde::Deserialize)]
-        struct ActionKey {
-            action: Option<String>,
-        }
-        let action = serde_json::from_str::<ActionKey>(event.raw.get())
-            .ok()?
-            .action?;
-        if !YAML_ACTIONS.contains(&action.as_str()) {
-            return None;
-        }
-        let url = request::yaml_url(&self.settings, &event.audit_id);
+    ) -> String {
+        let url = request::yaml_url(&self.settings, audit_id);
         let value = match self.call(report, fx, |t| t.get(&url), page::parse_yaml) {
             Ok(diff) => serde_json::to_string(&diff).expect("strings always serialize"),
             Err(e) => serde_json::json!({ "error": describe(&e) }).to_string(),
         };
-        Some(format!("\"{YAML_DIFF_KEY}\":{value}"))
+        format!("\"{YAML_DIFF_KEY}\":{value}")
     }
 
     /// Sends with pacing, and retries what is retryable within the pass's budget.
@@ -577,8 +734,8 @@ impl Source {
         &mut self,
         report: &mut PollReport,
         fx: &mut Effects<'_, T, P, C>,
-        mut send: impl FnMut(&mut T) -> Result<HttpResponse, String>,
-        parse: impl Fn(u16, &[u8], Option<u32>) -> Result<R, SourceError>,
+        mut send: impl FnMut(&mut T) -> Result<HttpResponse, TransportError>,
+        parse: impl Fn(&HttpResponse) -> Result<R, SourceError>,
     ) -> Result<R, SourceError> {
         let budget_ms = u64::from(self.settings.retry_budget_secs) * 1000;
         let mut attempt = 0;
@@ -587,9 +744,11 @@ impl Source {
             if wait > 0 {
                 fx.clock.sleep_ms(wait);
             }
-            let result = send(fx.transport)
-                .map_err(SourceError::Transport)
-                .and_then(|resp| parse(resp.status, &resp.body, resp.retry_after_secs));
+            let result = match send(fx.transport) {
+                Ok(resp) => parse(&resp),
+                Err(TransportError::Failed(m)) => Err(SourceError::Transport(m)),
+                Err(TransportError::Body(u)) => Err(SourceError::Unusable(u)),
+            };
             let err = match result {
                 Err(err) if err.is_retryable() && attempt < self.settings.max_retries => err,
                 other => return other,
@@ -614,22 +773,6 @@ impl Source {
     }
 }
 
-/// The walk is only sound if events come back oldest first and inside the
-/// range asked for; anything else could skip events, so it is an error.
-fn check_order(page: &Page, req: &ListRequest) -> Result<(), SourceError> {
-    let mut previous = req.start_ms;
-    for (i, event) in page.events.iter().enumerate() {
-        if event.timestamp_ms < previous || event.timestamp_ms > req.end_ms {
-            return Err(SourceError::MalformedResponse(format!(
-                "event {i} (`{}`, timestamp {}) is out of ascending order or outside the window [{}, {}]",
-                event.audit_id, event.timestamp_ms, req.start_ms, req.end_ms
-            )));
-        }
-        previous = event.timestamp_ms;
-    }
-    Ok(())
-}
-
 /// Actions whose events have a YAML diff: configuration changes.
 const YAML_ACTIONS: [&str; 6] = [
     "CREATE",
@@ -642,6 +785,31 @@ const YAML_ACTIONS: [&str; 6] = [
 /// Key of the YAML diff added to an enriched event.
 pub const YAML_DIFF_KEY: &str = "harnessAuditYamlDiff";
 
+/// Whether the event (an object) is a configuration change.
+fn wants_yaml_diff(raw: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct ActionKey {
+        action: Option<String>,
+    }
+    serde_json::from_str::<ActionKey>(raw)
+        .ok()
+        .and_then(|k| k.action)
+        .is_some_and(|action| YAML_ACTIONS.contains(&action.as_str()))
+}
+
+/// Adds a `"key":value` member to the object `text`.
+fn enrich(text: &mut String, member: &str) {
+    let open = text.trim_end().len() - 1;
+    debug_assert_eq!(&text[open..=open], "}", "a shaped event is an object");
+    let empty = text[..open].trim_end().ends_with('{');
+    text.truncate(open);
+    if !empty {
+        text.push(',');
+    }
+    text.push_str(member);
+    text.push('}');
+}
+
 /// An error recorded on an event, in the words the host uses.
 fn describe(e: &SourceError) -> String {
     match e {
@@ -651,69 +819,73 @@ fn describe(e: &SourceError) -> String {
         | SourceError::ServerError(f) => f.to_string(),
         SourceError::RateLimited { message, .. } => format!("HTTP 429: {message}"),
         SourceError::Transport(m) => format!("request failed: {m}"),
-        SourceError::MalformedResponse(m) => format!("unusable response: {m}"),
+        SourceError::Unusable(u) => format!("unusable response: {u}"),
         other => format!("{other:?}"),
     }
 }
 
-/// NDJSON lines of `events` in `shape`; a `Some` extra is a `"key":value`
-/// member added to its event's object.
+/// Puts an event on one line. JSON strings cannot hold raw line breaks, so
+/// in JSON one is whitespace between tokens and becomes a space; in bytes
+/// that are not JSON, one inside what reads as a string becomes its escape.
+fn one_line(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        match b {
+            b'\n' | b'\r' if in_string => {
+                out.extend_from_slice(if b == b'\n' { b"\\n" } else { b"\\r" });
+                escaped = false;
+                continue;
+            }
+            b'\n' | b'\r' => {
+                out.push(b' ');
+                continue;
+            }
+            b'"' if !escaped => in_string = !in_string,
+            _ => {}
+        }
+        escaped = in_string && b == b'\\' && !escaped;
+        out.push(b);
+    }
+    out
+}
+
+/// The batch of `lines` (in their shape) and `quarantine`.
 fn batch(
-    events: &[Event],
-    extras: &[Option<String>],
+    lines: &[Line],
+    quarantine: Option<Quarantine>,
     window: Window,
     checkpoint: Vec<u8>,
-    shape: OutputShape,
-) -> Result<Batch, SourceError> {
-    let mut lines = Vec::with_capacity(events.iter().map(|e| e.raw.get().len() + 1).sum());
-    for (event, extra) in events.iter().zip(extras) {
-        let rewritten;
-        let shaped = match shape {
-            OutputShape::Raw => event.raw.get(),
-            OutputShape::Streaming => {
-                rewritten =
-                    shape::to_streaming(event.raw.get()).map_err(SourceError::MalformedResponse)?;
-                &rewritten
-            }
-        };
-        let enriched;
-        let raw = match extra {
-            None => shaped.as_bytes(),
-            Some(member) => {
-                let open = shaped.trim_end().strip_suffix('}').ok_or_else(|| {
-                    SourceError::MalformedResponse(format!(
-                        "event `{}` is not a JSON object",
-                        event.audit_id
-                    ))
-                })?;
-                let separator = if open.trim_end().ends_with('{') {
-                    ""
-                } else {
-                    ","
-                };
-                enriched = format!("{open}{separator}{member}}}");
-                enriched.as_bytes()
-            }
-        };
+) -> Batch {
+    let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.text.len() + 1).sum());
+    for line in lines {
         // JSON strings cannot hold raw newlines, so any here is whitespace
         // between tokens; flattening it keeps one event per line. One
         // branch-free pass copies and flattens at once: in wasm32, where
         // `contains` scans four bytes at a time, it beats scanning first.
-        lines.extend(
-            raw.iter()
-                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        bytes.extend(
+            line.text
+                .bytes()
+                .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
         );
-        lines.push(b'\n');
+        bytes.push(b'\n');
     }
-    Ok(Batch {
-        lines,
-        event_count: u32::try_from(events.len()).expect("a batch holds at most 20,000 events"),
-        first_event_ms: events.first().map_or(0, |e| e.timestamp_ms),
-        last_event_ms: events.last().map_or(0, |e| e.timestamp_ms),
+    let times = lines.iter().map(|l| l.at_ms).chain(
+        quarantine
+            .iter()
+            .flat_map(|q| q.events.iter().map(|e| e.at_ms)),
+    );
+    let (first, last) = times.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    Batch {
+        lines: bytes,
+        event_count: u32::try_from(lines.len()).expect("a batch holds at most 20,000 events"),
+        first_event_ms: first,
+        last_event_ms: last,
         window_start_ms: window.start_ms,
         window_end_ms: window.end_ms,
         checkpoint,
-    })
+        quarantine,
+    }
 }
 
 #[cfg(test)]

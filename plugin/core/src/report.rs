@@ -8,8 +8,10 @@ use crate::walk::Window;
 pub struct PollReport {
     /// Events the API returned.
     pub events_read: u64,
-    /// Events emitted.
+    /// Events emitted in the configured shape.
     pub events_emitted: u64,
+    /// Events emitted to the quarantine.
+    pub events_quarantined: u64,
     /// Events dropped as already read or emitted.
     pub duplicates_dropped: u64,
     /// Successful page responses.
@@ -81,6 +83,8 @@ pub struct LedgerSlice {
     pub end_ms: u64,
     /// Events stored with a timestamp in `[start_ms, end_ms]`.
     pub stored: u64,
+    /// Of those, the events kept in the quarantine.
+    pub quarantined: u64,
     /// Harness's count at the last check, if any.
     pub count: Option<Count>,
 }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::error::RequestAt;
 use crate::settings::{ApiFlavor, Settings};
 
 /// One page request: an inclusive time window and a position inside it.
@@ -18,6 +19,18 @@ pub struct ListRequest {
     pub page_size: u32,
     /// `pageToken` from the previous page of the same body (`list-v2` only).
     pub page_token: Option<String>,
+}
+
+impl ListRequest {
+    /// Where it asks, as an error names it.
+    pub fn at(&self) -> RequestAt {
+        RequestAt {
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            page_index: self.page_index,
+            page_size: self.page_size,
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -17,9 +17,19 @@
 //! the events read up to the count the API gave for the request. A short page
 //! alone proves nothing: a lagging secondary, or results filtered after
 //! paging, shorten pages before the end.
+//!
+//! Events are known by [`Event::key`] and placed at [`Event::at_ms`]: an
+//! event whose `timestamp` cannot be read sits where the event before it
+//! does. A full page of such events holds no time to move by, so the walk
+//! then steps through the request's pages by offset, until a page moves the
+//! cursor or the range runs out. Its hour must be exact, since the ledger
+//! compares hours with Harness's counts: when the events around it lie in
+//! different hours, the walk drops the page and asks one hour at a time from
+//! then on, so that the range asked for is the event's hour.
 
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::{SLICE_MS, slice_start};
 use crate::page::Event;
 
 /// An inclusive time range, epoch ms.
@@ -83,6 +93,8 @@ pub struct Step {
     pub done: bool,
     /// A millisecond was left with fewer events than counted.
     pub tie_shortfall: Option<TieShortfall>,
+    /// The page was not read: it is asked for again, one hour at a time.
+    pub dropped: bool,
 }
 
 /// The state of one walk, kept in the checkpoint so that it resumes.
@@ -110,6 +122,31 @@ pub struct Walk {
     /// `listV2` only: the token for the next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Chain>,
+    /// `pageIndex` of the next request outside a tie: 0, unless full pages
+    /// of events without a readable time keep the cursor where it is.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: u32,
+    /// The page size this walk asks for, when smaller than the configured
+    /// one: a page came back larger than the component reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
+    /// Set once a page held an event whose hour its neighbours left open:
+    /// from then on no request reaches past the end of the cursor's hour.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hourly: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// The last millisecond of the hour holding `ms`.
+fn hour_end(ms: u64) -> u64 {
+    slice_start(ms) + SLICE_MS - 1
 }
 
 /// Requests allowed for one millisecond whose events come back in a new
@@ -136,14 +173,16 @@ impl Walk {
             counted: None,
             written: 0,
             chain: None,
+            offset: 0,
+            page_size: None,
+            hourly: false,
         }
     }
 
     /// Whether the walk has not read `event` yet.
     pub fn unread(&self, event: &Event) -> bool {
-        event.timestamp_ms > self.cursor_ms
-            || (event.timestamp_ms == self.cursor_ms
-                && !self.seen_at_cursor.contains(&event.audit_id))
+        event.at_ms > self.cursor_ms
+            || (event.at_ms == self.cursor_ms && !self.seen_at_cursor.contains(&event.key))
     }
 
     /// Whether `page` holds an event the walk has not read.
@@ -161,8 +200,49 @@ impl Walk {
     pub fn list_request(&self) -> (u64, u64, u32) {
         match self.tie {
             Some(tie) => (self.cursor_ms, self.cursor_ms, tie.next_page),
-            None => (self.cursor_ms, self.range.end_ms, 0),
+            None => (self.cursor_ms, self.request_end(), self.offset),
         }
+    }
+
+    /// `endTime` of the next request outside a tie.
+    fn request_end(&self) -> u64 {
+        if self.hourly {
+            self.range.end_ms.min(hour_end(self.cursor_ms))
+        } else {
+            self.range.end_ms
+        }
+    }
+
+    /// Whether `page` holds an event placed by its neighbours whose hour
+    /// they leave open: the events before and after it (or the request's
+    /// end) lie in different hours.
+    fn hour_left_open(&self, page: &[Event]) -> bool {
+        let end = self.request_end();
+        if slice_start(self.cursor_ms) == slice_start(end) {
+            return false;
+        }
+        page.iter().enumerate().any(|(i, e)| {
+            let placed = e.time_ms != Some(e.at_ms);
+            let upper = page[i + 1..]
+                .iter()
+                .find(|n| n.time_ms == Some(n.at_ms))
+                .map_or(end, |n| n.at_ms);
+            placed && slice_start(e.at_ms) != slice_start(upper)
+        })
+    }
+
+    /// Asks for pages half the size from now on (at least 1), keeping each
+    /// page index at the same events; the new size.
+    pub fn halve_pages(&mut self, page_size: u32) -> u32 {
+        let half = (page_size / 2).max(1);
+        self.page_size = Some(half);
+        if half < page_size {
+            self.offset = self.offset.saturating_mul(2);
+            if let Some(tie) = self.tie.as_mut() {
+                tie.next_page = tie.next_page.saturating_mul(2);
+            }
+        }
+        half
     }
 
     /// Moves past `page` (ascending, answering [`Walk::list_request`]);
@@ -175,19 +255,43 @@ impl Walk {
         {
             self.counted = self.counted.or(total);
         }
+        if !self.hourly && self.hour_left_open(page) {
+            self.hourly = true;
+            return Step {
+                dropped: true,
+                ..Step::default()
+            };
+        }
         let seen_before = self.seen_at_cursor.len() as u64;
         let full = page.len() >= page_size as usize;
-        let one_millisecond = full && page.iter().all(|e| e.timestamp_ms == self.cursor_ms);
+        let at_cursor = full && page.iter().all(|e| e.at_ms == self.cursor_ms);
+        let cursor_before = self.cursor_ms;
         let unread = self.advance(page);
-        if one_millisecond {
-            self.tie = Some(Tie::default());
+        if at_cursor {
+            if page.iter().any(|e| e.time_ms == Some(self.cursor_ms)) {
+                self.tie = Some(Tie::default());
+            } else {
+                // No event on the page says where it is: only offsets step past them.
+                self.offset = self.offset.saturating_add(1);
+            }
             return Step::default();
+        }
+        if self.cursor_ms > cursor_before {
+            self.offset = 0;
         }
         let known = seen_before + unread;
         let done = unread == 0 || (!full && total.is_some_and(|t| known >= t));
+        let end = self.request_end();
+        if done && end < self.range.end_ms {
+            // The hour is read: the next one.
+            self.cursor_ms = end + 1;
+            self.seen_at_cursor.clear();
+            self.offset = 0;
+            return Step::default();
+        }
         Step {
             done,
-            tie_shortfall: None,
+            ..Step::default()
         }
     }
 
@@ -196,7 +300,7 @@ impl Walk {
         self.advance(page);
         Step {
             done: !has_next,
-            tie_shortfall: None,
+            ..Step::default()
         }
     }
 
@@ -206,7 +310,7 @@ impl Walk {
         let mut newest = self.cursor_ms;
         for event in page.iter().filter(|e| self.unread(e)) {
             unread += 1;
-            newest = newest.max(event.timestamp_ms);
+            newest = newest.max(event.at_ms);
         }
         self.read += unread;
         if newest > self.cursor_ms {
@@ -214,9 +318,9 @@ impl Walk {
             self.seen_at_cursor.clear();
         }
         // Only the cursor's millisecond needs its ids: everything before it is behind the walk.
-        for event in page.iter().filter(|e| e.timestamp_ms == self.cursor_ms) {
-            if !self.seen_at_cursor.contains(&event.audit_id) {
-                self.seen_at_cursor.push(event.audit_id.clone());
+        for event in page.iter().filter(|e| e.at_ms == self.cursor_ms) {
+            if !self.seen_at_cursor.contains(&event.key) {
+                self.seen_at_cursor.push(event.key.clone());
             }
         }
         unread
@@ -256,6 +360,7 @@ impl Walk {
         };
         self.tie = None;
         self.seen_at_cursor.clear();
+        self.offset = 0;
         let done = self.cursor_ms >= self.range.end_ms;
         if !done {
             self.cursor_ms += 1;
@@ -263,20 +368,19 @@ impl Walk {
         Step {
             done,
             tie_shortfall,
+            ..Step::default()
         }
     }
 }
 
 #[cfg(test)]
 pub(crate) fn event(id: &str, ts: u64) -> Event {
-    Event {
-        raw: serde_json::value::RawValue::from_string(format!(
+    Event::from_json(
+        serde_json::value::RawValue::from_string(format!(
             r#"{{"auditId":"{id}","timestamp":{ts}}}"#
         ))
         .unwrap(),
-        audit_id: id.into(),
-        timestamp_ms: ts,
-    }
+    )
 }
 
 #[cfg(test)]

@@ -14,14 +14,15 @@ use bindings::wasi::clocks::{monotonic_clock, wall_clock};
 use bindings::wasi::http::outgoing_handler;
 use bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    http_error_code,
 };
 use bindings::wasi::io::streams::StreamError;
 use bindings::wasi::random::random;
 
-use crate::pass::{Clock, HttpResponse, Transport};
+use crate::error::UnusableKind;
+use crate::page::{HttpResponse, MAX_BODY_BYTES};
+use crate::pass::{Clock, Transport, TransportError};
 
-/// Largest response body read; a page of 100 events is far below it.
-const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const CONNECT_TIMEOUT_SECS: u64 = 10;
 const FIRST_BYTE_TIMEOUT_SECS: u64 = 60;
@@ -74,7 +75,12 @@ impl WasiHttp {
         }
     }
 
-    fn send(&self, method: &Method, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+    fn send(
+        &self,
+        method: &Method,
+        url: &str,
+        body: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
         send(method, url, body, self.api_key.as_deref())
     }
 }
@@ -88,11 +94,11 @@ impl std::fmt::Debug for WasiHttp {
 }
 
 impl Transport for WasiHttp {
-    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, String> {
+    fn post_json(&mut self, url: &str, body: &[u8]) -> Result<HttpResponse, TransportError> {
         self.send(&Method::Post, url, body)
     }
 
-    fn get(&mut self, url: &str) -> Result<HttpResponse, String> {
+    fn get(&mut self, url: &str) -> Result<HttpResponse, TransportError> {
         self.send(&Method::Get, url, &[])
     }
 }
@@ -102,7 +108,28 @@ fn send(
     url: &str,
     body: &[u8],
     api_key: Option<&str>,
-) -> Result<HttpResponse, String> {
+) -> Result<HttpResponse, TransportError> {
+    let mut answer = request(method, url, body, api_key).map_err(TransportError::Failed)?;
+    match read_all(&answer.1) {
+        Ok(body) => {
+            let _trailers = IncomingBody::finish(answer.1);
+            answer.0.body = body;
+            Ok(answer.0)
+        }
+        Err(Unread::Failed(m)) => Err(TransportError::Failed(m)),
+        Err(Unread::Answer(kind, read, detail)) => Err(TransportError::Body(Box::new(
+            answer.0.unusable(&read, kind, detail),
+        ))),
+    }
+}
+
+/// Sends the request; the answer's head, and its body still to be read.
+fn request(
+    method: &Method,
+    url: &str,
+    body: &[u8],
+    api_key: Option<&str>,
+) -> Result<(HttpResponse, IncomingBody), String> {
     let (scheme, rest) = match url.split_once("://") {
         Some(("https", rest)) => (Scheme::Https, rest),
         Some(("http", rest)) => (Scheme::Http, rest),
@@ -151,22 +178,25 @@ fn send(
         .map_err(|()| "the response was already taken")?
         .map_err(describe)?;
     sent?;
-    let status = response.status();
-    let retry_after_secs = response
-        .headers()
-        .get("retry-after")
-        .first()
-        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+    let headers = response.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .first()
+            .map(|v| String::from_utf8_lossy(v).trim().to_owned())
+    };
+    let head = HttpResponse {
+        status: response.status(),
+        body: Vec::new(),
+        retry_after_secs: header("retry-after").and_then(|v| v.parse().ok()),
+        content_type: header("content-type"),
+        content_encoding: header("content-encoding"),
+    };
+    drop(headers);
     let incoming = response
         .consume()
         .map_err(|()| "the response body was already taken")?;
-    let body = read_all(&incoming)?;
-    let _trailers = IncomingBody::finish(incoming);
-    Ok(HttpResponse {
-        status,
-        body,
-        retry_after_secs,
-    })
+    Ok((head, incoming))
 }
 
 fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), String> {
@@ -183,10 +213,18 @@ fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), String> {
     OutgoingBody::finish(outgoing, None).map_err(describe)
 }
 
-fn read_all(incoming: &IncomingBody) -> Result<Vec<u8>, String> {
+/// Why a body was not read whole.
+enum Unread {
+    /// The connection failed: a transport failure.
+    Failed(String),
+    /// The answer itself is unusable: its kind, what was read, and why.
+    Answer(UnusableKind, Vec<u8>, String),
+}
+
+fn read_all(incoming: &IncomingBody) -> Result<Vec<u8>, Unread> {
     let stream = incoming
         .stream()
-        .map_err(|()| "the response stream was already taken")?;
+        .map_err(|()| Unread::Failed("the response stream was already taken".into()))?;
     let mut body = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
@@ -197,17 +235,32 @@ fn read_all(incoming: &IncomingBody) -> Result<Vec<u8>, String> {
                 } else {
                     body.extend_from_slice(&chunk);
                 }
+                // Read as a stream and stopped at the bound, never buffered whole.
                 if body.len() > MAX_BODY_BYTES {
-                    return Err(format!("response body exceeds {MAX_BODY_BYTES} bytes"));
+                    let detail = format!(
+                        "the body is larger than {MAX_BODY_BYTES} bytes, the most the component reads"
+                    );
+                    return Err(Unread::Answer(UnusableKind::TooLarge, body, detail));
                 }
             }
             Err(StreamError::Closed) => return Ok(body),
             Err(StreamError::LastOperationFailed(e)) => {
-                return Err(format!(
-                    "reading the response body failed after {} bytes: {}",
-                    body.len(),
+                let read = body.len();
+                // Hosts report a body that stopped arriving in their own
+                // terms: an error code, or only its words.
+                let timed_out =
+                    matches!(http_error_code(&e), Some(ErrorCode::ConnectionReadTimeout))
+                        || e.to_debug_string().to_ascii_lowercase().contains("timeout");
+                if timed_out {
+                    let detail = format!(
+                        "the body stopped arriving after {read} bytes: the host's deadline for the answer passed"
+                    );
+                    return Err(Unread::Answer(UnusableKind::SlowBody, body, detail));
+                }
+                return Err(Unread::Failed(format!(
+                    "reading the response body failed after {read} bytes: {}",
                     e.to_debug_string()
-                ));
+                )));
             }
         }
     }

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use harness_tests::chaos::{self, ChaosSpec, ChaosStore};
-use harness_tests::{FaultRates, Freedoms};
+use harness_tests::{FaultRates, Freedoms, OddContent};
 
-/// Chaos run: faults, every freedom of the API, late events, live inserts and SIGKILLs.
+/// Chaos run: faults, every freedom of the API, odd content, late events,
+/// live inserts and SIGKILLs.
 #[derive(Parser, Debug)]
 struct Args {
     /// The harness-audit binary to test.
@@ -33,6 +34,15 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// `OUTPUT_SHAPE`: raw or streaming.
+    #[arg(long, default_value = "raw", value_parser = ["raw", "streaming"])]
+    shape: String,
+    /// Share of events sent oddly (0 for none).
+    #[arg(long, default_value_t = OddContent::CHAOS.events)]
+    odd_events: f64,
+    /// Share of answers that are not a page (0 for none).
+    #[arg(long, default_value_t = OddContent::CHAOS.answers)]
+    odd_answers: f64,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +55,11 @@ fn main() -> ExitCode {
         freedoms: Freedoms {
             late_fraction: 0.10,
             max_late_ms: 60_000,
+            odd: Some(OddContent {
+                events: args.odd_events,
+                answers: args.odd_answers,
+                ..OddContent::CHAOS
+            }),
             ..Freedoms::ALL
         },
         live_per_second: args.live_per_second,
@@ -66,14 +81,20 @@ fn main() -> ExitCode {
         seed: args.seed,
         max_settle_runs: 120,
         store: ChaosStore::Local,
+        shape: if args.shape == "streaming" {
+            "streaming"
+        } else {
+            "raw"
+        },
     };
     let dir = tempfile::tempdir().expect("temporary output directory");
     let logs = tempfile::tempdir().expect("temporary log directory");
     let report = chaos::run(&spec, &args.binary, dir.path(), logs.path());
     println!(
-        "events {} | written {} | lost {} | duplicated {} | bytes equal {} | hidden {} | reported gap {:?} | kills {} | runs {} | failed runs {} | key leaks {} | {:.1} s",
+        "events {} | written {} | quarantined {} | lost {} | duplicated {} | bytes equal {} | hidden {} | reported gap {:?} | kills {} | runs {} | failed runs {} | key leaks {} | {:.1} s",
         report.expected,
         report.written_lines,
+        report.quarantined,
         report.lost.len(),
         report.duplicated.len(),
         report.bytes_equal,

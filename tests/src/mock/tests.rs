@@ -735,3 +735,181 @@ fn late_events_become_visible_up_to_the_set_delay_after_their_timestamp() {
     assert!(mock.events_visible_by() > now + 600_000);
     assert!(mock.events_visible_by() <= now + 3_600_000);
 }
+
+/// A POST of `BODY` to page `index` of 100, oldest first: status,
+/// `Content-Encoding`, and the body's bytes.
+fn post_bytes(mock: &MockHarness, key: &str, index: u32) -> (u16, Option<String>, Vec<u8>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}{}", mock.base_url(), list_path(index, 100, ASC)))
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .body(BODY)
+        .send()
+        .unwrap();
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        response.status().as_u16(),
+        encoding,
+        response.bytes().unwrap().to_vec(),
+    )
+}
+
+/// Odd content is off by default; switched on, every kind is sent, each
+/// event's bytes its own, inside the page as they are.
+#[test]
+fn odd_events_are_sent_behind_their_switch_each_kind_as_it_says() {
+    let (plain, key) = mock_with(50);
+    assert!(plain.returnable().iter().all(|r| r.odd.is_none()));
+
+    let (mock, key2) = mock_with(0);
+    assert_eq!(key, key2);
+    mock.set_freedoms(Freedoms {
+        odd: Some(OddContent {
+            events: 1.0,
+            answers: 0.0,
+            big_bytes: 4096,
+        }),
+        ..Freedoms::default()
+    });
+    mock.insert(generate(&SeedSpec {
+        account_id: ACCOUNT.into(),
+        count: 200,
+        start_ms: 1_000_000,
+        end_ms: 2_000_000,
+        seed: 4,
+    }));
+    let returned = mock.returnable();
+    let kinds: std::collections::BTreeSet<OddKind> =
+        returned.iter().filter_map(|r| r.odd).collect();
+    assert_eq!(kinds.len(), OddKind::ALL.len());
+    let unique: std::collections::BTreeSet<&[u8]> =
+        returned.iter().map(|r| r.bytes.as_slice()).collect();
+    assert_eq!(
+        unique.len(),
+        returned.len(),
+        "no two events send the same bytes"
+    );
+
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        #[serde(rename = "auditId")]
+        audit_id: String,
+        timestamp: u64,
+    }
+    for event in &returned {
+        let kind = event.odd.unwrap();
+        let text = std::str::from_utf8(&event.bytes);
+        // serde reads a struct from an array too: only an object is an event.
+        let keys = text
+            .ok()
+            .filter(|t| t.starts_with('{'))
+            .and_then(|t| serde_json::from_str::<Keys>(t).ok());
+        let readable = keys.is_some_and(|k| k.audit_id == event.audit_id && k.timestamp > 0);
+        let expected = match kind {
+            // Valid JSON serde reads (its recursion limit aside), keys and all.
+            OddKind::LoneSurrogate
+            | OddKind::Controls
+            | OddKind::Big
+            | OddKind::Nulls
+            | OddKind::WideNumbers
+            | OddKind::Pretty => true,
+            // Readable by a lenient client, not by a strict struct.
+            OddKind::DigitTimestamp | OddKind::DuplicateMember | OddKind::Deep => readable,
+            _ => false,
+        };
+        assert_eq!(
+            readable,
+            expected,
+            "{kind:?}: {:?}",
+            text.map(|t| &t[..t.len().min(200)])
+        );
+        match kind {
+            OddKind::NotUtf8 => assert!(text.is_err()),
+            OddKind::Big => assert!(event.bytes.len() > 4096),
+            OddKind::Deep => assert!(text.unwrap().contains(&"[".repeat(150))),
+            OddKind::Pretty => assert!(event.bytes.contains(&b'\n')),
+            OddKind::RawControl => assert!(event.bytes.contains(&b'\t')),
+            _ => {}
+        }
+    }
+    let (status, _, body) = post_bytes(&mock, &key, 0);
+    assert_eq!(status, 200);
+    for event in returned.iter().take(100) {
+        assert!(
+            body.windows(event.bytes.len()).any(|w| w == event.bytes),
+            "{:?} is in the page as it is",
+            event.odd
+        );
+    }
+}
+
+/// Switched on, a share of answers are not a page (each kind, and a gzip
+/// page); the next request is answered as usual.
+#[test]
+fn odd_answers_are_sent_behind_their_switch() {
+    let (mock, key) = mock_with(30);
+    mock.set_freedoms(Freedoms {
+        odd: Some(OddContent {
+            events: 0.0,
+            answers: 1.0,
+            big_bytes: 0,
+        }),
+        ..Freedoms::default()
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let (status, encoding, body) = post_bytes(&mock, &key, 0);
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&body);
+        let seen_as = if encoding.as_deref() == Some("gzip") {
+            let mut page = String::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_string(&mut page)
+                .unwrap();
+            assert!(page.contains("\"content\":[{"), "a whole page, gzipped");
+            "gzip"
+        } else if text.starts_with("<!DOCTYPE html>") {
+            "maintenance"
+        } else if text.contains("IN_PROGRESS") {
+            "status"
+        } else if text.contains("\"data\":null") {
+            "no data"
+        } else if text.contains("\"content\":null") {
+            "no content"
+        } else {
+            panic!("{text}")
+        };
+        seen.insert(seen_as);
+    }
+    assert_eq!(seen.len(), OddAnswer::ALL.len(), "{seen:?}");
+    mock.set_freedoms(Freedoms::default());
+    let (_, encoding, body) = post_bytes(&mock, &key, 0);
+    assert_eq!(encoding, None);
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("\"status\":\"SUCCESS\"")
+    );
+}
+
+/// A trickled answer arrives whole, slowly; an encoded one is labelled.
+#[test]
+fn trickled_and_encoded_answers_are_the_page() {
+    let (mock, key) = mock_with(5);
+    let (_, _, plain) = post_bytes(&mock, &key, 0);
+    mock.push_fault(Fault::Trickle {
+        chunk: 256,
+        every: std::time::Duration::from_millis(20),
+    });
+    let started = std::time::Instant::now();
+    let (_, _, slow) = post_bytes(&mock, &key, 0);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20 * (plain.len() as u64 / 256)));
+    assert_eq!(slow.len(), plain.len());
+    mock.push_fault(Fault::Encoded { encoding: "br" });
+    let (_, encoding, _) = post_bytes(&mock, &key, 0);
+    assert_eq!(encoding.as_deref(), Some("br"));
+}

@@ -14,7 +14,8 @@ use crate::config::Retention;
 use crate::evidence::digest::{hex, sha256_hex};
 use crate::pause_points::Step;
 use crate::storage::{
-    BatchMeta, CheckpointStore, Fence, ObjectStore, Sink, SinkError, Written, object_name,
+    BatchMeta, CheckpointStore, Fence, ObjectKind, ObjectStore, Sink, SinkError, Written,
+    object_name,
 };
 use crate::time::{now_ms, rfc3339_ms};
 
@@ -30,6 +31,9 @@ const WRITER: &str = "writer";
 /// Metadata key of a fence: an empty object at the name of an interrupted
 /// write, naming the process that took the batch over.
 const FENCED_BY: &str = "fenced-by";
+/// Metadata key of a quarantine object: its events by reason, as
+/// `not-json=2,timestamp=1`.
+const QUARANTINE_REASONS: &str = "quarantine-reasons";
 /// Attempts at replacing a fence another writer is replacing too.
 const FENCE_ROUNDS: usize = 3;
 
@@ -120,7 +124,7 @@ fn gzip(lines: &[u8]) -> Vec<u8> {
 #[async_trait::async_trait]
 impl Sink for GcsSink {
     fn object_name(&self, meta: &BatchMeta) -> Option<String> {
-        let name = object_name(&self.prefix, meta.first_event_ms, &meta.content_sha256);
+        let name = object_name(&self.prefix, meta);
         Some(if self.gzip { name + ".gz" } else { name })
     }
 
@@ -142,7 +146,7 @@ impl Sink for GcsSink {
             .collected_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let metadata = BTreeMap::from([
+        let mut metadata = BTreeMap::from([
             ("event-count".to_owned(), meta.event_count.to_string()),
             ("source".to_owned(), SOURCE.to_owned()),
             ("collection-time".to_owned(), rfc3339_ms(collected_ms)),
@@ -155,6 +159,10 @@ impl Sink for GcsSink {
             ("window-end".to_owned(), rfc3339_ms(meta.window_end_ms)),
             (CONTENT_SHA256.to_owned(), sha.clone()),
         ]);
+        if let ObjectKind::Quarantine { reasons, .. } = &meta.kind {
+            let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            metadata.insert(QUARANTINE_REASONS.to_owned(), reasons.join(","));
+        }
         let compressed;
         let body = if self.gzip {
             compressed = gzip(lines);
@@ -237,6 +245,11 @@ impl Sink for GcsSink {
 
     fn location(&self) -> String {
         self.client.url(&format!("{}/", self.prefix))
+    }
+
+    fn quarantine_location(&self) -> Option<String> {
+        let prefix = crate::storage::quarantine_prefix(&self.prefix);
+        Some(self.client.url(&format!("{prefix}/")))
     }
 }
 

@@ -1,6 +1,8 @@
 //! One collection pass of the composed command: its batches reach stdout
-//! through the sink, and each batch's checkpoint is stored in
-//! `<state-dir>/checkpoint.json` right after it.
+//! through the sink, events it could not read are added to
+//! `<state-dir>/quarantine.jsonl` (as Harness sent them, one a line), and
+//! each batch's checkpoint is stored in `<state-dir>/checkpoint.json` right
+//! after both.
 
 use std::process::ExitCode;
 
@@ -17,6 +19,7 @@ use crate::state::StateDir;
 /// repeats at most one batch on stdout.
 const MAX_PAGES_PER_POLL: u32 = 1;
 const CHECKPOINT_FILE: &str = "checkpoint.json";
+const QUARANTINE_FILE: &str = "quarantine.jsonl";
 
 pub fn run(options: Options) -> ExitCode {
     match collect(options) {
@@ -59,6 +62,22 @@ fn collect(options: Options) -> Result<pass::Summary, String> {
         checkpoint.as_deref(),
         &api_key,
         MAX_PAGES_PER_POLL,
+        |events| {
+            let mut lines = Vec::new();
+            for event in &events {
+                eprintln!(
+                    "harness-audit-command: quarantined an event ({}: {}) into {}/{QUARANTINE_FILE}",
+                    pass::reason_name(event.reason),
+                    event.detail,
+                    options.state_dir
+                );
+                lines.extend_from_slice(&event.bytes);
+                lines.push(b'\n');
+            }
+            state
+                .append(QUARANTINE_FILE, &lines)
+                .map_err(|e| format!("storing the quarantine: {e}"))
+        },
         |checkpoint| {
             if checkpoint == stored {
                 return Ok(());

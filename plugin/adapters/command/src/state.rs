@@ -1,4 +1,5 @@
-//! The checkpoint file in a preopened directory, through `wasi:filesystem`
+//! The checkpoint file, and the quarantine beside it, in a preopened
+//! directory, through `wasi:filesystem`
 //! itself rather than `std::fs`: wasi-libc asks for `mutate-directory` on
 //! every open for writing, which jco's Node.js shim refuses, so `std::fs`
 //! could read the checkpoint there but never write it.
@@ -98,6 +99,34 @@ impl StateDir {
         self.dir
             .rename_at(&temp, &self.dir, file)
             .map_err(|e| self.failed("renaming over", file, e))
+    }
+
+    /// Adds `bytes` at the end of the file, created if absent, and syncs it.
+    pub fn append(&self, file: &str, bytes: &[u8]) -> Result<(), String> {
+        let handle = self
+            .dir
+            .open_at(
+                PathFlags::empty(),
+                file,
+                OpenFlags::CREATE,
+                DescriptorFlags::WRITE | DescriptorFlags::READ,
+            )
+            .map_err(|e| self.failed("opening", file, e))?;
+        let mut at = handle
+            .stat()
+            .map_err(|e| self.failed("reading the size of", file, e))?
+            .size;
+        let mut written = 0;
+        while written < bytes.len() {
+            let rest = &bytes[written..];
+            let n = handle
+                .write(&rest[..rest.len().min(CHUNK as usize)], at)
+                .map_err(|e| self.failed("writing", file, e))?;
+            let n = usize::try_from(n).unwrap_or(usize::MAX).min(rest.len());
+            written += n;
+            at += n as u64;
+        }
+        handle.sync().map_err(|e| self.failed("syncing", file, e))
     }
 
     fn failed(&self, doing: &str, file: &str, error: ErrorCode) -> String {

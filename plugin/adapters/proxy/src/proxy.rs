@@ -1,4 +1,5 @@
 use harness_audit_runner::bindings::harness::adapter::output;
+use harness_audit_runner::bindings::harness::audit::types::QuarantinedEvent;
 use harness_audit_runner::bindings::wasi::io::streams::{OutputStream, StreamError};
 use harness_audit_runner::environment::{self, ApiKey};
 use harness_audit_runner::pass;
@@ -87,18 +88,23 @@ impl Guest for Proxy {
         output::attach(body.write().expect("a new body has a stream"));
 
         let mut last = checkpoint.clone();
+        let mut quarantined = Vec::new();
         let result = pass::collect(
             read.settings,
             checkpoint.as_deref(),
             &api_key,
             MAX_PAGES_PER_POLL,
+            |events| {
+                quarantined.extend(events);
+                Ok(())
+            },
             |checkpoint| {
                 last = Some(checkpoint);
                 Ok(())
             },
             |finding| eprintln!("harness-audit-proxy: completeness: {finding}"),
         );
-        let line = last_line(last.as_deref(), result.as_ref().err());
+        let line = last_line(last.as_deref(), &quarantined, result.as_ref().err());
         match &result {
             Ok(summary) => eprintln!("harness-audit-proxy: {summary}"),
             Err(message) => eprintln!("harness-audit-proxy: {message}"),
@@ -160,12 +166,33 @@ fn checkpoint_of(body: &[u8]) -> Result<Option<String>, String> {
 }
 
 /// The response's last line: the checkpoint covering every line before it,
-/// and the failure that ended the pass early, if any.
-fn last_line(checkpoint: Option<&str>, error: Option<&String>) -> String {
+/// the events the component could not read (their bytes in base64, since
+/// they may not be text), and the failure that ended the pass early, if any.
+fn last_line(
+    checkpoint: Option<&str>,
+    quarantined: &[QuarantinedEvent],
+    error: Option<&String>,
+) -> String {
+    use base64::Engine as _;
     let mut line = format!(
         "{{\"harnessAuditCheckpoint\":{}",
         checkpoint.unwrap_or("null")
     );
+    if !quarantined.is_empty() {
+        let events: Vec<serde_json::Value> = quarantined
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "reason": pass::reason_name(e.reason),
+                    "detail": e.detail,
+                    "atMs": e.at_ms,
+                    "base64": base64::engine::general_purpose::STANDARD.encode(&e.bytes),
+                })
+            })
+            .collect();
+        line.push_str(",\"harnessAuditQuarantine\":");
+        line.push_str(&serde_json::Value::from(events).to_string());
+    }
     if let Some(error) = error {
         line.push_str(",\"harnessAuditError\":");
         line.push_str(&serde_json::to_string(error).expect("a string serializes"));

@@ -9,13 +9,14 @@ use harness_audit_core::settings as core;
 use crate::bindings::harness::adapter::output;
 use crate::bindings::harness::audit::source;
 use crate::bindings::harness::audit::types::{
-    self as wit, Budget, EmitError, Finding, FindingKind, SourceError,
+    self as wit, Budget, EmitError, Finding, FindingKind, QuarantinedEvent, SourceError,
 };
 
 /// What a pass did, in the host's words.
 #[derive(Debug, Default)]
 pub struct Summary {
     events: u64,
+    quarantined: u64,
     batches: u32,
     requests: u32,
     duplicates: u64,
@@ -28,11 +29,12 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "wrote {} events in {} batches from {} requests; {} duplicates dropped, {} retries, \
-             {} late events; {} events counted by Harness and never returned",
+            "wrote {} events in {} batches from {} requests, and quarantined {}; {} duplicates \
+             dropped, {} retries, {} late events; {} events counted by Harness and never returned",
             self.events,
             self.batches,
             self.requests,
+            self.quarantined,
             self.duplicates,
             self.retries,
             self.late,
@@ -43,14 +45,16 @@ impl fmt::Display for Summary {
 
 /// Configures the source with `settings`, `checkpoint` and the key, and polls
 /// it until it is caught up, `max_pages` requests a poll. After each poll,
-/// `store` gets the checkpoint of the batches the sink wrote during it, if
-/// any, even when the poll failed; at the end it gets the source's own. Each
+/// `quarantine` gets the events its batches quarantined, if any, then
+/// `store` the checkpoint of the batches the sink wrote during it, if any,
+/// even when the poll failed; at the end `store` gets the source's own. Each
 /// completeness finding goes to `finding`, as a sentence.
 pub fn collect(
     settings: core::Settings,
     checkpoint: Option<&str>,
     api_key: &str,
     max_pages: u32,
+    mut quarantine: impl FnMut(Vec<QuarantinedEvent>) -> Result<(), String>,
     mut store: impl FnMut(String) -> Result<(), String>,
     mut finding: impl FnMut(String),
 ) -> Result<Summary, String> {
@@ -63,12 +67,17 @@ pub fn collect(
     let mut summary = Summary::default();
     loop {
         let polled = source::poll(Budget { max_pages });
-        // A batch written before a failure keeps its checkpoint.
+        // A batch written before a failure keeps its quarantine and its checkpoint.
+        let quarantined = output::take_quarantine();
+        if !quarantined.is_empty() {
+            quarantine(quarantined)?;
+        }
         if let Some(checkpoint) = output::take_checkpoint() {
             store(checkpoint)?;
         }
         let report = polled.map_err(|e| describe(&e))?;
         summary.events += report.events_emitted;
+        summary.quarantined += report.events_quarantined;
         summary.batches += report.batches;
         summary.requests += report.pages + report.count_requests;
         summary.duplicates += report.duplicates_dropped;
@@ -113,6 +122,11 @@ fn finding_text(f: &Finding) -> String {
     )
 }
 
+/// A quarantine reason's name, as the WIT spells it.
+pub fn reason_name(reason: wit::QuarantineReason) -> &'static str {
+    harness_audit_core::reason_from_wit!(wit, reason).name()
+}
+
 fn describe(error: &SourceError) -> String {
     // The core's wording of a failed response, as the host logs it.
     let failure = |f: &wit::ApiFailure| {
@@ -149,9 +163,11 @@ fn describe(error: &SourceError) -> String {
             format!("Harness failed after every retry ({})", failure(f))
         }
         SourceError::Transport(m) => format!("the request did not complete after every retry: {m}"),
-        SourceError::MalformedResponse(m) => {
-            format!("Harness answered with something that is not an audit page: {m}")
-        }
+        SourceError::UnusableResponse(u) => format!(
+            "Harness answered with something that is not a page of audit events, after the retries \
+             its kind allows: {}",
+            harness_audit_core::unusable_from_wit!(wit, u)
+        ),
         SourceError::SinkFailure(EmitError::Rejected(m) | EmitError::Unavailable(m)) => {
             format!("{m}; the checkpoint was not advanced past the failed batch")
         }

@@ -2,7 +2,7 @@ use std::cell::RefCell;
 
 use exports::harness::adapter::output;
 use exports::harness::audit::emit;
-use exports::harness::audit::types::{Batch, EmitError};
+use exports::harness::audit::types::{Batch, EmitError, QuarantinedEvent};
 use wasi::io::streams::OutputStream;
 
 wit_bindgen::generate!({
@@ -18,6 +18,7 @@ const WRITE_CHUNK: usize = 4096;
 struct Attached {
     stream: Option<OutputStream>,
     checkpoint: Option<String>,
+    quarantined: Vec<QuarantinedEvent>,
 }
 
 thread_local! {
@@ -39,6 +40,9 @@ impl emit::Guest for Sink {
                     EmitError::Unavailable(format!("writing a batch to the output: {e:?}"))
                 })?;
             }
+            if let Some(quarantine) = batch.quarantine {
+                attached.quarantined.extend(quarantine.events);
+            }
             attached.checkpoint = Some(batch.checkpoint);
             Ok(())
         })
@@ -56,6 +60,10 @@ impl output::Guest for Sink {
 
     fn take_checkpoint() -> Option<String> {
         ATTACHED.with_borrow_mut(|attached| attached.checkpoint.take())
+    }
+
+    fn take_quarantine() -> Vec<QuarantinedEvent> {
+        ATTACHED.with_borrow_mut(|attached| std::mem::take(&mut attached.quarantined))
     }
 }
 

@@ -90,7 +90,13 @@ impl Source {
         };
         let body = request::body(&self.settings, &req);
         let url = request::url(&self.settings, &req);
-        let result = self.call(report, fx, |t| t.post_json(&url, &body), page::parse);
+        let at = req.at();
+        let result = self.call(
+            report,
+            fx,
+            |t| t.post_json(&url, &body),
+            |r| page::parse(r, &at),
+        );
         report.count_requests += 1;
         let stored = self
             .checkpoint
@@ -107,8 +113,9 @@ impl Source {
         };
         let counted = match result {
             Ok(page) => page.total_items,
-            // A failed check changes nothing: the slice is checked again next interval.
-            Err(e) if e.is_retryable() => {
+            // A failed check changes nothing: the slice is checked again next
+            // interval. Only a refusal, which no later interval changes, fails the pass.
+            Err(e) if e.is_retryable() || matches!(e, SourceError::Unusable(_)) => {
                 report.findings.push(failed(describe(&e)));
                 return Ok(());
             }

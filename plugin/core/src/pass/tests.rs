@@ -4,7 +4,6 @@ use serde_json::Value;
 
 use super::*;
 use crate::settings::example;
-use crate::shape::OutputShape;
 
 /// Runs before each page is served, with the stored events and the request number.
 type InsertHook = Box<dyn FnMut(&mut Vec<(u64, String)>, usize)>;
@@ -40,7 +39,7 @@ struct FakeHarness {
     events: Vec<(u64, String)>,
     requests: Vec<(String, Value)>,
     /// Responses served before the real ones (fault injection).
-    faults: VecDeque<Result<HttpResponse, String>>,
+    faults: VecDeque<Result<HttpResponse, TransportError>>,
     /// Called before each page is served, to insert events mid-pass.
     on_request: Option<InsertHook>,
     /// Answers the request with this number (1-based) with this response.
@@ -49,6 +48,11 @@ struct FakeHarness {
     yaml_failures: Vec<String>,
     /// `auditYaml` requests, by audit id.
     yaml_requests: Vec<String>,
+    /// What the API sends for these ids instead of their plain JSON: odd
+    /// but legal content.
+    odd: std::collections::HashMap<String, String>,
+    /// Pages of more than this many events are too large to read.
+    max_readable_page: Option<usize>,
     freedoms: Freedoms,
     rng: Rng,
 }
@@ -63,6 +67,8 @@ impl FakeHarness {
             fail_on_request: None,
             yaml_failures: vec![],
             yaml_requests: vec![],
+            odd: std::collections::HashMap::new(),
+            max_readable_page: None,
             freedoms: Freedoms::default(),
             rng: Rng(0x9e37_79b9_7f4a_7c15),
         };
@@ -121,7 +127,7 @@ fn event_json(ts: u64, id: &str) -> String {
 }
 
 impl Transport for FakeHarness {
-    fn get(&mut self, url: &str) -> Result<HttpResponse, String> {
+    fn get(&mut self, url: &str) -> Result<HttpResponse, TransportError> {
         let id = url.rsplit("auditId=").next().unwrap().to_owned();
         self.yaml_requests.push(id.clone());
         if self.yaml_failures.contains(&id) {
@@ -129,6 +135,7 @@ impl Transport for FakeHarness {
                 status: 500,
                 body: br#"{"status":"ERROR","code":"UNKNOWN_ERROR","message":"boom"}"#.to_vec(),
                 retry_after_secs: None,
+                ..HttpResponse::default()
             });
         }
         Ok(HttpResponse {
@@ -138,10 +145,11 @@ impl Transport for FakeHarness {
             )
             .into_bytes(),
             retry_after_secs: None,
+            ..HttpResponse::default()
         })
     }
 
-    fn post_json(&mut self, url: &str, raw_body: &[u8]) -> Result<HttpResponse, String> {
+    fn post_json(&mut self, url: &str, raw_body: &[u8]) -> Result<HttpResponse, TransportError> {
         let body: Value = serde_json::from_slice(raw_body).unwrap();
         self.requests.push((url.to_owned(), body.clone()));
         if let Some(fault) = self.faults.pop_front() {
@@ -160,12 +168,28 @@ impl Transport for FakeHarness {
             url[start..].split('&').next().unwrap().parse().unwrap()
         };
         let size = query("pageSize");
+        if self.max_readable_page.is_some_and(|max| size > max) {
+            let answer = HttpResponse::json(200, Vec::new());
+            return Err(TransportError::Body(Box::new(answer.unusable(
+                &[],
+                crate::error::UnusableKind::TooLarge,
+                "too large".into(),
+            ))));
+        }
         let (start, end) = (
             body["startTime"].as_u64().unwrap(),
             body["endTime"].as_u64().unwrap(),
         );
         let hits = self.matching(start, end);
-        let matching: Vec<String> = hits.iter().map(|(ts, id)| event_json(*ts, id)).collect();
+        let matching: Vec<String> = hits
+            .iter()
+            .map(|(ts, id)| {
+                self.odd
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| event_json(*ts, id))
+            })
+            .collect();
         let json = if url.contains("/listV2?") {
             // Token = "<offset>:<hash of the body it was issued for>".
             let hash = crate::request::body_hash(raw_body);
@@ -219,6 +243,7 @@ impl Transport for FakeHarness {
             status: 200,
             body: json.into_bytes(),
             retry_after_secs: None,
+            ..HttpResponse::default()
         })
     }
 }
@@ -240,6 +265,15 @@ impl Pipeline for Collected {
 }
 
 impl Collected {
+    /// The bytes of every quarantined event, in emitted order.
+    fn quarantined(&self) -> Vec<Vec<u8>> {
+        self.batches
+            .iter()
+            .flat_map(|b| b.quarantine.iter().flat_map(|q| &q.events))
+            .map(|e| e.bytes.clone())
+            .collect()
+    }
+
     fn ids(&self) -> Vec<String> {
         self.batches
             .iter()
@@ -250,14 +284,20 @@ impl Collected {
                     .map(str::to_owned)
                     .collect::<Vec<_>>()
             })
-            .map(|line| {
-                serde_json::from_str::<Value>(&line).unwrap()["auditId"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
+            .map(|line| id_of(&line))
             .collect()
     }
+}
+
+/// The `auditId` (or `auditEventId`) of a line, which may hold what serde
+/// refuses (a lone surrogate).
+fn id_of(line: &str) -> String {
+    let members = crate::scan::object(line.as_bytes()).expect("each line is an object");
+    let id = members
+        .iter()
+        .find(|m| matches!(&line[m.key.clone()], "auditId" | "auditEventId"))
+        .expect("each line has an id");
+    line[id.value.clone()].trim_matches('"').to_owned()
 }
 
 struct FakeClock {
@@ -468,6 +508,7 @@ fn the_retry_time_budget_stops_a_pass_before_max_retries() {
             status: 429,
             body: vec![],
             retry_after_secs: Some(30),
+            ..HttpResponse::default()
         }));
     }
     let settings = Settings {
@@ -514,16 +555,19 @@ fn requests_are_paced_to_the_configured_rate() {
 #[test]
 fn retryable_failures_back_off_then_succeed() {
     let mut h = FakeHarness::new([NOW - 1]);
-    h.faults.push_back(Err("connection reset".into()));
+    h.faults
+        .push_back(Err(TransportError::Failed("connection reset".into())));
     h.faults.push_back(Ok(HttpResponse {
         status: 429,
         body: b"slow down".to_vec(),
         retry_after_secs: Some(2),
+        ..HttpResponse::default()
     }));
     h.faults.push_back(Ok(HttpResponse {
         status: 200,
         body: b"{\"status\":\"SUC".to_vec(),
         retry_after_secs: None,
+        ..HttpResponse::default()
     }));
     let (mut src, mut out, mut c) = (source(50), Collected::default(), clock());
     let report = src.poll(5, &mut h, &mut out, &mut c).unwrap();
@@ -541,6 +585,7 @@ fn retries_are_bounded_and_the_last_error_is_returned() {
             status: 503,
             body: b"<html>".to_vec(),
             retry_after_secs: None,
+            ..HttpResponse::default()
         }));
     }
     let mut src = source_with(Settings {
@@ -568,6 +613,7 @@ fn unauthorized_fails_at_once() {
         status: 401,
         body,
         retry_after_secs: None,
+        ..HttpResponse::default()
     }));
     let mut c = clock();
     let err = source(50)
@@ -631,6 +677,7 @@ fn out_of_order_pages_are_refused() {
         status: 200,
         body: body.into_bytes(),
         retry_after_secs: None,
+        ..HttpResponse::default()
     }));
     let mut src = source_with(Settings {
         max_retries: 0,
@@ -640,7 +687,7 @@ fn out_of_order_pages_are_refused() {
         .poll(1, &mut h, &mut Collected::default(), &mut clock())
         .unwrap_err();
     assert!(
-        matches!(err, SourceError::MalformedResponse(ref m) if m.contains("event 1")),
+        matches!(err, SourceError::Unusable(ref u) if u.detail.contains("event 1")),
         "{err:?}"
     );
 }
@@ -648,22 +695,21 @@ fn out_of_order_pages_are_refused() {
 #[test]
 fn pretty_printed_events_stay_on_one_line() {
     let raw = "{\"auditId\":\"a\",\r\n  \"timestamp\":5,\n\"x\":\"line\\nbreak\"}";
-    let event = Event {
-        raw: serde_json::value::RawValue::from_string(raw.into()).unwrap(),
-        audit_id: "a".into(),
-        timestamp_ms: 5,
+    let line = Line {
+        at_ms: 5,
+        key: "a".into(),
+        text: raw.into(),
+        yaml: false,
     };
     let b = batch(
-        &[event],
-        &[None],
+        &[line],
+        None,
         Window {
             start_ms: 0,
             end_ms: 9,
         },
         vec![],
-        OutputShape::Raw,
-    )
-    .unwrap();
+    );
     let text = String::from_utf8(b.lines).unwrap();
     assert_eq!(text.lines().count(), 1);
     assert_eq!(
@@ -766,6 +812,7 @@ fn an_error_mid_batch_returns_to_the_last_emitted_checkpoint() {
             status: 401,
             body,
             retry_after_secs: None,
+            ..HttpResponse::default()
         },
     ));
     let err = src.poll(5, &mut h, &mut out, &mut c).unwrap_err();
@@ -1068,6 +1115,7 @@ fn failing_and_shrinking_counts_are_reported_and_change_nothing() {
             status: 503,
             body: b"<html>busy</html>".to_vec(),
             retry_after_secs: None,
+            ..HttpResponse::default()
         },
     ));
     let report = drain(&mut src, &mut h, &mut out, &mut c);
@@ -1161,6 +1209,7 @@ fn an_event_listed_twice_on_a_page_is_written_once() {
         status: 200,
         body: body.into_bytes(),
         retry_after_secs: None,
+        ..HttpResponse::default()
     }));
     let (mut src, mut out, mut c) = (source(50), Collected::default(), clock());
     let report = drain(&mut src, &mut h, &mut out, &mut c);
@@ -1191,4 +1240,340 @@ fn a_batch_that_reads_the_same_events_is_the_same_bytes_whatever_order_ties_come
     let mut sorted_ids = ids.clone();
     sorted_ids.sort();
     assert_eq!(ids, sorted_ids, "ties in auditId order");
+}
+
+/// Odd but legal content for every seventh event: readable kinds (a lone
+/// surrogate, controls, a number past 64 bits, deep nesting, a timestamp of
+/// digits, a member given twice) and unreadable ones (no `auditId`, no
+/// `timestamp`, not an object, not JSON), each unique to its event.
+fn oddities(h: &mut FakeHarness) -> (Vec<String>, Vec<String>) {
+    let (mut written, mut kept) = (Vec::new(), Vec::new());
+    let events = h.events.clone();
+    for (n, (ts, id)) in events.iter().enumerate().filter(|(n, _)| n % 7 == 3) {
+        let deep = format!("{}{n}{}", "[".repeat(200), "]".repeat(200));
+        let (json, readable) = match (n / 7) % 10 {
+            0 => (
+                format!(r#"{{"auditId":"{id}","timestamp":{ts},"x":"\ud800 {n}"}}"#),
+                true,
+            ),
+            1 => (
+                format!(r#"{{"auditId":"{id}","timestamp":{ts},"x":"\u0000\u001f{n}"}}"#),
+                true,
+            ),
+            2 => (
+                format!(r#"{{"auditId":"{id}","timestamp":{ts},"n":1180591620717411303424{n}}}"#),
+                true,
+            ),
+            3 => (
+                format!(r#"{{"auditId":"{id}","timestamp":{ts},"d":{deep}}}"#),
+                true,
+            ),
+            4 => (format!(r#"{{"auditId":"{id}","timestamp":"{ts}"}}"#), true),
+            5 => (
+                format!(r#"{{"auditId":"{id}","timestamp":{ts},"module":"CD","module":"CI"}}"#),
+                true,
+            ),
+            6 => (format!(r#"{{"timestamp":{ts},"orphan":"{id}"}}"#), false),
+            7 => (format!(r#"{{"auditId":"{id}","module":"CORE"}}"#), false),
+            8 => (format!(r#"["{id}",{ts}]"#), false),
+            _ => (
+                format!("{{\"auditId\":\"{id}\",\"timestamp\":{ts},\"x\":\"tab\there\"}}"),
+                false,
+            ),
+        };
+        if readable {
+            written.push(id.clone());
+        } else {
+            kept.push(json.clone());
+        }
+        h.odd.insert(id.clone(), json);
+    }
+    (written, kept)
+}
+
+/// Every visible event once: readable ones among the lines by id, the
+/// others in the quarantine byte for byte.
+fn assert_once_each(out: &Collected, h: &FakeHarness, kept: &[String], what: &str) {
+    let visible: Vec<String> = all_ids(h)
+        .into_iter()
+        .filter(|id| !h.freedoms.hidden.contains(id))
+        .collect();
+    let expected_kept: Vec<String> = kept
+        .iter()
+        .filter(|json| {
+            !h.freedoms
+                .hidden
+                .iter()
+                .any(|id| json.contains(&format!("\"{id}\"")))
+        })
+        .cloned()
+        .collect();
+    let lines: Vec<String> = visible
+        .iter()
+        .filter(|id| {
+            !expected_kept
+                .iter()
+                .any(|json| json.contains(&format!("\"{id}\"")))
+        })
+        .cloned()
+        .collect();
+    let ids = out.ids();
+    assert_eq!(unique(&ids), ids.len(), "{what}: a line twice");
+    assert_eq!(sorted(ids), sorted(lines), "{what}: the lines");
+    let mut quarantined: Vec<String> = out
+        .quarantined()
+        .into_iter()
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    quarantined.sort();
+    let mut expected = expected_kept;
+    expected.sort();
+    assert_eq!(
+        quarantined, expected,
+        "{what}: the quarantine, byte for byte"
+    );
+}
+
+/// No event stops a pass: odd but legal events are written or quarantined,
+/// once each, in both shapes, with every freedom of the API on and a kill
+/// after any batch, or between a batch's quarantine and its lines.
+#[test]
+fn odd_events_are_written_or_quarantined_once_each_whatever_the_kill() {
+    for shape in [OutputShape::Raw, OutputShape::Streaming] {
+        let burst = NOW - 400_000;
+        let timestamps: Vec<u64> = (0..280)
+            .map(|i| NOW - 900_000 + i * 1_500)
+            .chain(std::iter::repeat_n(burst, 60))
+            .collect();
+        let make = || {
+            let mut h = FakeHarness::new(timestamps.iter().copied());
+            h.freedoms.shuffle_ties = true;
+            h.freedoms.lagging_per_mille = 200;
+            h.freedoms.hidden = all_ids(&h).into_iter().step_by(37).collect();
+            let (_, mut kept) = oddities(&mut h);
+            if shape == OutputShape::Streaming {
+                // A member given twice: the streaming shape cannot hold it.
+                kept.extend(
+                    h.odd
+                        .values()
+                        .filter(|j| j.contains(r#""module":"CI""#))
+                        .cloned(),
+                );
+            }
+            (h, kept)
+        };
+        let settings = Settings {
+            batch_max_events: 30,
+            output_shape: shape,
+            ..reconciling(25)
+        };
+        let (mut h, kept) = make();
+        let (mut src, mut full, mut c) =
+            (source_with(settings.clone()), Collected::default(), clock());
+        let report = drain(&mut src, &mut h, &mut full, &mut c);
+        assert_once_each(&full, &h, &kept, &format!("{shape:?}, no kill"));
+        let ledger = src.ledger();
+        assert_eq!(
+            ledger.slices.iter().map(|s| s.quarantined).sum::<u64>() as usize,
+            full.quarantined().len(),
+            "the ledger counts the quarantine"
+        );
+        assert_eq!(
+            report.unreconciled_events,
+            h.freedoms.hidden.len() as u64,
+            "{shape:?}"
+        );
+        assert!(
+            full.batches
+                .iter()
+                .any(|b| b.quarantine.is_some() && b.event_count > 0),
+            "some batch holds both"
+        );
+        for kill_after in 0..full.batches.len() {
+            let batch = &full.batches[kill_after];
+            let mut kills = vec![(false, batch.checkpoint.clone())];
+            if let (Some(q), true) = (&batch.quarantine, batch.event_count > 0) {
+                kills.push((true, q.checkpoint.clone()));
+            }
+            for (mid_batch, stored) in kills {
+                let mut out = Collected {
+                    batches: full.batches[..=kill_after].to_vec(),
+                    fail_next: None,
+                };
+                if mid_batch {
+                    // The quarantine is durable, the lines are not.
+                    let last = out.batches.last_mut().unwrap();
+                    last.lines.clear();
+                    last.event_count = 0;
+                }
+                let (mut h, kept) = make();
+                let mut c = clock();
+                c.now += 1_000;
+                let mut resumed = Source::new(settings.clone(), Some(&stored), c.now).unwrap();
+                drain(&mut resumed, &mut h, &mut out, &mut c);
+                let what = format!("{shape:?}, kill at batch {kill_after}, mid-batch {mid_batch}");
+                assert_once_each(&out, &h, &kept, &what);
+            }
+        }
+    }
+}
+
+/// The batch carries what the host needs: reasons, details, each event's
+/// place, and a quarantine checkpoint that records the quarantine and not
+/// the lines.
+#[test]
+fn a_quarantine_says_why_and_where_and_its_checkpoint_records_only_itself() {
+    let mut h = FakeHarness::new([NOW - 30, NOW - 20, NOW - 10]);
+    h.odd.insert(
+        "id00001".into(),
+        r#"{"auditId":"id00001","module":"X"}"#.into(),
+    );
+    let (mut src, mut out, mut c) = (source(50), Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    let batch = &out.batches[0];
+    assert_eq!(batch.event_count, 2);
+    let q = batch.quarantine.as_ref().unwrap();
+    assert_eq!(q.events.len(), 1);
+    let e = &q.events[0];
+    assert_eq!((e.reason, e.at_ms), (Reason::Timestamp, NOW - 30));
+    assert!(e.detail.contains("`timestamp` is missing"), "{}", e.detail);
+    assert_eq!(
+        (batch.first_event_ms, batch.last_event_ms),
+        (NOW - 30, NOW - 10)
+    );
+    let recorded = Checkpoint::load(&q.checkpoint, "Xy3kQ9mTR0aWb1cD2eF4gH", 0).unwrap();
+    assert!(recorded.ledger.contains_anywhere("id00001"));
+    assert!(
+        !recorded.ledger.contains_anywhere("id00000"),
+        "the lines are not yet durable"
+    );
+    let all = Checkpoint::load(&batch.checkpoint, "Xy3kQ9mTR0aWb1cD2eF4gH", 0).unwrap();
+    assert!(all.ledger.contains_anywhere("id00000") && all.ledger.contains_anywhere("id00001"));
+}
+
+/// Full pages of events whose time cannot be read hold nothing to move the
+/// cursor by: the walk steps through them by offset, and ends.
+#[test]
+fn full_pages_without_a_readable_time_are_stepped_through_by_offset() {
+    let mut h = FakeHarness::new((0..130).map(|i| NOW - 200_000 + (i / 10) * 7_000));
+    for (n, (_, id)) in h.events.clone().iter().enumerate() {
+        if !(60..120).contains(&n) {
+            continue;
+        }
+        h.odd.insert(
+            id.clone(),
+            format!(r#"{{"auditId":"{id}","module":"CORE"}}"#),
+        );
+    }
+    let (mut src, mut out, mut c) = (source(10), Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids().len(), 70);
+    let kept = out.quarantined();
+    assert_eq!(kept.len(), 60);
+    let mut keys: Vec<Vec<u8>> = kept.clone();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 60, "each once");
+    assert!(
+        h.requests
+            .iter()
+            .any(|(url, _)| !url.contains("pageIndex=0&")),
+        "offsets were used"
+    );
+}
+
+/// A page too large to read is asked for again in pages half the size.
+#[test]
+fn a_page_too_large_to_read_is_asked_for_in_smaller_pages() {
+    let mut h = FakeHarness::new((0..40).map(|i| NOW - 100_000 + i * 100));
+    h.max_readable_page = Some(10);
+    let (mut src, mut out, mut c) = (source(50), Collected::default(), clock());
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    assert_eq!(out.ids(), all_ids(&h));
+    assert!(report.retries >= 3, "50, then 25, then 12, then 6");
+    assert!(
+        h.requests
+            .iter()
+            .any(|(url, _)| url.contains("pageSize=6&"))
+    );
+    h.max_readable_page = Some(0);
+    h.insert(NOW - 50);
+    c.now += 60_000;
+    let err = src.poll(5, &mut h, &mut out, &mut c).unwrap_err();
+    assert!(
+        matches!(err, SourceError::Unusable(ref u) if u.kind == crate::error::UnusableKind::TooLarge),
+        "at a page size of 1 it fails: {err:?}"
+    );
+}
+
+/// An event whose time cannot be read counts in its true hour, even when
+/// the events around it lie on both sides of an hour's end: the walk then
+/// reads one hour at a time. So Harness's counts and the ledger agree, and
+/// nothing is reported missing that is stored.
+#[test]
+fn an_event_without_a_time_counts_in_its_true_hour_at_an_hour_s_end() {
+    let boundary = NOW - NOW % SLICE_MS;
+    let timestamps: Vec<u64> = (0..40).map(|i| boundary - 20_000 + i * 1_000).collect();
+    let mut h = FakeHarness::new(timestamps.iter().copied());
+    // Untimed events on both sides of the hour's end, and at it.
+    for (n, (ts, id)) in h.events.clone().iter().enumerate() {
+        if [18, 19, 20, 21].contains(&n) {
+            h.odd
+                .insert(id.clone(), format!(r#"{{"auditId":"{id}","at":{ts}}}"#));
+        }
+    }
+    let (mut src, mut out, mut c) = (source_with(reconciling(50)), Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    c.now += 120_000;
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    assert!(report.count_requests > 0, "the hours were checked");
+    assert_eq!(report.unreconciled_events, 0, "{:?}", report.findings);
+    let kinds: Vec<FindingKind> = report.findings.iter().map(|f| f.kind).collect();
+    assert!(!kinds.contains(&FindingKind::CountBelowStored), "{kinds:?}");
+    let ledger = src.ledger();
+    let before: u64 = ledger
+        .slices
+        .iter()
+        .filter(|s| s.end_ms < boundary)
+        .map(|s| s.quarantined)
+        .sum();
+    assert_eq!(before, 2, "two of the four lie before the hour's end");
+    assert_eq!(out.quarantined().len(), 4);
+    assert!(
+        h.requests
+            .iter()
+            .any(|(_, body)| body["endTime"] == boundary - 1),
+        "an hour was asked for on its own"
+    );
+}
+
+/// A page with more events than asked for (an API that ignores `pageSize`)
+/// never makes a batch larger than its limit, and loses nothing: the events
+/// past the page size are read by the next request.
+#[test]
+fn a_page_larger_than_asked_for_keeps_batches_within_their_limit() {
+    let mut h = FakeHarness::new((0..30).map(|i| NOW - 100_000 + i * 100));
+    let everything: Vec<String> = h
+        .events
+        .iter()
+        .map(|(ts, id)| event_json(*ts, id))
+        .collect();
+    h.faults.push_back(Ok(HttpResponse::json(
+        200,
+        format!(
+            r#"{{"status":"SUCCESS","data":{{"totalItems":30,"content":[{}]}}}}"#,
+            everything.join(",")
+        ),
+    )));
+    let (mut src, mut out, mut c) = (
+        source_with(Settings {
+            batch_max_events: 10,
+            ..settings(10)
+        }),
+        Collected::default(),
+        clock(),
+    );
+    drain(&mut src, &mut h, &mut out, &mut c);
+    assert!(out.batches.iter().all(|b| b.event_count <= 10));
+    assert_eq!(out.ids(), all_ids(&h));
 }
