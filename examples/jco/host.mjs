@@ -4,7 +4,9 @@
 //
 // run.json: {"settings": <the WIT `settings` record, camelCase, with
 // window.startAtMs/endAtMs as numbers>, "stateDir": <directory for the checkpoint>,
-// "output": <file the NDJSON is appended to>}. HARNESS_API_KEY holds the key.
+// "output": <file the NDJSON is appended to>, "quarantine": <file the events the
+// component could not read are appended to, as Harness sent them, one a line;
+// default <stateDir>/quarantine.jsonl>}. HARNESS_API_KEY holds the key.
 //
 // The component gets what the Rust host gives it and nothing more: no
 // environment, arguments or files, and outgoing HTTP only to a forwarder that
@@ -20,7 +22,7 @@ import * as shim from '@bytecodealliance/preview2-shim';
 const MAX_PAGES_PER_POLL = 20;
 // A pass ends when caught up; this bounds a source that never says so.
 const MAX_POLLS = 100_000;
-const EXIT = { config: 2, refused: 3, unavailable: 4, storage: 5, component: 6 };
+const EXIT = { config: 2, refused: 3, unavailable: 4, storage: 5, component: 6, unusable: 10 };
 
 function fail(code, message) {
   process.stderr.write(`jco-host: ${message}\n`);
@@ -55,8 +57,10 @@ const outgoingHandler = {
 const nothing = { getEnvironment: () => [], getArguments: () => [], initialCwd: () => undefined };
 
 const checkpointFile = join(run.stateDir, 'checkpoint');
+const quarantineFile = run.quarantine ?? join(run.stateDir, 'quarantine.jsonl');
 mkdirSync(run.stateDir, { recursive: true });
 mkdirSync(dirname(run.output), { recursive: true });
+mkdirSync(dirname(quarantineFile), { recursive: true });
 let stored = readOrNothing(checkpointFile);
 
 function readOrNothing(path) {
@@ -85,16 +89,26 @@ function storeCheckpoint(text) {
   stored = text;
 }
 
-// The batch first, then the checkpoint that covers it: a crash between the
-// two writes the batch again (at least once), never loses it.
+// The quarantine first, then the checkpoint that records it alone; the batch,
+// then the checkpoint that covers it: a crash between a write and its
+// checkpoint writes it again (at least once), never loses it.
 function emit(batch) {
+  let writing = quarantineFile;
   try {
-    writeDurably(run.output, batch.lines, 'a');
+    if (batch.quarantine) {
+      const lines = batch.quarantine.events.flatMap((event) => [event.bytes, NEWLINE]);
+      writeDurably(quarantineFile, Buffer.concat(lines), 'a');
+      storeCheckpoint(batch.quarantine.checkpoint);
+      totals.quarantined += BigInt(batch.quarantine.events.length);
+    }
+    writing = run.output;
+    if (batch.lines.length > 0) writeDurably(run.output, batch.lines, 'a');
     storeCheckpoint(batch.checkpoint);
   } catch (error) {
-    throw { payload: { tag: 'unavailable', val: `${run.output}: ${error.message}` } };
+    throw { payload: { tag: 'unavailable', val: `${writing}: ${error.message}` } };
   }
 }
+const NEWLINE = Buffer.from('\n');
 
 const imports = {
   'harness:audit/emit': { emit },
@@ -147,13 +161,13 @@ function exitFor(error) {
     'rate-limited': EXIT.unavailable,
     'server-error': EXIT.unavailable,
     transport: EXIT.unavailable,
-    'malformed-response': EXIT.unavailable,
+    'unusable-response': EXIT.unusable,
     'sink-failure': EXIT.storage,
   }[payload.tag] ?? EXIT.component;
   return [code, `${payload.tag}: ${detail}`];
 }
 
-const totals = { events: 0n, batches: 0, pages: 0, duplicates: 0n, retries: 0, late: 0n, unreconciled: 0n };
+const totals = { events: 0n, quarantined: 0n, batches: 0, pages: 0, duplicates: 0n, retries: 0, late: 0n, unreconciled: 0n };
 try {
   // No key: the outgoing handler above adds it, so the component never holds it.
   source.configure(settings, stored, undefined);
@@ -185,7 +199,8 @@ try {
 }
 await forwarder.terminate();
 process.stderr.write(
-  `jco-host: wrote ${totals.events} events in ${totals.batches} batches from ${totals.pages} requests; ` +
+  `jco-host: wrote ${totals.events} events in ${totals.batches} batches from ${totals.pages} requests, ` +
+    `and kept ${totals.quarantined} it could not read in ${quarantineFile}; ` +
     `${totals.duplicates} duplicates dropped, ${totals.retries} retries, ${totals.late} late events; ` +
     `${totals.unreconciled} events counted by Harness and never returned\n`,
 );

@@ -11,7 +11,7 @@ use harness_audit::storage::journal::StateFile;
 use harness_audit::storage::recipe;
 use harness_audit_core::checkpoint::Checkpoint;
 use harness_audit_core::error::{EmitError, RequestAt};
-use harness_audit_core::event::{self, Reason, line_time};
+use harness_audit_core::event::{self, line_time};
 use harness_audit_core::page::{self, Content, HttpResponse};
 use harness_audit_core::pass::{self, Clock, Pipeline, Source, Transport, TransportError};
 use harness_audit_core::settings::{ApiFlavor, OutputShape, Settings};
@@ -177,36 +177,7 @@ struct HostChecks {
 
 impl Pipeline for HostChecks {
     fn emit(&mut self, batch: pass::Batch) -> Result<(), EmitError> {
-        let text =
-            |bytes: Vec<u8>| String::from_utf8(bytes).expect("the core's checkpoints are JSON");
-        let batch = wit::Batch {
-            lines: batch.lines,
-            event_count: batch.event_count,
-            first_event_ms: batch.first_event_ms,
-            last_event_ms: batch.last_event_ms,
-            window_start_ms: batch.window_start_ms,
-            window_end_ms: batch.window_end_ms,
-            checkpoint: text(batch.checkpoint),
-            quarantine: batch.quarantine.map(|q| wit::Quarantine {
-                events: q
-                    .events
-                    .into_iter()
-                    .map(|e| wit::QuarantinedEvent {
-                        bytes: e.bytes,
-                        reason: match e.reason {
-                            Reason::NotJson => wit::QuarantineReason::NotJson,
-                            Reason::NotAnObject => wit::QuarantineReason::NotAnObject,
-                            Reason::AuditId => wit::QuarantineReason::AuditId,
-                            Reason::Timestamp => wit::QuarantineReason::Timestamp,
-                            Reason::Unmappable => wit::QuarantineReason::Unmappable,
-                        },
-                        detail: e.detail,
-                        at_ms: e.at_ms,
-                    })
-                    .collect(),
-                checkpoint: text(q.checkpoint),
-            }),
-        };
+        let batch = harness_audit_core::wit_batch!(wit, batch);
         if let Err(refusal) = check_batch(&batch, &self.rules, self.now_ms) {
             panic!("the host refused a batch the core built: {refusal}");
         }

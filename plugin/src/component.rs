@@ -5,10 +5,9 @@ use std::cell::RefCell;
 use exports::harness::audit::source::Guest;
 use harness::audit::types::{
     self as wit, ApiFailure, Budget, EmitError, Finding, FindingKind, LedgerReport as WitLedger,
-    LedgerSlice, PollReport, QuarantineReason, Settings, SliceCount, SourceError,
+    LedgerSlice, PollReport, Settings, SliceCount, SourceError,
 };
 
-use harness_audit_core::event::Reason;
 use harness_audit_core::pass::{self, Source};
 use harness_audit_core::report::{self, LedgerReport};
 use harness_audit_core::{error, settings, wasi};
@@ -231,35 +230,8 @@ struct HostPipeline;
 
 impl pass::Pipeline for HostPipeline {
     fn emit(&mut self, batch: pass::Batch) -> Result<(), error::EmitError> {
-        harness::audit::emit::emit(&wit::Batch {
-            lines: batch.lines,
-            event_count: batch.event_count,
-            first_event_ms: batch.first_event_ms,
-            last_event_ms: batch.last_event_ms,
-            window_start_ms: batch.window_start_ms,
-            window_end_ms: batch.window_end_ms,
-            checkpoint: text(batch.checkpoint),
-            quarantine: batch.quarantine.map(|q| wit::Quarantine {
-                events: q
-                    .events
-                    .into_iter()
-                    .map(|e| wit::QuarantinedEvent {
-                        bytes: e.bytes,
-                        reason: match e.reason {
-                            Reason::NotJson => QuarantineReason::NotJson,
-                            Reason::NotAnObject => QuarantineReason::NotAnObject,
-                            Reason::AuditId => QuarantineReason::AuditId,
-                            Reason::Timestamp => QuarantineReason::Timestamp,
-                            Reason::Unmappable => QuarantineReason::Unmappable,
-                        },
-                        detail: e.detail,
-                        at_ms: e.at_ms,
-                    })
-                    .collect(),
-                checkpoint: text(q.checkpoint),
-            }),
-        })
-        .map_err(|e| match e {
+        harness::audit::emit::emit(&harness_audit_core::wit_batch!(wit, batch)).map_err(|e| match e
+        {
             EmitError::Rejected(m) => error::EmitError::Rejected(m),
             EmitError::Unavailable(m) => error::EmitError::Unavailable(m),
         })

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use harness_tests::{Freedoms, OddContent, OddKind, Returned};
+use harness_tests::{Freedoms, OddContent, OddKind, Returned, stored};
 use serde_json::Value;
 
 use crate::support::Env;
@@ -16,35 +16,16 @@ const ALL_ODD: OddContent = OddContent {
     big_bytes: 1_500_000,
 };
 
-/// A line's `auditId` (raw) or `auditEventId` (streaming). Unknown members
-/// are skipped without decoding, so a lone surrogate elsewhere is no bother.
-fn id_of(line: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Ids {
-        #[serde(rename = "auditId")]
-        raw: Option<String>,
-        #[serde(rename = "auditEventId")]
-        streaming: Option<String>,
-    }
-    let ids: Ids = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    ids.raw.or(ids.streaming).expect("each line has an id")
-}
-
-/// What a data line holds for an event sent as `bytes`: JSON puts line
-/// breaks between tokens only, and a line holds one event.
-fn one_line(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec())
-        .unwrap()
-        .replace(['\r', '\n'], " ")
-}
-
 /// Each returnable event exactly once: in the data by id (byte for byte in
 /// the raw shape), or in the quarantine byte for byte.
 fn assert_once_each(env: &Env, returned: &[Returned], streaming: bool) -> usize {
     let lines = env.sorted_lines_under("harness/audit");
     let mut by_id: BTreeMap<String, Vec<&String>> = BTreeMap::new();
     for line in &lines {
-        by_id.entry(id_of(line)).or_default().push(line);
+        by_id
+            .entry(stored::id_of(line.as_bytes()))
+            .or_default()
+            .push(line);
     }
     let kept = env.quarantined();
     let (mut in_data, mut in_quarantine) = (0, 0);
@@ -73,7 +54,7 @@ fn assert_once_each(env: &Env, returned: &[Returned], streaming: bool) -> usize 
         if !streaming {
             assert_eq!(
                 *by_id[&event.audit_id][0],
-                one_line(&event.bytes),
+                String::from_utf8(stored::data_line(&event.bytes)).unwrap(),
                 "{:?}: byte for byte",
                 event.odd
             );

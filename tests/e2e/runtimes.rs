@@ -89,10 +89,12 @@ fn rust_host_lines(env: &Env) -> Vec<String> {
     lines
 }
 
+/// The jco host writes the lines the Rust host writes, and keeps what the
+/// component cannot read in its quarantine file, byte for byte, once.
 #[test]
 fn the_component_under_jco_writes_what_the_rust_host_writes() {
-    let env = Env::new(EVENTS);
-    let expected = rust_host_lines(&env);
+    let (env, kept) = odd_env();
+    let expected = rust_host_data(&env);
 
     let work = tempfile::tempdir().unwrap();
     let component = work.path().join("harness_audit_plugin.wasm");
@@ -123,6 +125,7 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
     );
 
     let output = work.path().join("out/events.jsonl");
+    let quarantine = work.path().join("out/quarantine.jsonl");
     let run = serde_json::json!({
         "settings": {
             "query": {
@@ -150,6 +153,7 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
         },
         "stateDir": work.path().join("state"),
         "output": output,
+        "quarantine": quarantine,
     });
     let run_file = work.path().join("run.json");
     std::fs::write(&run_file, run.to_string()).unwrap();
@@ -168,19 +172,27 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "the jco host failed: {stderr}");
     assert!(
-        stderr.contains(&format!("wrote {EVENTS} events")),
+        stderr.contains(&format!("wrote {} events in ", expected.len()))
+            && stderr.contains(&format!("and kept {} it could not read", kept.len())),
         "{stderr}"
     );
     let written = std::fs::read(&output).unwrap();
     assert_eq!(lines(&written), expected);
+    let quarantined = std::fs::read(&quarantine).unwrap();
+    let mut events = harness_tests::stored::lines(&quarantined);
+    events.sort();
+    assert_eq!(events, kept);
 
     let second = pass();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "the jco host failed: {stderr}");
     assert!(stderr.contains("wrote 0 events"), "{stderr}");
     assert_eq!(
-        std::fs::read(&output).unwrap(),
-        written,
+        (
+            std::fs::read(&output).unwrap(),
+            std::fs::read(&quarantine).unwrap()
+        ),
+        (written, quarantined),
         "a second pass wrote again"
     );
 }
@@ -731,11 +743,7 @@ fn the_command_keeps_what_it_cannot_read_in_the_state_directory() {
     let vars = composition_vars(&env);
     let quarantine = || {
         let bytes = std::fs::read(state.path().join("quarantine.jsonl")).unwrap_or_default();
-        let mut lines: Vec<Vec<u8>> = bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
+        let mut lines = harness_tests::stored::lines(&bytes);
         lines.sort();
         lines
     };

@@ -232,13 +232,7 @@ impl Env {
             .objects()
             .into_iter()
             .filter(|(path, _)| path.starts_with(&root))
-            .flat_map(|(_, bytes)| {
-                bytes
-                    .split(|b| *b == b'\n')
-                    .filter(|line| !line.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|(_, bytes)| harness_tests::stored::lines(&bytes))
             .collect();
         events.sort();
         events

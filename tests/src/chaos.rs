@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::gcs::Emulator;
 use crate::mock::{FaultRates, Freedoms, KeyGrant, MockHarness, make_key};
 use crate::seed::{self, Rng, SeedSpec};
+use crate::stored;
 
 const ACCOUNT: &str = "ChaosAccount0000000000";
 /// Bound on one settling run; a run that takes longer is a failure.
@@ -365,7 +366,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut data_lines: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for line in &written {
-        let id = id_of(line);
+        let id = stored::id_of(line);
         *counts.entry(id.clone()).or_default() += 1;
         data_lines.insert(id, line.clone());
     }
@@ -384,7 +385,7 @@ pub fn run(spec: &ChaosSpec, binary: &Path, out_dir: &Path, logs_dir: &Path) -> 
             if !streaming
                 && data_lines
                     .get(&event.audit_id)
-                    .is_some_and(|line| *line != one_line(&event.bytes))
+                    .is_some_and(|line| *line != stored::data_line(&event.bytes))
             {
                 report.bytes_equal = false;
             }
@@ -455,8 +456,7 @@ fn reported_gap(runner: &Runner<'_>) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(&json).ok()?["unreconciled_events"].as_u64()
 }
 
-/// Every line of every object under `dir`, as bytes (a quarantined event
-/// may not be UTF-8).
+/// Every line of every object under `dir`, as bytes.
 fn collect_lines(dir: &Path) -> Vec<Vec<u8>> {
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten() {
@@ -464,37 +464,8 @@ fn collect_lines(dir: &Path) -> Vec<Vec<u8>> {
         if path.is_dir() {
             lines.extend(collect_lines(&path));
         } else if path.extension().is_some_and(|e| e == "jsonl") {
-            let bytes = std::fs::read(&path).expect("an object");
-            lines.extend(
-                bytes
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(<[u8]>::to_vec),
-            );
+            lines.extend(stored::lines(&std::fs::read(&path).expect("an object")));
         }
     }
     lines
-}
-
-/// A data line's `auditId` (raw) or `auditEventId` (streaming). Members it
-/// does not name are skipped undecoded: a lone surrogate there is no bother.
-fn id_of(line: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Ids {
-        #[serde(rename = "auditId")]
-        raw: Option<String>,
-        #[serde(rename = "auditEventId")]
-        streaming: Option<String>,
-    }
-    let ids: Ids = serde_json::from_slice(line).expect("each data line is a JSON object");
-    ids.raw.or(ids.streaming).expect("each data line has an id")
-}
-
-/// The line an event sent as `bytes` makes in the data: JSON holds line
-/// breaks only between tokens, and the collector writes one event a line.
-fn one_line(bytes: &[u8]) -> Vec<u8> {
-    bytes
-        .iter()
-        .map(|b| if matches!(b, b'\n' | b'\r') { b' ' } else { *b })
-        .collect()
 }

@@ -243,12 +243,7 @@ impl Emulator {
                     .expect("a gzip object decompresses");
                 bytes = plain;
             }
-            lines.extend(
-                bytes
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(<[u8]>::to_vec),
-            );
+            lines.extend(crate::stored::lines(&bytes));
         }
         lines
     }

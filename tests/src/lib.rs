@@ -11,6 +11,7 @@ pub mod process;
 pub mod secrets;
 pub mod seed;
 pub mod server;
+pub mod stored;
 
 pub use gcs::{Emulator, FaultProxy, ProxyFaults, Recorded, StoredObject};
 pub use mock::{

@@ -890,3 +890,47 @@ fn batch(
 
 #[cfg(test)]
 mod tests;
+
+/// A core [`Batch`] as the WIT record `harness:audit/types.batch`. `$wit`
+/// is the module holding the record's Rust types: the component's from
+/// wit-bindgen, the host's from wasmtime's `bindgen!` (the fuzz target that
+/// checks batches as the host does), distinct types of one shape, as for
+/// [`crate::wit_settings`].
+#[macro_export]
+macro_rules! wit_batch {
+    ($wit:ident, $batch:expr) => {{
+        use $crate::event::Reason;
+        let batch: $crate::pass::Batch = $batch;
+        // The core serializes checkpoints as JSON, which is UTF-8 text.
+        let text =
+            |bytes: Vec<u8>| String::from_utf8(bytes).expect("the core's checkpoint is JSON text");
+        $wit::Batch {
+            lines: batch.lines,
+            event_count: batch.event_count,
+            first_event_ms: batch.first_event_ms,
+            last_event_ms: batch.last_event_ms,
+            window_start_ms: batch.window_start_ms,
+            window_end_ms: batch.window_end_ms,
+            checkpoint: text(batch.checkpoint),
+            quarantine: batch.quarantine.map(|q| $wit::Quarantine {
+                events: q
+                    .events
+                    .into_iter()
+                    .map(|e| $wit::QuarantinedEvent {
+                        bytes: e.bytes,
+                        reason: match e.reason {
+                            Reason::NotJson => $wit::QuarantineReason::NotJson,
+                            Reason::NotAnObject => $wit::QuarantineReason::NotAnObject,
+                            Reason::AuditId => $wit::QuarantineReason::AuditId,
+                            Reason::Timestamp => $wit::QuarantineReason::Timestamp,
+                            Reason::Unmappable => $wit::QuarantineReason::Unmappable,
+                        },
+                        detail: e.detail,
+                        at_ms: e.at_ms,
+                    })
+                    .collect(),
+                checkpoint: text(q.checkpoint),
+            }),
+        }
+    }};
+}

@@ -365,9 +365,10 @@ impl ObjectStore for GcsSink {
         let Some((bytes, _)) = self.client.read(name).await? else {
             return Ok(None);
         };
-        // GCS undoes gzip unless asked not to, and an emulator may not:
-        // NDJSON never starts with the gzip magic, so either way is read.
-        if bytes.starts_with(&[0x1f, 0x8b]) {
+        // GCS undoes gzip unless asked not to, and an emulator may not. Only
+        // objects named `.gz` were stored gzipped: a quarantined event's
+        // bytes may start like gzip without being it.
+        if name.ends_with(".gz") && bytes.starts_with(&[0x1f, 0x8b]) {
             let mut content = Vec::with_capacity(bytes.len() * 4);
             flate2::read::GzDecoder::new(&bytes[..])
                 .read_to_end(&mut content)
