@@ -71,9 +71,11 @@ const EVENTS: [&[(&str, &str)]; 4] = [
 ];
 
 /// Keys an edit may touch: the ones the readers care about, and others.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 12] = [
     "auditId",
     "timestamp",
+    r"audit\u0049d",
+    r"time\u0073tamp",
     "action",
     "module",
     "resource",
@@ -171,11 +173,13 @@ impl EventInput {
                     }
                 }
                 2 => {
-                    let value = members
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map_or_else(|| "1".to_owned(), |(_, v)| v.clone());
-                    members.push((key, value));
+                    // Repeated as it was, or with another value, anywhere.
+                    let value = match members.iter().find(|(k, _)| *k == key) {
+                        Some((_, v)) if u.arbitrary()? => v.clone(),
+                        _ => (*u.choose(&VALUES)?).to_owned(),
+                    };
+                    let at = u.int_in_range(0..=members.len())?;
+                    members.insert(at, (key, value));
                 }
                 _ => {}
             }

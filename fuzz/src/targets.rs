@@ -97,6 +97,20 @@ pub fn event(bytes: &[u8]) {
     if keys.problem().is_some() {
         return;
     }
+    // serde keeps the last of a repeated member; the reader refuses repeats,
+    // wherever they are, so both must name the same values.
+    if let Ok(serde_json::Value::Object(members)) = serde_json::from_str(text) {
+        assert_eq!(
+            members.get("auditId").and_then(|id| id.as_str()),
+            keys.audit_id.as_deref().ok(),
+            "{text}"
+        );
+        let time = match &members["timestamp"] {
+            serde_json::Value::String(digits) => digits.parse().ok(),
+            other => other.as_u64(),
+        };
+        assert_eq!(time, Some(at), "{text}");
+    }
     assert_eq!(line_time(&flat(text), "timestamp"), Ok(Some(at)), "{text}");
     if let Ok(line) = shape::to_streaming(text, at) {
         assert_eq!(

@@ -171,7 +171,7 @@ fn config_file_and_flags_layer_over_the_environment() {
             .starts_with("siem/harness")
     }));
     assert_eq!(
-        env.sorted_lines(),
+        env.sorted_lines_under("siem/harness"),
         sorted(env.mock.events_json_where(|e| e.module == "CE"))
     );
 }

@@ -15,9 +15,13 @@
 //! The members are found by a scan that steps over values without decoding
 //! them (see [`crate::scan`]): parsing each event in full only to find two
 //! members that Harness writes near the front cost as much as splitting the
-//! whole page. Every top-level member is visited, so a key given twice is
-//! seen wherever it is.
+//! whole page. Once both are found, the scan goes on only when the rest of
+//! the event could name either again, so a key given twice is seen wherever
+//! it is, and an event without such text is not scanned to its end.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use sha2::{Digest as _, Sha256};
 
 use crate::scan;
@@ -110,12 +114,12 @@ pub fn kind_of(raw: &str) -> &'static str {
 /// Reads `auditId` and `timestamp` from an event's text, which is valid
 /// JSON. `Err` when it is not an object, naming what it is.
 pub fn read(text: &str) -> Result<Keys, String> {
-    let Some(members) = scan::object(text.as_bytes()) else {
-        return Err(format!("the event is {}, not an object", kind_of(text)));
-    };
+    let not_an_object = || format!("the event is {}, not an object", kind_of(text));
+    let mut members = scan::Scanner::new(text.as_bytes()).members();
     let mut audit_id = None;
     let mut timestamp = None;
-    for member in &members {
+    while let Some(member) = members.next() {
+        let member = member.map_err(|scan::Broken| not_an_object())?;
         let value = &text[member.value.clone()];
         let slot = match plain_or_decoded(&text[member.key.clone()]).as_ref() {
             "auditId" => &mut audit_id,
@@ -126,6 +130,12 @@ pub fn read(text: &str) -> Result<Keys, String> {
             None => Ok(value),
             Some(_) => Err(()),
         });
+        if audit_id.is_some()
+            && timestamp.is_some()
+            && !may_name_a_key(&text.as_bytes()[members.position()..])
+        {
+            break;
+        }
     }
     let audit_id = match audit_id {
         None => Err("`auditId` is missing".to_owned()),
@@ -152,10 +162,10 @@ pub fn line_time(line: &str, field: &str) -> Result<Option<u64>, String> {
     // serde judges the syntax (any depth, and lone surrogates, which are
     // valid JSON); the scan then finds the member without decoding the rest.
     serde_json::from_str::<serde::de::IgnoredAny>(line).map_err(|e| e.to_string())?;
-    let members = scan::object(line.as_bytes())
-        .ok_or_else(|| format!("the line is {}, not an object", kind_of(line)))?;
     let mut found = None;
-    for member in members {
+    for member in scan::Scanner::new(line.as_bytes()).members() {
+        let member = member
+            .map_err(|scan::Broken| format!("the line is {}, not an object", kind_of(line)))?;
         if plain_or_decoded(&line[member.key.clone()]) != field {
             continue;
         }
@@ -167,6 +177,22 @@ pub fn line_time(line: &str, field: &str) -> Result<Option<u64>, String> {
     found
         .map(|value| read_time(value).map_err(|what| format!("`{field}` {what}")))
         .transpose()
+}
+
+/// Whether `rest` of an event could give `auditId` or `timestamp` again:
+/// it holds either name in quotes, or a `\u` escape that could spell one.
+/// Text the event holds after both keys rarely does, so most events end
+/// their scan there; the text is valid JSON, so what is skipped cannot break
+/// the object.
+fn may_name_a_key(rest: &[u8]) -> bool {
+    static NAMES: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+        [
+            Finder::new(br#""auditId""#),
+            Finder::new(br#""timestamp""#),
+            Finder::new(br"\u"),
+        ]
+    });
+    NAMES.iter().any(|name| name.find(rest).is_some())
 }
 
 /// A key's text: as it is when it holds no escape, decoded otherwise.

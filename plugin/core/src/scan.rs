@@ -20,6 +20,9 @@ use std::ops::Range;
 pub(crate) struct Scanner<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// The closers of the containers a value has opened, kept between
+    /// values so that scanning an event's members allocates it once.
+    open: Vec<u8>,
 }
 
 /// One member of an object: the range of its key's text between the quotes
@@ -32,7 +35,16 @@ pub(crate) struct Member {
 
 impl<'a> Scanner<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, at: 0 }
+        Self {
+            bytes,
+            at: 0,
+            open: Vec::new(),
+        }
+    }
+
+    /// Where the scan stands: everything before it has been read.
+    pub fn position(&self) -> usize {
+        self.at
     }
 
     fn skip_whitespace(&mut self) {
@@ -80,23 +92,23 @@ impl<'a> Scanner<'a> {
     pub fn value(&mut self) -> Option<Range<usize>> {
         self.skip_whitespace();
         let start = self.at;
-        let mut open: Vec<u8> = Vec::new();
+        self.open.clear();
         loop {
             match self.peek()? {
                 b'"' => {
                     self.string()?;
                 }
                 b @ (b'{' | b'[') => {
-                    open.push(if b == b'{' { b'}' } else { b']' });
+                    self.open.push(if b == b'{' { b'}' } else { b']' });
                     self.at += 1;
                 }
                 b @ (b'}' | b']') => {
-                    if open.pop()? != b {
+                    if self.open.pop()? != b {
                         return None;
                     }
                     self.at += 1;
                 }
-                b',' | b':' if !open.is_empty() => self.at += 1,
+                b',' | b':' if !self.open.is_empty() => self.at += 1,
                 b',' | b':' => return None,
                 _ => {
                     let rest = &self.bytes[self.at..];
@@ -120,32 +132,17 @@ impl<'a> Scanner<'a> {
                         .unwrap_or(rest.len());
                 }
             }
-            if open.is_empty() {
+            if self.open.is_empty() {
                 return Some(start..self.at);
             }
         }
     }
 
-    /// The members of the object that comes next.
-    pub fn object(&mut self) -> Option<Vec<Member>> {
-        self.eat(b'{')?;
-        let mut members = Vec::new();
-        if self.eat(b'}').is_some() {
-            return Some(members);
-        }
-        loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            let value = self.value()?;
-            members.push(Member { key, value });
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(members);
-                }
-                _ => return None,
-            }
+    /// The members of the object that comes next, one at a time.
+    pub fn members(self) -> Members<'a> {
+        Members {
+            scanner: self,
+            state: Place::Before,
         }
     }
 
@@ -170,11 +167,76 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The structure broke where the scan stood: what came next was not what
+/// an object allows there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Broken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Before,
+    Inside,
+    Done,
+}
+
+/// The members of an object, read as they are asked for, so that a reader
+/// looking for two members need not step over the rest. The object's end is
+/// checked too: after the last member comes `Err(Broken)` when the object
+/// does not close, or anything but whitespace follows it.
+#[derive(Debug)]
+pub(crate) struct Members<'a> {
+    scanner: Scanner<'a>,
+    state: Place,
+}
+
+impl Members<'_> {
+    /// Where the scan stands: the members before it have been read.
+    pub fn position(&self) -> usize {
+        self.scanner.position()
+    }
+
+    fn step(&mut self) -> Result<Option<Member>, Broken> {
+        let s = &mut self.scanner;
+        match self.state {
+            Place::Done => return Ok(None),
+            Place::Before => {
+                s.eat(b'{').ok_or(Broken)?;
+                if s.eat(b'}').is_some() {
+                    return s.at_end().then_some(None).ok_or(Broken);
+                }
+            }
+            Place::Inside => match s.peek().ok_or(Broken)? {
+                b',' => s.at += 1,
+                b'}' => {
+                    s.at += 1;
+                    return s.at_end().then_some(None).ok_or(Broken);
+                }
+                _ => return Err(Broken),
+            },
+        }
+        let key = s.string().ok_or(Broken)?;
+        s.eat(b':').ok_or(Broken)?;
+        let value = s.value().ok_or(Broken)?;
+        Ok(Some(Member { key, value }))
+    }
+}
+
+impl Iterator for Members<'_> {
+    type Item = Result<Member, Broken>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let step = self.step();
+        self.state = match step {
+            Ok(Some(_)) => Place::Inside,
+            Ok(None) | Err(Broken) => Place::Done,
+        };
+        step.transpose()
+    }
+}
+
 /// The members of `text` when it is an object (and nothing after it).
 pub(crate) fn object(text: &[u8]) -> Option<Vec<Member>> {
-    let mut scanner = Scanner::new(text);
-    let members = scanner.object()?;
-    scanner.at_end().then_some(members)
+    Scanner::new(text).members().collect::<Result<_, _>>().ok()
 }
 
 /// A string's text between its quotes, decoded. A lone surrogate escape

@@ -30,6 +30,7 @@ fn agrees_with_a_strict_parse_on_what_both_read() {
         r#"{"x":{},"y":[[],[{}]],"z":-1.5e-3,"w":"\\","auditId":"a","timestamp":9999999999999999999}"#,
         r#"{"auditId":"é支","timestamp":18446744073709551615}"#,
         r#"{"audit\u0049d":"a\u0062","timestamp":1}"#,
+        r#"{"auditId":"a","timestamp":1,"x":{"auditId":"b","timestamp":2},"y":"timestamp"}"#,
     ] {
         let (id, ms) = keys(raw);
         assert_eq!(full(raw), Some((id.unwrap(), ms.unwrap())), "{raw}");
@@ -58,6 +59,14 @@ fn each_unreadable_key_is_named() {
             r#"{"auditId":"a","auditId":"b","timestamp":1}"#,
             "appears twice",
         ),
+        (
+            r#"{"auditId":"a","timestamp":1,"note":"x","auditId":"b"}"#,
+            "appears twice",
+        ),
+        (
+            r#"{"timestamp":1,"auditId":"a","s":"\u00e9","audit\u0049d":"b"}"#,
+            "appears twice",
+        ),
         (r#"{"auditId":7,"timestamp":1}"#, "is a number"),
         (r#"{"auditId":null,"timestamp":1}"#, "is null"),
         (r#"{"auditId":"","timestamp":1}"#, "is empty"),
@@ -71,6 +80,7 @@ fn each_unreadable_key_is_named() {
     for raw in [
         r#"{"auditId":"a"}"#,
         r#"{"auditId":"a","timestamp":1,"timestamp":1}"#,
+        r#"{"auditId":"a","timestamp":1,"x":[{"timestamp":2}],"time\u0073tamp":1}"#,
         r#"{"auditId":"a","timestamp":1.0}"#,
         r#"{"auditId":"a","timestamp":1e3}"#,
         r#"{"auditId":"a","timestamp":-1}"#,
