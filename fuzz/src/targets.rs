@@ -233,6 +233,8 @@ pub fn pass(input: &PassInput) {
         batch_max_events: input.batch_max_events,
         reconcile_interval_secs: 1,
         reconcile_hours: 2,
+        reconcile_recent_interval_secs: 1,
+        reconcile_recent_hours: 1,
     };
     let mut source = Source::new(settings, None, now_ms).expect("valid settings");
     let mut answers = Answers {

@@ -80,6 +80,8 @@ fn core_settings(api_base: &str) -> core_settings::Settings {
         batch_max_events: 1_000,
         reconcile_interval_secs: 3_600,
         reconcile_hours: 0,
+        reconcile_recent_interval_secs: 300,
+        reconcile_recent_hours: 0,
     }
 }
 

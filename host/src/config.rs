@@ -531,6 +531,8 @@ impl RawConfig {
             overlap_secs: self.number(&table::OVERLAP_SECS)?,
             reconcile_interval_secs: self.number(&table::RECONCILE_INTERVAL_SECS)?,
             reconcile_hours: self.number(&table::RECONCILE_HOURS)?,
+            reconcile_recent_interval_secs: self.number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
+            reconcile_recent_hours: self.number(&table::RECONCILE_RECENT_HOURS)?,
             max_retries: self.number(&table::MAX_RETRIES)?,
             retry_base_ms: self.number(&table::RETRY_BASE_MS)?,
             retry_budget_secs: self.number(&table::RETRY_BUDGET_SECS)?,

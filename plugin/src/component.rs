@@ -110,6 +110,8 @@ impl Guest for Component {
             overlap_secs: window.overlap_secs,
             reconcile_interval_secs: window.reconcile_interval_secs,
             reconcile_hours: window.reconcile_hours,
+            reconcile_recent_interval_secs: window.reconcile_recent_interval_secs,
+            reconcile_recent_hours: window.reconcile_recent_hours,
             max_retries: retries.max_retries,
             retry_base_ms: retries.retry_base_ms,
             retry_budget_secs: retries.retry_budget_secs,

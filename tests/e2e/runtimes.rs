@@ -142,6 +142,8 @@ fn the_component_under_jco_writes_what_the_rust_host_writes() {
                 "overlapSecs": 900,
                 "reconcileIntervalSecs": 3600,
                 "reconcileHours": 48,
+                "reconcileRecentIntervalSecs": 300,
+                "reconcileRecentHours": 3,
             },
             "retries": {
                 "maxRetries": 5,

@@ -15,8 +15,9 @@ pub mod stored;
 
 pub use gcs::{Emulator, FaultProxy, ProxyFaults, Recorded, StoredObject};
 pub use mock::{
-    EdgeAnswer, EdgeLimit, Fault, FaultRates, Freedoms, KeyGrant, MockHarness, OddAnswer,
-    OddContent, OddKind, OversizePages, RecordedRequest, Returned, make_key, yaml_diff_of,
+    EdgeAnswer, EdgeLimit, Fault, FaultRates, Freedoms, KeyGrant, LiveInserts, MockHarness,
+    OddAnswer, OddContent, OddKind, OversizePages, RecordedRequest, Returned, Visibility, make_key,
+    yaml_diff_of,
 };
 pub use seed::{AuditEvent, SeedSpec, generate};
 

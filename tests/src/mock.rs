@@ -439,6 +439,33 @@ struct MockState {
     edge: Edge,
 }
 
+/// Events Harness writes while a collector runs ([`MockHarness::insert_live`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveInserts {
+    /// Events a second.
+    pub per_sec: f64,
+    /// For this many seconds.
+    pub secs: u64,
+    /// Share of them written late: visible on insertion, with an earlier timestamp...
+    pub late_fraction: f64,
+    /// ...by up to this many ms.
+    pub max_late_ms: u64,
+    /// Seed of the events and their delays.
+    pub seed: u64,
+}
+
+/// When an event became visible.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Visibility {
+    /// Its `auditId`.
+    #[serde(rename = "auditId")]
+    pub audit_id: String,
+    /// Its `timestamp`.
+    pub timestamp_ms: u64,
+    /// When the API first returned it (epoch ms).
+    pub visible_at_ms: u64,
+}
+
 /// An event as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Returned {
@@ -513,6 +540,7 @@ impl MockHarness {
             )
             .route("/__mock/ground-truth", axum::routing::get(ground_truth))
             .route("/__mock/edge", axum::routing::get(edge_answers))
+            .route("/__mock/visibility", axum::routing::get(visibility_lines))
             .fallback(not_found)
             .with_state(state.clone());
         let server = LoopbackServer::start("mock-harness", app)?;
@@ -557,33 +585,50 @@ impl MockHarness {
     /// delay). With [`Freedoms::hidden_fraction`] set, that share of them is
     /// counted and never returned.
     pub fn insert_visible_at(&self, events: impl IntoIterator<Item = (AuditEvent, u64)>) {
-        let mut state = self.lock();
-        let state = &mut *state;
-        for (event, visible_at_ms) in events {
-            let at = state
-                .events
-                .partition_point(|s| s.event.timestamp <= event.timestamp);
-            let json = event.to_json();
-            let hidden = state.freedoms.hidden_fraction > 0.0
-                && unit(&mut state.rng) < state.freedoms.hidden_fraction;
-            let odd = state.freedoms.odd.and_then(|odd| {
-                (unit(&mut state.rng) < odd.events).then(|| {
-                    let kind = OddKind::ALL[state.rng.below(OddKind::ALL.len() as u64) as usize];
-                    (kind, kind.render(&event, &json, odd.big_bytes))
+        insert_visible_at(&mut self.lock(), events);
+    }
+
+    /// Inserts events as Harness writes them, from a thread of its own:
+    /// `live.per_sec` a second for `live.secs` seconds, each visible from the
+    /// moment it is inserted, a share of them with a timestamp up to
+    /// `live.max_late_ms` earlier (written late). [`MockHarness::visibility`]
+    /// tells when each became visible.
+    pub fn insert_live(&self, live: LiveInserts) -> std::thread::JoinHandle<()> {
+        let state = self.state.clone();
+        std::thread::spawn(move || {
+            let account = state.lock().expect("mock state lock").account_id.clone();
+            let mut rng = Rng::new(live.seed);
+            let start = std::time::Instant::now();
+            let total = (live.per_sec * live.secs as f64).round() as u64;
+            for i in 0..total {
+                let due = start + std::time::Duration::from_secs_f64(i as f64 / live.per_sec);
+                std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let late = unit(&mut rng) < live.late_fraction;
+                let written = now
+                    - if late {
+                        rng.below(live.max_late_ms + 1)
+                    } else {
+                        0
+                    };
+                let event = crate::seed::generate(&crate::seed::SeedSpec {
+                    account_id: account.clone(),
+                    count: 1,
+                    start_ms: written,
+                    end_ms: written,
+                    seed: rng.next_u64(),
                 })
-            });
-            state.visible_by_ms = state.visible_by_ms.max(visible_at_ms);
-            state.events.insert(
-                at,
-                Stored {
-                    event,
-                    json,
-                    odd,
-                    visible_at_ms,
-                    hidden,
-                },
-            );
-        }
+                .remove(0);
+                insert_visible_at(&mut state.lock().expect("mock state lock"), [(event, now)]);
+            }
+        })
+    }
+
+    /// When each event the API can return became visible, oldest first.
+    pub fn visibility(&self) -> Vec<Visibility> {
+        visibility(&self.lock())
     }
 
     /// Grants `/list` the API's freedoms (or takes them back). Set before
@@ -1005,6 +1050,66 @@ fn edge_refusal(state: &mut MockState, api_key: Option<&str>) -> Option<Response
             .response()
             .expect("a 429 is a whole response")
     })
+}
+
+/// Adds events to the store, each visible from its epoch ms.
+fn insert_visible_at(state: &mut MockState, events: impl IntoIterator<Item = (AuditEvent, u64)>) {
+    for (event, visible_at_ms) in events {
+        let at = state
+            .events
+            .partition_point(|s| s.event.timestamp <= event.timestamp);
+        let json = event.to_json();
+        let hidden = state.freedoms.hidden_fraction > 0.0
+            && unit(&mut state.rng) < state.freedoms.hidden_fraction;
+        let odd = state.freedoms.odd.and_then(|odd| {
+            (unit(&mut state.rng) < odd.events).then(|| {
+                let kind = OddKind::ALL[state.rng.below(OddKind::ALL.len() as u64) as usize];
+                (kind, kind.render(&event, &json, odd.big_bytes))
+            })
+        });
+        state.visible_by_ms = state.visible_by_ms.max(visible_at_ms);
+        state.events.insert(
+            at,
+            Stored {
+                event,
+                json,
+                odd,
+                visible_at_ms,
+                hidden,
+            },
+        );
+    }
+}
+
+/// When each returnable event became visible.
+fn visibility(state: &MockState) -> Vec<Visibility> {
+    state
+        .events
+        .iter()
+        .filter(|s| !s.hidden)
+        .map(|s| Visibility {
+            audit_id: s.event.audit_id.clone(),
+            timestamp_ms: s.event.timestamp,
+            visible_at_ms: s.visible_at_ms.max(s.event.timestamp),
+        })
+        .collect()
+}
+
+/// When each event became visible, as NDJSON, for benchmarks driving a
+/// separate mock process.
+async fn visibility_lines(State(state): State<Arc<Mutex<MockState>>>) -> Response {
+    let state = state.lock().expect("mock state lock");
+    let mut body = String::new();
+    for v in visibility(&state) {
+        body.push_str(&serde_json::to_string(&v).expect("visibility serializes"));
+        body.push('\n');
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response()
 }
 
 /// Every answer of the edge so far, as JSON, for benchmarks driving a

@@ -351,9 +351,9 @@ settings! {
         command: true,
         doc: "Requests a minute on the API key. Every pass on the key in one process draws from one \
               pace (`serve`'s tenants, a live tenant beside a backfill). On a 429 the pace drops to 90% of \
-              what Harness admitted in the last minute, at most halving, at most once a minute; after five \
-              quiet minutes it grows back by 2% of this a minute. `0`: unpaced until Harness refuses a \
-              request. Harness allows 400 a minute per key; the default leaves 5% for the edge's clock.",
+              what Harness admitted in the last minute, at most halving, at most once a minute; from 20 s \
+              after a cut it probes, every 10 s, by steps from 1% of this that double until the next 429. \
+              `0`: unpaced until Harness refuses a request. Harness allows 400 a minute per key; the default leaves 5% for the edge's clock.",
     };
 
     /// `SETTLE_LAG_SECONDS`.
@@ -369,8 +369,9 @@ settings! {
         unset: NONE,
         secret: false,
         command: true,
-        doc: "A pass reads only events at least this old, in seconds (window end = now − lag). Harness \
-              makes events visible minutes late.",
+        doc: "A pass reads only events at least this old, in seconds (window end = now − lag): the last \
+              seconds, where events are still arriving. Events Harness makes visible later are read by \
+              the next window (`OVERLAP_SECONDS`) or by reconciliation.",
     };
 
     /// `OVERLAP_SECONDS`.
@@ -386,8 +387,10 @@ settings! {
         unset: NONE,
         secret: false,
         command: true,
-        doc: "Each window starts this long before the previous one ended, in seconds. It picks up late \
-              events; re-read events are dropped by `auditId`.",
+        doc: "Each window starts this long before the previous one ended, in seconds. It picks up events \
+              up to this late on the next pass; re-read events are dropped by `auditId`. Later ones are \
+              found by reconciliation's counts. Every pass reads this span again: a busy account pays \
+              one page per `PAGE_SIZE` events in it.",
     };
 
     /// `RECONCILE_INTERVAL_SECONDS`.
@@ -405,7 +408,9 @@ settings! {
         command: true,
         doc: "Seconds between checks of Harness's hourly counts. Each hour of the last \
               `RECONCILE_HOURS` is counted and re-read if it holds fewer events than counted. Checked \
-              at the end of a pass, so a `run` every 15 minutes reconciles once an hour.",
+              at the end of a pass, so a `run` every 15 minutes reconciles once an hour. A count stops \
+              where the next window starts (now − `SETTLE_LAG_SECONDS` − `OVERLAP_SECONDS`): later \
+              events are that window's to read.",
     };
 
     /// `RECONCILE_HOURS`.
@@ -425,6 +430,42 @@ settings! {
               count is still checked. Events that become visible later than this after their \
               timestamp are not collected. The checkpoint keeps about 16 bytes per event stored in \
               this span.",
+    };
+
+    /// `RECONCILE_RECENT_INTERVAL_SECONDS`.
+    RECONCILE_RECENT_INTERVAL_SECS = Setting {
+        key: "reconcile_recent_interval_secs",
+        section: Section::Harness,
+        env: "RECONCILE_RECENT_INTERVAL_SECONDS",
+        flag: "reconcile-recent-interval-secs",
+        kind: Kind::Number {
+            default: defaults::RECONCILE_RECENT_INTERVAL_SECS,
+            range: ranges::RECONCILE_INTERVAL_SECS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Seconds between checks of the recent hours: each hour of the last \
+              `RECONCILE_RECENT_HOURS` is counted this often, and re-read if it holds fewer events than \
+              counted, so an event minutes or hours late is collected within this interval of becoming \
+              visible.",
+    };
+
+    /// `RECONCILE_RECENT_HOURS`.
+    RECONCILE_RECENT_HOURS = Setting {
+        key: "reconcile_recent_hours",
+        section: Section::Harness,
+        env: "RECONCILE_RECENT_HOURS",
+        flag: "reconcile-recent-hours",
+        kind: Kind::Number {
+            default: defaults::RECONCILE_RECENT_HOURS,
+            range: ranges::RECONCILE_HOURS,
+        },
+        unset: NONE,
+        secret: false,
+        command: true,
+        doc: "Hours counted as recent, checked every `RECONCILE_RECENT_INTERVAL_SECONDS` (at most \
+              `RECONCILE_HOURS` of them); `0` leaves only the check every `RECONCILE_INTERVAL_SECONDS`.",
     };
 
     /// `HTTP_TIMEOUT_SECS`.

@@ -11,8 +11,17 @@
 //! last minute, less a tenth. It never cuts by more than half at once, so a
 //! lone refusal early in a pass does not stall it; and at most once a minute,
 //! since refusals within the minute after a cut report the window the cut is
-//! already draining. Five quiet minutes after a cut it starts to grow back,
-//! slowly, to find capacity other users have freed.
+//! already draining.
+//!
+//! Twenty seconds after a cut it probes for capacity others have freed:
+//! every ten seconds the rate grows by a step that starts at 1% of the
+//! ceiling and doubles each time, until the next 429 cuts it and starts the
+//! steps small again. Below what the edge admitted before the cut each step
+//! climbs half the way back at least; there the steps start small again, so
+//! the limit is found with a few refusals; far below it (a process beside it
+//! has stopped) the doubling steps regain the rate within a minute or two. Two processes on one key, simulated
+//! against the edge in the tests below, keep over 90% of its budget with
+//! under 1% refused.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -30,11 +39,19 @@ const EDGE_WINDOW: Duration = Duration::from_secs(60);
 const SHARE_KEPT: f64 = 0.9;
 /// A cut keeps at least this share of the rate.
 const MAX_CUT: f64 = 0.5;
-/// Quiet time after a cut before the rate grows again.
-const PROBE_AFTER: Duration = Duration::from_secs(300);
-/// Share of the ceiling regained each minute once probing: slow, since every
-/// probe past the limit costs refusals for every pass on the key.
-const GROWTH_PER_MINUTE: f64 = 0.02;
+/// Time after a cut before the rate grows again: a third of the edge's
+/// window, which the cut must first drain. Waiting the whole window costs a
+/// backfill beside a collector that has gone quiet a tenth of the key
+/// (simulated below); probing much sooner, into a window still full, costs
+/// refusals.
+const PROBE_AFTER: Duration = Duration::from_secs(20);
+/// Time between two steps up.
+const PROBE_EVERY: Duration = Duration::from_secs(10);
+/// The first step up after a cut, as a share of the ceiling (of the edge's
+/// limit when there is none).
+const FIRST_STEP: f64 = 0.01;
+/// Each step up is this much larger than the one before.
+const STEP_GROWTH: f64 = 2.0;
 /// The pace never drops below this many requests a minute.
 const FLOOR_PER_MINUTE: f64 = 4.0;
 
@@ -96,8 +113,14 @@ struct Aimd {
     next: Instant,
     /// When the rate was last cut.
     cut_at: Option<Instant>,
-    /// When the rate last grew.
-    grown_at: Instant,
+    /// When the rate last grew, or the time probing starts from.
+    probed_at: Instant,
+    /// The next step up, in requests a minute.
+    step: f64,
+    /// Requests the edge admitted in the minute before the last cut
+    /// (infinite: no cut yet): the steps up climb fast to it, then start
+    /// small again.
+    cut_from: f64,
     /// When the edge admitted this key's requests in the last minute.
     admitted: VecDeque<Instant>,
 }
@@ -121,7 +144,9 @@ impl KeyPace {
                 rate: ceiling,
                 next: now,
                 cut_at: None,
-                grown_at: now,
+                probed_at: now,
+                step: first_step(ceiling),
+                cut_from: f64::INFINITY,
                 admitted: VecDeque::new(),
             }),
         }
@@ -170,7 +195,8 @@ impl KeyPace {
         let from = state.rate;
         let admitted = state.admitted.len();
         #[expect(clippy::cast_precision_loss, reason = "a minute's requests")]
-        let share = admitted as f64 * SHARE_KEPT;
+        let admitted_rate = admitted as f64;
+        let share = admitted_rate * SHARE_KEPT;
         let to = if from.is_finite() {
             share.max(from * MAX_CUT).min(from)
         } else {
@@ -178,6 +204,9 @@ impl KeyPace {
         };
         state.rate = to.max(FLOOR_PER_MINUTE);
         state.cut_at = Some(now);
+        state.probed_at = now + PROBE_AFTER;
+        state.step = first_step(state.ceiling);
+        state.cut_from = admitted_rate;
         Some(Cut {
             from,
             to: state.rate,
@@ -201,24 +230,46 @@ impl Aimd {
         }
     }
 
-    /// Additive increase, from [`PROBE_AFTER`] after the last cut: a share
-    /// of the ceiling (of the edge's limit when there is none) per minute.
+    /// Steps up, one for each [`PROBE_EVERY`] since the last, each
+    /// [`STEP_GROWTH`] times the one before, never past the ceiling.
     fn grow(&mut self, now: Instant) {
-        let probing_from = self.cut_at.map_or(self.grown_at, |at| at + PROBE_AFTER);
-        let minutes = now
-            .saturating_duration_since(self.grown_at.max(probing_from))
-            .as_secs_f64()
-            / 60.0;
-        self.grown_at = self.grown_at.max(now);
-        if self.rate.is_finite() {
-            let step = if self.ceiling.is_finite() {
-                self.ceiling
+        if !self.rate.is_finite() {
+            return;
+        }
+        while now.saturating_duration_since(self.probed_at) >= PROBE_EVERY {
+            self.probed_at += PROBE_EVERY;
+            if self.rate >= self.ceiling {
+                // At the ceiling nothing is probed: the steps start small
+                // when it is next cut.
+                self.probed_at = self.probed_at.max(now);
+                break;
+            }
+            let below = self.rate < self.cut_from;
+            // Below what the edge admitted before the cut, half the way
+            // back at least: that rate was held, if only just.
+            let climb = if below {
+                self.step.max((self.cut_from - self.rate) / 2.0)
             } else {
-                EDGE_LIMIT_PER_MINUTE
+                self.step
             };
-            self.rate = (self.rate + step * GROWTH_PER_MINUTE * minutes).min(self.ceiling);
+            self.rate = (self.rate + climb).min(self.ceiling);
+            self.step *= STEP_GROWTH;
+            if below && self.rate >= self.cut_from {
+                self.rate = self.cut_from;
+                self.step = first_step(self.ceiling);
+            }
         }
     }
+}
+
+/// The first step up from a cut.
+fn first_step(ceiling: f64) -> f64 {
+    let base = if ceiling.is_finite() {
+        ceiling
+    } else {
+        EDGE_LIMIT_PER_MINUTE
+    };
+    base * FIRST_STEP
 }
 
 #[cfg(test)]
@@ -344,25 +395,200 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_grows_back_two_percent_of_the_ceiling_a_minute_from_five_quiet_minutes_on() {
+    fn from_twenty_seconds_after_a_cut_the_rate_grows_every_ten_seconds_by_steps_that_double() {
         let t0 = Instant::now();
         let pace = KeyPace::new(400.0, t0);
         pace.answered(true, t0);
         assert_eq!(pace.per_minute(), 200.0);
-        pace.reserve(t0 + secs(240.0));
+        pace.reserve(t0 + secs(29.0));
         assert_eq!(
             pace.per_minute(),
             200.0,
-            "not within five minutes of the cut"
+            "the first step is 30 s after the cut"
         );
-        pace.reserve(t0 + secs(900.0));
+        pace.reserve(t0 + secs(30.0));
         assert!(
-            (pace.per_minute() - 280.0).abs() < 1e-6,
+            (pace.per_minute() - 204.0).abs() < 1e-9,
+            "one step of 1% of 400"
+        );
+        pace.reserve(t0 + secs(50.0));
+        assert!(
+            (pace.per_minute() - (204.0 + 8.0 + 16.0)).abs() < 1e-9,
             "{}",
             pace.per_minute()
         );
+        pace.reserve(t0 + secs(140.0));
+        assert_eq!(
+            pace.per_minute(),
+            400.0,
+            "back within two minutes of probing"
+        );
         pace.reserve(t0 + secs(6000.0));
         assert_eq!(pace.per_minute(), 400.0, "never past the ceiling");
+
+        pace.answered(true, t0 + secs(6000.0));
+        pace.reserve(t0 + secs(6030.0));
+        assert!(
+            (pace.per_minute() - 204.0).abs() < 1e-9,
+            "a cut starts the steps small again: {}",
+            pace.per_minute()
+        );
+    }
+
+    #[test]
+    fn below_what_the_edge_admitted_before_a_cut_each_step_climbs_half_the_way_back_at_least() {
+        let t0 = Instant::now();
+        let pace = KeyPace::new(400.0, t0);
+        admit(&pace, 300, t0 + secs(90.0));
+        pace.answered(true, t0 + secs(90.0));
+        assert_eq!(pace.per_minute(), 270.0, "90% of the 300 admitted");
+        let at = |s: f64| {
+            pace.reserve(t0 + secs(90.0 + s));
+            pace.per_minute()
+        };
+        assert!((at(30.0) - 285.0).abs() < 1e-9, "half of the 30 back");
+        assert!(
+            (at(40.0) - 293.0).abs() < 1e-9,
+            "the doubled step, 8, is more than half of 15"
+        );
+        assert!(
+            (at(50.0) - 300.0).abs() < 1e-9,
+            "never past 300 in one climb"
+        );
+        assert!(
+            (at(60.0) - 304.0).abs() < 1e-9,
+            "past it, small steps again"
+        );
+    }
+
+    /// Harness's edge: 400 admitted requests per key in any minute.
+    struct Edge {
+        admitted: VecDeque<Instant>,
+    }
+
+    impl Edge {
+        fn admit(&mut self, now: Instant) -> bool {
+            while self
+                .admitted
+                .front()
+                .is_some_and(|at| now.saturating_duration_since(*at) >= EDGE_WINDOW)
+            {
+                self.admitted.pop_front();
+            }
+            let pass = self.admitted.len() < 400;
+            if pass {
+                self.admitted.push_back(now);
+            }
+            pass
+        }
+    }
+
+    /// Processes on one key, each with its own pace at the default ceiling
+    /// and always a request to make, run against the edge for `phases`
+    /// (seconds from, seconds to, which processes run); a process that
+    /// starts again starts with a fresh pace, as a new process does. For
+    /// each phase: the share of the edge's 400 a minute admitted, and of
+    /// the requests refused, both after the phase's first minute.
+    fn share_of_the_key(phases: &[(u64, u64, &[usize])]) -> Vec<(f64, f64)> {
+        let t0 = Instant::now();
+        let end = phases.iter().map(|p| p.1).max().unwrap();
+        let runs = |who: usize, at: u64| {
+            phases
+                .iter()
+                .find(|p| p.0 <= at && at < p.1 && p.2.contains(&who))
+        };
+        let mut edge = Edge {
+            admitted: VecDeque::new(),
+        };
+        let mut paces: Vec<Option<KeyPace>> = vec![None, None];
+        let mut next: Vec<Instant> = vec![t0, t0];
+        // A slot reserved and not yet reached.
+        let mut slots: Vec<Option<Instant>> = vec![None, None];
+        let mut answers: Vec<(u64, bool)> = Vec::new();
+        let mut latency: u64 = 1;
+        loop {
+            let who = usize::from(next[1] < next[0]);
+            let now = next[who];
+            let since_ms = u64::try_from((now - t0).as_millis()).unwrap();
+            if since_ms >= end * 1000 {
+                break;
+            }
+            if runs(who, since_ms / 1000).is_none() {
+                paces[who] = None;
+                slots[who] = None;
+                next[who] = now + secs(1.0);
+                continue;
+            }
+            let pace = paces[who].get_or_insert_with(|| KeyPace::new(380.0, now));
+            if slots[who].take().is_none() {
+                let slot = pace.reserve(now);
+                slots[who] = Some(slot);
+                next[who] = slot;
+                continue;
+            }
+            // The request reaches the edge, and its answer comes back, 1 to
+            // 50 ms later each way, drawn from a fixed sequence.
+            let mut delay = || {
+                latency = latency
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                Duration::from_millis(1 + (latency >> 33) % 50)
+            };
+            let at_edge = now + delay();
+            let answered_at = at_edge + delay();
+            let admitted = edge.admit(at_edge);
+            pace.answered(!admitted, answered_at);
+            answers.push((since_ms, !admitted));
+            next[who] = answered_at;
+        }
+        phases
+            .iter()
+            .map(|&(from, to, _)| {
+                let after_first_minute: Vec<bool> = answers
+                    .iter()
+                    .filter(|(at, _)| (from + 60) * 1000 <= *at && *at < to * 1000)
+                    .map(|(_, refused)| *refused)
+                    .collect();
+                let refused = after_first_minute.iter().filter(|r| **r).count();
+                let admitted = after_first_minute.len() - refused;
+                #[expect(clippy::cast_precision_loss, reason = "counts of a test")]
+                let minutes = (to - from).saturating_sub(60) as f64 / 60.0;
+                #[expect(clippy::cast_precision_loss, reason = "counts of a test")]
+                (
+                    admitted as f64 / minutes / 400.0,
+                    refused as f64 / after_first_minute.len() as f64,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_processes_on_one_key_fill_nine_tenths_of_it_as_either_starts_or_stops() {
+        let both: &[usize] = &[0, 1];
+        let one: &[usize] = &[0];
+        let phases = share_of_the_key(&[(0, 600, both), (600, 1200, one), (1200, 1800, both)]);
+        for ((share, refused), what) in
+            phases
+                .iter()
+                .zip(["both", "one stopped", "it started again"])
+        {
+            assert!(*share >= 0.9, "{what}: {:.1}% of the key", share * 100.0);
+            assert!(*refused <= 0.01, "{what}: {:.2}% refused", refused * 100.0);
+        }
+        // Both start at once, and a minute on one goes quiet (a live
+        // collector that has caught up, beside a backfill): the other, cut
+        // when they started, takes the key back within minutes.
+        let (share, refused) = share_of_the_key(&[(0, 60, both), (60, 300, one)])[1];
+        assert!(
+            share >= 0.9,
+            "after a start together: {:.1}% of the key",
+            share * 100.0
+        );
+        assert!(
+            refused <= 0.01,
+            "after a start together: {:.2}% refused",
+            refused * 100.0
+        );
     }
 
     #[test]

@@ -254,7 +254,7 @@ fn log_cut(cut: Cut) {
         admitted_last_minute = cut.admitted,
         "Harness refused a request (429): every pass on this key now paces at requests_per_minute, 90% of \
          what Harness admitted in the last minute and at least half the former pace; another user of the key \
-         takes part of its budget. It grows back after five quiet minutes"
+         takes part of its budget. From 20 seconds on it probes for more, every 10 seconds"
     );
 }
 

@@ -46,6 +46,9 @@ pub struct Checkpoint {
     /// When the next periodic reconciliation is due (epoch ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_reconcile_ms: Option<u64>,
+    /// When the next check of the recent hours is due (epoch ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_recent_check_ms: Option<u64>,
 }
 
 /// Version 2, read once and converted: it had no ledger, only the ids
@@ -98,6 +101,7 @@ impl CheckpointV2 {
             ledger,
             to_check: Vec::new(),
             next_reconcile_ms: None,
+            next_recent_check_ms: None,
         }
     }
 }
@@ -115,6 +119,7 @@ impl Checkpoint {
             ledger: Ledger::new(start_ms),
             to_check: Vec::new(),
             next_reconcile_ms: None,
+            next_recent_check_ms: None,
         }
     }
 

@@ -84,6 +84,23 @@ fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
 }
 
 impl Slice {
+    /// Records Harness's count of `events` up to `through_ms`, taken at
+    /// `at_ms`, against the `stored` events up to it; the count it replaces.
+    pub fn set_count(
+        &mut self,
+        events: u64,
+        through_ms: u64,
+        at_ms: u64,
+        stored: u64,
+    ) -> Option<Count> {
+        self.count.replace(Count {
+            events,
+            through_ms,
+            at_ms,
+            stored,
+        })
+    }
+
     /// Events stored in this hour.
     pub fn stored(&self) -> u64 {
         self.ids.len() as u64
@@ -92,18 +109,6 @@ impl Slice {
     /// Events counted at the last check and not stored.
     pub fn gap(&self) -> u64 {
         self.count.map_or(0, |c| c.gap())
-    }
-
-    /// Records Harness's count of `events` for the slice up to `through_ms`,
-    /// taken at `at_ms`, against what is stored now; the count it replaces.
-    pub fn set_count(&mut self, events: u64, through_ms: u64, at_ms: u64) -> Option<Count> {
-        let stored = self.stored();
-        self.count.replace(Count {
-            events,
-            through_ms,
-            at_ms,
-            stored,
-        })
     }
 }
 
@@ -117,6 +122,17 @@ pub struct Ledger {
     /// Slices by start, only those with ids or a count.
     #[serde(default)]
     pub slices: BTreeMap<u64, Slice>,
+    /// Where the next window will start reading again, once the window in
+    /// progress (if any) is done: only what lies before it is reconciled,
+    /// since a count taken across it would take events still arriving for a
+    /// gap. `None` (a checkpoint from before it was kept): counts run up to
+    /// the last window's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_from_ms: Option<u64>,
+    /// The timestamps of the events stored at or after `tail_from_ms`,
+    /// ascending: what the ids of a slice hold past the part a count covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tail: Vec<u64>,
 }
 
 impl Ledger {
@@ -125,7 +141,37 @@ impl Ledger {
         Self {
             from_ms,
             slices: BTreeMap::new(),
+            tail_from_ms: None,
+            tail: Vec::new(),
         }
+    }
+
+    /// Moves the tail's start to `ms` (never backwards), forgetting the
+    /// timestamps before it.
+    pub fn set_tail_from(&mut self, ms: u64) {
+        let from = self.tail_from_ms.map_or(ms, |from| from.max(ms));
+        self.tail_from_ms = Some(from);
+        let before = self.tail.partition_point(|ts| *ts < from);
+        self.tail.drain(..before);
+    }
+
+    /// Events stored in `slice` with a timestamp up to `through_ms`, which
+    /// must not lie before the tail's start less one.
+    pub fn stored_through(&self, slice: u64, through_ms: u64) -> u64 {
+        let Some(entry) = self.slices.get(&slice) else {
+            return 0;
+        };
+        // The slice's ids past `through_ms` are all in the tail.
+        let past = self.tail.partition_point(|ts| *ts < slice + SLICE_MS)
+            - self.tail.partition_point(|ts| *ts <= through_ms);
+        entry.stored().saturating_sub(past as u64)
+    }
+
+    /// The last millisecond a count may cover: the last window's end, and
+    /// never the part the next window reads again.
+    pub fn countable_through(&self, last_end_ms: u64) -> u64 {
+        self.tail_from_ms
+            .map_or(last_end_ms, |from| last_end_ms.min(from.saturating_sub(1)))
     }
 
     /// Whether the event was stored.
@@ -145,10 +191,17 @@ impl Ledger {
     pub fn insert(&mut self, ts: u64, id: &str) -> bool {
         let slice = self.slices.entry(slice_start(ts)).or_default();
         let added = slice.ids.insert(id);
-        if added && let Some(count) = slice.count.as_mut().filter(|c| ts <= c.through_ms) {
+        if !added {
+            return false;
+        }
+        if let Some(count) = slice.count.as_mut().filter(|c| ts <= c.through_ms) {
             count.stored += 1;
         }
-        added
+        if self.tail_from_ms.is_some_and(|from| ts >= from) {
+            let at = self.tail.partition_point(|t| *t <= ts);
+            self.tail.insert(at, ts);
+        }
+        true
     }
 
     /// Records a stored event kept in the quarantine; false if it was already recorded.
@@ -307,6 +360,36 @@ mod tests {
     use super::*;
 
     const OID: &str = "68483b21f99472ce88e5d355";
+
+    #[test]
+    fn a_count_stops_before_the_tail_and_compares_only_what_it_covers() {
+        let mut ledger = Ledger::new(0);
+        assert_eq!(
+            ledger.countable_through(5_000),
+            5_000,
+            "no tail: up to the end"
+        );
+        ledger.insert(1_000, "a");
+        ledger.set_tail_from(2_000);
+        for (ts, id) in [(1_500, "b"), (2_000, "c"), (2_500, "d"), (2_500, "d")] {
+            ledger.insert(ts, id);
+        }
+        assert_eq!(
+            ledger.tail,
+            [2_000, 2_500],
+            "only the events from its start, once"
+        );
+        assert_eq!(ledger.countable_through(5_000), 1_999);
+        assert_eq!(ledger.stored_through(0, 1_999), 2);
+        assert_eq!(ledger.stored_through(0, 2_000), 3);
+        assert_eq!(ledger.stored_through(SLICE_MS, SLICE_MS + 5), 0);
+        ledger.set_tail_from(2_200);
+        assert_eq!(ledger.tail, [2_500], "the times before it are forgotten");
+        ledger.set_tail_from(100);
+        assert_eq!(ledger.tail_from_ms, Some(2_200), "never backwards");
+        let back: Ledger = serde_json::from_slice(&serde_json::to_vec(&ledger).unwrap()).unwrap();
+        assert_eq!(back, ledger);
+    }
 
     #[test]
     fn object_ids_are_stored_as_bytes_and_anything_else_as_text() {

@@ -325,7 +325,9 @@ impl Source {
             Some(span) => window.start_ms.min(now_ms.saturating_sub(span)),
             None => window.start_ms,
         };
-        self.checkpoint.ledger.forget_before(keep_from);
+        let ledger = &mut self.checkpoint.ledger;
+        ledger.forget_before(keep_from);
+        ledger.set_tail_from(window.end_ms.saturating_sub(self.settings.overlap_ms()));
         self.checkpoint.walk = Some(Walk::new(Purpose::Window, window));
     }
 

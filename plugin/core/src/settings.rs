@@ -32,7 +32,7 @@ pub mod ranges {
     /// Interval between reconciliations, in seconds (one week).
     pub const RECONCILE_INTERVAL_SECS: RangeInclusive<u32> = 1..=7 * 24 * 3600;
     /// Look-back of reconciliation, in hours (30 days): the ledger keeps the
-    /// ids of every event stored within it.
+    /// ids of every event stored within it. Also of its recent tier.
     pub const RECONCILE_HOURS: RangeInclusive<u32> = 0..=720;
 }
 
@@ -54,10 +54,12 @@ pub mod defaults {
     /// Request rate cap: 95% of Harness's 400 external calls a minute per
     /// key, the rest a margin for the edge's clock.
     pub const MAX_REQUESTS_PER_MINUTE: u32 = 380;
-    /// Settle lag: Harness events can take minutes to become visible.
-    pub const SETTLE_LAG_SECS: u32 = 120;
-    /// Overlap between windows.
-    pub const OVERLAP_SECS: u32 = 900;
+    /// Settle lag: the last seconds before now, where events are still
+    /// arriving. Later ones are read by the overlap and by reconciliation.
+    pub const SETTLE_LAG_SECS: u32 = 5;
+    /// Overlap between windows: every window reads the events up to two
+    /// minutes late again; reconciliation finds later ones by their counts.
+    pub const OVERLAP_SECS: u32 = 120;
     /// Events per batch: checkpoint work is per batch, so larger batches
     /// drain a backlog faster; a crash re-reads at most one batch.
     pub const BATCH_MAX_EVENTS: u32 = 1000;
@@ -66,6 +68,11 @@ pub mod defaults {
     /// Look-back of reconciliation, in hours: Harness can make events
     /// visible hours after their timestamp.
     pub const RECONCILE_HOURS: u32 = 48;
+    /// Interval between checks of the recent hours, in seconds.
+    pub const RECONCILE_RECENT_INTERVAL_SECS: u32 = 300;
+    /// Hours counted as recent: events late by minutes are found within
+    /// [`RECONCILE_RECENT_INTERVAL_SECS`], not within the hour.
+    pub const RECONCILE_RECENT_HOURS: u32 = 3;
 }
 
 /// Values of `staticFilter`.
@@ -173,6 +180,11 @@ pub struct Settings {
     pub reconcile_interval_secs: u32,
     /// Hours of look-back of reconciliation; 0 turns it off.
     pub reconcile_hours: u32,
+    /// Seconds between checks of the recent hours.
+    pub reconcile_recent_interval_secs: u32,
+    /// Hours of the recent tier (at most `reconcile_hours` of them are
+    /// checked); 0 turns the tier off.
+    pub reconcile_recent_hours: u32,
 }
 
 impl Settings {
@@ -287,6 +299,16 @@ impl Settings {
                 self.reconcile_hours,
                 ranges::RECONCILE_HOURS,
             ),
+            (
+                "reconcile-recent-interval-secs",
+                self.reconcile_recent_interval_secs,
+                ranges::RECONCILE_INTERVAL_SECS,
+            ),
+            (
+                "reconcile-recent-hours",
+                self.reconcile_recent_hours,
+                ranges::RECONCILE_HOURS,
+            ),
         ];
         match numbers.into_iter().find(|(_, v, range)| !range.contains(v)) {
             Some((name, value, range)) => Err(format!(
@@ -361,6 +383,8 @@ macro_rules! wit_settings {
                 overlap_secs: s.overlap_secs,
                 reconcile_interval_secs: s.reconcile_interval_secs,
                 reconcile_hours: s.reconcile_hours,
+                reconcile_recent_interval_secs: s.reconcile_recent_interval_secs,
+                reconcile_recent_hours: s.reconcile_recent_hours,
             },
             retries: $wit::Retries {
                 max_retries: s.max_retries,
@@ -412,6 +436,8 @@ pub(crate) fn example() -> Settings {
         batch_max_events: 1,
         reconcile_interval_secs: defaults::RECONCILE_INTERVAL_SECS,
         reconcile_hours: 0,
+        reconcile_recent_interval_secs: defaults::RECONCILE_RECENT_INTERVAL_SECS,
+        reconcile_recent_hours: 0,
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use harness_tests::{
-    EdgeLimit, FaultRates, Freedoms, KeyGrant, MockHarness, SeedSpec, generate, make_key,
+    EdgeLimit, FaultRates, Freedoms, KeyGrant, LiveInserts, MockHarness, SeedSpec, generate,
+    make_key,
 };
 
 /// Mock Harness audit API on loopback.
@@ -18,7 +19,7 @@ struct Args {
     /// Spread them over this many minutes...
     #[arg(long, default_value_t = 50)]
     minutes: u64,
-    /// ...ending this many seconds ago (the default lies beyond the collector's 120 s settle lag).
+    /// ...ending this many seconds ago.
     #[arg(long, default_value_t = 300)]
     settled_secs: u64,
     /// Account identifier.
@@ -54,6 +55,18 @@ struct Args {
     /// answer 429 with no `Retry-After` past it (0: no limit). Harness's is 400.
     #[arg(long, default_value_t = 0)]
     edge_limit_per_minute: u32,
+    /// Events Harness writes while the mock runs: this many a second...
+    #[arg(long, default_value_t = 0.0)]
+    live_per_sec: f64,
+    /// ...for this many seconds...
+    #[arg(long, default_value_t = 0)]
+    live_secs: u64,
+    /// ...a share of them written late...
+    #[arg(long, default_value_t = 0.0)]
+    live_late_fraction: f64,
+    /// ...by up to this many ms. `/__mock/visibility` tells when each became visible.
+    #[arg(long, default_value_t = 0)]
+    live_max_late_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -99,6 +112,15 @@ fn main() -> anyhow::Result<()> {
         max_latency_ms: args.max_latency_ms,
     }));
     mock.enable_list_v2(args.list_v2);
+    if args.live_per_sec > 0.0 && args.live_secs > 0 {
+        mock.insert_live(LiveInserts {
+            per_sec: args.live_per_sec,
+            secs: args.live_secs,
+            late_fraction: args.live_late_fraction,
+            max_late_ms: args.live_max_late_ms,
+            seed: args.seed,
+        });
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -109,6 +131,7 @@ fn main() -> anyhow::Result<()> {
             "hidden": mock.hidden_count(),
             "ground_truth": format!("{}/__mock/ground-truth", mock.base_url()),
             "edge": format!("{}/__mock/edge", mock.base_url()),
+            "visibility": format!("{}/__mock/visibility", mock.base_url()),
         })
     );
     std::thread::sleep(Duration::from_secs(args.exit_after_secs));

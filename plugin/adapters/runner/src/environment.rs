@@ -158,6 +158,8 @@ pub fn parse(env: impl Fn(&str) -> Option<String>) -> Result<Environment, String
         batch_max_events: defaults::BATCH_MAX_EVENTS,
         reconcile_interval_secs: number(&table::RECONCILE_INTERVAL_SECS)?,
         reconcile_hours: number(&table::RECONCILE_HOURS)?,
+        reconcile_recent_interval_secs: number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
+        reconcile_recent_hours: number(&table::RECONCILE_RECENT_HOURS)?,
     }
     .validate()
     .map_err(|e| format!("invalid settings: {e}"))?;
@@ -263,7 +265,7 @@ mod tests {
         }
         assert_eq!(
             reads().count(),
-            20,
+            22,
             "the source settings a composition honours"
         );
     }

@@ -1,9 +1,12 @@
 //! Reconciliation: each slice's count from Harness against the events stored
 //! for it, and a re-read of the slices that fall short.
 //!
-//! Checks are queued when a window comes back short of its count, and for
-//! every slice of the last `reconcile_hours` once per interval. A check is
-//! one request (`pageSize=1`, for its `totalItems`). A slice is read again
+//! Checks are queued when a window comes back short of its count, for every
+//! slice of the last `reconcile_hours` once per interval, and for the slices
+//! of the last `reconcile_recent_hours` once per recent interval. A check is
+//! one request (`pageSize=1`, for its `totalItems`) and counts a slice only
+//! up to where the next window starts reading again: what lies after is
+//! still arriving, and is that window's to read. A slice is read again
 //! when its gap is new or has grown since the last re-read; a gap that a
 //! re-read could not close (events Harness counts but never returns) is
 //! re-read only after a wait that doubles each time nothing new turns up, so
@@ -38,8 +41,20 @@ impl Source {
         u64::from(self.settings.reconcile_interval_secs) * 1000
     }
 
-    /// Queues every slice of the look-back span for a check once the
-    /// interval has passed; true if it did.
+    /// How far back the recent tier looks, in ms; `None` when it is off.
+    fn recent_span_ms(&self) -> Option<u64> {
+        let hours = self
+            .settings
+            .reconcile_recent_hours
+            .min(self.settings.reconcile_hours);
+        self.reconcile_span_ms()
+            .filter(|_| hours > 0)
+            .map(|_| u64::from(hours) * SLICE_MS)
+    }
+
+    /// Queues slices for a check in tiers: every slice of the look-back span
+    /// once per `reconcile_interval_secs`, and those of the recent span once
+    /// per `reconcile_recent_interval_secs` between; true if it queued any.
     pub(super) fn queue_reconciliation(&mut self, now_ms: u64) -> bool {
         let Some(span_ms) = self.reconcile_span_ms() else {
             return false;
@@ -47,18 +62,37 @@ impl Source {
         let Some(last_end) = self.checkpoint.last_end_ms else {
             return false;
         };
+        let recent = self.recent_span_ms().map(|recent_ms| {
+            let interval_ms = u64::from(self.settings.reconcile_recent_interval_secs) * 1000;
+            (recent_ms, now_ms.saturating_add(interval_ms))
+        });
         let next = now_ms.saturating_add(self.interval_ms());
-        match self.checkpoint.next_reconcile_ms {
-            // A first pass has just read everything: the first check is an interval later.
+        let cp = &mut self.checkpoint;
+        // A first pass has just read everything: the first checks are an interval later.
+        if cp.next_reconcile_ms.is_none() {
+            cp.next_reconcile_ms = Some(next);
+            cp.next_recent_check_ms = recent.map(|(_, next)| next);
+            return false;
+        }
+        if cp.next_reconcile_ms.is_some_and(|due| now_ms >= due) {
+            cp.next_reconcile_ms = Some(next);
+            cp.next_recent_check_ms = recent.map(|(_, next)| next);
+            cp.queue_checks(now_ms.saturating_sub(span_ms), last_end);
+            return true;
+        }
+        let Some((recent_ms, next_recent)) = recent else {
+            return false;
+        };
+        match cp.next_recent_check_ms {
+            Some(due) if now_ms < due => false,
+            // The tier was just turned on: its first check is an interval later.
             None => {
-                self.checkpoint.next_reconcile_ms = Some(next);
+                cp.next_recent_check_ms = Some(next_recent);
                 false
             }
-            Some(due) if now_ms < due => false,
             Some(_) => {
-                self.checkpoint.next_reconcile_ms = Some(next);
-                self.checkpoint
-                    .queue_checks(now_ms.saturating_sub(span_ms), last_end);
+                cp.next_recent_check_ms = Some(next_recent);
+                cp.queue_checks(now_ms.saturating_sub(recent_ms), last_end);
                 true
             }
         }
@@ -74,9 +108,10 @@ impl Source {
         let Some(last_end) = self.checkpoint.last_end_ms else {
             return Ok(());
         };
+        let ledger = &self.checkpoint.ledger;
         let range = Window {
-            start_ms: self.checkpoint.ledger.covered_start(slice),
-            end_ms: (slice + SLICE_MS - 1).min(last_end),
+            start_ms: ledger.covered_start(slice),
+            end_ms: (slice + SLICE_MS - 1).min(ledger.countable_through(last_end)),
         };
         if range.start_ms > range.end_ms {
             return Ok(());
@@ -98,12 +133,7 @@ impl Source {
             |r| page::parse(r, &at),
         );
         report.count_requests += 1;
-        let stored = self
-            .checkpoint
-            .ledger
-            .slices
-            .get(&slice)
-            .map_or(0, |s| s.stored());
+        let stored = self.checkpoint.ledger.stored_through(slice, range.end_ms);
         let failed = |detail: String| Finding {
             kind: FindingKind::CountFailed,
             range,
@@ -136,7 +166,7 @@ impl Source {
             collected: stored,
             detail,
         };
-        let previous = entry.set_count(counted, range.end_ms, now_ms);
+        let previous = entry.set_count(counted, range.end_ms, now_ms, stored);
         if let Some(previous) = previous.filter(|c| counted < c.events) {
             report.findings.push(finding(
                 FindingKind::CountDecreased,
@@ -167,15 +197,14 @@ impl Source {
     /// and when a gap that does not grow may be re-read again.
     pub(super) fn settle_reread(&mut self, walk: &Walk, report: &mut PollReport, now_ms: u64) {
         let interval_ms = self.interval_ms();
-        let entry = self
+        let slice = slice_start(walk.range.start_ms);
+        let stored = self
             .checkpoint
             .ledger
-            .slices
-            .entry(slice_start(walk.range.start_ms))
-            .or_default();
-        let stored = entry.stored();
+            .stored_through(slice, walk.range.end_ms);
+        let entry = self.checkpoint.ledger.slices.entry(slice).or_default();
         if let Some(counted) = walk.counted {
-            entry.set_count(counted, walk.range.end_ms, now_ms);
+            entry.set_count(counted, walk.range.end_ms, now_ms, stored);
         }
         let counted = entry.count.map_or(0, |c| c.events);
         report.late_events += walk.written;

@@ -424,15 +424,17 @@ fn later_passes_emit_no_duplicate_and_pick_up_new_and_late_events() {
 
 #[test]
 fn only_settled_events_are_read() {
-    let mut h = FakeHarness::new([NOW - 5_000, NOW - 1_000]);
+    // On the default settle lag (5 s), a pass reads up to 5 s before it began.
+    let lag = u64::from(crate::settings::defaults::SETTLE_LAG_SECS) * 1000;
+    let mut h = FakeHarness::new([NOW - lag - 1_000, NOW - lag + 1_000]);
     let mut src = source_with(Settings {
-        settle_lag_secs: 2,
+        settle_lag_secs: crate::settings::defaults::SETTLE_LAG_SECS,
         ..settings(50)
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), ["id00000"]);
-    assert_eq!(h.requests[0].1["endTime"], NOW - 2_000);
+    assert_eq!(h.requests[0].1["endTime"], NOW - lag);
     c.now = NOW + 1_500;
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), ["id00000", "id00001"]);
@@ -1581,4 +1583,133 @@ fn a_page_larger_than_asked_for_keeps_batches_within_their_limit() {
     drain(&mut src, &mut h, &mut out, &mut c);
     assert!(out.batches.iter().all(|b| b.event_count <= 10));
     assert_eq!(out.ids(), all_ids(&h));
+}
+
+/// An event that turns up in the part of the trail the next window reads
+/// again (here, between the window's read and the count that follows it) is
+/// left to that window: the count stops where the next window starts, so it
+/// sees no gap and no hour is read again for it.
+#[test]
+fn a_count_never_covers_what_the_next_window_reads_again() {
+    let start = NOW - 2 * crate::ledger::SLICE_MS;
+    let mut h = FakeHarness::new((0..40).map(|i| start + i * 150_000));
+    let mut src = source_with(Settings {
+        start_at_ms: Some(start),
+        overlap_secs: 120,
+        ..reconciling(50)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    c.now += 61_000;
+    // The new window is the pass's first request; the counts follow it. An
+    // event a minute old becomes visible as the first count is asked.
+    let first_count = h.requests.len() + 2;
+    let late_ts = c.now - 60_000;
+    h.on_request = Some(Box::new(move |events, n| {
+        if n == first_count {
+            events.push((late_ts, "late-in-the-overlap".into()));
+        }
+    }));
+    let report = drain(&mut src, &mut h, &mut out, &mut c);
+    assert!(report.count_requests > 0, "the interval was due");
+    assert_eq!(report.slices_reread, 0, "{:?}", report.findings);
+    assert_eq!(report.unreconciled_events, 0);
+    h.on_request = None;
+    c.now += 15_000;
+    drain(&mut src, &mut h, &mut out, &mut c);
+    let ids = out.ids();
+    assert_eq!(
+        ids.iter().filter(|id| *id == "late-in-the-overlap").count(),
+        1,
+        "the next window reads it, once"
+    );
+    assert_eq!(unique(&ids), 41);
+}
+
+/// Reconciliation in tiers: over an hour of passes every 15 s, the hours of
+/// the recent tier are counted every recent interval and the whole
+/// look-back once; an event hours late in the recent hours is collected
+/// within a recent interval, one older within the interval.
+#[test]
+fn recent_hours_are_counted_every_few_minutes_and_the_look_back_hourly() {
+    let hour = crate::ledger::SLICE_MS;
+    let start = NOW - 10 * hour;
+    let mut h = FakeHarness::new((0..100).map(|i| start + i * 360_000));
+    let mut src = source_with(Settings {
+        start_at_ms: Some(start),
+        reconcile_hours: 24,
+        reconcile_interval_secs: 3_600,
+        reconcile_recent_hours: 3,
+        reconcile_recent_interval_secs: 300,
+        overlap_secs: 120,
+        ..settings(100)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    let recent_late = h.insert(NOW - 2 * hour);
+    let old_late = h.insert(NOW - 8 * hour);
+    let mut checks = Vec::new();
+    let mut found = std::collections::BTreeMap::new();
+    for pass in 1..=244_u64 {
+        c.now += 15_000;
+        let report = drain(&mut src, &mut h, &mut out, &mut c);
+        if report.count_requests > 0 {
+            checks.push((pass * 15, report.count_requests));
+        }
+        for id in [&recent_late, &old_late] {
+            if out.ids().contains(id) {
+                found.entry(id.clone()).or_insert(pass * 15);
+            }
+        }
+    }
+    // The slices from `from` to the last millisecond a count may cover, which
+    // stops where the next window starts again: now less the overlap.
+    let slices = |from: u64, secs: u64| {
+        let counted_through = NOW + secs * 1_000 - 120_000 - 1;
+        u32::try_from(counted_through / hour - from / hour + 1).unwrap()
+    };
+    let mut expected: Vec<(u64, u32)> = (1..=11)
+        .map(|i| (i * 300, slices(NOW + i * 300_000 - 3 * hour, i * 300)))
+        .collect();
+    expected.push((3_600, slices(start, 3_600)));
+    assert_eq!(checks.get(..12), Some(&expected[..]), "{checks:?}");
+    assert_eq!(found[&recent_late], 300, "within the recent interval");
+    assert_eq!(found[&old_late], 3_600, "within the interval");
+    assert_eq!(unique(&out.ids()), 102);
+}
+
+/// An idle account on the defaults, collected by `serve` every 15 s for two
+/// hours (so the whole look-back is counted twice): every request, windows
+/// and counts, stays under a tenth of the key's 380 a minute.
+#[test]
+fn an_idle_tenant_on_the_defaults_sends_under_a_tenth_of_the_key_s_budget() {
+    use crate::settings::defaults;
+    let mut h = FakeHarness::new([]);
+    let mut src = source_with(Settings {
+        page_size: defaults::PAGE_SIZE,
+        settle_lag_secs: defaults::SETTLE_LAG_SECS,
+        overlap_secs: defaults::OVERLAP_SECS,
+        reconcile_interval_secs: defaults::RECONCILE_INTERVAL_SECS,
+        reconcile_hours: defaults::RECONCILE_HOURS,
+        reconcile_recent_interval_secs: defaults::RECONCILE_RECENT_INTERVAL_SECS,
+        reconcile_recent_hours: defaults::RECONCILE_RECENT_HOURS,
+        // Collecting for two days already: the look-back is whole.
+        start_minutes_back: 49 * 60,
+        ..settings(defaults::PAGE_SIZE)
+    });
+    let (mut out, mut c) = (Collected::default(), clock());
+    drain(&mut src, &mut h, &mut out, &mut c);
+    let before = h.requests.len();
+    let minutes = 120;
+    for _ in 0..minutes * 4 {
+        c.now += 15_000;
+        drain(&mut src, &mut h, &mut out, &mut c);
+    }
+    let per_minute = (h.requests.len() - before) as f64 / f64::from(minutes);
+    assert!(per_minute <= 38.0, "{per_minute:.1} requests a minute");
+    assert!(
+        h.count_requests() > 2 * 48,
+        "the look-back was counted: {}",
+        h.count_requests()
+    );
 }
