@@ -28,7 +28,6 @@ pub use stdout::StdoutSink;
 
 use sha2::{Digest, Sha256};
 
-use crate::evidence::digest::hex;
 use crate::time;
 
 /// What an object holds.
@@ -219,7 +218,7 @@ pub fn quarantine_prefix(prefix: &str) -> String {
 /// the same name and are recognised.
 pub fn object_name(prefix: &str, meta: &BatchMeta) -> String {
     let at = time::utc(meta.first_event_ms);
-    let hash = hex(&meta.content_sha256[..8]);
+    let hash = hex::encode(&meta.content_sha256[..8]);
     let prefix = match meta.kind {
         ObjectKind::Batch => prefix.to_owned(),
         ObjectKind::Quarantine { .. } => quarantine_prefix(prefix),

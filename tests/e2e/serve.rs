@@ -521,30 +521,42 @@ fn components_that_never_return_cost_only_their_own_tenant() {
         events: 3_000,
         max_latency_ms: 40,
     };
-    let alone = round(binary, misbehave, spec(0));
-    let beside = round(binary, misbehave, spec(cpus));
-    let p99 = percentile(&beside.control_latencies, 0.99);
+    // Alone and beside, twice in turn, each tenant's faster pass of the two:
+    // other tests running at the same time slow one round, not both.
+    let mut alone = Vec::new();
+    let mut beside = Vec::new();
+    for _ in 0..2 {
+        alone.push(round(binary, misbehave, spec(0)));
+        beside.push(round(binary, misbehave, spec(cpus)));
+    }
+    let fastest = |rounds: &[harness_tests::isolation::Round]| -> Vec<Duration> {
+        (0..rounds[0].pass_times.len())
+            .map(|i| rounds.iter().map(|r| r.pass_times[i]).min().unwrap())
+            .collect()
+    };
+    let (alone_times, beside_times) = (fastest(&alone), fastest(&beside));
+    let latencies: Vec<Duration> = beside
+        .iter()
+        .flat_map(|r| r.control_latencies.iter().copied())
+        .collect();
+    let p99 = percentile(&latencies, 0.99);
+    let stop_time = beside.iter().map(|r| r.stop_time).max().unwrap();
     eprintln!(
-        "alone {:?}, beside {cpus} spinners {:?}, /metrics and /healthz p99 {p99:?}, stopped in {:?}",
-        alone.pass_times, beside.pass_times, beside.stop_time
+        "alone {alone_times:?}, beside {cpus} spinners {beside_times:?}, /metrics and /healthz p99 {p99:?}, stopped in {stop_time:?}"
     );
     assert!(
         p99 < Duration::from_millis(100),
         "p99 {p99:?} over {} requests",
-        beside.control_latencies.len()
+        latencies.len()
     );
-    for (i, (a, b)) in alone.pass_times.iter().zip(&beside.pass_times).enumerate() {
+    for (i, (a, b)) in alone_times.iter().zip(&beside_times).enumerate() {
         let allowed = a.mul_f64(1.5) + Duration::from_millis(250);
         assert!(
             b <= &allowed,
             "normal-{i}: {b:?} beside spinners, {a:?} alone"
         );
     }
-    assert!(
-        beside.stop_time < Duration::from_secs(5),
-        "{:?}",
-        beside.stop_time
-    );
+    assert!(stop_time < Duration::from_secs(5), "{stop_time:?}");
 }
 
 /// Tenants with their own accounts, keys and mocks, the sandbox probe as one

@@ -25,77 +25,8 @@ use crate::server::LoopbackServer;
 mod odd;
 pub use odd::{OddAnswer, OddContent, OddKind};
 
-/// Modules the API knows (HC `ModuleType` plus APIDOCS' `PLATFORM`).
-pub const MODULES: [&str; 19] = [
-    "CD",
-    "CI",
-    "CV",
-    "CF",
-    "CE",
-    "STO",
-    "CHAOS",
-    "SRM",
-    "IACM",
-    "CET",
-    "IDP",
-    "CODE",
-    "CORE",
-    "PMS",
-    "TEMPLATESERVICE",
-    "SSCA",
-    "GOVERNANCE",
-    "SEI",
-    "PLATFORM",
-];
-
-/// Actions the API knows (HC `Action` plus later values).
-pub const ACTIONS: [&str; 45] = [
-    "CREATE",
-    "UPDATE",
-    "RESTORE",
-    "DELETE",
-    "FORCE_DELETE",
-    "UPSERT",
-    "INVITE",
-    "RESEND_INVITE",
-    "REVOKE_INVITE",
-    "ADD_COLLABORATOR",
-    "REMOVE_COLLABORATOR",
-    "CREATE_TOKEN",
-    "REVOKE_TOKEN",
-    "LOGIN",
-    "LOGIN2FA",
-    "UNSUCCESSFUL_LOGIN",
-    "ADD_MEMBERSHIP",
-    "REMOVE_MEMBERSHIP",
-    "ERROR_BUDGET_RESET",
-    "START",
-    "END",
-    "STAGE_START",
-    "STAGE_END",
-    "PAUSE",
-    "RESUME",
-    "ABORT",
-    "TIMEOUT",
-    "SIGNED_EULA",
-    "ROLE_ASSIGNMENT_CREATED",
-    "ROLE_ASSIGNMENT_UPDATED",
-    "ROLE_ASSIGNMENT_DELETED",
-    "MOVE",
-    "ENABLED",
-    "DISABLED",
-    "DISMISS_ANOMALY",
-    "RERUN",
-    "BYPASS",
-    "STABLE_VERSION_CHANGED",
-    "SYNC_START",
-    "START_IMPERSONATION",
-    "END_IMPERSONATION",
-    "MOVE_TO_GIT",
-    "FREEZE_BYPASS",
-    "EXPIRED",
-    "FORCE_PUSH",
-];
+/// Modules and actions the API knows: the host's lists.
+pub use harness_audit_core::vocabulary::{ACTIONS, MODULES};
 
 const LOGIN_ACTIONS: [&str; 3] = ["LOGIN", "LOGIN2FA", "UNSUCCESSFUL_LOGIN"];
 

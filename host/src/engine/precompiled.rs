@@ -11,14 +11,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::evidence::digest::hex;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The cache file for `bytes` under `dir`.
 fn entry(engine: &Engine, bytes: &[u8], dir: &Path) -> PathBuf {
     let digest = Sha256::digest(bytes);
-    let component = hex(&digest[..12]);
+    let component = hex::encode(&digest[..12]);
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     dir.join(format!("{component}-{:016x}.cwasm", hasher.finish()))

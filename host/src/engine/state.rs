@@ -17,7 +17,7 @@ use crate::engine::bindings::{Batch, EmitError, Quarantine};
 use crate::engine::limits::{PassGuard, SandboxLimits, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::error::RunError;
-use crate::evidence::digest::{ChainHead, chain_dir, digest_key, hex, sequence_of, sha256_hex};
+use crate::evidence::digest::{ChainHead, chain_dir, digest_key, sequence_of, sha256_hex};
 use crate::evidence::{Digest, EntryKind, ObjectEntry, SigningKey};
 use crate::pause_points::{self, Step};
 use crate::storage::journal::{Evidence, Pending, Stall, StateFile};
@@ -537,7 +537,7 @@ impl Pipeline {
         let entry = self.sink.object_name(meta).map(|name| ObjectEntry {
             name,
             kind,
-            sha256: hex(&meta.content_sha256),
+            sha256: hex::encode(meta.content_sha256),
             bytes: lines.len() as u64,
             events: meta.event_count,
             first_event: Some(rfc3339_ms(meta.first_event_ms)),

@@ -9,8 +9,6 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signer, Verifier};
 use sha2::{Digest as _, Sha256};
 
-use super::digest::hex;
-
 /// How to make a key, for error messages.
 const MAKE_KEY: &str = "make one with `openssl genpkey -algorithm ed25519 -out signing-key.pem` and publish \
     its public half from `openssl pkey -in signing-key.pem -pubout`";
@@ -49,7 +47,7 @@ fn fingerprint(key: &ed25519_dalek::VerifyingKey) -> String {
         .to_public_key_der()
         .expect("an Ed25519 public key always encodes");
     let hash = Sha256::digest(der.as_bytes());
-    format!("sha256:{}", hex(&hash))
+    format!("sha256:{}", hex::encode(hash))
 }
 
 /// What a key file must hold.

@@ -18,6 +18,7 @@ pub mod retry;
 mod scan;
 pub mod settings;
 pub mod shape;
+pub mod vocabulary;
 pub mod walk;
 
 #[cfg(target_arch = "wasm32")]

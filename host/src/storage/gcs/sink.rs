@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 
 use super::{GcsClient, GcsError, Upload};
 use crate::config::Retention;
-use crate::evidence::digest::{hex, sha256_hex};
+use crate::evidence::digest::sha256_hex;
 use crate::pause_points::Step;
 use crate::storage::{
     BatchMeta, CheckpointStore, Fence, ObjectKind, ObjectStore, Sink, SinkError, Written,
@@ -141,7 +141,7 @@ impl Sink for GcsSink {
             },
             str::to_owned,
         );
-        let sha = hex(&meta.content_sha256);
+        let sha = hex::encode(meta.content_sha256);
         let collected_ms = meta
             .collected_at
             .duration_since(UNIX_EPOCH)
