@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::gcs::Emulator;
 use crate::mock::{FaultRates, Freedoms, KeyGrant, MockHarness, make_key};
-use crate::seed::{self, Rng, SeedSpec};
+use crate::seed::{self, Rng, SeedSpec, now_ms};
 use crate::stored;
 
 const ACCOUNT: &str = "ChaosAccount0000000000";
@@ -140,12 +140,6 @@ impl ChaosReport {
                 .as_ref()
                 .is_some_and(|(verdict, _)| verdict == "proven")
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 struct Runner<'a> {

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::mock::{FaultRates, KeyGrant, MockHarness, make_key};
 use crate::process::spawn_logged;
@@ -110,9 +110,7 @@ fn kill(child: &Child, signal: &str) {
 /// Runs one round of `binary serve`, spinners running `misbehave`.
 pub fn round(binary: &Path, misbehave: &Path, spec: RoundSpec) -> Round {
     let work = tempfile::tempdir().expect("a work directory");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::seed::now_ms();
     let mut mocks = Vec::new();
     let mut file = String::from(
         "[defaults]\ninterval_secs = 3600\njitter_secs = 0\nretry_base_ms = 1\nsettle_lag_secs = 0\n\

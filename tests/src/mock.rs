@@ -534,9 +534,7 @@ impl MockHarness {
             for i in 0..total {
                 let due = start + std::time::Duration::from_secs_f64(i as f64 / live.per_sec);
                 std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now = crate::seed::now_ms();
                 let late = unit(&mut rng) < live.late_fraction;
                 let written = now
                     - if late {
@@ -926,9 +924,14 @@ async fn audit_yaml(
 
 async fn ground_truth(State(state): State<Arc<Mutex<MockState>>>) -> Response {
     let state = state.lock().expect("mock state lock");
+    ndjson(state.events.iter().map(|stored| stored.json.clone()))
+}
+
+/// A 200 of NDJSON, one line per item.
+fn ndjson(lines: impl Iterator<Item = String>) -> Response {
     let mut body = String::new();
-    for stored in &state.events {
-        body.push_str(&stored.json);
+    for line in lines {
+        body.push_str(&line);
         body.push('\n');
     }
     (
@@ -1030,17 +1033,11 @@ fn visibility(state: &MockState) -> Vec<Visibility> {
 /// separate mock process.
 async fn visibility_lines(State(state): State<Arc<Mutex<MockState>>>) -> Response {
     let state = state.lock().expect("mock state lock");
-    let mut body = String::new();
-    for v in visibility(&state) {
-        body.push_str(&serde_json::to_string(&v).expect("visibility serializes"));
-        body.push('\n');
-    }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        body,
+    ndjson(
+        visibility(&state)
+            .iter()
+            .map(|v| serde_json::to_string(v).expect("visibility serializes")),
     )
-        .into_response()
 }
 
 /// Every answer of the edge so far, as JSON, for benchmarks driving a
@@ -1452,9 +1449,7 @@ fn page_response(
     page_size: i64,
     body_hash: u64,
 ) -> Vec<u8> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::seed::now_ms();
     let sorts: Vec<&str> = query
         .iter()
         .filter(|(k, _)| k == "sortOrders")

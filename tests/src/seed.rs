@@ -189,6 +189,13 @@ const PIPELINES: [(&str, &str); 3] = [
     ("jp_release", "支払いパイプライン"),
 ];
 
+/// Now, in epoch milliseconds: the clock of every timestamp the tests make.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Generates `spec.count` events with ascending timestamps spread over the
 /// range; about one in twenty shares its millisecond with the previous event.
 pub fn generate(spec: &SeedSpec) -> Vec<AuditEvent> {

@@ -345,10 +345,7 @@ fn faults_are_served_once_or_persistently_and_requests_are_recorded() {
 #[test]
 fn events_stay_hidden_until_their_ingest_delay_passes() {
     let (mock, key) = mock_with(3);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = crate::seed::now_ms();
     let late = generate(&SeedSpec {
         account_id: ACCOUNT.into(),
         count: 2,
@@ -679,10 +676,7 @@ fn counts_disagree_with_pages_for_a_while() {
         count_skew_ms: 60_000,
         ..Freedoms::default()
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = crate::seed::now_ms();
     let events = generate(&SeedSpec {
         account_id: ACCOUNT.into(),
         count: 40,
@@ -719,10 +713,7 @@ fn late_events_become_visible_up_to_the_set_delay_after_their_timestamp() {
         max_late_ms: 3_600_000,
         ..Freedoms::default()
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = crate::seed::now_ms();
     mock.insert(generate(&SeedSpec {
         account_id: ACCOUNT.into(),
         count: 50,
