@@ -4,8 +4,8 @@ use std::path::Path;
 
 use arbitrary::Unstructured;
 use harness_audit::config::RawConfig;
+use harness_audit::engine::batch_rules::{BatchRules, check_batch};
 use harness_audit::engine::bindings::harness::audit::types as wit;
-use harness_audit::engine::state::{BatchRules, check_batch};
 use harness_audit::evidence::Digest;
 use harness_audit::storage::journal::StateFile;
 use harness_audit::storage::recipe;

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use harness_audit::engine::bindings::harness::audit::{emit, types};
 use harness_audit::engine::bindings::{AuditSource, AuditSourcePre, Batch, Budget, EmitError};
+use harness_audit::engine::host_state::EmitFailure;
 use harness_audit::engine::{PoolSize, SharedEngine, wit_settings};
 use harness_audit_core::error::EmitError as CoreEmitError;
 use harness_audit_core::page::HttpResponse;
@@ -335,10 +336,14 @@ impl WasiHttpView for BenchState {
     }
 }
 
-impl types::Host for BenchState {}
+impl types::Host for BenchState {
+    fn convert_emit_error(&mut self, failure: EmitFailure) -> wasmtime::Result<EmitError> {
+        Err(wasmtime::Error::msg(format!("{failure:?}")))
+    }
+}
 
 impl emit::Host for BenchState {
-    async fn emit(&mut self, batch: Batch) -> Result<(), EmitError> {
+    async fn emit(&mut self, batch: Batch) -> Result<(), EmitFailure> {
         self.counted.events += u64::from(batch.event_count);
         self.counted.bytes += batch.lines.len() as u64;
         Ok(())

@@ -34,7 +34,6 @@
 pub mod commands;
 pub mod config;
 pub mod engine;
-pub mod error;
 pub mod evidence;
 pub mod pause_points;
 pub mod random;

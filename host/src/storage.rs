@@ -1,6 +1,7 @@
 //! Storage: where batches and the checkpoint go (a local directory, stdout,
-//! a GCS bucket), the intent journal, the GCS lease and the takeover of the
-//! Cloud Run recipe's checkpoint. Every sink stores a batch as one immutable
+//! a GCS bucket), the commit protocol that orders them ([`pipeline`]), the
+//! intent journal, the GCS lease and the takeover of the Cloud Run recipe's
+//! checkpoint. Every sink stores a batch as one immutable
 //! object whose name derives from the batch, so re-writing the same batch is
 //! recognised. A batch's quarantine (the events the component could not read,
 //! as Harness sent them) is an object of its own beside the data, under
@@ -8,22 +9,26 @@
 //! ([`ObjectStore`]), which digests are created with and `verify` reads.
 //! Nothing outside this module knows GCS exists.
 
+mod error;
 pub mod gcs;
 pub mod journal;
 pub mod lease;
 mod local;
 mod memory;
 mod open;
+pub mod pipeline;
 pub mod recipe;
 mod stdout;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+pub use error::StorageError;
 pub use gcs::GcsSink;
 pub use local::LocalDirSink;
 pub use memory::{Discard, MemoryCheckpoint};
 pub use open::{Storage, open, probe};
+pub use pipeline::{Pipeline, StoreError};
 pub use stdout::StdoutSink;
 
 use sha2::{Digest, Sha256};

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness_audit::engine::state::SEAL_EVERY_OBJECTS;
+use harness_audit::storage::pipeline::SEAL_EVERY_OBJECTS;
 use harness_tests::Emulator;
 use serde_json::Value;
 

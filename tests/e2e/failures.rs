@@ -383,3 +383,32 @@ fn an_intent_before_the_first_commit_restarts_fresh() {
     std::fs::write(&state_path, intent.to_string()).unwrap();
     env.run(&[]).assert_collected(40);
 }
+
+/// A batch whose object cannot be written ends the pass with the store's own
+/// error, at the step it failed (exit 5), not as something the component
+/// said; its intent stays, and the next run, once the store is fixed, settles
+/// it and collects every event once.
+#[test]
+fn a_batch_that_cannot_be_written_fails_the_pass_with_the_store_s_error() {
+    let env = Env::new(120);
+    let blocker = env.out().join("harness").join("audit");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let run = env.run(&[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "harness-audit: error: storage failed: writing the batch: creating directory"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("component reported"),
+        "the host's error, not the component's words: {}",
+        run.stderr
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    env.run(&[]).assert_collected(120);
+    assert_eq!(env.sorted_lines().len(), 120);
+}

@@ -102,7 +102,7 @@ fn every_log_field_is_in_the_vocabulary() {
 /// The `error_kind` of every failure a pass can end with.
 fn harness_audit_error_kinds() -> Vec<String> {
     let source =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/error.rs"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine/error.rs"))
             .unwrap();
     let kind = source.split("pub fn kind(&self)").nth(1).unwrap();
     let body = kind.split("\n    }\n").next().unwrap();

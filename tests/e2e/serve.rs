@@ -848,7 +848,9 @@ fn once_runs_each_tenant_one_pass_and_exits_with_the_failure() {
     let (code, log) = run(&with_bad);
     assert_eq!(code, 3, "{log}");
     assert!(
-        log.contains("1 of the shard's tenants failed their pass: bad (exit 3); the log says why"),
+        log.contains(
+            "1 of the shard's tenants failed their pass: bad (unauthorized); the log says why"
+        ),
         "{log}"
     );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::engine::Collector;
-use crate::error::RunError;
+use crate::engine::error::RunError;
 use crate::storage::{self, Discard, MemoryCheckpoint};
 
 /// One line of the report and, for a failure, the exit code.

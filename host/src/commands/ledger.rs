@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::engine::Collector;
 use crate::engine::bindings::harness::audit::types as wit;
-use crate::engine::state::committed_checkpoint;
-use crate::error::RunError;
+use crate::engine::error::RunError;
 use crate::storage;
+use crate::storage::pipeline::committed_checkpoint;
 use crate::time::{RangeError, parse_day_or_instant, rfc3339_ms};
 
 /// The hours asked for: `--from` and `--to`, dates (whole UTC days, `--to`

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use harness_audit_core::event::Reason;
 
 use crate::engine::PassSummary;
-use crate::error::RunError;
+use crate::engine::error::{RunError, SandboxError};
 use crate::time::now_ms;
 
 /// The `Content-Type` of [`Metrics::render`].
@@ -398,7 +398,7 @@ impl Metrics {
             .get_or_create(&label)
             .set(gauge_value(backoff.as_secs()));
         let limit = match error {
-            RunError::LimitExceeded { setting, .. } => Some(*setting),
+            RunError::Sandbox(SandboxError::LimitExceeded { setting, .. }) => Some(*setting),
             _ => None,
         };
         if let Some(limit) = limit {
@@ -493,7 +493,7 @@ fn resident_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::state::PipelineStats;
+    use crate::storage::pipeline::PipelineStats;
 
     #[test]
     fn passes_show_in_the_exposition_and_the_health_verdict() {
@@ -517,15 +517,12 @@ mod tests {
             ..PassSummary::default()
         };
         metrics.pass_succeeded("good", &summary);
-        let err = RunError::Unauthorized {
+        let err = RunError::from(crate::engine::error::HarnessError::Unauthorized {
             failure: "HTTP 401".into(),
             account: "acct".into(),
-        };
+        });
         metrics.pass_failed("bad\"one", &err, Duration::from_secs(30));
-        let over = RunError::LimitExceeded {
-            setting: "MAX_PASS_MIB",
-            message: "over".into(),
-        };
+        let over = RunError::limit("MAX_PASS_MIB", "over".into());
         metrics.pass_failed("bad\"one", &over, Duration::from_secs(30));
         metrics.pass_failed("bad\"one", &err, Duration::from_secs(60));
 

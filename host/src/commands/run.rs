@@ -7,9 +7,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::engine::{Collector, PassSummary, PassThread};
-use crate::error::RunError;
-use crate::storage::{self, CheckpointStore, Sink, lease};
+use crate::engine::{Collector, PassSummary, PassThread, RunError};
+use crate::storage::{self, CheckpointStore, Sink, StorageError, lease};
 use crate::time::now_ms;
 
 /// What a finished pass did and where.
@@ -40,8 +39,9 @@ impl RunOutcome {
 /// A stop flag that turns true at the first SIGTERM or SIGINT: the pass ends
 /// at its next batch boundary, `emit` or epoch tick, with everything emitted
 /// so far committed. A second signal ends the process at once, which is as
-/// safe: a write in flight is settled by the next run.
-pub fn stop_on_signals() -> std::io::Result<watch::Receiver<bool>> {
+/// safe: a write in flight is settled by the next run. The process then
+/// exits with `exit_code`.
+pub fn stop_on_signals(exit_code: u8) -> std::io::Result<watch::Receiver<bool>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -59,7 +59,7 @@ pub fn stop_on_signals() -> std::io::Result<watch::Receiver<bool>> {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
-        std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
+        std::process::exit(i32::from(exit_code));
     });
     Ok(stopped)
 }
@@ -122,15 +122,7 @@ async fn pass(
                 config.source.start_minutes_back
             ),
             Ok(None) => eprintln!("harness-audit: there was no checkpoint to reset"),
-            Err(e) => {
-                return Err(match RunError::from(e) {
-                    RunError::Storage { source, .. } => RunError::Storage {
-                        during: "resetting the checkpoint: ",
-                        source,
-                    },
-                    other => other,
-                });
-            }
+            Err(e) => return Err(StorageError::during("resetting the checkpoint: ", e).into()),
         }
     }
     collector

@@ -27,8 +27,8 @@ use tracing::Instrument as _;
 use super::metrics::Metrics;
 use super::run;
 use crate::config::tenants::{self, TenantSpec};
+use crate::engine::error::{RunError, SandboxError};
 use crate::engine::{Collector, PassThread, PoolSize, SharedEngine, load_component};
-use crate::error::RunError;
 
 pub use shard::{Resolved, Shard, ShardError, ShardSpec, resolve as resolve_shard};
 use threads::PassThreads;
@@ -102,8 +102,8 @@ impl Components {
 struct Running {
     spec: TenantSpec,
     stop: watch::Sender<bool>,
-    /// Ends with the exit code of the tenant's last pass if it failed.
-    task: JoinHandle<Option<u8>>,
+    /// Ends with the error of the tenant's last pass if it failed.
+    task: JoinHandle<Option<RunError>>,
 }
 
 /// Reads the tenant file and keeps this replica's shard.
@@ -119,7 +119,6 @@ fn load(options: &ServeOptions) -> anyhow::Result<Vec<TenantSpec>> {
 
 /// Why `serve` ended with an error.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ServeError {
     /// The tenant file, a component or the metrics address is unusable at start.
     #[error("{0:#}")]
@@ -130,29 +129,17 @@ pub enum ServeError {
          and the next start resumes from it"
     )]
     ShutdownGrace(u64),
-    /// With `--once`: tenants whose pass failed, with each one's exit code.
+    /// With `--once`: tenants whose pass failed, with each one's error.
     #[error("{} of the shard's tenants failed their pass: {}; the log says why", .0.len(), describe_failed(.0))]
-    TenantsFailed(Vec<(String, u8)>),
+    TenantsFailed(Vec<(String, RunError)>),
 }
 
-fn describe_failed(failed: &[(String, u8)]) -> String {
+fn describe_failed(failed: &[(String, RunError)]) -> String {
     failed
         .iter()
-        .map(|(id, code)| format!("{id} (exit {code})"))
+        .map(|(id, e)| format!("{id} ({})", e.kind()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-impl ServeError {
-    /// The process exit code.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Startup(_) => crate::error::EXIT_CONFIG,
-            Self::ShutdownGrace(_) => crate::error::EXIT_INTERRUPTED,
-            // The first failed tenant's code: a job's retry policy sees a usual exit code.
-            Self::TenantsFailed(failed) => failed.first().map_or(1, |(_, code)| *code),
-        }
-    }
 }
 
 /// Runs until SIGTERM or SIGINT, or with `--once` until each tenant ran once.
@@ -178,7 +165,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
             _ = signals.terminate.recv() => break,
             _ = signals.interrupt.recv() => break,
             _ = signals.hangup.recv() => {
-                retired.retain(|t: &JoinHandle<Option<u8>>| !t.is_finished());
+                retired.retain(|t: &JoinHandle<Option<RunError>>| !t.is_finished());
                 retired.extend(reload(&options, &mut running, &mut components, &pass_threads, &metrics));
             }
         }
@@ -223,11 +210,14 @@ async fn once(
 /// have, with the tenants whose last pass failed and its exit code.
 struct Ending {
     stops: Vec<watch::Sender<bool>>,
-    all: JoinHandle<Vec<(String, u8)>>,
+    all: JoinHandle<Vec<(String, RunError)>>,
 }
 
 /// `running`'s tasks and `retired` ones (tenants a reload removed).
-fn ending(running: BTreeMap<String, Running>, retired: Vec<JoinHandle<Option<u8>>>) -> Ending {
+fn ending(
+    running: BTreeMap<String, Running>,
+    retired: Vec<JoinHandle<Option<RunError>>>,
+) -> Ending {
     let mut stops = Vec::new();
     let mut tasks = Vec::new();
     for (id, r) in running {
@@ -241,7 +231,13 @@ fn ending(running: BTreeMap<String, Running>, retired: Vec<JoinHandle<Option<u8>
             match task.await {
                 Ok(None) => {}
                 Ok(Some(code)) => failed.push((id, code)),
-                Err(_) => failed.push((id, crate::error::EXIT_COMPONENT)),
+                Err(_) => failed.push((
+                    id,
+                    SandboxError::Panicked {
+                        reason: "the tenant's task panicked; see the log".into(),
+                    }
+                    .into(),
+                )),
             }
         }
         failed
@@ -256,7 +252,7 @@ async fn stop_all(
     mut ending: Ending,
     http: Option<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
-) -> Result<Vec<(String, u8)>, ServeError> {
+) -> Result<Vec<(String, RunError)>, ServeError> {
     tracing::info!(
         "shutting down: no new passes; running passes stop at their next batch boundary"
     );
@@ -363,7 +359,7 @@ fn reload(
     components: &mut Components,
     pass_threads: &Arc<PassThreads>,
     metrics: &Arc<Metrics>,
-) -> Vec<JoinHandle<Option<u8>>> {
+) -> Vec<JoinHandle<Option<RunError>>> {
     let specs = match load(options) {
         Ok(specs) => specs,
         Err(e) => {
@@ -417,7 +413,7 @@ fn reload(
             }
         }
     }
-    let removed: Vec<JoinHandle<Option<u8>>> = std::mem::take(running)
+    let removed: Vec<JoinHandle<Option<RunError>>> = std::mem::take(running)
         .into_iter()
         .map(|(id, old)| {
             let _ = old.stop.send(true);
@@ -442,7 +438,7 @@ fn start(
     collector: Arc<Collector>,
     pass_threads: &Arc<PassThreads>,
     metrics: &Arc<Metrics>,
-    after: Option<JoinHandle<Option<u8>>>,
+    after: Option<JoinHandle<Option<RunError>>>,
     once: bool,
 ) -> Running {
     let (stop, stopped) = watch::channel(false);
@@ -468,8 +464,8 @@ async fn schedule(
     pass_threads: Arc<PassThreads>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
-    (after, once): (Option<JoinHandle<Option<u8>>>, bool),
-) -> Option<u8> {
+    (after, once): (Option<JoinHandle<Option<RunError>>>, bool),
+) -> Option<RunError> {
     if let Some(previous) = after {
         let _ = previous.await;
     }
@@ -519,7 +515,7 @@ async fn schedule(
                     "pass failed"
                 );
                 if once {
-                    return Some(e.exit_code());
+                    return Some(e);
                 }
                 backoff
             }
@@ -557,15 +553,17 @@ async fn run_on_pass_thread(
         let _ = done.send(result);
     }));
     if !sent {
-        return Err(RunError::Panicked {
+        return Err(SandboxError::Panicked {
             reason: "no pass thread is left to run the pass; see the log".into(),
-        });
+        }
+        .into());
     }
     // The sender is dropped unsent only when the pass panicked.
     outcome.await.unwrap_or_else(|_| {
-        Err(RunError::Panicked {
+        Err(SandboxError::Panicked {
             reason: "the pass panicked; see the log".into(),
-        })
+        }
+        .into())
     })
 }
 

@@ -9,12 +9,12 @@ use serde::Serialize;
 use crate::commands::ledger::{self, LedgerRange};
 use crate::config::{Config, OutputShape, SinkKind};
 use crate::engine::Collector;
-use crate::error::{EXIT_INCOMPLETE, EXIT_INTEGRITY, RunError};
+use crate::engine::RunError;
 use crate::evidence::PublicKey;
 use crate::evidence::digest::{chain_dir, digests_root, state_key_of};
 use crate::evidence::verify::{Report, Verifier};
 use crate::storage::journal::StateFile;
-use crate::storage::{self, SinkError};
+use crate::storage::{self, SinkError, StorageError};
 use harness_audit_core::event::line_time;
 
 /// What to verify.
@@ -58,17 +58,6 @@ pub enum Verdict {
     CompletenessGap,
 }
 
-impl Verdict {
-    /// The process exit code.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Proven => 0,
-            Self::IntegrityBroken => EXIT_INTEGRITY,
-            Self::CompletenessGap => EXIT_INCOMPLETE,
-        }
-    }
-}
-
 /// What `verify` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyOutcome {
@@ -89,10 +78,7 @@ pub struct VerifyOutcome {
 }
 
 fn storage_error(during: &'static str) -> impl FnOnce(SinkError) -> RunError {
-    move |e| match RunError::from(e) {
-        RunError::Storage { source, .. } => RunError::Storage { during, source },
-        other => other,
-    }
+    move |e| StorageError::during(during, e).into()
 }
 
 /// Verifies the store `config` names.
@@ -102,7 +88,7 @@ pub async fn verify(
     request: VerifyRequest,
 ) -> Result<VerifyOutcome, RunError> {
     if config.output.sink == SinkKind::Stdout {
-        return Err(RunError::Config(crate::config::ConfigError::Missing {
+        return Err(RunError::from(crate::config::ConfigError::Missing {
             what: "SINK",
             hint: "verify reads the objects a sink stores, and SINK=stdout stores none; give verify the \
                    settings of the store the collector writes to",
@@ -150,7 +136,7 @@ pub async fn verify(
         else {
             continue;
         };
-        let state = StateFile::parse(&bytes).map_err(|e| RunError::CorruptState {
+        let state = StateFile::parse(&bytes).map_err(|e| StorageError::CorruptState {
             location: objects.url(&state_key),
             reason: e.to_string(),
         })?;

@@ -6,8 +6,13 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "audit-source",
-    imports: { default: async },
+    // `emit` may end the component's call with a trap that carries the
+    // host's typed error (see engine::host_state).
+    imports: { "harness:audit/emit.emit": async | trappable, default: async },
     exports: { default: async },
+    trappable_error_type: {
+        "harness:audit/types.emit-error" => crate::engine::host_state::EmitFailure,
+    },
     with: {
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "wasi:io": wasmtime_wasi::p2::bindings::io,

@@ -12,17 +12,19 @@ use wasmtime::{
 };
 
 use crate::config::{Config, LimitsConfig, OutputShape, Settings as CoreSettings};
+use crate::engine::batch_rules::BatchRules;
 use crate::engine::bindings::harness::audit::types as wit;
-use crate::engine::bindings::{
-    ApiFailure, AuditSourcePre, Budget, EmitError, Settings, SourceError, harness::audit,
-};
+use crate::engine::bindings::{AuditSourcePre, Budget, Settings, SourceError, harness::audit};
+use crate::engine::error::{HarnessError, RunError, STUCK_AFTER_PASSES, SandboxError, Stuck};
+use crate::engine::host_state::HostState;
 use crate::engine::limits::{CpuMeter, EpochTicker, Metered, PassGuard, PassThread, Stopped};
 use crate::engine::pacing::KeyPaces;
 use crate::engine::policy::EgressPolicy;
-use crate::engine::state::{BatchRules, ChainSpec, HostState, Pipeline, PipelineStats};
+use crate::engine::source_errors::{source_failure, stall_key};
+use crate::engine::summary::PassSummary;
 use crate::engine::{compiler_settings, precompiled};
-use crate::error::{RunError, STUCK_AFTER_PASSES, Stuck};
 use crate::evidence::SigningKey;
+use crate::storage::pipeline::{ChainSpec, Pipeline};
 use crate::storage::{CheckpointStore, Discard, MemoryCheckpoint, Sink};
 use crate::time::{now_ms, rfc3339_ms};
 
@@ -31,110 +33,6 @@ pub const PAGES_PER_POLL: u32 = 20;
 /// Upper bound on `poll` calls in one pass, so a misbehaving API cannot keep a run alive forever
 /// (at 100 events a page, this is 200 million events).
 pub const MAX_POLLS_PER_PASS: u32 = 100_000;
-
-/// What a successful pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PassSummary {
-    /// What reached storage.
-    pub stored: PipelineStats,
-    /// Successful page responses.
-    pub pages: u64,
-    /// Retried requests.
-    pub retries: u64,
-    /// Events the API returned.
-    pub events_read: u64,
-    /// Events dropped as already emitted.
-    pub duplicates_dropped: u64,
-    /// Newest event time written so far (epoch ms).
-    pub watermark_ms: Option<u64>,
-    /// The window read (epoch ms, inclusive); none when nothing new had settled.
-    pub window: Option<(u64, u64)>,
-    /// The pass was asked to stop (shutdown) before it caught up.
-    pub stopped_early: bool,
-    /// Time to instantiate the component for this pass.
-    pub instantiate: Duration,
-    /// CPU time the pass used: the component and the host's work for it.
-    pub cpu: Duration,
-    /// Count requests (hours checked against Harness's count).
-    pub count_requests: u64,
-    /// Hours read again because Harness counted more than was stored.
-    pub slices_reread: u64,
-    /// Events those re-reads wrote: events that became visible after their window was read.
-    pub late_events: u64,
-    /// Events Harness counts (at each hour's last check) that were never returned.
-    pub unreconciled_events: u64,
-}
-
-impl PassSummary {
-    /// The one-line summary printed at exit; `now_ms` gives how far behind the newest event is.
-    pub fn line(
-        &self,
-        data: &str,
-        quarantine: Option<&str>,
-        checkpoint: &str,
-        now_ms: u64,
-    ) -> String {
-        let window = self.window.map_or_else(
-            || "none (nothing new has settled)".to_owned(),
-            |(s, e)| format!("{}..{}", rfc3339_ms(s), rfc3339_ms(e)),
-        );
-        let newest = self.watermark_ms.map_or_else(
-            || "none yet".to_owned(),
-            |w| {
-                format!(
-                    "{} ({} s behind now)",
-                    rfc3339_ms(w),
-                    now_ms.saturating_sub(w) / 1000
-                )
-            },
-        );
-        let stopped = if self.stopped_early {
-            " (stopped early for shutdown; the next pass continues)"
-        } else {
-            ""
-        };
-        let gap = if self.unreconciled_events > 0 {
-            format!(
-                "; {} events counted by Harness were never returned (see `harness-audit ledger`)",
-                self.unreconciled_events
-            )
-        } else {
-            String::new()
-        };
-        let quarantined: u64 = self.stored.quarantined.values().sum();
-        let kept = if quarantined > 0 {
-            let reasons: Vec<String> = self
-                .stored
-                .quarantined
-                .iter()
-                .map(|(reason, n)| format!("{reason} {n}"))
-                .collect();
-            format!(
-                ", and kept {quarantined} events it could not read or shape byte for byte in the quarantine \
-                 ({}) in {} new objects at {}",
-                reasons.join(", "),
-                self.stored.quarantine_objects,
-                quarantine.unwrap_or("the quarantine")
-            )
-        } else {
-            String::new()
-        };
-        format!(
-            "collected {} events in {} pages into {} new objects at {data}{kept} (read {}, {} duplicates dropped, \
-             {} retries); window {window}; checked {} hours against Harness's counts, re-read {} and found {} late \
-             events; checkpoint {checkpoint}; newest event {newest}{gap}{stopped}",
-            self.stored.events,
-            self.pages,
-            self.stored.objects,
-            self.events_read,
-            self.duplicates_dropped,
-            self.retries,
-            self.count_requests,
-            self.slices_reread,
-            self.late_events
-        )
-    }
-}
 
 /// Size of the pooling allocator's instance pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,10 +320,7 @@ impl Collector {
             harness.api_key.expose(),
             Duration::from_secs(u64::from(harness.http_timeout_secs)),
             pace,
-        )
-        .map_err(|e| RunError::Policy {
-            reason: e.to_string(),
-        })?;
+        )?;
         let output = &config.output;
         let signer = output
             .signing_key_file
@@ -512,10 +407,6 @@ impl Collector {
             store.set_epoch_deadline(1);
             let polled = source.call_poll(&mut store, Budget { max_pages }).await;
             let data = store.data_mut();
-            // A refused batch fails the pass even when the component carried on.
-            if let Some(refused) = data.refused.take() {
-                return Err(refused);
-            }
             if data.guard.stopped == Some(Stopped::Shutdown) {
                 summary.stopped_early = true;
                 data.pipeline.finish(None).await?;
@@ -525,9 +416,6 @@ impl Collector {
             let report = match polled {
                 Ok(Ok(report)) => report,
                 Ok(Err(e)) => {
-                    if let Some(lost) = data.pipeline.superseded.take() {
-                        return Err(lost.into());
-                    }
                     let stall = match &e {
                         SourceError::UnusableResponse(u) => Some((
                             stall_key(u, loaded.is_none()),
@@ -536,8 +424,10 @@ impl Collector {
                         _ => None,
                     };
                     let mut error = source_error(e);
-                    if let (Some((key, from)), RunError::UnusableResponse { stuck, .. }) =
-                        (stall, &mut error)
+                    if let (
+                        Some((key, from)),
+                        RunError::Harness(HarnessError::UnusableResponse { stuck, .. }),
+                    ) = (stall, &mut error)
                     {
                         *stuck = stuck_at(&mut data.pipeline, key, from).await;
                     }
@@ -623,155 +513,42 @@ async fn stuck_at(pipeline: &mut Pipeline, key: String, from: Option<String>) ->
     }
 }
 
-/// Maps a component error; `account` and `state` name what to fix.
-fn source_failure(err: SourceError, account: &str, state: &str) -> RunError {
-    let account = account.to_owned();
-    match err {
-        SourceError::InvalidSettings(reason) => RunError::InvalidSettings {
-            reason,
-            checkpoint: state.to_owned(),
-        },
-        SourceError::NotConfigured => RunError::breach("poll was called before configure"),
-        SourceError::Unauthorized(f) => RunError::Unauthorized {
-            failure: describe(&f),
-            account,
-        },
-        SourceError::Forbidden(f) => RunError::Forbidden {
-            failure: describe(&f),
-            account,
-        },
-        SourceError::BadRequest(f) => RunError::BadRequest {
-            failure: describe(&f),
-        },
-        SourceError::RateLimited(r) => RunError::RateLimited {
-            failure: format!("HTTP 429: {}", r.message),
-        },
-        SourceError::ServerError(f) => RunError::Unavailable {
-            reason: describe(&f),
-        },
-        SourceError::Transport(m) => RunError::Unavailable {
-            reason: format!("request failed: {m}"),
-        },
-        SourceError::UnusableResponse(u) => {
-            let unusable = harness_audit_core::unusable_from_wit!(wit, &u);
-            RunError::UnusableResponse {
-                at: unusable
-                    .request
-                    .map_or_else(|| "a YAML diff".to_owned(), |r| request_words(&r)),
-                answer: unusable.to_string(),
-                hint: unusable_hint(unusable.kind),
-                stuck: None,
-            }
-        }
-        SourceError::SinkFailure(EmitError::Unavailable(reason)) => RunError::EmitFailed { reason },
-        SourceError::SinkFailure(EmitError::Rejected(m)) => {
-            RunError::breach(format!("the host rejected a batch: {m}"))
-        }
-    }
-}
-
-/// A list request in words: its window in UTC and its page.
-fn request_words(r: &harness_audit_core::error::RequestAt) -> String {
-    format!(
-        "events from {} to {} (page {}, {} a page)",
-        rfc3339_ms(r.start_ms),
-        rfc3339_ms(r.end_ms),
-        r.page_index,
-        r.page_size
-    )
-}
-
-/// What to do about an unusable answer of this kind.
-fn unusable_hint(kind: harness_audit_core::error::UnusableKind) -> &'static str {
-    use harness_audit_core::error::UnusableKind as K;
-    match kind {
-        K::NotAPage => {
-            "If it persists: an HTML page is Harness's maintenance page or an edge's challenge (check Harness's \
-             status page, and that no proxy or firewall between this host and Harness answers in its place); \
-             another status, or a page without data, is Harness's to explain: quote the correlation id to its \
-             support."
-        }
-        K::CutShort => {
-            "The body ended before its JSON did: check the network path to Harness (a proxy that cuts long \
-             answers, a connection reset)."
-        }
-        K::TooLarge => {
-            "An event on this page is larger than the component reads (32 MiB) even one event a page: report \
-             the window to Harness support."
-        }
-        K::SlowBody => {
-            "The body arrived slower than HTTP_TIMEOUT_SECS allows: raise it, or check the network path to \
-             Harness."
-        }
-        K::UnsupportedEncoding => {
-            "Something between this host and Harness compresses answers in an encoding the component cannot \
-             undo: let it pass them as they are, or as gzip."
-        }
-    }
-}
-
-/// The key two passes share when they failed on the same kind of answer,
-/// with the same status, at the same place: the request's start and page.
-/// Its end moves with the clock; so does its start before any checkpoint
-/// (`fresh`), when the place is the first window.
-fn stall_key(u: &wit::UnusableResponse, fresh: bool) -> String {
-    let request = u.request.map_or_else(String::new, |r| {
-        let start = if fresh {
-            "the first window".to_owned()
-        } else {
-            r.start_ms.to_string()
-        };
-        format!(" at {start} page {} of {}", r.page_index, r.page_size)
-    });
-    format!("{:?} HTTP {}{request}", u.kind, u.status)
-}
-
-/// `HTTP 401 INVALID_TOKEN: Token is not valid. (correlationId …)`
-fn describe(f: &ApiFailure) -> String {
-    let mut s = format!("HTTP {}", f.status);
-    if let Some(code) = &f.code {
-        s.push(' ');
-        s.push_str(code);
-    }
-    s.push_str(": ");
-    s.push_str(&f.message);
-    if let Some(id) = &f.correlation_id {
-        s.push_str(&format!(" (correlationId {id})"));
-    }
-    s
-}
-
-/// Why a call into the component failed, in terms of the limit it hit when it hit one.
+/// Why a call into the component failed: the host's own error when `emit`
+/// ended it with one, or the limit it hit, or the trap.
 fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -> RunError {
+    let e = match e.downcast::<RunError>() {
+        Ok(ended) => return ended,
+        Err(e) => e,
+    };
     if let Some(desired) = store.data().limits.memory_refused {
-        return RunError::LimitExceeded {
-            setting: harness_audit_settings::MAX_MEMORY_MIB.env,
-            message: format!(
+        return RunError::limit(
+            harness_audit_settings::MAX_MEMORY_MIB.env,
+            format!(
                 "the component asked for {} MiB of memory, over MAX_MEMORY_MIB ({} MiB), and was stopped",
                 desired.div_ceil(1 << 20),
                 limits.max_memory_mib
             ),
-        };
+        );
     }
     match store.data().guard.stopped {
         Some(Stopped::PollTimeout) => {
-            return RunError::LimitExceeded {
-                setting: harness_audit_settings::POLL_TIMEOUT_SECS.env,
-                message: format!(
+            return RunError::limit(
+                harness_audit_settings::POLL_TIMEOUT_SECS.env,
+                format!(
                     "a call into the component ran longer than POLL_TIMEOUT_SECS ({} s) and was stopped",
                     limits.poll_timeout_secs
                 ),
-            };
+            );
         }
         Some(Stopped::CpuBudget) => {
-            return RunError::LimitExceeded {
-                setting: harness_audit_settings::MAX_PASS_CPU_SECS.env,
-                message: format!(
+            return RunError::limit(
+                harness_audit_settings::MAX_PASS_CPU_SECS.env,
+                format!(
                     "the pass used more than MAX_PASS_CPU_SECS ({} s) of CPU and was stopped; its committed \
                      progress stands",
                     limits.max_pass_cpu_secs
                 ),
-            };
+            );
         }
         Some(Stopped::Shutdown) => {
             return RunError::Interrupted;
@@ -779,14 +556,15 @@ fn trapped(store: &Store<HostState>, e: wasmtime::Error, limits: LimitsConfig) -
         None => {}
     }
     let stderr = store.data().guest_stderr();
-    RunError::Trap {
-        trap: format!("{e:#}"),
+    SandboxError::Trap {
+        trap: e,
         stderr: if stderr.is_empty() {
             String::new()
         } else {
             format!("; component stderr: {stderr}")
         },
     }
+    .into()
 }
 
 /// The settings a pass configures the component with: the source's, and a

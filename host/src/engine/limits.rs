@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use wasmtime::{Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 use crate::config::LimitsConfig;
-use crate::error::RunError;
+use crate::engine::error::RunError;
 
 /// How often the epoch advances. A guest that never returns is checked, and
 /// yields its thread, this often: it bounds how long a spinning component
@@ -356,32 +356,32 @@ impl PassGuard {
         let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         let max_bytes = u64::from(self.limits.max_pass_mib) << 20;
         if self.emits >= self.emits_allowed {
-            return Err(RunError::LimitExceeded {
-                setting: "budget.max-pages",
-                message: format!(
+            return Err(RunError::limit(
+                "budget.max-pages",
+                format!(
                     "the component called emit more than {} times in one poll, over its budget's max-pages \
                      (a batch holds at least one page)",
                     self.emits_allowed
                 ),
-            });
+            ));
         }
         if self.batches >= u64::from(self.limits.max_pass_batches) {
-            return Err(RunError::LimitExceeded {
-                setting: harness_audit_settings::MAX_PASS_BATCHES.env,
-                message: format!(
+            return Err(RunError::limit(
+                harness_audit_settings::MAX_PASS_BATCHES.env,
+                format!(
                     "the pass stored {} batches, MAX_PASS_BATCHES; the next was refused",
                     self.limits.max_pass_batches
                 ),
-            });
+            ));
         }
         if self.bytes.saturating_add(bytes) > max_bytes {
-            return Err(RunError::LimitExceeded {
-                setting: harness_audit_settings::MAX_PASS_MIB.env,
-                message: format!(
+            return Err(RunError::limit(
+                harness_audit_settings::MAX_PASS_MIB.env,
+                format!(
                     "a batch of {bytes} bytes would take the pass past MAX_PASS_MIB ({} MiB, {} stored so far)",
                     self.limits.max_pass_mib, self.bytes
                 ),
-            });
+            ));
         }
         self.emits += 1;
         self.batches += 1;

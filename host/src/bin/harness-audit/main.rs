@@ -1,6 +1,8 @@
 //! `harness-audit`: collects the Harness audit trail into a local directory or
 //! stdout through the sandboxed source component.
 
+mod exit;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +15,8 @@ use harness_audit::commands::run;
 use harness_audit::commands::serve::{self, ServeOptions, ShardSpec};
 use harness_audit::commands::verify::{self, VerifyRequest};
 use harness_audit::config::{BackfillRange, Config, KeyUse, RawConfig, SettingFlags, SinkKind};
+use harness_audit::engine::RunError;
 use harness_audit::engine::{Collector, PassSummary, PassThread, SharedEngine, load_component};
-use harness_audit::error::{EXIT_COMPONENT, EXIT_CONFIG, RunError};
 use harness_audit::evidence::PublicKey;
 use harness_audit::time::now_ms;
 
@@ -218,12 +220,12 @@ fn main() -> ExitCode {
     };
     let mut config = match args.config() {
         Ok(c) => c,
-        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+        Err(e) => return fail(&e.to_string(), exit::CONFIG),
     };
     if let Some((from, to)) = range {
         let range = match BackfillRange::parse(from, to, now_ms()) {
             Ok(r) => r,
-            Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+            Err(e) => return fail(&e.to_string(), exit::CONFIG),
         };
         config.set_backfill(range);
     }
@@ -246,12 +248,12 @@ fn main() -> ExitCode {
             p.report(summary, false);
         }
     };
-    let stop = match runtime.block_on(async { run::stop_on_signals() }) {
+    let stop = match runtime.block_on(async { run::stop_on_signals(exit::INTERRUPTED) }) {
         Ok(stop) => stop,
         Err(e) => {
             return fail(
                 &format!("listening for SIGTERM and SIGINT: {e}"),
-                EXIT_COMPONENT,
+                exit::COMPONENT,
             );
         }
     };
@@ -274,7 +276,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e.to_string(), e.exit_code()),
+        Err(e) => fail(&e.to_string(), exit::of(&e)),
     }
 }
 
@@ -286,14 +288,14 @@ fn check(
     if args.reset_checkpoint {
         return fail(
             "check changes nothing; --reset-checkpoint belongs to run",
-            EXIT_CONFIG,
+            exit::CONFIG,
         );
     }
     let config = match args.config() {
         Ok(c) => c,
         Err(e) => {
             println!("configuration: FAILED: {e}");
-            return ExitCode::from(e.exit_code());
+            return ExitCode::from(exit::of(&e));
         }
     };
     println!(
@@ -316,7 +318,7 @@ fn check(
             Err(e) => {
                 println!("{}: FAILED: {e}", finding.what);
                 if code == 0 {
-                    code = e.exit_code();
+                    code = exit::of(&e);
                 }
             }
         }
@@ -340,13 +342,13 @@ fn read_only(
     if run.reset_checkpoint {
         return Err(fail(
             &format!("{command} changes nothing; --reset-checkpoint belongs to run"),
-            EXIT_CONFIG,
+            exit::CONFIG,
         ));
     }
-    let range = LedgerRange::parse(from, to).map_err(|e| fail(&e.to_string(), EXIT_CONFIG))?;
+    let range = LedgerRange::parse(from, to).map_err(|e| fail(&e.to_string(), exit::CONFIG))?;
     let config = run
         .config_for(KeyUse::NotNeeded)
-        .map_err(|e| fail(&e.to_string(), e.exit_code()))?;
+        .map_err(|e| fail(&e.to_string(), exit::of(&e)))?;
     let (runtime, collector) = runtime_and_collector(component, cache_dir)?;
     Ok((range, config, runtime, collector))
 }
@@ -372,7 +374,7 @@ fn ledger(
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e.to_string(), e.exit_code()),
+        Err(e) => fail(&e.to_string(), exit::of(&e)),
     }
 }
 
@@ -388,7 +390,7 @@ fn verify(
         .transpose()
     {
         Ok(key) => key,
-        Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+        Err(e) => return fail(&e.to_string(), exit::CONFIG),
     };
     let bounds = (args.from.as_deref(), args.to.as_deref());
     let (range, config, runtime, collector) =
@@ -408,9 +410,9 @@ fn verify(
                 LedgerFormat::Text => print!("{}", outcome.text()),
                 LedgerFormat::Json => println!("{}", outcome.json()),
             }
-            ExitCode::from(outcome.verdict.exit_code())
+            ExitCode::from(exit::of_verdict(outcome.verdict))
         }
-        Err(e) => fail(&e.to_string(), e.exit_code()),
+        Err(e) => fail(&e.to_string(), exit::of(&e)),
     }
 }
 
@@ -420,7 +422,7 @@ fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT),
+        Err(e) => return fail(&format!("starting the async runtime: {e}"), exit::COMPONENT),
     };
     let shard = match args.shard {
         None => None,
@@ -430,7 +432,7 @@ fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf
                     tracing::info!(shard = %resolved.shard, from = resolved.from, "serving one shard of the tenants");
                     Some(resolved.shard)
                 }
-                Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
+                Err(e) => return fail(&e.to_string(), exit::CONFIG),
             }
         }
     };
@@ -451,7 +453,7 @@ fn serve(args: &ServeArgs, component: Option<PathBuf>, cache_dir: Option<PathBuf
     runtime.shutdown_background();
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.to_string(), e.exit_code()),
+        Err(e) => fail(&e.to_string(), exit::of_serve(&e)),
     }
 }
 
@@ -463,9 +465,9 @@ fn runtime_and_collector(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| fail(&format!("starting the async runtime: {e}"), EXIT_COMPONENT))?;
+        .map_err(|e| fail(&format!("starting the async runtime: {e}"), exit::COMPONENT))?;
     let collector = load_collector(component, cache_dir)
-        .map_err(|e| fail(&format!("{e:#}"), EXIT_COMPONENT))?;
+        .map_err(|e| fail(&format!("{e:#}"), exit::COMPONENT))?;
     Ok((runtime, collector))
 }
 
