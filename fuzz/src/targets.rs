@@ -204,37 +204,45 @@ impl Pipeline for HostChecks {
 pub fn pass(input: &PassInput) {
     let now_ms = 1_749_600_000_000;
     let settings = Settings {
-        api_base: "https://app.harness.io".into(),
-        account_id: "acct".into(),
-        page_size: input.page_size,
-        start_minutes_back: 120,
-        start_at_ms: None,
-        end_at_ms: None,
-        modules: Vec::new(),
-        actions: Vec::new(),
-        static_filter: None,
-        principals: Vec::new(),
-        scopes: Vec::new(),
-        resources: Vec::new(),
-        environments: Vec::new(),
-        output_shape: if input.streaming {
-            OutputShape::Streaming
-        } else {
-            OutputShape::Raw
+        query: harness_audit_core::settings::Query {
+            api_base: "https://app.harness.io".into(),
+            account_id: "acct".into(),
+            page_size: input.page_size,
+            modules: Vec::new(),
+            actions: Vec::new(),
+            static_filter: None,
+            principals: Vec::new(),
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            environments: Vec::new(),
+            api_flavor: ApiFlavor::List,
         },
-        enrich_yaml_diff: false,
-        max_retries: 1,
-        retry_base_ms: 0,
-        retry_budget_secs: 0,
-        max_requests_per_minute: 0,
-        settle_lag_secs: 0,
-        overlap_secs: 60,
-        api_flavor: ApiFlavor::List,
-        batch_max_events: input.batch_max_events,
-        reconcile_interval_secs: 1,
-        reconcile_hours: 2,
-        reconcile_recent_interval_secs: 1,
-        reconcile_recent_hours: 1,
+        window: harness_audit_core::settings::Window {
+            start_minutes_back: 120,
+            start_at_ms: None,
+            end_at_ms: None,
+            settle_lag_secs: 0,
+            overlap_secs: 60,
+            reconcile_interval_secs: 1,
+            reconcile_hours: 2,
+            reconcile_recent_interval_secs: 1,
+            reconcile_recent_hours: 1,
+        },
+        retries: harness_audit_core::settings::Retries {
+            max_retries: 1,
+            retry_base_ms: 0,
+            retry_budget_secs: 0,
+            max_requests_per_minute: 0,
+        },
+        output: harness_audit_core::settings::Output {
+            output_shape: if input.streaming {
+                OutputShape::Streaming
+            } else {
+                OutputShape::Raw
+            },
+            enrich_yaml_diff: false,
+            batch_max_events: input.batch_max_events,
+        },
     };
     let mut source = Source::new(settings, None, now_ms).expect("valid settings");
     let mut answers = Answers {

@@ -502,47 +502,56 @@ impl RawConfig {
             });
         }
         let source = Settings {
-            api_base: api_base.as_str().trim_end_matches('/').to_owned(),
-            account_id: account_id.value,
-            page_size,
-            api_flavor: match self.choice(&table::API_FLAVOR)? {
-                Some("list-v2") => ApiFlavor::ListV2,
-                _ => ApiFlavor::List,
+            query: harness_audit_core::settings::Query {
+                api_base: api_base.as_str().trim_end_matches('/').to_owned(),
+                account_id: account_id.value,
+                page_size,
+                api_flavor: match self.choice(&table::API_FLAVOR)? {
+                    Some("list-v2") => ApiFlavor::ListV2,
+                    _ => ApiFlavor::List,
+                },
+                modules: each(self.take_list(&table::MODULES), |v| {
+                    filters::module(v, allow_unknown)
+                })?,
+                actions: each(self.take_list(&table::ACTIONS), |v| {
+                    filters::action(v, allow_unknown)
+                })?,
+                static_filter: self.choice(&table::STATIC_FILTER)?.map(str::to_owned),
+                principals: each(self.take_list(&table::PRINCIPALS), |v| {
+                    filters::principal(v, allow_unknown)
+                })?,
+                scopes: each(self.take_list(&table::SCOPES), filters::scope)?,
+                resources: each(self.take_list(&table::RESOURCES), |v| {
+                    filters::resource(v, allow_unknown)
+                })?,
+                environments: each(self.take_list(&table::ENVIRONMENTS), filters::environment)?,
             },
-            modules: each(self.take_list(&table::MODULES), |v| {
-                filters::module(v, allow_unknown)
-            })?,
-            actions: each(self.take_list(&table::ACTIONS), |v| {
-                filters::action(v, allow_unknown)
-            })?,
-            static_filter: self.choice(&table::STATIC_FILTER)?.map(str::to_owned),
-            principals: each(self.take_list(&table::PRINCIPALS), |v| {
-                filters::principal(v, allow_unknown)
-            })?,
-            scopes: each(self.take_list(&table::SCOPES), filters::scope)?,
-            resources: each(self.take_list(&table::RESOURCES), |v| {
-                filters::resource(v, allow_unknown)
-            })?,
-            environments: each(self.take_list(&table::ENVIRONMENTS), filters::environment)?,
-            start_minutes_back: self.number(&table::START_MINUTES_BACK)?,
-            start_at_ms: None,
-            end_at_ms: None,
-            settle_lag_secs: self.number(&table::SETTLE_LAG_SECS)?,
-            overlap_secs: self.number(&table::OVERLAP_SECS)?,
-            reconcile_interval_secs: self.number(&table::RECONCILE_INTERVAL_SECS)?,
-            reconcile_hours: self.number(&table::RECONCILE_HOURS)?,
-            reconcile_recent_interval_secs: self.number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
-            reconcile_recent_hours: self.number(&table::RECONCILE_RECENT_HOURS)?,
-            max_retries: self.number(&table::MAX_RETRIES)?,
-            retry_base_ms: self.number(&table::RETRY_BASE_MS)?,
-            retry_budget_secs: self.number(&table::RETRY_BUDGET_SECS)?,
-            max_requests_per_minute: self.number(&table::MAX_REQUESTS_PER_MINUTE)?,
-            output_shape: match self.choice(&table::OUTPUT_SHAPE)? {
-                Some("streaming") => OutputShape::Streaming,
-                _ => OutputShape::Raw,
+            window: harness_audit_core::settings::Window {
+                start_minutes_back: self.number(&table::START_MINUTES_BACK)?,
+                start_at_ms: None,
+                end_at_ms: None,
+                settle_lag_secs: self.number(&table::SETTLE_LAG_SECS)?,
+                overlap_secs: self.number(&table::OVERLAP_SECS)?,
+                reconcile_interval_secs: self.number(&table::RECONCILE_INTERVAL_SECS)?,
+                reconcile_hours: self.number(&table::RECONCILE_HOURS)?,
+                reconcile_recent_interval_secs: self
+                    .number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
+                reconcile_recent_hours: self.number(&table::RECONCILE_RECENT_HOURS)?,
             },
-            enrich_yaml_diff: self.boolean(&table::ENRICH_YAML_DIFF)?,
-            batch_max_events,
+            retries: harness_audit_core::settings::Retries {
+                max_retries: self.number(&table::MAX_RETRIES)?,
+                retry_base_ms: self.number(&table::RETRY_BASE_MS)?,
+                retry_budget_secs: self.number(&table::RETRY_BUDGET_SECS)?,
+                max_requests_per_minute: self.number(&table::MAX_REQUESTS_PER_MINUTE)?,
+            },
+            output: harness_audit_core::settings::Output {
+                output_shape: match self.choice(&table::OUTPUT_SHAPE)? {
+                    Some("streaming") => OutputShape::Streaming,
+                    _ => OutputShape::Raw,
+                },
+                enrich_yaml_diff: self.boolean(&table::ENRICH_YAML_DIFF)?,
+                batch_max_events,
+            },
         };
         let harness = HarnessConfig {
             api_base,

@@ -61,67 +61,75 @@ impl Guest for Component {
             output,
         } = settings;
         let settings = settings::Settings {
-            api_base: query.api_base,
-            account_id: query.account_id,
-            page_size: query.page_size,
-            api_flavor: match query.api_flavor {
-                wit::ApiFlavor::List => settings::ApiFlavor::List,
-                wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,
+            query: settings::Query {
+                api_base: query.api_base,
+                account_id: query.account_id,
+                api_flavor: match query.api_flavor {
+                    wit::ApiFlavor::List => settings::ApiFlavor::List,
+                    wit::ApiFlavor::ListV2 => settings::ApiFlavor::ListV2,
+                },
+                page_size: query.page_size,
+                modules: query.modules,
+                actions: query.actions,
+                static_filter: query.static_filter,
+                principals: query
+                    .principals
+                    .into_iter()
+                    .map(|p| settings::PrincipalFilter {
+                        kind: p.kind,
+                        identifier: p.identifier,
+                    })
+                    .collect(),
+                scopes: query
+                    .scopes
+                    .into_iter()
+                    .map(|s| settings::ScopeFilter {
+                        org: s.org,
+                        project: s.project,
+                    })
+                    .collect(),
+                resources: query
+                    .resources
+                    .into_iter()
+                    .map(|r| settings::ResourceFilter {
+                        kind: r.kind,
+                        identifier: r.identifier,
+                    })
+                    .collect(),
+                environments: query
+                    .environments
+                    .into_iter()
+                    .map(|e| settings::EnvironmentFilter {
+                        kind: e.kind,
+                        identifier: e.identifier,
+                    })
+                    .collect(),
             },
-            modules: query.modules,
-            actions: query.actions,
-            static_filter: query.static_filter,
-            principals: query
-                .principals
-                .into_iter()
-                .map(|p| settings::PrincipalFilter {
-                    kind: p.kind,
-                    identifier: p.identifier,
-                })
-                .collect(),
-            scopes: query
-                .scopes
-                .into_iter()
-                .map(|s| settings::ScopeFilter {
-                    org: s.org,
-                    project: s.project,
-                })
-                .collect(),
-            resources: query
-                .resources
-                .into_iter()
-                .map(|r| settings::ResourceFilter {
-                    kind: r.kind,
-                    identifier: r.identifier,
-                })
-                .collect(),
-            environments: query
-                .environments
-                .into_iter()
-                .map(|e| settings::EnvironmentFilter {
-                    kind: e.kind,
-                    identifier: e.identifier,
-                })
-                .collect(),
-            start_minutes_back: window.start_minutes_back,
-            start_at_ms: window.start_at_ms,
-            end_at_ms: window.end_at_ms,
-            settle_lag_secs: window.settle_lag_secs,
-            overlap_secs: window.overlap_secs,
-            reconcile_interval_secs: window.reconcile_interval_secs,
-            reconcile_hours: window.reconcile_hours,
-            reconcile_recent_interval_secs: window.reconcile_recent_interval_secs,
-            reconcile_recent_hours: window.reconcile_recent_hours,
-            max_retries: retries.max_retries,
-            retry_base_ms: retries.retry_base_ms,
-            retry_budget_secs: retries.retry_budget_secs,
-            max_requests_per_minute: retries.max_requests_per_minute,
-            output_shape: match output.output_shape {
-                wit::OutputShape::Raw => settings::OutputShape::Raw,
-                wit::OutputShape::Streaming => settings::OutputShape::Streaming,
+            window: settings::Window {
+                start_minutes_back: window.start_minutes_back,
+                start_at_ms: window.start_at_ms,
+                end_at_ms: window.end_at_ms,
+                settle_lag_secs: window.settle_lag_secs,
+                overlap_secs: window.overlap_secs,
+                reconcile_interval_secs: window.reconcile_interval_secs,
+                reconcile_hours: window.reconcile_hours,
+                reconcile_recent_interval_secs: window.reconcile_recent_interval_secs,
+                reconcile_recent_hours: window.reconcile_recent_hours,
             },
-            enrich_yaml_diff: output.enrich_yaml_diff,
-            batch_max_events: output.batch_max_events,
+            retries: settings::Retries {
+                max_retries: retries.max_retries,
+                retry_base_ms: retries.retry_base_ms,
+                retry_budget_secs: retries.retry_budget_secs,
+                max_requests_per_minute: retries.max_requests_per_minute,
+            },
+            output: settings::Output {
+                output_shape: match output.output_shape {
+                    wit::OutputShape::Raw => settings::OutputShape::Raw,
+                    wit::OutputShape::Streaming => settings::OutputShape::Streaming,
+                },
+                enrich_yaml_diff: output.enrich_yaml_diff,
+                batch_max_events: output.batch_max_events,
+            },
         };
         let checkpoint = checkpoint.as_deref().map(str::as_bytes);
         let source =

@@ -29,8 +29,8 @@ pub async fn check(config: &Config, collector: &Collector) -> Vec<Finding> {
     });
     // Retries are cut short: a diagnosis should answer quickly.
     let mut quick = config.clone();
-    quick.source.max_retries = quick.source.max_retries.min(1);
-    quick.source.retry_budget_secs = quick.source.retry_budget_secs.min(10);
+    quick.source.retries.max_retries = quick.source.retries.max_retries.min(1);
+    quick.source.retries.retry_budget_secs = quick.source.retries.retry_budget_secs.min(10);
     let harness = collector
         // `check` reads, it does not collect: batches go nowhere, the checkpoint is scratch.
         .probe(
@@ -43,10 +43,10 @@ pub async fn check(config: &Config, collector: &Collector) -> Vec<Finding> {
         .map(|summary| {
             format!(
                 "the key can read the audit trail of account {} at {} ({} events in the first page of the last {} minutes)",
-                config.source.account_id,
+                config.source.query.account_id,
                 config.harness.api_base,
                 summary.events_read,
-                config.source.start_minutes_back
+                config.source.window.start_minutes_back
             )
         });
     findings.push(Finding {

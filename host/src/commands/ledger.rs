@@ -103,7 +103,7 @@ pub async fn read(
         None => None,
     };
     Ok(view(
-        &config.source.account_id,
+        &config.source.query.account_id,
         location,
         report.as_ref(),
         range,

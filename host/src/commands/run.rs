@@ -78,7 +78,7 @@ pub async fn run_once(
     let lease = storage.lease(config, &holder).await?;
     let (sink, store) = (storage.sink, storage.checkpoints);
     tracing::info!(
-        account = %config.source.account_id,
+        account = %config.source.query.account_id,
         api_base = %config.harness.api_base,
         sink = %sink.location(),
         checkpoint = %store.checkpoint_location(),
@@ -119,7 +119,7 @@ async fn pass(
             Ok(Some(aside)) => eprintln!(
                 "harness-audit: checkpoint moved to {aside}; this run starts over {} minutes ago \
                  (START_MINUTES_BACK) and writes again any event already written since then",
-                config.source.start_minutes_back
+                config.source.window.start_minutes_back
             ),
             Ok(None) => eprintln!("harness-audit: there was no checkpoint to reset"),
             Err(e) => return Err(StorageError::during("resetting the checkpoint: ", e).into()),

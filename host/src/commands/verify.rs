@@ -142,7 +142,7 @@ pub async fn verify(
         })?;
         verifier.state(chain, state.chain.into_owned(), state.unsealed.into_owned());
     }
-    let field = match config.source.output_shape {
+    let field = match config.source.output.output_shape {
         OutputShape::Raw => "timestamp",
         OutputShape::Streaming => "auditEventTime",
     };

@@ -414,9 +414,9 @@ mod tests {
         );
         assert_eq!(tenants.len(), 2);
         let (a, b) = (&tenants[0], &tenants[1]);
-        assert_eq!(a.config.source.page_size, 100);
-        assert_eq!(b.config.source.page_size, 20);
-        assert_eq!(a.config.source.modules, ["CD", "PMS"]);
+        assert_eq!(a.config.source.query.page_size, 100);
+        assert_eq!(b.config.source.query.page_size, 20);
+        assert_eq!(a.config.source.query.modules, ["CD", "PMS"]);
         assert_eq!(a.config.harness.api_key.expose(), KEY_A);
         assert_eq!(a.interval, Duration::from_secs(600));
         assert_eq!(a.jitter, Duration::from_secs(60));
@@ -449,7 +449,7 @@ mod tests {
         let ids: Vec<&str> = tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["payments", "platform"]);
         assert_eq!(tenants[1].interval, Duration::from_secs(300));
-        assert_eq!(tenants[1].config.source.modules, ["CD", "PMS"]);
+        assert_eq!(tenants[1].config.source.query.modules, ["CD", "PMS"]);
     }
 
     #[test]

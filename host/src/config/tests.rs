@@ -29,15 +29,17 @@ fn error_of(pairs: &[(&str, &str)]) -> String {
 fn recipe_environment_gives_recipe_defaults() {
     let cfg = env(&minimal()).validate().unwrap();
     assert_eq!(cfg.harness.api_base.as_str(), "https://app.harness.io/");
-    assert_eq!(cfg.source.page_size, 50);
-    assert_eq!(cfg.source.start_minutes_back, 60);
+    assert_eq!(cfg.source.query.page_size, 50);
+    assert_eq!(cfg.source.window.start_minutes_back, 60);
     assert_eq!(cfg.output.prefix, "harness/audit");
     assert_eq!(cfg.output.sink, SinkKind::Local);
     assert!(!cfg.output.state_inside_prefix());
     let s = &cfg.source;
-    assert!(s.modules.is_empty() && s.actions.is_empty() && s.static_filter.is_none());
-    assert!(s.principals.is_empty() && s.scopes.is_empty());
-    assert!(s.resources.is_empty() && s.environments.is_empty());
+    assert!(
+        s.query.modules.is_empty() && s.query.actions.is_empty() && s.query.static_filter.is_none()
+    );
+    assert!(s.query.principals.is_empty() && s.query.scopes.is_empty());
+    assert!(s.query.resources.is_empty() && s.query.environments.is_empty());
 }
 
 #[test]
@@ -51,13 +53,13 @@ fn recipe_filter_variables_are_parsed() {
         ("STATE_KEY", "harness/audit/state.json"),
     ]);
     let cfg = env(&pairs).validate().unwrap();
-    assert_eq!(cfg.source.modules, ["CD", "PMS"]);
-    assert_eq!(cfg.source.actions, ["CREATE", "UPDATE"]);
+    assert_eq!(cfg.source.query.modules, ["CD", "PMS"]);
+    assert_eq!(cfg.source.query.actions, ["CREATE", "UPDATE"]);
     assert_eq!(
-        cfg.source.static_filter.as_deref(),
+        cfg.source.query.static_filter.as_deref(),
         Some("EXCLUDE_LOGIN_EVENTS")
     );
-    assert_eq!(cfg.source.page_size, 100);
+    assert_eq!(cfg.source.query.page_size, 100);
     assert!(cfg.output.state_inside_prefix());
 }
 
@@ -147,13 +149,16 @@ fn every_filter_kind_parses_from_env_and_file_and_unknown_values_can_be_allowed(
         ("ALLOW_UNKNOWN_VALUES", "true"),
     ]);
     let f = env(&pairs).validate().unwrap().source;
-    assert_eq!(f.principals.len(), 2);
-    assert_eq!(f.principals[1].identifier, "SYSTEM");
-    assert_eq!(f.scopes[1].project.as_deref(), Some("payments"));
-    assert_eq!(f.resources[0].kind, "PIPELINE");
-    assert_eq!(f.resources[1].identifier, None);
-    assert_eq!(f.environments[1].identifier.as_deref(), Some("prod-eu"));
-    assert_eq!(f.modules, ["CD", "NEWMODULE"]);
+    assert_eq!(f.query.principals.len(), 2);
+    assert_eq!(f.query.principals[1].identifier, "SYSTEM");
+    assert_eq!(f.query.scopes[1].project.as_deref(), Some("payments"));
+    assert_eq!(f.query.resources[0].kind, "PIPELINE");
+    assert_eq!(f.query.resources[1].identifier, None);
+    assert_eq!(
+        f.query.environments[1].identifier.as_deref(),
+        Some("prod-eu")
+    );
+    assert_eq!(f.query.modules, ["CD", "NEWMODULE"]);
 
     let file = RawConfig::from_toml(
         "[harness]\naccount_id = \"acct1\"\n[filters]\nprincipals = [\"SERVICE_ACCOUNT:ci_bot\"]\nscopes = [\"org1\"]\n\
@@ -165,10 +170,13 @@ fn every_filter_kind_parses_from_env_and_file_and_unknown_values_can_be_allowed(
         .validate()
         .unwrap()
         .source;
-    assert_eq!(f.principals[0].kind, "SERVICE_ACCOUNT");
-    assert_eq!(f.scopes[0].org, "org1");
-    assert_eq!(f.resources[0].kind, "TEMPLATE");
-    assert_eq!(f.environments[0].kind.as_deref(), Some("PreProduction"));
+    assert_eq!(f.query.principals[0].kind, "SERVICE_ACCOUNT");
+    assert_eq!(f.query.scopes[0].org, "org1");
+    assert_eq!(f.query.resources[0].kind, "TEMPLATE");
+    assert_eq!(
+        f.query.environments[0].kind.as_deref(),
+        Some("PreProduction")
+    );
 }
 
 #[test]
@@ -187,9 +195,9 @@ fn flags_beat_env_which_beats_the_file() {
         .unwrap();
     let flags = SettingFlags::from_arg_matches(&matches).unwrap().layer();
     let cfg = flags.over(env.over(file)).validate().unwrap();
-    assert_eq!(cfg.source.page_size, 30);
-    assert_eq!(cfg.source.max_retries, 2);
-    assert_eq!(cfg.source.modules, ["CI"]);
+    assert_eq!(cfg.source.query.page_size, 30);
+    assert_eq!(cfg.source.retries.max_retries, 2);
+    assert_eq!(cfg.source.query.modules, ["CI"]);
 }
 
 #[test]
@@ -204,7 +212,7 @@ fn boolean_flags_are_switches_that_also_take_a_value() {
         .over(env(&minimal()))
         .validate()
         .unwrap();
-    assert_eq!(cfg.source.modules, ["CD", "NEWMODULE"]);
+    assert_eq!(cfg.source.query.modules, ["CD", "NEWMODULE"]);
     let err = flags(&["run", "--page-size", "0"])
         .over(env(&minimal()))
         .validate()
@@ -218,7 +226,7 @@ fn boolean_flags_are_switches_that_also_take_a_value() {
         .over(env(&[("ENRICH_YAML_DIFF", "true")]).over(env(&minimal())))
         .validate()
         .unwrap();
-    assert!(!cfg.source.enrich_yaml_diff);
+    assert!(!cfg.source.output.enrich_yaml_diff);
 }
 
 #[test]
@@ -294,7 +302,7 @@ fn shipped_examples_parse_and_validate() {
             .over(file)
             .validate()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(cfg.source.account_id, "Xy3kQ9mTR0aWb1cD2eF4gH");
+        assert_eq!(cfg.source.query.account_id, "Xy3kQ9mTR0aWb1cD2eF4gH");
         seen += 1;
     }
     assert_eq!(seen, 2, "minimal.toml and advanced.toml");

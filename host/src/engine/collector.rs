@@ -197,8 +197,8 @@ impl Collector {
             .backfill
             .map_or((0, None), |r| (r.from_ms, Some(r.to_ms)));
         let rules = BatchRules {
-            max_events: config.source.batch_max_events,
-            time_field: match config.source.output_shape {
+            max_events: config.source.output.batch_max_events,
+            time_field: match config.source.output.output_shape {
                 OutputShape::Raw => "timestamp",
                 OutputShape::Streaming => "auditEventTime",
             },
@@ -261,8 +261,9 @@ impl Collector {
             .call_configure(&mut store, &settings(config), checkpoint, None)
             .await
             .map_err(|e| trapped(&store, e, limits))?;
-        configured
-            .map_err(|e| source_failure(e, &config.source.account_id, "the stored checkpoint"))?;
+        configured.map_err(|e| {
+            source_failure(e, &config.source.query.account_id, "the stored checkpoint")
+        })?;
         Self::arm(&mut store);
         source
             .call_ledger(&mut store)
@@ -309,11 +310,11 @@ impl Collector {
     ) -> Result<PassSummary, RunError> {
         let harness = &config.harness;
         let state_location = checkpoints.checkpoint_location();
-        let source_error = |e| source_failure(e, &config.source.account_id, &state_location);
+        let source_error = |e| source_failure(e, &config.source.query.account_id, &state_location);
         let pace = self.shared.paces.pace(
             &harness.api_base,
             harness.api_key.expose(),
-            config.source.max_requests_per_minute,
+            config.source.retries.max_requests_per_minute,
         );
         let policy = EgressPolicy::new(
             &harness.api_base,

@@ -35,14 +35,14 @@ impl std::fmt::Debug for Storage {
 fn retry_policy(config: &Config, max_retries: u32) -> RetryPolicy {
     RetryPolicy {
         max_retries,
-        base: Duration::from_millis(u64::from(config.source.retry_base_ms)),
+        base: Duration::from_millis(u64::from(config.source.retries.retry_base_ms)),
         timeout: Duration::from_secs(u64::from(config.harness.http_timeout_secs)),
     }
 }
 
 /// Opens the configured storage; `holder` names this process in GCS writes.
 pub async fn open(config: &Config, holder: &str) -> Result<Storage, SinkError> {
-    open_with(config, holder, config.source.max_retries).await
+    open_with(config, holder, config.source.retries.max_retries).await
 }
 
 async fn open_with(config: &Config, holder: &str, max_retries: u32) -> Result<Storage, SinkError> {

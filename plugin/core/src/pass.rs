@@ -180,22 +180,24 @@ impl Source {
     ) -> Result<Self, SourceError> {
         let settings = settings.validate().map_err(SourceError::InvalidSettings)?;
         let loaded = match checkpoint {
-            Some(bytes) => Checkpoint::load(bytes, &settings.account_id, settings.overlap_ms())
-                .map_err(SourceError::InvalidSettings)?,
-            None => match settings.start_at_ms {
+            Some(bytes) => {
+                Checkpoint::load(bytes, &settings.query.account_id, settings.overlap_ms())
+                    .map_err(SourceError::InvalidSettings)?
+            }
+            None => match settings.window.start_at_ms {
                 Some(start) if start > now_ms => {
                     return Err(SourceError::InvalidSettings(format!(
                         "start-at-ms {start} is in the future (now is {now_ms})"
                     )));
                 }
-                Some(start) => Checkpoint::fresh(&settings.account_id, start),
+                Some(start) => Checkpoint::fresh(&settings.query.account_id, start),
                 None => {
-                    let back_ms = u64::from(settings.start_minutes_back) * 60_000;
-                    Checkpoint::fresh(&settings.account_id, now_ms.saturating_sub(back_ms))
+                    let back_ms = u64::from(settings.window.start_minutes_back) * 60_000;
+                    Checkpoint::fresh(&settings.query.account_id, now_ms.saturating_sub(back_ms))
                 }
             },
         };
-        let pacer = Pacer::new(settings.max_requests_per_minute);
+        let pacer = Pacer::new(settings.retries.max_requests_per_minute);
         // The bytes as stored already read back to this state: no need to serialize it again.
         let committed = checkpoint.map_or_else(|| loaded.to_bytes(), <[u8]>::to_vec);
         Ok(Self {
@@ -253,7 +255,7 @@ impl Source {
         if result.is_err() {
             self.checkpoint = Checkpoint::load(
                 &self.committed,
-                &self.settings.account_id,
+                &self.settings.query.account_id,
                 self.settings.overlap_ms(),
             )
             .expect("a checkpoint this source serialized reads back");
@@ -311,8 +313,8 @@ impl Source {
     /// The end of the last window of a pass starting at `now_ms`: what has
     /// settled, and never past a fixed range's end.
     fn target_end(&self, now_ms: u64) -> u64 {
-        let settled = now_ms.saturating_sub(u64::from(self.settings.settle_lag_secs) * 1000);
-        match self.settings.end_at_ms {
+        let settled = now_ms.saturating_sub(u64::from(self.settings.window.settle_lag_secs) * 1000);
+        match self.settings.window.end_at_ms {
             Some(end) => settled.min(end),
             None => settled,
         }
@@ -351,7 +353,7 @@ impl Source {
         let fetched = self
             .fetch_page(&req, &body, report, fx)
             .and_then(|mut page| {
-                if self.settings.api_flavor == ApiFlavor::List && !in_tie {
+                if self.settings.query.api_flavor == ApiFlavor::List && !in_tie {
                     self.complete_short_page(&req, &body, &mut page, report, fx)?;
                 }
                 Ok(page)
@@ -402,7 +404,7 @@ impl Source {
         // A batch holds whole pages (its checkpoint marks a page end), so the
         // batch this page would push past the limit is emitted before it.
         if !pending.is_empty()
-            && pending.len() + fresh_count > self.settings.batch_max_events as usize
+            && pending.len() + fresh_count > self.settings.output.batch_max_events as usize
         {
             self.emit(pending, report, fx)?;
         }
@@ -413,7 +415,7 @@ impl Source {
             .walk
             .as_mut()
             .expect("a walk is in progress");
-        let step = match self.settings.api_flavor {
+        let step = match self.settings.query.api_flavor {
             ApiFlavor::List => walk.apply_list(&page.events, page.total_items, req.page_size),
             ApiFlavor::ListV2 => {
                 let has_next = page.has_next == Some(true);
@@ -472,7 +474,7 @@ impl Source {
             let walk = self.checkpoint.walk.take().expect("a walk is in progress");
             self.finish_walk(walk, report, fx.clock.now_ms());
         }
-        if pending.len() >= self.settings.batch_max_events as usize {
+        if pending.len() >= self.settings.output.batch_max_events as usize {
             self.emit(pending, report, fx)?;
         }
         Ok(())
@@ -489,8 +491,8 @@ impl Source {
         } = event;
         let quarantined = match content {
             Content::Json(raw) => {
-                let yaml = self.settings.enrich_yaml_diff && wants_yaml_diff(raw.get());
-                let shaped = match self.settings.output_shape {
+                let yaml = self.settings.output.enrich_yaml_diff && wants_yaml_diff(raw.get());
+                let shaped = match self.settings.output.output_shape {
                     OutputShape::Raw => Ok(String::from(Box::<str>::from(raw))),
                     OutputShape::Streaming => {
                         shape::to_streaming(raw.get(), at_ms).map_err(|detail| (raw, detail))
@@ -619,7 +621,7 @@ impl Source {
         pending
             .quarantined
             .sort_by(|a, b| (a.1.at_ms, &a.0).cmp(&(b.1.at_ms, &b.0)));
-        if self.settings.enrich_yaml_diff {
+        if self.settings.output.enrich_yaml_diff {
             for i in 0..pending.lines.len() {
                 if pending.lines[i].yaml {
                     let member = self.yaml_diff(&pending.lines[i].key, report, fx);
@@ -659,7 +661,7 @@ impl Source {
     fn committed_checkpoint(&self) -> Checkpoint {
         Checkpoint::load(
             &self.committed,
-            &self.settings.account_id,
+            &self.settings.query.account_id,
             self.settings.overlap_ms(),
         )
         .expect("a checkpoint this source serialized reads back")
@@ -668,7 +670,7 @@ impl Source {
     /// Continues a `listV2` token chain when its body is unchanged; otherwise
     /// starts at the walk's cursor.
     fn next_request(&self, walk: &Walk) -> ListRequest {
-        let page_size = walk.page_size.unwrap_or(self.settings.page_size);
+        let page_size = walk.page_size.unwrap_or(self.settings.query.page_size);
         if let Some(chain) = &walk.chain {
             let req = ListRequest {
                 start_ms: chain.start_ms,
@@ -681,7 +683,7 @@ impl Source {
                 return req;
             }
         }
-        let (start_ms, end_ms, page_index) = match self.settings.api_flavor {
+        let (start_ms, end_ms, page_index) = match self.settings.query.api_flavor {
             ApiFlavor::List => walk.list_request(),
             ApiFlavor::ListV2 => (walk.cursor_ms, walk.range.end_ms, 0),
         };
@@ -739,7 +741,7 @@ impl Source {
         mut send: impl FnMut(&mut T) -> Result<HttpResponse, TransportError>,
         parse: impl Fn(&HttpResponse) -> Result<R, SourceError>,
     ) -> Result<R, SourceError> {
-        let budget_ms = u64::from(self.settings.retry_budget_secs) * 1000;
+        let budget_ms = u64::from(self.settings.retries.retry_budget_secs) * 1000;
         let mut attempt = 0;
         loop {
             let wait = self.pacer.delay_ms(fx.clock.now_ms());
@@ -752,7 +754,9 @@ impl Source {
                 Err(TransportError::Body(u)) => Err(SourceError::Unusable(u)),
             };
             let err = match result {
-                Err(err) if err.is_retryable() && attempt < self.settings.max_retries => err,
+                Err(err) if err.is_retryable() && attempt < self.settings.retries.max_retries => {
+                    err
+                }
                 other => return other,
             };
             let retry_after = match &err {
@@ -762,7 +766,12 @@ impl Source {
                 _ => None,
             };
             let random = fx.clock.random_u64();
-            let delay = retry::delay_ms(attempt, self.settings.retry_base_ms, retry_after, random);
+            let delay = retry::delay_ms(
+                attempt,
+                self.settings.retries.retry_base_ms,
+                retry_after,
+                random,
+            );
             // The budget bounds how long one pass can stall on a failing API.
             if self.retry_waited_ms + delay > budget_ms {
                 return Err(err);

@@ -89,10 +89,10 @@ struct Environment<'a> {
 
 /// The full URL: oldest first, because the cursor only moves forward in time.
 pub fn url(settings: &Settings, req: &ListRequest) -> String {
-    match settings.api_flavor {
+    match settings.query.api_flavor {
         ApiFlavor::List => format!(
             "{}/audit/api/audits/list?accountIdentifier={}&pageIndex={}&pageSize={}&sortOrders=timestamp,ASC",
-            settings.api_base, settings.account_id, req.page_index, req.page_size
+            settings.query.api_base, settings.query.account_id, req.page_index, req.page_size
         ),
         ApiFlavor::ListV2 => {
             let token = req
@@ -102,7 +102,7 @@ pub fn url(settings: &Settings, req: &ListRequest) -> String {
                 .unwrap_or_default();
             format!(
                 "{}/audit/api/audits/listV2?accountIdentifier={}&pageSize={}&sortOrders=timestamp,ASC{token}",
-                settings.api_base, settings.account_id, req.page_size
+                settings.query.api_base, settings.query.account_id, req.page_size
             )
         }
     }
@@ -112,8 +112,8 @@ pub fn url(settings: &Settings, req: &ListRequest) -> String {
 pub fn yaml_url(settings: &Settings, audit_id: &str) -> String {
     format!(
         "{}/audit/api/auditYaml?accountIdentifier={}&auditId={}",
-        settings.api_base,
-        settings.account_id,
+        settings.query.api_base,
+        settings.query.account_id,
         percent_encode(audit_id)
     )
 }
@@ -145,10 +145,11 @@ pub fn body(settings: &Settings, req: &ListRequest) -> Vec<u8> {
         filter_type: "Audit",
         start_time: req.start_ms,
         end_time: req.end_ms,
-        modules: &settings.modules,
-        actions: &settings.actions,
-        static_filter: settings.static_filter.as_deref(),
+        modules: &settings.query.modules,
+        actions: &settings.query.actions,
+        static_filter: settings.query.static_filter.as_deref(),
         principals: settings
+            .query
             .principals
             .iter()
             .map(|p| Principal {
@@ -157,15 +158,17 @@ pub fn body(settings: &Settings, req: &ListRequest) -> Vec<u8> {
             })
             .collect(),
         scopes: settings
+            .query
             .scopes
             .iter()
             .map(|s| Scope {
-                account_identifier: &settings.account_id,
+                account_identifier: &settings.query.account_id,
                 org_identifier: &s.org,
                 project_identifier: s.project.as_deref(),
             })
             .collect(),
         resources: settings
+            .query
             .resources
             .iter()
             .map(|r| Resource {
@@ -174,6 +177,7 @@ pub fn body(settings: &Settings, req: &ListRequest) -> Vec<u8> {
             })
             .collect(),
         environments: settings
+            .query
             .environments
             .iter()
             .map(|e| Environment {
@@ -200,9 +204,10 @@ mod tests {
 
     #[test]
     fn list_v2_url_carries_the_encoded_token_and_no_page_index() {
-        let settings = Settings {
-            api_flavor: ApiFlavor::ListV2,
-            ..example()
+        let settings = {
+            let mut s = example();
+            s.query.api_flavor = ApiFlavor::ListV2;
+            s
         };
         let req = ListRequest {
             page_token: Some("a+b/c=".into()),
@@ -219,12 +224,13 @@ mod tests {
     #[test]
     fn every_filter_kind_reaches_the_body_in_the_api_shape() {
         use crate::settings::{EnvironmentFilter, PrincipalFilter, ResourceFilter, ScopeFilter};
-        let settings = Settings {
-            principals: vec![PrincipalFilter {
+        let settings = {
+            let mut s = example();
+            s.query.principals = vec![PrincipalFilter {
                 kind: "USER".into(),
                 identifier: "a@example.com".into(),
-            }],
-            scopes: vec![
+            }];
+            s.query.scopes = vec![
                 ScopeFilter {
                     org: "default".into(),
                     project: None,
@@ -233,16 +239,16 @@ mod tests {
                     org: "default".into(),
                     project: Some("payments".into()),
                 },
-            ],
-            resources: vec![ResourceFilter {
+            ];
+            s.query.resources = vec![ResourceFilter {
                 kind: "PIPELINE".into(),
                 identifier: Some("deploy".into()),
-            }],
-            environments: vec![EnvironmentFilter {
+            }];
+            s.query.environments = vec![EnvironmentFilter {
                 kind: Some("Production".into()),
                 identifier: None,
-            }],
-            ..example()
+            }];
+            s
         };
         let sent: serde_json::Value = serde_json::from_slice(&body(&settings, &REQ)).unwrap();
         assert_eq!(
@@ -303,11 +309,12 @@ mod tests {
 
     #[test]
     fn body_carries_every_configured_filter() {
-        let settings = Settings {
-            modules: vec!["CD".into(), "PMS".into()],
-            actions: vec!["CREATE".into()],
-            static_filter: Some("EXCLUDE_LOGIN_EVENTS".into()),
-            ..example()
+        let settings = {
+            let mut s = example();
+            s.query.modules = vec!["CD".into(), "PMS".into()];
+            s.query.actions = vec!["CREATE".into()];
+            s.query.static_filter = Some("EXCLUDE_LOGIN_EVENTS".into());
+            s
         };
         let json: serde_json::Value = serde_json::from_slice(&body(&settings, &REQ)).unwrap();
         assert_eq!(json["modules"], serde_json::json!(["CD", "PMS"]));

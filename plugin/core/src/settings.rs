@@ -2,81 +2,9 @@
 
 pub use crate::shape::OutputShape;
 
-use std::ops::RangeInclusive;
-
-/// Largest `pageSize` the list endpoint accepts (`@Max(100)`).
-pub const MAX_PAGE_SIZE: u32 = 100;
-
-/// The values each numeric setting accepts, shared by every wrapper like the
-/// defaults: [`Settings::validate`] enforces them, and the host's settings
-/// table shows them.
-pub mod ranges {
-    use super::{MAX_PAGE_SIZE, RangeInclusive};
-
-    /// Events per page.
-    pub const PAGE_SIZE: RangeInclusive<u32> = 1..=MAX_PAGE_SIZE;
-    /// Look-back of the first pass, in minutes (two years).
-    pub const START_MINUTES_BACK: RangeInclusive<u32> = 0..=1_051_200;
-    /// Retries per request.
-    pub const MAX_RETRIES: RangeInclusive<u32> = 0..=20;
-    /// First backoff delay, in milliseconds.
-    pub const RETRY_BASE_MS: RangeInclusive<u32> = 0..=60_000;
-    /// Total retry wait per pass, in seconds (one day).
-    pub const RETRY_BUDGET_SECS: RangeInclusive<u32> = 0..=86_400;
-    /// Requests per minute; 0 turns pacing off.
-    pub const MAX_REQUESTS_PER_MINUTE: RangeInclusive<u32> = 0..=100_000;
-    /// Settle lag and overlap, in seconds (one week).
-    pub const WINDOW_SECS: RangeInclusive<u32> = 0..=7 * 24 * 3600;
-    /// Events per batch: a batch is one object, and holds whole pages.
-    pub const BATCH_MAX_EVENTS: RangeInclusive<u32> = 1..=20_000;
-    /// Interval between reconciliations, in seconds (one week).
-    pub const RECONCILE_INTERVAL_SECS: RangeInclusive<u32> = 1..=7 * 24 * 3600;
-    /// Look-back of reconciliation, in hours (30 days): the ledger keeps the
-    /// ids of every event stored within it. Also of its recent tier.
-    pub const RECONCILE_HOURS: RangeInclusive<u32> = 0..=720;
-}
-
-/// Defaults of the source's settings, shared by every wrapper (the Rust
-/// host's configuration and the command composition's runner) so they cannot drift apart.
-pub mod defaults {
-    /// Harness API base.
-    pub const API_BASE: &str = "https://app.harness.io";
-    /// Events per page (the Cloud Run recipe's default).
-    pub const PAGE_SIZE: u32 = 50;
-    /// Look-back of the first pass, in minutes.
-    pub const START_MINUTES_BACK: u32 = 60;
-    /// Retries per request.
-    pub const MAX_RETRIES: u32 = 5;
-    /// First backoff delay, in milliseconds.
-    pub const RETRY_BASE_MS: u32 = 1000;
-    /// Total retry wait per pass, in seconds.
-    pub const RETRY_BUDGET_SECS: u32 = 300;
-    /// Request rate cap: 95% of Harness's 400 external calls a minute per
-    /// key, the rest a margin for the edge's clock.
-    pub const MAX_REQUESTS_PER_MINUTE: u32 = 380;
-    /// Settle lag: the last seconds before now, where events are still
-    /// arriving. Later ones are read by the overlap and by reconciliation.
-    pub const SETTLE_LAG_SECS: u32 = 5;
-    /// Overlap between windows: every window reads the events up to two
-    /// minutes late again; reconciliation finds later ones by their counts.
-    pub const OVERLAP_SECS: u32 = 120;
-    /// Events per batch: checkpoint work is per batch, so larger batches
-    /// drain a backlog faster; a crash re-reads at most one batch.
-    pub const BATCH_MAX_EVENTS: u32 = 1000;
-    /// Interval between reconciliations, in seconds.
-    pub const RECONCILE_INTERVAL_SECS: u32 = 3600;
-    /// Look-back of reconciliation, in hours: Harness can make events
-    /// visible hours after their timestamp.
-    pub const RECONCILE_HOURS: u32 = 48;
-    /// Interval between checks of the recent hours, in seconds.
-    pub const RECONCILE_RECENT_INTERVAL_SECS: u32 = 300;
-    /// Hours counted as recent: events late by minutes are found within
-    /// [`RECONCILE_RECENT_INTERVAL_SECS`], not within the hour.
-    pub const RECONCILE_RECENT_HOURS: u32 = 3;
-}
-
-/// Values of `staticFilter`.
-pub const STATIC_FILTERS: [&str; 2] = ["EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS"];
+/// The defaults and ranges are declared with the settings table, which the
+/// host, the runners and this core share.
+pub use harness_audit_settings::{MAX_PAGE_SIZE, STATIC_FILTERS, defaults, ranges};
 
 /// Which list endpoint to page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,22 +53,31 @@ pub struct EnvironmentFilter {
     pub identifier: Option<String>,
 }
 
-/// Validated, non-secret settings for one account.
+/// Validated, non-secret settings for one account, grouped as the WIT record
+/// `harness:audit/types.settings` is, so each side converts field for field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// Where and how to call Harness, and which events.
+    pub query: Query,
+    /// Which time ranges are read, and how often they are checked again.
+    pub window: Window,
+    /// How failed requests are repeated, and how requests are paced.
+    pub retries: Retries,
+    /// How events are written and batched.
+    pub output: Output,
+}
+
+/// Where and how to call Harness, and which events to ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
     /// Base URL without a trailing slash.
     pub api_base: String,
     /// Harness account identifier.
     pub account_id: String,
+    /// Which list endpoint to page.
+    pub api_flavor: ApiFlavor,
     /// Events per page, `1..=MAX_PAGE_SIZE`.
     pub page_size: u32,
-    /// Start of the first window, in minutes before now, when there is no checkpoint.
-    pub start_minutes_back: u32,
-    /// Start of the first window (epoch ms) when there is no checkpoint; wins over
-    /// `start_minutes_back`.
-    pub start_at_ms: Option<u64>,
-    /// Last millisecond ever read (inclusive), for a backfill's fixed range.
-    pub end_at_ms: Option<u64>,
     /// `modules` filter; empty means all.
     pub modules: Vec<String>,
     /// `actions` filter; empty means all.
@@ -155,26 +92,22 @@ pub struct Settings {
     pub resources: Vec<ResourceFilter>,
     /// `environments` filter; empty means no environment condition.
     pub environments: Vec<EnvironmentFilter>,
-    /// Shape of the written events.
-    pub output_shape: OutputShape,
-    /// Attach each configuration change's YAML diff (`auditYaml`).
-    pub enrich_yaml_diff: bool,
-    /// Retries per request.
-    pub max_retries: u32,
-    /// First backoff delay in milliseconds.
-    pub retry_base_ms: u32,
-    /// Total time one pass may spend waiting between retries, in seconds.
-    pub retry_budget_secs: u32,
-    /// Requests per minute at most; 0 disables pacing.
-    pub max_requests_per_minute: u32,
+}
+
+/// Which time ranges are read, and how often they are checked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Start of the first window, in minutes before now, when there is no checkpoint.
+    pub start_minutes_back: u32,
+    /// Start of the first window (epoch ms) when there is no checkpoint; wins over
+    /// `start_minutes_back`.
+    pub start_at_ms: Option<u64>,
+    /// Last millisecond ever read (inclusive), for a backfill's fixed range.
+    pub end_at_ms: Option<u64>,
     /// Only events at least this old are read (window end = now - lag), in seconds.
     pub settle_lag_secs: u32,
     /// How far each window reaches back before the previous end, in seconds.
     pub overlap_secs: u32,
-    /// Which list endpoint to page.
-    pub api_flavor: ApiFlavor,
-    /// Events per emitted batch at most (one object each).
-    pub batch_max_events: u32,
     /// Seconds between reconciliations: each compares Harness's count for
     /// every hour of the look-back with the events stored for it.
     pub reconcile_interval_secs: u32,
@@ -187,15 +120,39 @@ pub struct Settings {
     pub reconcile_recent_hours: u32,
 }
 
+/// How failed requests are repeated, and how requests are paced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retries {
+    /// Retries per request.
+    pub max_retries: u32,
+    /// First backoff delay in milliseconds.
+    pub retry_base_ms: u32,
+    /// Total time one pass may spend waiting between retries, in seconds.
+    pub retry_budget_secs: u32,
+    /// Requests per minute at most; 0 disables pacing.
+    pub max_requests_per_minute: u32,
+}
+
+/// How events are written and batched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Shape of the written events.
+    pub output_shape: OutputShape,
+    /// Attach each configuration change's YAML diff (`auditYaml`).
+    pub enrich_yaml_diff: bool,
+    /// Events per emitted batch at most (one object each).
+    pub batch_max_events: u32,
+}
+
 impl Settings {
     /// `overlap_secs` in milliseconds.
     pub fn overlap_ms(&self) -> u64 {
-        u64::from(self.overlap_secs) * 1000
+        u64::from(self.window.overlap_secs) * 1000
     }
 
     /// Checks every field and normalises the base URL. The error names the field.
     pub fn validate(mut self) -> Result<Self, String> {
-        let base = self.api_base.trim().trim_end_matches('/').to_owned();
+        let base = self.query.api_base.trim().trim_end_matches('/').to_owned();
         let rest = base
             .strip_prefix("https://")
             .or_else(|| base.strip_prefix("http://"))
@@ -205,15 +162,20 @@ impl Settings {
                 "api-base `{base}` must be a plain URL with a host and no query or fragment"
             ));
         }
-        self.api_base = base;
-        if self.account_id.is_empty() || !self.account_id.chars().all(is_identifier_char) {
+        self.query.api_base = base;
+        if self.query.account_id.is_empty()
+            || !self.query.account_id.chars().all(is_identifier_char)
+        {
             return Err(format!(
                 "account-id `{}` must be a non-empty Harness identifier (letters, digits, `_`, `-`)",
-                self.account_id
+                self.query.account_id
             ));
         }
         self.check_ranges()?;
-        for (name, values) in [("modules", &self.modules), ("actions", &self.actions)] {
+        for (name, values) in [
+            ("modules", &self.query.modules),
+            ("actions", &self.query.actions),
+        ] {
             if let Some(bad) = values
                 .iter()
                 .find(|v| v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
@@ -225,6 +187,7 @@ impl Settings {
         }
         let blank = |v: &str| v.trim().is_empty();
         if let Some(p) = self
+            .query
             .principals
             .iter()
             .find(|p| blank(&p.kind) || blank(&p.identifier))
@@ -235,6 +198,7 @@ impl Settings {
             ));
         }
         if self
+            .query
             .scopes
             .iter()
             .any(|s| blank(&s.org) || s.project.as_deref().is_some_and(blank))
@@ -243,15 +207,15 @@ impl Settings {
                 "scopes entries need an organization, and a project only inside one".into(),
             );
         }
-        if self.resources.iter().any(|r| blank(&r.kind)) {
+        if self.query.resources.iter().any(|r| blank(&r.kind)) {
             return Err("resources entries need a resource type".into());
         }
-        if self.environments.iter().any(|e| {
+        if self.query.environments.iter().any(|e| {
             e.kind.as_deref().is_none_or(blank) && e.identifier.as_deref().is_none_or(blank)
         }) {
             return Err("environments entries need a type, an identifier or both".into());
         }
-        if let Some(filter) = &self.static_filter
+        if let Some(filter) = &self.query.static_filter
             && !STATIC_FILTERS.contains(&filter.as_str())
         {
             return Err(format!(
@@ -264,49 +228,61 @@ impl Settings {
 
     fn check_ranges(&self) -> Result<(), String> {
         let numbers = [
-            ("page-size", self.page_size, ranges::PAGE_SIZE),
+            ("page-size", self.query.page_size, ranges::PAGE_SIZE),
             (
                 "start-minutes-back",
-                self.start_minutes_back,
+                self.window.start_minutes_back,
                 ranges::START_MINUTES_BACK,
             ),
-            ("max-retries", self.max_retries, ranges::MAX_RETRIES),
-            ("retry-base-ms", self.retry_base_ms, ranges::RETRY_BASE_MS),
+            ("max-retries", self.retries.max_retries, ranges::MAX_RETRIES),
+            (
+                "retry-base-ms",
+                self.retries.retry_base_ms,
+                ranges::RETRY_BASE_MS,
+            ),
             (
                 "retry-budget-secs",
-                self.retry_budget_secs,
+                self.retries.retry_budget_secs,
                 ranges::RETRY_BUDGET_SECS,
             ),
             (
                 "max-requests-per-minute",
-                self.max_requests_per_minute,
+                self.retries.max_requests_per_minute,
                 ranges::MAX_REQUESTS_PER_MINUTE,
             ),
-            ("settle-lag-secs", self.settle_lag_secs, ranges::WINDOW_SECS),
-            ("overlap-secs", self.overlap_secs, ranges::WINDOW_SECS),
+            (
+                "settle-lag-secs",
+                self.window.settle_lag_secs,
+                ranges::WINDOW_SECS,
+            ),
+            (
+                "overlap-secs",
+                self.window.overlap_secs,
+                ranges::WINDOW_SECS,
+            ),
             (
                 "batch-max-events",
-                self.batch_max_events,
+                self.output.batch_max_events,
                 ranges::BATCH_MAX_EVENTS,
             ),
             (
                 "reconcile-interval-secs",
-                self.reconcile_interval_secs,
+                self.window.reconcile_interval_secs,
                 ranges::RECONCILE_INTERVAL_SECS,
             ),
             (
                 "reconcile-hours",
-                self.reconcile_hours,
+                self.window.reconcile_hours,
                 ranges::RECONCILE_HOURS,
             ),
             (
                 "reconcile-recent-interval-secs",
-                self.reconcile_recent_interval_secs,
+                self.window.reconcile_recent_interval_secs,
                 ranges::RECONCILE_INTERVAL_SECS,
             ),
             (
                 "reconcile-recent-hours",
-                self.reconcile_recent_hours,
+                self.window.reconcile_recent_hours,
                 ranges::RECONCILE_HOURS,
             ),
         ];
@@ -332,17 +308,18 @@ macro_rules! wit_settings {
         let s: &$crate::settings::Settings = $settings;
         $wit::Settings {
             query: $wit::Query {
-                api_base: s.api_base.clone(),
-                account_id: s.account_id.clone(),
-                api_flavor: match s.api_flavor {
+                api_base: s.query.api_base.clone(),
+                account_id: s.query.account_id.clone(),
+                api_flavor: match s.query.api_flavor {
                     $crate::settings::ApiFlavor::List => $wit::ApiFlavor::List,
                     $crate::settings::ApiFlavor::ListV2 => $wit::ApiFlavor::ListV2,
                 },
-                page_size: s.page_size,
-                modules: s.modules.clone(),
-                actions: s.actions.clone(),
-                static_filter: s.static_filter.clone(),
+                page_size: s.query.page_size,
+                modules: s.query.modules.clone(),
+                actions: s.query.actions.clone(),
+                static_filter: s.query.static_filter.clone(),
                 principals: s
+                    .query
                     .principals
                     .iter()
                     .map(|p| $wit::PrincipalFilter {
@@ -351,6 +328,7 @@ macro_rules! wit_settings {
                     })
                     .collect(),
                 scopes: s
+                    .query
                     .scopes
                     .iter()
                     .map(|s| $wit::ScopeFilter {
@@ -359,6 +337,7 @@ macro_rules! wit_settings {
                     })
                     .collect(),
                 resources: s
+                    .query
                     .resources
                     .iter()
                     .map(|r| $wit::ResourceFilter {
@@ -367,6 +346,7 @@ macro_rules! wit_settings {
                     })
                     .collect(),
                 environments: s
+                    .query
                     .environments
                     .iter()
                     .map(|e| $wit::EnvironmentFilter {
@@ -376,29 +356,29 @@ macro_rules! wit_settings {
                     .collect(),
             },
             window: $wit::Window {
-                start_minutes_back: s.start_minutes_back,
-                start_at_ms: s.start_at_ms,
-                end_at_ms: s.end_at_ms,
-                settle_lag_secs: s.settle_lag_secs,
-                overlap_secs: s.overlap_secs,
-                reconcile_interval_secs: s.reconcile_interval_secs,
-                reconcile_hours: s.reconcile_hours,
-                reconcile_recent_interval_secs: s.reconcile_recent_interval_secs,
-                reconcile_recent_hours: s.reconcile_recent_hours,
+                start_minutes_back: s.window.start_minutes_back,
+                start_at_ms: s.window.start_at_ms,
+                end_at_ms: s.window.end_at_ms,
+                settle_lag_secs: s.window.settle_lag_secs,
+                overlap_secs: s.window.overlap_secs,
+                reconcile_interval_secs: s.window.reconcile_interval_secs,
+                reconcile_hours: s.window.reconcile_hours,
+                reconcile_recent_interval_secs: s.window.reconcile_recent_interval_secs,
+                reconcile_recent_hours: s.window.reconcile_recent_hours,
             },
             retries: $wit::Retries {
-                max_retries: s.max_retries,
-                retry_base_ms: s.retry_base_ms,
-                retry_budget_secs: s.retry_budget_secs,
-                max_requests_per_minute: s.max_requests_per_minute,
+                max_retries: s.retries.max_retries,
+                retry_base_ms: s.retries.retry_base_ms,
+                retry_budget_secs: s.retries.retry_budget_secs,
+                max_requests_per_minute: s.retries.max_requests_per_minute,
             },
             output: $wit::Output {
-                output_shape: match s.output_shape {
+                output_shape: match s.output.output_shape {
                     $crate::settings::OutputShape::Raw => $wit::OutputShape::Raw,
                     $crate::settings::OutputShape::Streaming => $wit::OutputShape::Streaming,
                 },
-                enrich_yaml_diff: s.enrich_yaml_diff,
-                batch_max_events: s.batch_max_events,
+                enrich_yaml_diff: s.output.enrich_yaml_diff,
+                batch_max_events: s.output.batch_max_events,
             },
         }
     }};
@@ -411,33 +391,41 @@ fn is_identifier_char(c: char) -> bool {
 #[cfg(test)]
 pub(crate) fn example() -> Settings {
     Settings {
-        api_base: "https://app.harness.io".into(),
-        account_id: "Xy3kQ9mTR0aWb1cD2eF4gH".into(),
-        page_size: 50,
-        start_minutes_back: 60,
-        start_at_ms: None,
-        end_at_ms: None,
-        principals: Vec::new(),
-        scopes: Vec::new(),
-        resources: Vec::new(),
-        environments: Vec::new(),
-        output_shape: OutputShape::Raw,
-        enrich_yaml_diff: false,
-        modules: vec![],
-        actions: vec![],
-        static_filter: None,
-        max_retries: 3,
-        retry_base_ms: 1000,
-        retry_budget_secs: 300,
-        max_requests_per_minute: 0,
-        settle_lag_secs: 0,
-        overlap_secs: 0,
-        api_flavor: ApiFlavor::List,
-        batch_max_events: 1,
-        reconcile_interval_secs: defaults::RECONCILE_INTERVAL_SECS,
-        reconcile_hours: 0,
-        reconcile_recent_interval_secs: defaults::RECONCILE_RECENT_INTERVAL_SECS,
-        reconcile_recent_hours: 0,
+        query: Query {
+            api_base: "https://app.harness.io".into(),
+            account_id: "Xy3kQ9mTR0aWb1cD2eF4gH".into(),
+            page_size: 50,
+            principals: Vec::new(),
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            environments: Vec::new(),
+            modules: vec![],
+            actions: vec![],
+            static_filter: None,
+            api_flavor: ApiFlavor::List,
+        },
+        window: Window {
+            start_minutes_back: 60,
+            start_at_ms: None,
+            end_at_ms: None,
+            settle_lag_secs: 0,
+            overlap_secs: 0,
+            reconcile_interval_secs: defaults::RECONCILE_INTERVAL_SECS,
+            reconcile_hours: 0,
+            reconcile_recent_interval_secs: defaults::RECONCILE_RECENT_INTERVAL_SECS,
+            reconcile_recent_hours: 0,
+        },
+        retries: Retries {
+            max_retries: 3,
+            retry_base_ms: 1000,
+            retry_budget_secs: 300,
+            max_requests_per_minute: 0,
+        },
+        output: Output {
+            output_shape: OutputShape::Raw,
+            enrich_yaml_diff: false,
+            batch_max_events: 1,
+        },
     }
 }
 
@@ -447,12 +435,13 @@ mod tests {
 
     #[test]
     fn trailing_slash_is_removed() {
-        let s = Settings {
-            api_base: "https://app.harness.io/gateway/".into(),
-            ..example()
+        let s = {
+            let mut s = example();
+            s.query.api_base = "https://app.harness.io/gateway/".into();
+            s
         };
         assert_eq!(
-            s.validate().unwrap().api_base,
+            s.validate().unwrap().query.api_base,
             "https://app.harness.io/gateway"
         );
     }
@@ -461,18 +450,20 @@ mod tests {
     fn page_size_bounds_are_inclusive() {
         for ok in [1, 100] {
             assert!(
-                Settings {
-                    page_size: ok,
-                    ..example()
+                {
+                    let mut s = example();
+                    s.query.page_size = ok;
+                    s
                 }
                 .validate()
                 .is_ok()
             );
         }
         for bad in [0, 101] {
-            let err = Settings {
-                page_size: bad,
-                ..example()
+            let err = {
+                let mut s = example();
+                s.query.page_size = bad;
+                s
             }
             .validate()
             .unwrap_err();
@@ -483,49 +474,60 @@ mod tests {
     #[test]
     fn rejects_bad_urls_accounts_and_filters() {
         let cases = [
-            Settings {
-                api_base: "ftp://x".into(),
-                ..example()
+            {
+                let mut s = example();
+                s.query.api_base = "ftp://x".into();
+                s
             },
-            Settings {
-                api_base: "https://".into(),
-                ..example()
+            {
+                let mut s = example();
+                s.query.api_base = "https://".into();
+                s
             },
-            Settings {
-                api_base: "https://h/?a=1".into(),
-                ..example()
+            {
+                let mut s = example();
+                s.query.api_base = "https://h/?a=1".into();
+                s
             },
-            Settings {
-                account_id: "".into(),
-                ..example()
+            {
+                let mut s = example();
+                s.query.account_id = "".into();
+                s
             },
-            Settings {
-                account_id: "a&b".into(),
-                ..example()
+            {
+                let mut s = example();
+                s.query.account_id = "a&b".into();
+                s
             },
-            Settings {
-                modules: vec!["C D".into()],
-                ..example()
+            {
+                let mut s = example();
+                s.query.modules = vec!["C D".into()];
+                s
             },
-            Settings {
-                actions: vec!["".into()],
-                ..example()
+            {
+                let mut s = example();
+                s.query.actions = vec!["".into()];
+                s
             },
-            Settings {
-                static_filter: Some("EXCLUDE_EVERYTHING".into()),
-                ..example()
+            {
+                let mut s = example();
+                s.query.static_filter = Some("EXCLUDE_EVERYTHING".into());
+                s
             },
-            Settings {
-                reconcile_interval_secs: 0,
-                ..example()
+            {
+                let mut s = example();
+                s.window.reconcile_interval_secs = 0;
+                s
             },
-            Settings {
-                reconcile_interval_secs: ranges::RECONCILE_INTERVAL_SECS.end() + 1,
-                ..example()
+            {
+                let mut s = example();
+                s.window.reconcile_interval_secs = ranges::RECONCILE_INTERVAL_SECS.end() + 1;
+                s
             },
-            Settings {
-                reconcile_hours: ranges::RECONCILE_HOURS.end() + 1,
-                ..example()
+            {
+                let mut s = example();
+                s.window.reconcile_hours = ranges::RECONCILE_HOURS.end() + 1;
+                s
             },
         ];
         for case in cases {

@@ -300,7 +300,7 @@ fn check(
     };
     println!(
         "configuration: ok (account {}, API {}, key from {}, sink {:?}, prefix {}, checkpoint {})",
-        config.source.account_id,
+        config.source.query.account_id,
         config.harness.api_base,
         config.harness.api_key_source,
         config.output.sink,

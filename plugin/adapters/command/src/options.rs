@@ -117,7 +117,7 @@ mod tests {
             options.environment.api_key,
             environment::ApiKey::Value("pat.secret".into())
         );
-        assert_eq!(options.environment.settings.account_id, "acct_1");
+        assert_eq!(options.environment.settings.query.account_id, "acct_1");
         assert!(!format!("{options:?}").contains("pat.secret"));
         assert_eq!(
             run(&["--state-dir", "/state"], &BASE).unwrap().state_dir,

@@ -127,39 +127,47 @@ pub fn parse(env: impl Fn(&str) -> Option<String>) -> Result<Environment, String
     };
 
     let settings = Settings {
-        api_base: var(&table::API_BASE).unwrap_or_else(|| defaults::API_BASE.to_owned()),
-        account_id: account_id.trim().to_owned(),
-        page_size: number(&table::PAGE_SIZE)?,
-        start_minutes_back: number(&table::START_MINUTES_BACK)?,
-        start_at_ms: None,
-        end_at_ms: None,
-        modules: list(&table::MODULES),
-        actions: list(&table::ACTIONS),
-        static_filter: choice(&table::STATIC_FILTER)?.map(str::to_owned),
-        principals: Vec::new(),
-        scopes: Vec::new(),
-        resources: Vec::new(),
-        environments: Vec::new(),
-        output_shape: match choice(&table::OUTPUT_SHAPE)? {
-            Some("streaming") => OutputShape::Streaming,
-            _ => OutputShape::Raw,
+        query: harness_audit_core::settings::Query {
+            api_base: var(&table::API_BASE).unwrap_or_else(|| defaults::API_BASE.to_owned()),
+            account_id: account_id.trim().to_owned(),
+            page_size: number(&table::PAGE_SIZE)?,
+            modules: list(&table::MODULES),
+            actions: list(&table::ACTIONS),
+            static_filter: choice(&table::STATIC_FILTER)?.map(str::to_owned),
+            principals: Vec::new(),
+            scopes: Vec::new(),
+            resources: Vec::new(),
+            environments: Vec::new(),
+            api_flavor: match choice(&table::API_FLAVOR)? {
+                Some("list-v2") => ApiFlavor::ListV2,
+                _ => ApiFlavor::List,
+            },
         },
-        enrich_yaml_diff,
-        max_retries: number(&table::MAX_RETRIES)?,
-        retry_base_ms: number(&table::RETRY_BASE_MS)?,
-        retry_budget_secs: number(&table::RETRY_BUDGET_SECS)?,
-        max_requests_per_minute: number(&table::MAX_REQUESTS_PER_MINUTE)?,
-        settle_lag_secs: number(&table::SETTLE_LAG_SECS)?,
-        overlap_secs: number(&table::OVERLAP_SECS)?,
-        api_flavor: match choice(&table::API_FLAVOR)? {
-            Some("list-v2") => ApiFlavor::ListV2,
-            _ => ApiFlavor::List,
+        window: harness_audit_core::settings::Window {
+            start_minutes_back: number(&table::START_MINUTES_BACK)?,
+            start_at_ms: None,
+            end_at_ms: None,
+            settle_lag_secs: number(&table::SETTLE_LAG_SECS)?,
+            overlap_secs: number(&table::OVERLAP_SECS)?,
+            reconcile_interval_secs: number(&table::RECONCILE_INTERVAL_SECS)?,
+            reconcile_hours: number(&table::RECONCILE_HOURS)?,
+            reconcile_recent_interval_secs: number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
+            reconcile_recent_hours: number(&table::RECONCILE_RECENT_HOURS)?,
         },
-        batch_max_events: defaults::BATCH_MAX_EVENTS,
-        reconcile_interval_secs: number(&table::RECONCILE_INTERVAL_SECS)?,
-        reconcile_hours: number(&table::RECONCILE_HOURS)?,
-        reconcile_recent_interval_secs: number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
-        reconcile_recent_hours: number(&table::RECONCILE_RECENT_HOURS)?,
+        retries: harness_audit_core::settings::Retries {
+            max_retries: number(&table::MAX_RETRIES)?,
+            retry_base_ms: number(&table::RETRY_BASE_MS)?,
+            retry_budget_secs: number(&table::RETRY_BUDGET_SECS)?,
+            max_requests_per_minute: number(&table::MAX_REQUESTS_PER_MINUTE)?,
+        },
+        output: harness_audit_core::settings::Output {
+            output_shape: match choice(&table::OUTPUT_SHAPE)? {
+                Some("streaming") => OutputShape::Streaming,
+                _ => OutputShape::Raw,
+            },
+            enrich_yaml_diff,
+            batch_max_events: defaults::BATCH_MAX_EVENTS,
+        },
     }
     .validate()
     .map_err(|e| format!("invalid settings: {e}"))?;
@@ -188,9 +196,9 @@ mod tests {
     #[test]
     fn defaults_are_the_hosts() {
         let read = read(&BASE).unwrap();
-        assert_eq!(read.settings.api_base, defaults::API_BASE);
-        assert_eq!(read.settings.page_size, defaults::PAGE_SIZE);
-        assert_eq!(read.settings.overlap_secs, defaults::OVERLAP_SECS);
+        assert_eq!(read.settings.query.api_base, defaults::API_BASE);
+        assert_eq!(read.settings.query.page_size, defaults::PAGE_SIZE);
+        assert_eq!(read.settings.window.overlap_secs, defaults::OVERLAP_SECS);
         assert_eq!(read.api_key, ApiKey::Value("pat.secret".into()));
     }
 
@@ -209,15 +217,18 @@ mod tests {
         ]);
         let settings = read(&env).unwrap().settings;
         assert_eq!(
-            (settings.reconcile_interval_secs, settings.reconcile_hours),
+            (
+                settings.window.reconcile_interval_secs,
+                settings.window.reconcile_hours
+            ),
             (600, 0)
         );
-        assert_eq!(settings.api_base, "http://127.0.0.1:9/gateway");
-        assert_eq!(settings.page_size, 100);
-        assert_eq!(settings.modules, ["CORE", "PMS"]);
-        assert_eq!(settings.output_shape, OutputShape::Streaming);
-        assert_eq!(settings.api_flavor, ApiFlavor::ListV2);
-        assert!(settings.enrich_yaml_diff);
+        assert_eq!(settings.query.api_base, "http://127.0.0.1:9/gateway");
+        assert_eq!(settings.query.page_size, 100);
+        assert_eq!(settings.query.modules, ["CORE", "PMS"]);
+        assert_eq!(settings.output.output_shape, OutputShape::Streaming);
+        assert_eq!(settings.query.api_flavor, ApiFlavor::ListV2);
+        assert!(settings.output.enrich_yaml_diff);
     }
 
     #[test]

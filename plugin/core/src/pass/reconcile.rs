@@ -31,22 +31,23 @@ impl Source {
     /// off: `reconcile_hours` is 0, the range is fixed (a backfill reads
     /// settled history), or the API gives no counts (`list-v2`).
     pub(super) fn reconcile_span_ms(&self) -> Option<u64> {
-        let on = self.settings.api_flavor == ApiFlavor::List
-            && self.settings.end_at_ms.is_none()
-            && self.settings.reconcile_hours > 0;
-        on.then(|| u64::from(self.settings.reconcile_hours) * SLICE_MS)
+        let on = self.settings.query.api_flavor == ApiFlavor::List
+            && self.settings.window.end_at_ms.is_none()
+            && self.settings.window.reconcile_hours > 0;
+        on.then(|| u64::from(self.settings.window.reconcile_hours) * SLICE_MS)
     }
 
     fn interval_ms(&self) -> u64 {
-        u64::from(self.settings.reconcile_interval_secs) * 1000
+        u64::from(self.settings.window.reconcile_interval_secs) * 1000
     }
 
     /// How far back the recent tier looks, in ms; `None` when it is off.
     fn recent_span_ms(&self) -> Option<u64> {
         let hours = self
             .settings
+            .window
             .reconcile_recent_hours
-            .min(self.settings.reconcile_hours);
+            .min(self.settings.window.reconcile_hours);
         self.reconcile_span_ms()
             .filter(|_| hours > 0)
             .map(|_| u64::from(hours) * SLICE_MS)
@@ -63,7 +64,7 @@ impl Source {
             return false;
         };
         let recent = self.recent_span_ms().map(|recent_ms| {
-            let interval_ms = u64::from(self.settings.reconcile_recent_interval_secs) * 1000;
+            let interval_ms = u64::from(self.settings.window.reconcile_recent_interval_secs) * 1000;
             (recent_ms, now_ms.saturating_add(interval_ms))
         });
         let next = now_ms.saturating_add(self.interval_ms());

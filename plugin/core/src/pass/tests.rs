@@ -328,10 +328,11 @@ fn clock() -> FakeClock {
 }
 
 fn settings(page_size: u32) -> Settings {
-    Settings {
-        page_size,
-        retry_base_ms: 100,
-        ..example()
+    {
+        let mut s = example();
+        s.query.page_size = page_size;
+        s.retries.retry_base_ms = 100;
+        s
     }
 }
 
@@ -398,9 +399,10 @@ fn drains_many_pages_once_each_in_order() {
 #[test]
 fn later_passes_emit_no_duplicate_and_pick_up_new_and_late_events() {
     let mut h = FakeHarness::new([NOW - 10, NOW - 5, NOW - 5]);
-    let mut src = source_with(Settings {
-        overlap_secs: 1,
-        ..settings(50)
+    let mut src = source_with({
+        let mut s = settings(50);
+        s.window.overlap_secs = 1;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -427,9 +429,10 @@ fn only_settled_events_are_read() {
     // On the default settle lag (5 s), a pass reads up to 5 s before it began.
     let lag = u64::from(crate::settings::defaults::SETTLE_LAG_SECS) * 1000;
     let mut h = FakeHarness::new([NOW - lag - 1_000, NOW - lag + 1_000]);
-    let mut src = source_with(Settings {
-        settle_lag_secs: crate::settings::defaults::SETTLE_LAG_SECS,
-        ..settings(50)
+    let mut src = source_with({
+        let mut s = settings(50);
+        s.window.settle_lag_secs = crate::settings::defaults::SETTLE_LAG_SECS;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -443,9 +446,10 @@ fn only_settled_events_are_read() {
 #[test]
 fn late_events_are_caught_exactly_within_the_overlap() {
     let mut h = FakeHarness::new([NOW - 50_000]);
-    let mut src = source_with(Settings {
-        overlap_secs: 10,
-        ..settings(50)
+    let mut src = source_with({
+        let mut s = settings(50);
+        s.window.overlap_secs = 10;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -478,9 +482,10 @@ fn inserts_while_paging_are_neither_lost_nor_duplicated() {
             events.insert(at, (ts, id));
         }
     }));
-    let mut src = source_with(Settings {
-        overlap_secs: 200,
-        ..settings(10)
+    let mut src = source_with({
+        let mut s = settings(10);
+        s.window.overlap_secs = 200;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -513,10 +518,11 @@ fn the_retry_time_budget_stops_a_pass_before_max_retries() {
             ..HttpResponse::default()
         }));
     }
-    let settings = Settings {
-        max_retries: 10,
-        retry_budget_secs: 70,
-        ..settings(50)
+    let settings = {
+        let mut s = settings(50);
+        s.retries.max_retries = 10;
+        s.retries.retry_budget_secs = 70;
+        s
     };
     let mut src = Source::new(settings, None, NOW).unwrap();
     let mut c = clock();
@@ -544,9 +550,10 @@ fn the_retry_time_budget_stops_a_pass_before_max_retries() {
 #[test]
 fn requests_are_paced_to_the_configured_rate() {
     let mut h = FakeHarness::new((0..30).map(|i| NOW - 100 + i));
-    let mut src = source_with(Settings {
-        max_requests_per_minute: 600,
-        ..settings(10)
+    let mut src = source_with({
+        let mut s = settings(10);
+        s.retries.max_requests_per_minute = 600;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -590,9 +597,10 @@ fn retries_are_bounded_and_the_last_error_is_returned() {
             ..HttpResponse::default()
         }));
     }
-    let mut src = source_with(Settings {
-        max_retries: 2,
-        ..settings(50)
+    let mut src = source_with({
+        let mut s = settings(50);
+        s.retries.max_retries = 2;
+        s
     });
     let before = src.checkpoint();
     let err = src
@@ -681,9 +689,10 @@ fn out_of_order_pages_are_refused() {
         retry_after_secs: None,
         ..HttpResponse::default()
     }));
-    let mut src = source_with(Settings {
-        max_retries: 0,
-        ..settings(50)
+    let mut src = source_with({
+        let mut s = settings(50);
+        s.retries.max_retries = 0;
+        s
     });
     let err = src
         .poll(1, &mut h, &mut Collected::default(), &mut clock())
@@ -734,9 +743,10 @@ fn bad_settings_and_foreign_checkpoints_are_invalid_settings() {
 #[test]
 fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
     let mut h = FakeHarness::new((0..95).map(|i| NOW - 10_000 + i * 7));
-    let v2 = Settings {
-        api_flavor: crate::settings::ApiFlavor::ListV2,
-        ..settings(10)
+    let v2 = {
+        let mut s = settings(10);
+        s.query.api_flavor = crate::settings::ApiFlavor::ListV2;
+        s
     };
     let mut src = Source::new(v2.clone(), None, NOW).unwrap();
     let (mut out, mut c) = (Collected::default(), clock());
@@ -751,9 +761,10 @@ fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
     // Resumed with different filters: the stored token's body no longer
     // matches, so a new chain starts at the cursor instead of reusing it.
     let stored = out.batches.last().unwrap().checkpoint.clone();
-    let changed = Settings {
-        modules: vec!["CORE".into()],
-        ..v2
+    let changed = {
+        let mut s = v2;
+        s.query.modules = vec!["CORE".into()];
+        s
     };
     let mut resumed = Source::new(changed, Some(&stored), NOW).unwrap();
     let before = h.requests.len();
@@ -765,9 +776,10 @@ fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
 #[test]
 fn pages_are_gathered_into_batches_of_the_configured_size() {
     let mut h = FakeHarness::new((0..95).map(|i| NOW - 1_000 + i));
-    let mut src = source_with(Settings {
-        batch_max_events: 25,
-        ..settings(10)
+    let mut src = source_with({
+        let mut s = settings(10);
+        s.output.batch_max_events = 25;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     assert!(src.poll(100, &mut h, &mut out, &mut c).unwrap().caught_up);
@@ -780,9 +792,10 @@ fn pages_are_gathered_into_batches_of_the_configured_size() {
     // Each batch's checkpoint resumes exactly after it.
     let stored = out.batches[1].checkpoint.clone();
     let mut resumed = Source::new(
-        Settings {
-            batch_max_events: 25,
-            ..settings(10)
+        {
+            let mut s = settings(10);
+            s.output.batch_max_events = 25;
+            s
         },
         Some(&stored),
         NOW,
@@ -796,10 +809,11 @@ fn pages_are_gathered_into_batches_of_the_configured_size() {
 #[test]
 fn an_error_mid_batch_returns_to_the_last_emitted_checkpoint() {
     let mut h = FakeHarness::new((0..50).map(|i| NOW - 1_000 + i));
-    let mut src = source_with(Settings {
-        batch_max_events: 20,
-        max_retries: 0,
-        ..settings(10)
+    let mut src = source_with({
+        let mut s = settings(10);
+        s.output.batch_max_events = 20;
+        s.retries.max_retries = 0;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     src.poll(2, &mut h, &mut out, &mut c).unwrap();
@@ -833,10 +847,11 @@ fn an_error_mid_batch_returns_to_the_last_emitted_checkpoint() {
 fn an_explicit_start_reads_from_that_millisecond_and_not_before() {
     let start = NOW - 1_000_000;
     let mut h = FakeHarness::new([start - 1, start, start + 1]);
-    let mut src = source_with(Settings {
-        start_at_ms: Some(start),
-        start_minutes_back: 1,
-        ..settings(10)
+    let mut src = source_with({
+        let mut s = settings(10);
+        s.window.start_at_ms = Some(start);
+        s.window.start_minutes_back = 1;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -844,9 +859,10 @@ fn an_explicit_start_reads_from_that_millisecond_and_not_before() {
     assert_eq!(h.requests[0].1["startTime"], start);
 
     let future = Source::new(
-        Settings {
-            start_at_ms: Some(NOW + 1),
-            ..settings(10)
+        {
+            let mut s = settings(10);
+            s.window.start_at_ms = Some(NOW + 1);
+            s
         },
         None,
         NOW,
@@ -860,10 +876,11 @@ fn an_explicit_start_reads_from_that_millisecond_and_not_before() {
 fn a_fixed_range_end_is_never_read_past_and_stays_caught_up() {
     let end = NOW - 600_000;
     let mut h = FakeHarness::new([NOW - 900_000, end - 1, end, end + 1, NOW - 1000]);
-    let mut src = source_with(Settings {
-        start_at_ms: Some(NOW - 1_000_000),
-        end_at_ms: Some(end),
-        ..settings(10)
+    let mut src = source_with({
+        let mut s = settings(10);
+        s.window.start_at_ms = Some(NOW - 1_000_000);
+        s.window.end_at_ms = Some(end);
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -879,10 +896,11 @@ fn a_fixed_range_end_is_never_read_past_and_stays_caught_up() {
 fn configuration_changes_carry_their_yaml_diff_or_the_error_that_kept_it() {
     let mut h = FakeHarness::new((0..30).map(|i| NOW - 100_000 + i * 1000));
     h.yaml_failures.push("id00004".into());
-    let mut src = source_with(Settings {
-        enrich_yaml_diff: true,
-        max_retries: 1,
-        ..settings(10)
+    let mut src = source_with({
+        let mut s = settings(10);
+        s.output.enrich_yaml_diff = true;
+        s.retries.max_retries = 1;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -926,11 +944,12 @@ fn configuration_changes_carry_their_yaml_diff_or_the_error_that_kept_it() {
 
 /// Settings with reconciliation on: look back a day, check every minute.
 fn reconciling(page_size: u32) -> Settings {
-    Settings {
-        reconcile_hours: 24,
-        reconcile_interval_secs: 60,
-        overlap_secs: 10,
-        ..settings(page_size)
+    {
+        let mut s = settings(page_size);
+        s.window.reconcile_hours = 24;
+        s.window.reconcile_interval_secs = 60;
+        s.window.overlap_secs = 10;
+        s
     }
 }
 
@@ -1039,9 +1058,10 @@ fn events_counted_but_never_returned_are_reported_and_the_pass_finishes() {
 #[test]
 fn an_event_visible_hours_late_is_collected_by_reconciliation() {
     let mut h = FakeHarness::new((0..30).map(|i| NOW - 7_000_000 + i * 100_000));
-    let mut src = source_with(Settings {
-        start_at_ms: Some(NOW - 8_000_000),
-        ..reconciling(10)
+    let mut src = source_with({
+        let mut s = reconciling(10);
+        s.window.start_at_ms = Some(NOW - 8_000_000);
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -1072,9 +1092,10 @@ fn reconciliation_with_nothing_missing_costs_one_count_per_slice() {
     let hour = crate::ledger::SLICE_MS;
     let start = NOW - 5 * hour;
     let mut h = FakeHarness::new((0..50).map(|i| start + i * 300_000));
-    let mut src = source_with(Settings {
-        start_at_ms: Some(start),
-        ..reconciling(100)
+    let mut src = source_with({
+        let mut s = reconciling(100);
+        s.window.start_at_ms = Some(start);
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -1103,9 +1124,10 @@ fn reconciliation_with_nothing_missing_costs_one_count_per_slice() {
 #[test]
 fn failing_and_shrinking_counts_are_reported_and_change_nothing() {
     let mut h = FakeHarness::new((0..20).map(|i| NOW - 1_000_000 + i * 1_000));
-    let mut src = source_with(Settings {
-        max_retries: 0,
-        ..reconciling(50)
+    let mut src = source_with({
+        let mut s = reconciling(50);
+        s.retries.max_retries = 0;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -1163,9 +1185,10 @@ fn free_harness(spread: u64, burst: usize) -> FakeHarness {
 #[test]
 fn resuming_from_any_batch_with_every_freedom_on_is_exact() {
     let make = || free_harness(300, 120);
-    let settings = Settings {
-        batch_max_events: 30,
-        ..reconciling(25)
+    let settings = {
+        let mut s = reconciling(25);
+        s.output.batch_max_events = 30;
+        s
     };
     let mut h = make();
     let (mut src, mut full, mut c) = (source_with(settings.clone()), Collected::default(), clock());
@@ -1369,10 +1392,11 @@ fn odd_events_are_written_or_quarantined_once_each_whatever_the_kill() {
             }
             (h, kept)
         };
-        let settings = Settings {
-            batch_max_events: 30,
-            output_shape: shape,
-            ..reconciling(25)
+        let settings = {
+            let mut s = reconciling(25);
+            s.output.batch_max_events = 30;
+            s.output.output_shape = shape;
+            s
         };
         let (mut h, kept) = make();
         let (mut src, mut full, mut c) =
@@ -1573,9 +1597,10 @@ fn a_page_larger_than_asked_for_keeps_batches_within_their_limit() {
         ),
     )));
     let (mut src, mut out, mut c) = (
-        source_with(Settings {
-            batch_max_events: 10,
-            ..settings(10)
+        source_with({
+            let mut s = settings(10);
+            s.output.batch_max_events = 10;
+            s
         }),
         Collected::default(),
         clock(),
@@ -1593,10 +1618,11 @@ fn a_page_larger_than_asked_for_keeps_batches_within_their_limit() {
 fn a_count_never_covers_what_the_next_window_reads_again() {
     let start = NOW - 2 * crate::ledger::SLICE_MS;
     let mut h = FakeHarness::new((0..40).map(|i| start + i * 150_000));
-    let mut src = source_with(Settings {
-        start_at_ms: Some(start),
-        overlap_secs: 120,
-        ..reconciling(50)
+    let mut src = source_with({
+        let mut s = reconciling(50);
+        s.window.start_at_ms = Some(start);
+        s.window.overlap_secs = 120;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -1635,14 +1661,15 @@ fn recent_hours_are_counted_every_few_minutes_and_the_look_back_hourly() {
     let hour = crate::ledger::SLICE_MS;
     let start = NOW - 10 * hour;
     let mut h = FakeHarness::new((0..100).map(|i| start + i * 360_000));
-    let mut src = source_with(Settings {
-        start_at_ms: Some(start),
-        reconcile_hours: 24,
-        reconcile_interval_secs: 3_600,
-        reconcile_recent_hours: 3,
-        reconcile_recent_interval_secs: 300,
-        overlap_secs: 120,
-        ..settings(100)
+    let mut src = source_with({
+        let mut s = settings(100);
+        s.window.start_at_ms = Some(start);
+        s.window.reconcile_hours = 24;
+        s.window.reconcile_interval_secs = 3_600;
+        s.window.reconcile_recent_hours = 3;
+        s.window.reconcile_recent_interval_secs = 300;
+        s.window.overlap_secs = 120;
+        s
     });
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
@@ -1685,8 +1712,8 @@ fn recent_hours_are_counted_every_few_minutes_and_the_look_back_hourly() {
 fn an_idle_tenant_on_the_defaults_sends_under_a_tenth_of_the_key_s_budget() {
     use crate::settings::defaults;
     let mut h = FakeHarness::new([]);
-    let mut src = source_with(Settings {
-        page_size: defaults::PAGE_SIZE,
+    let mut settings = settings(defaults::PAGE_SIZE);
+    settings.window = crate::settings::Window {
         settle_lag_secs: defaults::SETTLE_LAG_SECS,
         overlap_secs: defaults::OVERLAP_SECS,
         reconcile_interval_secs: defaults::RECONCILE_INTERVAL_SECS,
@@ -1695,8 +1722,9 @@ fn an_idle_tenant_on_the_defaults_sends_under_a_tenth_of_the_key_s_budget() {
         reconcile_recent_hours: defaults::RECONCILE_RECENT_HOURS,
         // Collecting for two days already: the look-back is whole.
         start_minutes_back: 49 * 60,
-        ..settings(defaults::PAGE_SIZE)
-    });
+        ..settings.window
+    };
+    let mut src = source_with(settings);
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     let before = h.requests.len();
