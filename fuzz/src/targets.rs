@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use arbitrary::Unstructured;
-use harness_audit::config::RawConfig;
+use harness_audit::config::{RawConfig, Validate as _};
 use harness_audit::engine::batch_rules::{BatchRules, check_batch};
 use harness_audit::engine::bindings::harness::audit::types as wit;
 use harness_audit::evidence::Digest;

@@ -2,7 +2,6 @@
 //! environment (the Cloud Run recipe's variables keep working) and flags, in
 //! that order of precedence (flags win), and validated once.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -10,12 +9,13 @@ pub use harness_audit_core::settings::{
     ApiFlavor, EnvironmentFilter, OutputShape, PrincipalFilter, ResourceFilter, ScopeFilter,
     Settings,
 };
-use harness_audit_settings::{self as table, Kind, Section, Setting};
+use harness_audit_settings::reader::invalid;
+pub use harness_audit_settings::reader::{ConfigError, Origin, RawConfig, Sourced};
+use harness_audit_settings::{self as table, Setting};
 
 use crate::evidence::SigningKey;
 use url::Url;
 
-pub mod filters;
 mod flags;
 mod range;
 pub mod tenants;
@@ -152,412 +152,49 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// Where a setting came from, so an error can name the exact thing to fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// An environment variable.
-    Env(&'static str),
-    /// A command-line flag.
-    Flag(&'static str),
-    /// A key in the TOML file.
-    File(String),
-    /// The built-in default of the setting read from this variable.
-    Default(&'static str),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Env(name) => write!(f, "environment variable {name}"),
-            Self::Flag(name) => write!(f, "flag --{name}"),
-            Self::File(key) => write!(f, "config file key {key}"),
-            Self::Default(name) => write!(f, "the default of {name}"),
-        }
-    }
-}
-
-/// A configuration error; every message names the setting, what is wrong and what is accepted.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A setting has an unusable value.
-    #[error("{origin}: {message}")]
-    Invalid {
-        /// Where the value came from.
-        origin: Origin,
-        /// What is wrong and what is accepted.
-        message: String,
-    },
-    /// A required setting is absent.
-    #[error("{what} is not set: {hint}")]
-    Missing {
-        /// The setting.
-        what: &'static str,
-        /// How to set it.
-        hint: &'static str,
-    },
-    /// The TOML file cannot be read or parsed.
-    #[error("config file {path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// The reader's or parser's message.
-        message: String,
-    },
-}
-
-/// A raw value with its origin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sourced<T> {
-    value: T,
-    origin: Origin,
-}
-
-/// A value as given: one text, or a list (comma-separated in the
-/// environment and flags, an array in TOML).
-#[derive(Clone, PartialEq, Eq)]
-enum RawValue {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// Settings as given, before validation. Every layer (file, env, flags) fills one.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct RawConfig {
-    values: BTreeMap<&'static str, Sourced<RawValue>>,
-}
-
-impl fmt::Debug for RawConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut map = f.debug_map();
-        for (key, sourced) in &self.values {
-            let secret = table::by_key(key).is_some_and(|s| s.secret);
-            match &sourced.value {
-                _ if secret => map.entry(key, &"<redacted>"),
-                RawValue::One(v) => map.entry(key, v),
-                RawValue::Many(v) => map.entry(key, v),
-            };
-        }
-        map.finish()
-    }
-}
-
-impl RawConfig {
-    /// Reads the recipe's environment variables through `lookup`. Empty
-    /// values count as unset, as in the recipe.
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let mut raw = Self::default();
-        for setting in table::ALL {
-            if let Some(value) = lookup(setting.env).filter(|v| !v.trim().is_empty()) {
-                raw.set(setting, value, Origin::Env(setting.env));
-            }
-        }
-        raw
-    }
-
-    /// Reads the process environment.
-    pub fn from_env() -> Self {
-        Self::from_env_with(|name| std::env::var(name).ok())
-    }
-
-    /// Sets `setting` from text: a list setting splits it at commas.
-    pub fn set(&mut self, setting: &'static Setting, value: String, origin: Origin) {
-        let value = match setting.kind {
-            Kind::List => RawValue::Many(table::list(&value)),
-            _ => RawValue::One(value),
-        };
-        self.values.insert(setting.key, Sourced { value, origin });
-    }
-
-    /// Sets `setting` from a TOML value, which must have the setting's type.
-    pub fn set_toml(
-        &mut self,
-        setting: &'static Setting,
-        value: &toml::Value,
-        origin: Origin,
-    ) -> Result<(), ConfigError> {
-        let value = match (&setting.kind, value) {
-            (Kind::Number { .. }, toml::Value::Integer(n)) => RawValue::One(n.to_string()),
-            (Kind::Bool { .. }, toml::Value::Boolean(b)) => RawValue::One(b.to_string()),
-            (Kind::Choice { .. } | Kind::Text { .. }, toml::Value::String(s)) => {
-                RawValue::One(s.clone())
-            }
-            (Kind::List, toml::Value::Array(items)) => RawValue::Many(
-                items
-                    .iter()
-                    .map(|i| i.as_str().map(str::to_owned))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| ConfigError::Invalid {
-                        origin: origin.clone(),
-                        message: "must be an array of strings, e.g. [\"CD\", \"PMS\"]".into(),
-                    })?,
-            ),
-            (kind, other) => {
-                return Err(ConfigError::Invalid {
-                    origin,
-                    message: format!("must be {}, not a {}", toml_type(kind), other.type_str()),
-                });
-            }
-        };
-        self.values.insert(setting.key, Sourced { value, origin });
-        Ok(())
-    }
-
-    /// Reads a TOML file (`[harness]`, `[filters]`, `[output]`, `[limits]` tables).
-    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::File { message, .. } => ConfigError::File {
-                path: path.to_owned(),
-                message,
-            },
-            other => other,
-        })
-    }
-
-    /// Parses TOML text. A syntax error is a [`ConfigError::File`] with an
-    /// empty path, which [`RawConfig::from_toml_file`] fills in.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let file: toml::Table = toml::from_str(text).map_err(|e| ConfigError::File {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?;
-        let mut raw = Self::default();
-        for (name, section) in &file {
-            let known = Section::ALL.into_iter().find(|s| s.name() == name);
-            let (Some(known), toml::Value::Table(section)) = (known, section) else {
-                return Err(ConfigError::Invalid {
-                    origin: Origin::File(name.clone()),
-                    message: "is not a section: a config file has only [harness], [filters], [output] and [limits] tables"
-                        .into(),
-                });
-            };
-            for (key, value) in section {
-                let origin = Origin::File(format!("{name}.{key}"));
-                let setting = table::ALL
-                    .into_iter()
-                    .find(|s| s.key == key && s.section == known);
-                match setting {
-                    Some(s) if s.secret => {
-                        return Err(ConfigError::Invalid {
-                            origin,
-                            message: format!(
-                                "is not accepted in a config file, which tends to be committed and copied: \
-                                 set {}, or `{}` to a file holding the key",
-                                s.env,
-                                table::API_KEY_FILE.key
-                            ),
-                        });
-                    }
-                    Some(s) => raw.set_toml(s, value, origin)?,
-                    None => {
-                        let message = match table::by_key(key) {
-                            Some(s) => format!("belongs in [{}], not [{name}]", s.section.name()),
-                            None => format!("is not a setting; [{name}] takes {}", keys_of(known)),
-                        };
-                        return Err(ConfigError::Invalid { origin, message });
-                    }
-                }
-            }
-        }
-        Ok(raw)
-    }
-
-    /// This layer, with gaps filled from `lower`.
-    pub fn over(mut self, lower: Self) -> Self {
-        for (key, value) in lower.values {
-            self.values.entry(key).or_insert(value);
-        }
-        self
-    }
-
-    fn take(&mut self, setting: &Setting) -> Option<Sourced<String>> {
-        self.values.remove(setting.key).map(|s| Sourced {
-            value: match s.value {
-                RawValue::One(v) => v,
-                RawValue::Many(v) => v.join(","),
-            },
-            origin: s.origin,
-        })
-    }
-
-    fn take_list(&mut self, setting: &Setting) -> Option<Sourced<Vec<String>>> {
-        self.values.remove(setting.key).map(|s| Sourced {
-            value: match s.value {
-                RawValue::One(v) => vec![v],
-                RawValue::Many(v) => v,
-            },
-            origin: s.origin,
-        })
-    }
-
-    fn number(&mut self, setting: &Setting) -> Result<u32, ConfigError> {
-        let Kind::Number { default, range } = &setting.kind else {
-            unreachable!("{} is not a number", setting.env)
-        };
-        let Some(raw) = self.take(setting) else {
-            return Ok(*default);
-        };
-        match raw.value.trim().parse::<u32>() {
-            Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(invalid(
-                &raw,
-                &format!(
-                    "`{}` is not a whole number from {} to {}",
-                    raw.value,
-                    range.start(),
-                    range.end()
-                ),
-            )),
-        }
-    }
-
-    fn boolean(&mut self, setting: &Setting) -> Result<bool, ConfigError> {
-        let Kind::Bool { default } = setting.kind else {
-            unreachable!("{} is not a boolean", setting.env)
-        };
-        let Some(raw) = self.take(setting) else {
-            return Ok(default);
-        };
-        table::boolean(&raw.value).ok_or_else(|| invalid(&raw, "must be `true` or `false`"))
-    }
-
-    /// The chosen value in its canonical spelling, or the default.
-    fn choice(&mut self, setting: &Setting) -> Result<Option<&'static str>, ConfigError> {
-        let Kind::Choice { default, .. } = setting.kind else {
-            unreachable!("{} is not a choice", setting.env)
-        };
-        let Some(raw) = self.take(setting) else {
-            return Ok(default);
-        };
-        match setting.choice(&raw.value) {
-            Some(c) => Ok(Some(c)),
-            None => Err(invalid(
-                &raw,
-                &format!(
-                    "`{}` is not one of {}",
-                    raw.value.trim(),
-                    table::accepts(&setting.kind)
-                ),
-            )),
-        }
-    }
-
-    /// The text, or the default.
-    fn text(&mut self, setting: &Setting) -> Option<Sourced<String>> {
-        let Kind::Text { default } = setting.kind else {
-            unreachable!("{} is not text", setting.env)
-        };
-        self.take(setting).or_else(|| {
-            default.map(|d| Sourced {
-                value: d.to_owned(),
-                origin: Origin::Default(setting.env),
-            })
-        })
-    }
-
+/// Builds the validated [`Config`] from the shared reader's settings.
+pub trait Validate {
     /// Validates everything; the first problem found is returned.
-    pub fn validate(self) -> Result<Config, ConfigError> {
-        self.validate_for(KeyUse::Required)
-    }
+    fn validate(self) -> Result<Config, ConfigError>;
 
     /// Validates everything for a command that may not need the API key:
     /// with [`KeyUse::NotNeeded`], an absent key is no error (a given one is
     /// still checked).
-    pub fn validate_for(mut self, key_use: KeyUse) -> Result<Config, ConfigError> {
-        let api_base = parse_base_url(self.text(&table::API_BASE), &table::API_BASE)?;
-        let account_id = self.text(&table::ACCOUNT_ID).ok_or(ConfigError::Missing {
-            what: table::ACCOUNT_ID.env,
-            hint: "set it to your Harness account identifier (Account Settings > Overview)",
-        })?;
-        if !is_identifier(&account_id.value) {
-            return Err(invalid(
-                &account_id,
-                "must be a Harness identifier: letters, digits, `_` or `-`",
-            ));
-        }
+    fn validate_for(self, key_use: KeyUse) -> Result<Config, ConfigError>;
+}
+
+impl Validate for RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        self.validate_for(KeyUse::Required)
+    }
+
+    fn validate_for(mut self, key_use: KeyUse) -> Result<Config, ConfigError> {
+        // The egress policy needs the URL itself; the core checks the rest of
+        // the source's settings.
+        let api_base = parse_base_url(
+            self.peek(&table::API_BASE)
+                .or_else(|| self.text(&table::API_BASE)),
+            &table::API_BASE,
+        )?;
+        let account_origin = self.origin(&table::ACCOUNT_ID);
+        let mut source = Settings::read(&mut self)?;
+        // The component calls the very URL the egress policy allows.
+        source.query.api_base = api_base.as_str().trim_end_matches('/').to_owned();
+        let account_id = Sourced {
+            value: source.query.account_id.clone(),
+            origin: account_origin,
+        };
         let inline_key = self.take(&table::API_KEY);
         let key_file = self.text(&table::API_KEY_FILE);
         let (api_key, api_key_source) = match (key_use, inline_key, key_file) {
             (KeyUse::NotNeeded, None, None) => (ApiKey(String::new()), "not needed".to_owned()),
             (_, inline, file) => resolve_api_key(inline, file, &account_id)?,
         };
-        let allow_unknown = self.boolean(&table::ALLOW_UNKNOWN_VALUES)?;
-        let page_size = self.number(&table::PAGE_SIZE)?;
-        // A batch holds whole pages, so it could not stay under a limit below one page.
-        let batch_origin = self
-            .values
-            .get(table::BATCH_MAX_EVENTS.key)
-            .map(|s| s.origin.clone());
-        let batch_max_events = self.number(&table::BATCH_MAX_EVENTS)?;
-        if batch_max_events < page_size {
-            return Err(ConfigError::Invalid {
-                origin: batch_origin.unwrap_or(Origin::Default(table::BATCH_MAX_EVENTS.env)),
-                message: format!(
-                    "{batch_max_events} is below PAGE_SIZE ({page_size}): a batch holds whole pages; raise it or lower PAGE_SIZE"
-                ),
-            });
-        }
-        let source = Settings {
-            query: harness_audit_core::settings::Query {
-                api_base: api_base.as_str().trim_end_matches('/').to_owned(),
-                account_id: account_id.value,
-                page_size,
-                api_flavor: match self.choice(&table::API_FLAVOR)? {
-                    Some("list-v2") => ApiFlavor::ListV2,
-                    _ => ApiFlavor::List,
-                },
-                modules: each(self.take_list(&table::MODULES), |v| {
-                    filters::module(v, allow_unknown)
-                })?,
-                actions: each(self.take_list(&table::ACTIONS), |v| {
-                    filters::action(v, allow_unknown)
-                })?,
-                static_filter: self.choice(&table::STATIC_FILTER)?.map(str::to_owned),
-                principals: each(self.take_list(&table::PRINCIPALS), |v| {
-                    filters::principal(v, allow_unknown)
-                })?,
-                scopes: each(self.take_list(&table::SCOPES), filters::scope)?,
-                resources: each(self.take_list(&table::RESOURCES), |v| {
-                    filters::resource(v, allow_unknown)
-                })?,
-                environments: each(self.take_list(&table::ENVIRONMENTS), filters::environment)?,
-            },
-            window: harness_audit_core::settings::Window {
-                start_minutes_back: self.number(&table::START_MINUTES_BACK)?,
-                start_at_ms: None,
-                end_at_ms: None,
-                settle_lag_secs: self.number(&table::SETTLE_LAG_SECS)?,
-                overlap_secs: self.number(&table::OVERLAP_SECS)?,
-                reconcile_interval_secs: self.number(&table::RECONCILE_INTERVAL_SECS)?,
-                reconcile_hours: self.number(&table::RECONCILE_HOURS)?,
-                reconcile_recent_interval_secs: self
-                    .number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
-                reconcile_recent_hours: self.number(&table::RECONCILE_RECENT_HOURS)?,
-            },
-            retries: harness_audit_core::settings::Retries {
-                max_retries: self.number(&table::MAX_RETRIES)?,
-                retry_base_ms: self.number(&table::RETRY_BASE_MS)?,
-                retry_budget_secs: self.number(&table::RETRY_BUDGET_SECS)?,
-                max_requests_per_minute: self.number(&table::MAX_REQUESTS_PER_MINUTE)?,
-            },
-            output: harness_audit_core::settings::Output {
-                output_shape: match self.choice(&table::OUTPUT_SHAPE)? {
-                    Some("streaming") => OutputShape::Streaming,
-                    _ => OutputShape::Raw,
-                },
-                enrich_yaml_diff: self.boolean(&table::ENRICH_YAML_DIFF)?,
-                batch_max_events,
-            },
-        };
         let harness = HarnessConfig {
             api_base,
             api_key,
             api_key_source,
-            http_timeout_secs: self.number(&table::HTTP_TIMEOUT_SECS)?,
+            http_timeout_secs: self.bounded(&table::HTTP_TIMEOUT_SECS)?,
         };
         let gcs_bucket = self.text(&table::GCS_BUCKET).map(bucket_name).transpose()?;
         // The recipe sets only GCS_BUCKET, so a bucket alone selects the GCS sink.
@@ -580,7 +217,7 @@ impl RawConfig {
                 hint: "GZIP=true compresses GCS objects only; set GCS_BUCKET, or unset GZIP",
             });
         }
-        let days = self.number(&table::GCS_RETENTION_DAYS)?;
+        let days = self.bounded(&table::GCS_RETENTION_DAYS)?;
         let locked = self.choice(&table::GCS_RETENTION_MODE)? == Some("locked");
         let retention = (days > 0).then_some(Retention { days, locked });
         if retention.is_some() && sink != SinkKind::Gcs {
@@ -611,7 +248,7 @@ impl RawConfig {
             gcs_endpoint: parse_base_url(self.text(&table::GCS_ENDPOINT), &table::GCS_ENDPOINT)?
                 .into(),
             gzip,
-            lease_secs: self.number(&table::LEASE_SECS)?,
+            lease_secs: self.bounded(&table::LEASE_SECS)?,
             retention,
             signing_key_file,
         };
@@ -621,11 +258,11 @@ impl RawConfig {
             output,
             backfill: None,
             limits: LimitsConfig {
-                max_memory_mib: self.number(&table::MAX_MEMORY_MIB)?,
-                poll_timeout_secs: self.number(&table::POLL_TIMEOUT_SECS)?,
-                max_pass_cpu_secs: self.number(&table::MAX_PASS_CPU_SECS)?,
-                max_pass_batches: self.number(&table::MAX_PASS_BATCHES)?,
-                max_pass_mib: self.number(&table::MAX_PASS_MIB)?,
+                max_memory_mib: self.bounded(&table::MAX_MEMORY_MIB)?,
+                poll_timeout_secs: self.bounded(&table::POLL_TIMEOUT_SECS)?,
+                max_pass_cpu_secs: self.bounded(&table::MAX_PASS_CPU_SECS)?,
+                max_pass_batches: self.bounded(&table::MAX_PASS_BATCHES)?,
+                max_pass_mib: self.bounded(&table::MAX_PASS_MIB)?,
             },
         })
     }
@@ -636,39 +273,6 @@ impl OutputConfig {
     pub fn state_inside_prefix(&self) -> bool {
         self.state_key.starts_with(&format!("{}/", self.prefix))
     }
-}
-
-/// The TOML type a setting's kind takes, for errors.
-fn toml_type(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Number { .. } => "a whole number",
-        Kind::Bool { .. } => "`true` or `false`",
-        Kind::Choice { .. } | Kind::Text { .. } => "a string",
-        Kind::List => "an array of strings",
-    }
-}
-
-/// The keys a section takes, for errors.
-fn keys_of(section: Section) -> String {
-    table::ALL
-        .into_iter()
-        .filter(|s| s.section == section && !s.secret)
-        .map(|s| s.key)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn invalid<T>(s: &Sourced<T>, message: &str) -> ConfigError {
-    ConfigError::Invalid {
-        origin: s.origin.clone(),
-        message: message.to_owned(),
-    }
-}
-
-fn is_identifier(v: &str) -> bool {
-    !v.is_empty()
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// An `https://` base URL (`http://` on loopback) for `setting`, which has a default.
@@ -762,20 +366,6 @@ fn resolve_api_key(
         });
     }
     Ok((ApiKey(key), source))
-}
-
-/// Parses every entry of a list setting; the error names the setting and the entry.
-fn each<T>(
-    raw: Option<Sourced<Vec<String>>>,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Vec<T>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(Vec::new());
-    };
-    raw.value
-        .iter()
-        .map(|v| parse(v).map_err(|message| invalid(&raw, &message)))
-        .collect()
 }
 
 /// GCS bucket naming rules, checked here so a typo fails before any request.

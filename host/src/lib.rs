@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use harness_audit::config::RawConfig;
+//! use harness_audit::config::{RawConfig, Validate as _};
 //! use harness_audit::engine::{Collector, EMBEDDED_COMPONENT, PassThread};
 //! use harness_audit::storage::LocalDirSink;
 //!

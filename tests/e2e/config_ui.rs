@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use harness_audit::config::RawConfig;
+use harness_audit::config::{RawConfig, Validate as _};
 
 /// The secret part of every key the cases use: no message may show it.
 const SECRET: &str = "secretsecretsecret";
@@ -98,4 +98,49 @@ fn config_errors_match_their_golden_files() {
         "{}\n(HARNESS_AUDIT_BLESS=1 rewrites the .err files)",
         mismatches.join("\n")
     );
+}
+
+/// One reader and one validation: for every case whose variables a
+/// composition runner reads too, the runner refuses it with the host's very
+/// message. (The runners take any key as it is and refuse the host's own
+/// settings outright, so cases about the key or a host-only setting differ by
+/// design and are left out; so does a base URL that does not parse, which the
+/// host reads into a URL for its egress policy before the core sees it.)
+#[test]
+fn the_composition_runners_give_the_host_s_message_for_the_same_variables() {
+    let dir = ui_dir();
+    let runner_reads: Vec<&str> = harness_audit_runner::environment::reads()
+        .map(|s| s.env)
+        .collect();
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("env")
+            || path.with_extension("toml").exists()
+        {
+            continue;
+        }
+        let env: BTreeMap<String, String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let golden = std::fs::read_to_string(path.with_extension("err")).unwrap();
+        let golden = golden.trim_end();
+        if !env
+            .keys()
+            .all(|k| runner_reads.contains(&k.as_str()) || k.starts_with("HARNESS_API_KEY"))
+            || golden.contains("HARNESS_API_KEY")
+            || golden.contains("is not a URL")
+        {
+            continue;
+        }
+        let runner = harness_audit_runner::environment::parse(|name| env.get(name).cloned())
+            .map(|_| "(accepted)".to_owned())
+            .unwrap_or_else(|e| e);
+        assert_eq!(runner, golden, "{}", path.display());
+        compared += 1;
+    }
+    assert!(compared >= 8, "only {compared} cases compared");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness_audit_settings as table;
 
-use crate::config::{BackfillRange, Config, ConfigError, Origin, RawConfig, SinkKind};
+use crate::config::{BackfillRange, Config, ConfigError, Origin, RawConfig, SinkKind, Validate};
 
 /// Default pause between a tenant's passes, in seconds: with the settle lag
 /// and a pass's own time, events are stored within about 30 s of becoming

@@ -178,7 +178,9 @@ impl Source {
         checkpoint: Option<&[u8]>,
         now_ms: u64,
     ) -> Result<Self, SourceError> {
-        let settings = settings.validate().map_err(SourceError::InvalidSettings)?;
+        let settings = settings
+            .validate()
+            .map_err(|e| SourceError::InvalidSettings(e.to_string()))?;
         let loaded = match checkpoint {
             Some(bytes) => {
                 Checkpoint::load(bytes, &settings.query.account_id, settings.overlap_ms())

@@ -2,6 +2,13 @@
 
 pub use crate::shape::OutputShape;
 
+mod filters;
+
+use std::ops::RangeInclusive;
+
+use harness_audit_settings::reader::{ConfigError, RawConfig, invalid, not_in_range};
+use harness_audit_settings::{self as table, Kind, Setting};
+
 /// The defaults and ranges are declared with the settings table, which the
 /// host, the runners and this core share.
 pub use harness_audit_settings::{MAX_PAGE_SIZE, STATIC_FILTERS, defaults, ranges};
@@ -150,38 +157,83 @@ impl Settings {
         u64::from(self.window.overlap_secs) * 1000
     }
 
-    /// Checks every field and normalises the base URL. The error names the field.
-    pub fn validate(mut self) -> Result<Self, String> {
+    /// Checks every field and normalises the base URL: the one check of the
+    /// source's settings, whether they come from the host's configuration, a
+    /// runner's environment or another host's `configure`. The error names
+    /// the setting.
+    pub fn validate(mut self) -> Result<Self, SettingsError> {
+        let invalid = |setting, message: String| SettingsError {
+            setting,
+            problem: Problem::Invalid(message),
+        };
         let base = self.query.api_base.trim().trim_end_matches('/').to_owned();
         let rest = base
             .strip_prefix("https://")
             .or_else(|| base.strip_prefix("http://"))
-            .ok_or_else(|| format!("api-base `{base}` must start with https:// or http://"))?;
+            .ok_or_else(|| {
+                invalid(
+                    &table::API_BASE,
+                    format!("`{base}` must start with https:// or http://"),
+                )
+            })?;
         if rest.is_empty() || rest.contains(['?', '#', ' ']) {
-            return Err(format!(
-                "api-base `{base}` must be a plain URL with a host and no query or fragment"
+            return Err(invalid(
+                &table::API_BASE,
+                format!("`{base}` must be a plain URL with a host and no query or fragment"),
+            ));
+        }
+        // The key travels with every request: in the clear only to this machine.
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")),
+            None => authority.split(':').next().map(str::to_owned),
+        };
+        if base.starts_with("http://")
+            && !matches!(host.as_deref(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        {
+            return Err(invalid(
+                &table::API_BASE,
+                "must use https:// (plain http is accepted only for 127.0.0.1, localhost or [::1])"
+                    .into(),
             ));
         }
         self.query.api_base = base;
         if self.query.account_id.is_empty()
             || !self.query.account_id.chars().all(is_identifier_char)
         {
-            return Err(format!(
-                "account-id `{}` must be a non-empty Harness identifier (letters, digits, `_`, `-`)",
-                self.query.account_id
+            return Err(invalid(
+                &table::ACCOUNT_ID,
+                format!(
+                    "`{}` must be a Harness identifier: letters, digits, `_` or `-`",
+                    self.query.account_id
+                ),
             ));
         }
         self.check_ranges()?;
-        for (name, values) in [
-            ("modules", &self.query.modules),
-            ("actions", &self.query.actions),
+        // A batch holds whole pages, so it could not stay under a limit below one page.
+        if self.output.batch_max_events < self.query.page_size {
+            return Err(invalid(
+                &table::BATCH_MAX_EVENTS,
+                format!(
+                    "{} is below {} ({}): a batch holds whole pages; raise it or lower {}",
+                    self.output.batch_max_events,
+                    table::PAGE_SIZE.env,
+                    self.query.page_size,
+                    table::PAGE_SIZE.env
+                ),
+            ));
+        }
+        for (setting, values) in [
+            (&table::MODULES, &self.query.modules),
+            (&table::ACTIONS, &self.query.actions),
         ] {
             if let Some(bad) = values
                 .iter()
                 .find(|v| v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
             {
-                return Err(format!(
-                    "{name} value `{bad}` is not an enum name (A-Z, 0-9, `_`)"
+                return Err(invalid(
+                    setting,
+                    format!("`{bad}` is not an enum name (A-Z, 0-9, `_`)"),
                 ));
             }
         }
@@ -192,9 +244,12 @@ impl Settings {
             .iter()
             .find(|p| blank(&p.kind) || blank(&p.identifier))
         {
-            return Err(format!(
-                "principals entry `{}:{}` needs both a type and an identifier",
-                p.kind, p.identifier
+            return Err(invalid(
+                &table::PRINCIPALS,
+                format!(
+                    "entry `{}:{}` needs both a type and an identifier",
+                    p.kind, p.identifier
+                ),
             ));
         }
         if self
@@ -203,99 +258,222 @@ impl Settings {
             .iter()
             .any(|s| blank(&s.org) || s.project.as_deref().is_some_and(blank))
         {
-            return Err(
-                "scopes entries need an organization, and a project only inside one".into(),
-            );
+            return Err(invalid(
+                &table::SCOPES,
+                "entries need an organization, and a project only inside one".into(),
+            ));
         }
         if self.query.resources.iter().any(|r| blank(&r.kind)) {
-            return Err("resources entries need a resource type".into());
+            return Err(invalid(
+                &table::RESOURCES,
+                "entries need a resource type".into(),
+            ));
         }
         if self.query.environments.iter().any(|e| {
             e.kind.as_deref().is_none_or(blank) && e.identifier.as_deref().is_none_or(blank)
         }) {
-            return Err("environments entries need a type, an identifier or both".into());
+            return Err(invalid(
+                &table::ENVIRONMENTS,
+                "entries need a type, an identifier or both".into(),
+            ));
         }
         if let Some(filter) = &self.query.static_filter
             && !STATIC_FILTERS.contains(&filter.as_str())
         {
-            return Err(format!(
-                "static-filter `{filter}` is not one of {}",
-                STATIC_FILTERS.join(", ")
+            return Err(invalid(
+                &table::STATIC_FILTER,
+                format!("`{filter}` is not one of {}", STATIC_FILTERS.join(", ")),
             ));
         }
         Ok(self)
     }
 
-    fn check_ranges(&self) -> Result<(), String> {
+    fn check_ranges(&self) -> Result<(), SettingsError> {
         let numbers = [
-            ("page-size", self.query.page_size, ranges::PAGE_SIZE),
+            (&table::PAGE_SIZE, self.query.page_size),
+            (&table::START_MINUTES_BACK, self.window.start_minutes_back),
+            (&table::SETTLE_LAG_SECS, self.window.settle_lag_secs),
+            (&table::OVERLAP_SECS, self.window.overlap_secs),
             (
-                "start-minutes-back",
-                self.window.start_minutes_back,
-                ranges::START_MINUTES_BACK,
-            ),
-            ("max-retries", self.retries.max_retries, ranges::MAX_RETRIES),
-            (
-                "retry-base-ms",
-                self.retries.retry_base_ms,
-                ranges::RETRY_BASE_MS,
-            ),
-            (
-                "retry-budget-secs",
-                self.retries.retry_budget_secs,
-                ranges::RETRY_BUDGET_SECS,
-            ),
-            (
-                "max-requests-per-minute",
-                self.retries.max_requests_per_minute,
-                ranges::MAX_REQUESTS_PER_MINUTE,
-            ),
-            (
-                "settle-lag-secs",
-                self.window.settle_lag_secs,
-                ranges::WINDOW_SECS,
-            ),
-            (
-                "overlap-secs",
-                self.window.overlap_secs,
-                ranges::WINDOW_SECS,
-            ),
-            (
-                "batch-max-events",
-                self.output.batch_max_events,
-                ranges::BATCH_MAX_EVENTS,
-            ),
-            (
-                "reconcile-interval-secs",
+                &table::RECONCILE_INTERVAL_SECS,
                 self.window.reconcile_interval_secs,
-                ranges::RECONCILE_INTERVAL_SECS,
             ),
+            (&table::RECONCILE_HOURS, self.window.reconcile_hours),
             (
-                "reconcile-hours",
-                self.window.reconcile_hours,
-                ranges::RECONCILE_HOURS,
-            ),
-            (
-                "reconcile-recent-interval-secs",
+                &table::RECONCILE_RECENT_INTERVAL_SECS,
                 self.window.reconcile_recent_interval_secs,
-                ranges::RECONCILE_INTERVAL_SECS,
             ),
             (
-                "reconcile-recent-hours",
+                &table::RECONCILE_RECENT_HOURS,
                 self.window.reconcile_recent_hours,
-                ranges::RECONCILE_HOURS,
             ),
+            (&table::MAX_RETRIES, self.retries.max_retries),
+            (&table::RETRY_BASE_MS, self.retries.retry_base_ms),
+            (&table::RETRY_BUDGET_SECS, self.retries.retry_budget_secs),
+            (
+                &table::MAX_REQUESTS_PER_MINUTE,
+                self.retries.max_requests_per_minute,
+            ),
+            (&table::BATCH_MAX_EVENTS, self.output.batch_max_events),
         ];
-        match numbers.into_iter().find(|(_, v, range)| !range.contains(v)) {
-            Some((name, value, range)) => Err(format!(
-                "{name} {value} is out of range: use {} to {}",
-                range.start(),
-                range.end()
-            )),
-            None => Ok(()),
+        for (setting, value) in numbers {
+            let Kind::Number { range, .. } = &setting.kind else {
+                unreachable!("{} is not a number", setting.env)
+            };
+            if !range.contains(&value) {
+                return Err(SettingsError {
+                    setting,
+                    problem: Problem::OutOfRange {
+                        value,
+                        range: range.clone(),
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the source's settings from `raw`, taking each from it (what is
+    /// unset takes its default), and validates them with [`Self::validate`]:
+    /// the one place the host and the composition runners build them. The
+    /// error names the variable, key or flag to fix.
+    pub fn read(raw: &mut RawConfig) -> Result<Self, ConfigError> {
+        let given = raw.clone();
+        let allow_unknown = raw.boolean(&table::ALLOW_UNKNOWN_VALUES)?;
+        let account_id = raw.text(&table::ACCOUNT_ID).ok_or(ConfigError::Missing {
+            what: table::ACCOUNT_ID.env,
+            hint: "set it to your Harness account identifier (Account Settings > Overview)",
+        })?;
+        let text = |raw: &mut RawConfig, setting| raw.text(setting).map(|t| t.value);
+        let settings = Self {
+            query: Query {
+                api_base: text(raw, &table::API_BASE).unwrap_or_default(),
+                account_id: account_id.value,
+                api_flavor: match raw.choice(&table::API_FLAVOR)? {
+                    Some("list-v2") => ApiFlavor::ListV2,
+                    _ => ApiFlavor::List,
+                },
+                page_size: raw.number(&table::PAGE_SIZE)?,
+                modules: each(raw, &table::MODULES, |v| filters::module(v, allow_unknown))?,
+                actions: each(raw, &table::ACTIONS, |v| filters::action(v, allow_unknown))?,
+                static_filter: raw.choice(&table::STATIC_FILTER)?.map(str::to_owned),
+                principals: each(raw, &table::PRINCIPALS, |v| {
+                    filters::principal(v, allow_unknown)
+                })?,
+                scopes: each(raw, &table::SCOPES, filters::scope)?,
+                resources: each(raw, &table::RESOURCES, |v| {
+                    filters::resource(v, allow_unknown)
+                })?,
+                environments: each(raw, &table::ENVIRONMENTS, filters::environment)?,
+            },
+            window: Window {
+                start_minutes_back: raw.number(&table::START_MINUTES_BACK)?,
+                start_at_ms: None,
+                end_at_ms: None,
+                settle_lag_secs: raw.number(&table::SETTLE_LAG_SECS)?,
+                overlap_secs: raw.number(&table::OVERLAP_SECS)?,
+                reconcile_interval_secs: raw.number(&table::RECONCILE_INTERVAL_SECS)?,
+                reconcile_hours: raw.number(&table::RECONCILE_HOURS)?,
+                reconcile_recent_interval_secs: raw
+                    .number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
+                reconcile_recent_hours: raw.number(&table::RECONCILE_RECENT_HOURS)?,
+            },
+            retries: Retries {
+                max_retries: raw.number(&table::MAX_RETRIES)?,
+                retry_base_ms: raw.number(&table::RETRY_BASE_MS)?,
+                retry_budget_secs: raw.number(&table::RETRY_BUDGET_SECS)?,
+                max_requests_per_minute: raw.number(&table::MAX_REQUESTS_PER_MINUTE)?,
+            },
+            output: Output {
+                output_shape: match raw.choice(&table::OUTPUT_SHAPE)? {
+                    Some("streaming") => OutputShape::Streaming,
+                    _ => OutputShape::Raw,
+                },
+                enrich_yaml_diff: raw.boolean(&table::ENRICH_YAML_DIFF)?,
+                batch_max_events: raw.number(&table::BATCH_MAX_EVENTS)?,
+            },
+        };
+        settings.validate().map_err(|e| e.given(&given))
+    }
+}
+
+/// Parses every entry of a list setting; the error names the setting and the entry.
+fn each<T>(
+    raw: &mut RawConfig,
+    setting: &Setting,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    let Some(list) = raw.take_list(setting) else {
+        return Ok(Vec::new());
+    };
+    list.value
+        .iter()
+        .map(|v| parse(v).map_err(|message| invalid(&list, &message)))
+        .collect()
+}
+
+/// A source setting the core cannot use: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    /// The setting, as the table declares it.
+    pub setting: &'static Setting,
+    /// What is wrong with its value.
+    pub problem: Problem,
+}
+
+/// What is wrong with a setting's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A number outside the setting's range.
+    OutOfRange {
+        /// The value.
+        value: u32,
+        /// What the setting accepts.
+        range: RangeInclusive<u32>,
+    },
+    /// Anything else, in words that quote the value where it helps.
+    Invalid(String),
+}
+
+impl SettingsError {
+    /// This error in the terms of a reader: the layer `given` took the value
+    /// from, or the setting's default.
+    fn given(self, given: &RawConfig) -> ConfigError {
+        let sourced = given.peek(self.setting);
+        match (self.problem, sourced) {
+            (Problem::OutOfRange { .. }, Some(raw)) => not_in_range(self.setting, &raw),
+            (problem, _) => ConfigError::Invalid {
+                origin: given.origin(self.setting),
+                message: match problem {
+                    Problem::OutOfRange { value, range } => format!(
+                        "{value} is not a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                    Problem::Invalid(message) => message,
+                },
+            },
         }
     }
 }
+
+/// In the WIT record's terms, for `configure`'s `invalid-settings`.
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.setting.key.replace('_', "-");
+        match &self.problem {
+            Problem::OutOfRange { value, range } => write!(
+                f,
+                "{name} {value} is out of range: use {} to {}",
+                range.start(),
+                range.end()
+            ),
+            Problem::Invalid(message) => write!(f, "{name}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
 
 /// The core's settings as the WIT record `harness:audit/types.settings`.
 /// `$wit` is the module holding that record's Rust types, `$settings` a
@@ -424,114 +602,10 @@ pub(crate) fn example() -> Settings {
         output: Output {
             output_shape: OutputShape::Raw,
             enrich_yaml_diff: false,
-            batch_max_events: 1,
+            batch_max_events: defaults::BATCH_MAX_EVENTS,
         },
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trailing_slash_is_removed() {
-        let s = {
-            let mut s = example();
-            s.query.api_base = "https://app.harness.io/gateway/".into();
-            s
-        };
-        assert_eq!(
-            s.validate().unwrap().query.api_base,
-            "https://app.harness.io/gateway"
-        );
-    }
-
-    #[test]
-    fn page_size_bounds_are_inclusive() {
-        for ok in [1, 100] {
-            assert!(
-                {
-                    let mut s = example();
-                    s.query.page_size = ok;
-                    s
-                }
-                .validate()
-                .is_ok()
-            );
-        }
-        for bad in [0, 101] {
-            let err = {
-                let mut s = example();
-                s.query.page_size = bad;
-                s
-            }
-            .validate()
-            .unwrap_err();
-            assert!(err.contains("page-size"), "{err}");
-        }
-    }
-
-    #[test]
-    fn rejects_bad_urls_accounts_and_filters() {
-        let cases = [
-            {
-                let mut s = example();
-                s.query.api_base = "ftp://x".into();
-                s
-            },
-            {
-                let mut s = example();
-                s.query.api_base = "https://".into();
-                s
-            },
-            {
-                let mut s = example();
-                s.query.api_base = "https://h/?a=1".into();
-                s
-            },
-            {
-                let mut s = example();
-                s.query.account_id = "".into();
-                s
-            },
-            {
-                let mut s = example();
-                s.query.account_id = "a&b".into();
-                s
-            },
-            {
-                let mut s = example();
-                s.query.modules = vec!["C D".into()];
-                s
-            },
-            {
-                let mut s = example();
-                s.query.actions = vec!["".into()];
-                s
-            },
-            {
-                let mut s = example();
-                s.query.static_filter = Some("EXCLUDE_EVERYTHING".into());
-                s
-            },
-            {
-                let mut s = example();
-                s.window.reconcile_interval_secs = 0;
-                s
-            },
-            {
-                let mut s = example();
-                s.window.reconcile_interval_secs = ranges::RECONCILE_INTERVAL_SECS.end() + 1;
-                s
-            },
-            {
-                let mut s = example();
-                s.window.reconcile_hours = ranges::RECONCILE_HOURS.end() + 1;
-                s
-            },
-        ];
-        for case in cases {
-            assert!(case.clone().validate().is_err(), "accepted {case:?}");
-        }
-    }
-}
+mod tests;

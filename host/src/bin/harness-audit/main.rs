@@ -14,7 +14,9 @@ use harness_audit::commands::ledger::LedgerRange;
 use harness_audit::commands::run;
 use harness_audit::commands::serve::{self, ServeOptions, ShardSpec};
 use harness_audit::commands::verify::{self, VerifyRequest};
-use harness_audit::config::{BackfillRange, Config, KeyUse, RawConfig, SettingFlags, SinkKind};
+use harness_audit::config::{
+    BackfillRange, Config, KeyUse, RawConfig, SettingFlags, SinkKind, Validate as _,
+};
 use harness_audit::engine::RunError;
 use harness_audit::engine::{Collector, PassSummary, PassThread, SharedEngine, load_component};
 use harness_audit::evidence::PublicKey;

@@ -4,8 +4,9 @@
 //! refused rather than ignored, so that nobody believes a filter, a sink or
 //! a limit is in force when it is not.
 
-use harness_audit_core::settings::{ApiFlavor, OutputShape, Settings, defaults};
-use harness_audit_settings::{self as table, Kind, Setting};
+use harness_audit_core::settings::Settings;
+use harness_audit_settings::reader::RawConfig;
+use harness_audit_settings::{self as table, Setting};
 
 /// Settings a composition reads from the environment.
 pub fn reads() -> impl Iterator<Item = &'static Setting> {
@@ -65,51 +66,24 @@ pub fn usage() -> String {
     text
 }
 
-/// Reads the settings from `env`. Errors name the variable and say how to
-/// fix it; none quotes the key.
+/// Reads the settings from `env` with the host's reader and the core's
+/// checks. Errors name the variable and say how to fix it; none quotes the key.
 pub fn parse(env: impl Fn(&str) -> Option<String>) -> Result<Environment, String> {
-    let var = |s: &Setting| env(s.env).filter(|v| !v.trim().is_empty());
-    if let Some(setting) = host_only().find(|s| var(s).is_some()) {
+    let mut raw = RawConfig::from_env_with(env);
+    if let Some(setting) = host_only().find(|s| raw.peek(s).is_some()) {
         return Err(format!(
             "{} is a setting of the harness-audit host that this command cannot honour; \
              unset it, or run the harness-audit binary instead",
             setting.env
         ));
     }
-    let number = |s: &Setting| -> Result<u32, String> {
-        let Kind::Number { default, .. } = s.kind else {
-            unreachable!("{} is not a number", s.env)
-        };
-        var(s).map_or(Ok(default), |v| {
-            v.trim().parse().map_err(|_| {
-                format!(
-                    "{} `{v}` is not a whole number: use digits only, e.g. {default}",
-                    s.env
-                )
-            })
-        })
-    };
-    let choice = |s: &Setting| -> Result<Option<&'static str>, String> {
-        let Kind::Choice { choices, default } = s.kind else {
-            unreachable!("{} is not a choice", s.env)
-        };
-        var(s).map_or(Ok(default), |v| {
-            s.choice(&v)
-                .map(Some)
-                .ok_or_else(|| format!("{} `{v}` is not one of {}", s.env, choices.join(", ")))
-        })
-    };
-    let list =
-        |s: &Setting| -> Vec<String> { var(s).as_deref().map(table::list).unwrap_or_default() };
-
-    let account_id = var(&table::ACCOUNT_ID)
-        .ok_or("HARNESS_ACCOUNT_ID is not set: set it to your Harness account identifier")?;
-    let api_key = match (var(&table::API_KEY), var(&table::API_KEY_FILE)) {
+    let settings = Settings::read(&mut raw).map_err(|e| e.to_string())?;
+    let api_key = match (raw.take(&table::API_KEY), raw.text(&table::API_KEY_FILE)) {
         (Some(_), Some(_)) => {
             return Err("both HARNESS_API_KEY and HARNESS_API_KEY_FILE are set: keep one".into());
         }
-        (Some(key), None) => ApiKey::Value(key.trim().to_owned()),
-        (None, Some(path)) => ApiKey::File(path),
+        (Some(key), None) => ApiKey::Value(key.value.trim().to_owned()),
+        (None, Some(path)) => ApiKey::File(path.value),
         (None, None) => {
             return Err(
                 "no API key: set HARNESS_API_KEY, or HARNESS_API_KEY_FILE to a file in a preopened directory"
@@ -117,66 +91,14 @@ pub fn parse(env: impl Fn(&str) -> Option<String>) -> Result<Environment, String
             );
         }
     };
-    let enrich_yaml_diff = match var(&table::ENRICH_YAML_DIFF).as_deref().map(str::trim) {
-        None => false,
-        Some("true" | "1" | "yes") => true,
-        Some("false" | "0" | "no") => false,
-        Some(other) => {
-            return Err(format!("ENRICH_YAML_DIFF `{other}` is not true or false"));
-        }
-    };
-
-    let settings = Settings {
-        query: harness_audit_core::settings::Query {
-            api_base: var(&table::API_BASE).unwrap_or_else(|| defaults::API_BASE.to_owned()),
-            account_id: account_id.trim().to_owned(),
-            page_size: number(&table::PAGE_SIZE)?,
-            modules: list(&table::MODULES),
-            actions: list(&table::ACTIONS),
-            static_filter: choice(&table::STATIC_FILTER)?.map(str::to_owned),
-            principals: Vec::new(),
-            scopes: Vec::new(),
-            resources: Vec::new(),
-            environments: Vec::new(),
-            api_flavor: match choice(&table::API_FLAVOR)? {
-                Some("list-v2") => ApiFlavor::ListV2,
-                _ => ApiFlavor::List,
-            },
-        },
-        window: harness_audit_core::settings::Window {
-            start_minutes_back: number(&table::START_MINUTES_BACK)?,
-            start_at_ms: None,
-            end_at_ms: None,
-            settle_lag_secs: number(&table::SETTLE_LAG_SECS)?,
-            overlap_secs: number(&table::OVERLAP_SECS)?,
-            reconcile_interval_secs: number(&table::RECONCILE_INTERVAL_SECS)?,
-            reconcile_hours: number(&table::RECONCILE_HOURS)?,
-            reconcile_recent_interval_secs: number(&table::RECONCILE_RECENT_INTERVAL_SECS)?,
-            reconcile_recent_hours: number(&table::RECONCILE_RECENT_HOURS)?,
-        },
-        retries: harness_audit_core::settings::Retries {
-            max_retries: number(&table::MAX_RETRIES)?,
-            retry_base_ms: number(&table::RETRY_BASE_MS)?,
-            retry_budget_secs: number(&table::RETRY_BUDGET_SECS)?,
-            max_requests_per_minute: number(&table::MAX_REQUESTS_PER_MINUTE)?,
-        },
-        output: harness_audit_core::settings::Output {
-            output_shape: match choice(&table::OUTPUT_SHAPE)? {
-                Some("streaming") => OutputShape::Streaming,
-                _ => OutputShape::Raw,
-            },
-            enrich_yaml_diff,
-            batch_max_events: defaults::BATCH_MAX_EVENTS,
-        },
-    }
-    .validate()
-    .map_err(|e| format!("invalid settings: {e}"))?;
     Ok(Environment { settings, api_key })
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use harness_audit_core::settings::{ApiFlavor, OutputShape, defaults};
 
     use super::*;
 
@@ -244,11 +166,11 @@ mod tests {
             ),
             (
                 vec![account, key, ("PAGE_SIZE", "lots")],
-                "PAGE_SIZE `lots` is not a whole number",
+                "PAGE_SIZE: `lots` is not a whole number from 1 to 100",
             ),
             (
                 vec![account, key, ("PAGE_SIZE", "500")],
-                "page-size 500 is out of range",
+                "PAGE_SIZE: `500` is not a whole number from 1 to 100",
             ),
             (
                 vec![account, key, ("GCS_BUCKET", "b")],
@@ -256,7 +178,7 @@ mod tests {
             ),
             (
                 vec![account, key, ("OUTPUT_SHAPE", "udm")],
-                "OUTPUT_SHAPE `udm`",
+                "OUTPUT_SHAPE: `udm` is not one of",
             ),
         ];
         for (env, expected) in cases {
@@ -276,7 +198,7 @@ mod tests {
         }
         assert_eq!(
             reads().count(),
-            22,
+            23,
             "the source settings a composition honours"
         );
     }

@@ -327,13 +327,14 @@ fn clock() -> FakeClock {
     }
 }
 
+/// Settings that make each page its own batch (a batch closes before the
+/// page that would take it past `page_size` events).
 fn settings(page_size: u32) -> Settings {
-    {
-        let mut s = example();
-        s.query.page_size = page_size;
-        s.retries.retry_base_ms = 100;
-        s
-    }
+    let mut s = example();
+    s.query.page_size = page_size;
+    s.output.batch_max_events = page_size;
+    s.retries.retry_base_ms = 100;
+    s
 }
 
 fn source(page_size: u32) -> Source {

@@ -3,11 +3,9 @@
 //! unknown one is refused with the valid list unless the user allows unknown
 //! values (it must still look like an enum name).
 
-use harness_audit_core::vocabulary::{
-    ACTIONS, ENVIRONMENT_TYPES, MODULES, PRINCIPAL_TYPES, RESOURCE_TYPES,
-};
+use crate::vocabulary::{ACTIONS, ENVIRONMENT_TYPES, MODULES, PRINCIPAL_TYPES, RESOURCE_TYPES};
 
-use crate::config::{EnvironmentFilter, PrincipalFilter, ResourceFilter, ScopeFilter};
+use super::{EnvironmentFilter, PrincipalFilter, ResourceFilter, ScopeFilter};
 
 fn enum_shaped(v: &str) -> bool {
     !v.is_empty()
