@@ -20,7 +20,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use harness_audit::engine::bindings::harness::audit::{emit, types};
 use harness_audit::engine::bindings::{AuditSource, AuditSourcePre, Batch, Budget, EmitError};
-use harness_audit::engine::host_state::EmitFailure;
+use harness_audit::engine::error::EmitFailure;
 use harness_audit::engine::{PoolSize, SharedEngine, wit_settings};
 use harness_audit_core::error::EmitError as CoreEmitError;
 use harness_audit_core::page::HttpResponse;

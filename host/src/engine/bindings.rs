@@ -7,11 +7,11 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "audit-source",
     // `emit` may end the component's call with a trap that carries the
-    // host's typed error (see engine::host_state).
+    // host's typed error (see engine::host_state and engine::error::EmitFailure).
     imports: { "harness:audit/emit.emit": async | trappable, default: async },
     exports: { default: async },
     trappable_error_type: {
-        "harness:audit/types.emit-error" => crate::engine::host_state::EmitFailure,
+        "harness:audit/types.emit-error" => crate::engine::error::EmitFailure,
     },
     with: {
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,

@@ -5,11 +5,30 @@
 //! until the binary's exit-code table gives it a code.
 
 use crate::config::ConfigError;
-use crate::engine::batch_rules::BatchRefusal;
+use crate::engine::batch_refusal::BatchRefusal;
 use crate::engine::policy::PolicyError;
 use crate::evidence::KeyError;
 use crate::storage::lease::LeaseError;
 use crate::storage::{SinkError, StorageError, StoreError};
+
+/// Why `emit` did not store a batch. The bindings return it from `emit`;
+/// the host's `convert_emit_error` tells the component `unavailable`, or ends
+/// its call with a trap that carries the [`RunError`].
+#[derive(Debug)]
+pub enum EmitFailure {
+    /// The host is shutting down: the component hears `unavailable`, and the
+    /// pass ends with what was committed before.
+    ShuttingDown,
+    /// The pass ends with this error, whatever the component would do next:
+    /// nothing is committed after it.
+    Ends(RunError),
+}
+
+impl<E: Into<RunError>> From<E> for EmitFailure {
+    fn from(e: E) -> Self {
+        Self::Ends(e.into())
+    }
+}
 
 /// Passes in a row that meet the same unusable answer at the same request
 /// before the error calls collection stuck.

@@ -19,7 +19,7 @@ use crate::engine::batch_rules::{BatchRules, check_batch};
 use crate::engine::bindings::harness::audit::types as wit_types;
 use crate::engine::bindings::harness::audit::{emit, types};
 use crate::engine::bindings::{Batch, EmitError, Quarantine};
-use crate::engine::error::RunError;
+use crate::engine::error::{EmitFailure, RunError};
 use crate::engine::limits::{PassGuard, SandboxLimits, Stopped};
 use crate::engine::policy::EgressPolicy;
 use crate::storage::{BatchMeta, ObjectKind, Pipeline, Written, content_sha256};
@@ -108,23 +108,6 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             hooks: &mut self.policy,
         }
-    }
-}
-
-/// Why `emit` did not store a batch.
-#[derive(Debug)]
-pub enum EmitFailure {
-    /// The host is shutting down: the component hears `unavailable`, and the
-    /// pass ends with what was committed before.
-    ShuttingDown,
-    /// The pass ends with this error, whatever the component would do next:
-    /// nothing is committed after it.
-    Ends(RunError),
-}
-
-impl<E: Into<RunError>> From<E> for EmitFailure {
-    fn from(e: E) -> Self {
-        Self::Ends(e.into())
     }
 }
 
