@@ -19,6 +19,7 @@ mod gcs;
 mod layout;
 mod limits;
 mod logging;
+mod monitoring;
 mod pacing;
 mod runtimes;
 mod sandbox;

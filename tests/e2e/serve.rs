@@ -370,7 +370,8 @@ fn sighup_reloads_the_tenant_file_without_dropping_the_others() {
 }
 
 /// `/metrics` reports, per tenant, the events Harness counted and never
-/// returned: the gap of one tenant is its own, the other's is 0.
+/// returned: the gap of one tenant is its own, the other's is 0. The same
+/// page exports every metric the operations pack names.
 #[test]
 fn each_tenant_s_unreconciled_events_are_a_metric() {
     let gap = Env::with_freedoms(
@@ -381,26 +382,35 @@ fn each_tenant_s_unreconciled_events_are_a_metric() {
         },
     );
     let whole = Env::new(100);
+    // A tenant whose pass a limit stops, so that the failure metrics exist too.
+    let limited = Env::new(300);
     let hidden = gap.mock.hidden_count() as u64;
     assert!(hidden > 5, "{hidden}");
     let keys = [
         ("KEY_GAP".to_owned(), gap.key.clone()),
         ("KEY_WHOLE".to_owned(), whole.key.clone()),
+        ("KEY_LIMITED".to_owned(), limited.key.clone()),
     ];
     let dir = tempfile::tempdir().unwrap();
     let tenants = dir.path().join("tenants.toml");
     std::fs::write(
         &tenants,
         format!(
-            "[defaults]\ninterval_secs = 60\nsettle_lag_secs = 0\noverlap_secs = 0\nmax_requests_per_minute = 0\n{}{}",
+            "[defaults]\ninterval_secs = 60\nsettle_lag_secs = 0\noverlap_secs = 0\nmax_requests_per_minute = 0\n{}{}{}",
             tenant_entry("gap", &gap, "KEY_GAP", ""),
-            tenant_entry("whole", &whole, "KEY_WHOLE", "")
+            tenant_entry("whole", &whole, "KEY_WHOLE", ""),
+            tenant_entry(
+                "limited",
+                &limited,
+                "KEY_LIMITED",
+                "batch_max_events = 50\nmax_pass_batches = 1\n"
+            )
         ),
     )
     .unwrap();
     let served = Served::start(&tenants, &keys);
     let text = served.wait_for(Duration::from_secs(60), "both tenants ran", |t| {
-        ["gap", "whole"]
+        ["gap", "whole", "limited"]
             .iter()
             .all(|id| metric(t, "harness_audit_passes_total", id).is_some_and(|n| n >= 1))
     });
@@ -414,6 +424,7 @@ fn each_tenant_s_unreconciled_events_are_a_metric() {
         Some(0)
     );
     assert_eq!(gap.sorted_lines(), sorted(gap.mock.returnable_json()));
+    crate::monitoring::assert_every_metric_named_is_exported(&text);
     served.terminate();
 }
 

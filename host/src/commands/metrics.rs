@@ -96,6 +96,7 @@ struct Families {
     consecutive_failures: Family<TenantLabel, Gauge>,
     backoff: Family<TenantLabel, Gauge>,
     running: Family<TenantLabel, Gauge>,
+    interval: Family<TenantLabel, Gauge>,
 }
 
 impl Families {
@@ -112,8 +113,13 @@ impl Families {
     }
 
     /// Gauges every tenant has from its registration on.
-    fn gauges_from_start(&self) -> [&Family<TenantLabel, Gauge>; 3] {
-        [&self.consecutive_failures, &self.backoff, &self.running]
+    fn gauges_from_start(&self) -> [&Family<TenantLabel, Gauge>; 4] {
+        [
+            &self.consecutive_failures,
+            &self.backoff,
+            &self.running,
+            &self.interval,
+        ]
     }
 
     /// Gauges a tenant has once a pass made them known: no gap or lag is
@@ -198,6 +204,11 @@ impl Default for Metrics {
             f.backoff.clone(),
         );
         registry.register("pass_running", "1 while a pass runs", f.running.clone());
+        registry.register(
+            "interval_seconds",
+            "Seconds between the tenant's passes when they succeed (its `interval_secs`)",
+            f.interval.clone(),
+        );
         let tenants_gauge = Gauge::default();
         registry.register("tenants", "Tenants served", tenants_gauge.clone());
         let started_ms = now_ms();
@@ -282,6 +293,9 @@ impl Metrics {
         for family in f.gauges_from_start() {
             drop(family.get_or_create(&label));
         }
+        f.interval
+            .get_or_create(&label)
+            .set(gauge_value(interval.as_secs()));
         for reason in Reason::ALL {
             drop(
                 f.quarantined
@@ -536,6 +550,7 @@ mod tests {
             "harness_audit_backoff_seconds{tenant=\"bad\\\"one\"} 60",
             "harness_audit_consecutive_failures{tenant=\"bad\\\"one\"} 3",
             "harness_audit_tenants 2",
+            "harness_audit_interval_seconds{tenant=\"good\"} 60",
             "harness_audit_count_requests_total{tenant=\"good\"} 48",
             "harness_audit_late_events_total{tenant=\"good\"} 4",
             "harness_audit_unreconciled_events{tenant=\"good\"} 7",
