@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Every figure BENCHMARKS.md reports, from one run on this machine.
+"""Every figure the benchmarks page (docs/src/design/benchmarks.md) reports, from one run on this machine.
 
 Run through bench/run.sh, which builds the release binaries, runs the
 criterion benchmark (`cargo bench --bench guest`) and starts the GCS emulator.

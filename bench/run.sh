@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every figure in BENCHMARKS.md, side by side in one run: the criterion
+# Every figure of the benchmarks page (docs/src/design/benchmarks.md), side by side in one run: the criterion
 # benchmark (guest overhead and the parse limit), then cold start, the
 # end-to-end drains (local sink and the GCS emulator) and the 1,000-tenant
 # round, all against the mock Harness on 127.0.0.1. The report is printed and

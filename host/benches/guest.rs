@@ -11,7 +11,7 @@
 //! The input is recorded once from the mock Harness on loopback (2,000
 //! realistic events, 100 per page), then replayed from memory to every
 //! contender, so no network time is measured. `bench/run.sh` turns criterion's
-//! medians into the ratios BENCHMARKS.md reports.
+//! medians into the ratios the book's benchmarks page (docs/src/design/benchmarks.md) reports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! The one [`reader`] reads them from the environment, TOML files, flags and
 //! `serve`'s tenants, for the host and the composition runners alike; the
 //! host derives its `--help` from [`ALL`], the runners the variables they
-//! read and refuse; the README's settings table is [`markdown_table`], and a
+//! read and refuse; the book's settings table is [`markdown_table`], and a
 //! test fails when they differ. This crate depends on nothing of the
 //! workspace: the core, the host and the runners depend on it.
 //!
@@ -106,7 +106,7 @@ pub struct Setting {
     /// than ignore it.
     pub command: bool,
     /// What it does. The first sentence is the summary in `-h` and the
-    /// command composition's usage; all of it is in `--help` and the README.
+    /// command composition's usage; all of it is in `--help` and the book.
     pub doc: &'static str,
 }
 
@@ -196,7 +196,7 @@ pub fn by_key(key: &str) -> Option<&'static Setting> {
     ALL.into_iter().find(|s| s.key == key)
 }
 
-/// The README's settings table, in Markdown.
+/// The book's settings table, in Markdown.
 pub fn markdown_table() -> String {
     let mut text = String::from(
         "| Variable | Flag | TOML key | Default | Accepts | Meaning |\n|---|---|---|---|---|---|\n",
@@ -221,7 +221,7 @@ pub fn markdown_table() -> String {
     text
 }
 
-/// What values a setting accepts, for the README.
+/// What values a setting accepts, for the book.
 pub fn accepts(kind: &Kind) -> String {
     match kind {
         Kind::Number { range, .. } => format!("{} to {}", range.start(), range.end()),
@@ -273,14 +273,18 @@ mod tests {
         }
     }
 
-    /// The README's settings table is the one generated from [`ALL`].
+    /// The book's settings table (docs/src/reference/configuration.md) is the
+    /// one generated from [`ALL`].
     #[test]
-    fn readme_table_matches_the_declarations() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-        let readme = std::fs::read_to_string(path).unwrap();
+    fn the_book_s_settings_table_matches_the_declarations() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/src/reference/configuration.md"
+        );
+        let page = std::fs::read_to_string(path).unwrap();
         let (start, end) = ("<!-- settings:begin -->\n", "<!-- settings:end -->");
-        let (before, rest) = readme.split_once(start).expect("README marks the table");
-        let (current, after) = rest.split_once(end).expect("README ends the table");
+        let (before, rest) = page.split_once(start).expect("the page marks the table");
+        let (current, after) = rest.split_once(end).expect("the page ends the table");
         let expected = markdown_table();
         if current == expected {
             return;
@@ -290,7 +294,7 @@ mod tests {
             return;
         }
         panic!(
-            "README.md's settings table differs from settings/src/rows.rs; rewrite it with \
+            "docs/src/reference/configuration.md's settings table differs from settings/src/rows.rs; rewrite it with \
              HARNESS_AUDIT_BLESS=1 cargo test -p harness-audit-settings"
         );
     }

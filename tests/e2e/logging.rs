@@ -68,9 +68,10 @@ fn fields() -> Vec<(String, Option<String>)> {
 /// Every field, stage and error kind the host logs is documented.
 #[test]
 fn every_log_field_is_in_the_vocabulary() {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/logging.md"))
-            .unwrap();
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/reference/log-fields.md"),
+    )
+    .unwrap();
     let fields = fields();
     assert!(fields.len() > 40, "only {} fields found", fields.len());
     let mut missing = BTreeSet::new();
@@ -96,7 +97,10 @@ fn every_log_field_is_in_the_vocabulary() {
             missing.insert(format!("error_kind value `{kind}`"));
         }
     }
-    assert!(missing.is_empty(), "docs/logging.md lacks: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/src/reference/log-fields.md lacks: {missing:?}"
+    );
 }
 
 /// The `error_kind` of every failure a pass can end with.

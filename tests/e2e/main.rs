@@ -3,6 +3,7 @@
 //! stderr or the stored data.
 
 mod backfill;
+mod book;
 mod chaos;
 mod check;
 mod collect;

@@ -588,4 +588,84 @@ mod tests {
             "{text}"
         );
     }
+
+    /// The book's metrics page (docs/src/reference/metrics.md) lists every
+    /// family the registry exports, with its type, labels and help: rendered
+    /// here from a registry in which each family has a series.
+    #[test]
+    fn the_book_s_metrics_page_lists_every_family() {
+        let metrics = Metrics::default();
+        metrics.register("t", Duration::from_secs(60));
+        metrics.pass_started("t");
+        metrics.pass_succeeded(
+            "t",
+            &PassSummary {
+                watermark_ms: Some(now_ms()),
+                ..PassSummary::default()
+            },
+        );
+        metrics.pass_failed(
+            "t",
+            &RunError::limit("MAX_PASS_MIB", "over".into()),
+            Duration::ZERO,
+        );
+        let text = metrics.render();
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("# HELP ") else {
+                continue;
+            };
+            let (family, help) = rest.split_once(' ').unwrap();
+            let kind = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("# TYPE {family} ")))
+                .unwrap();
+            let labels: BTreeSet<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.starts_with(family))
+                .filter_map(|l| l.split_once('{').map(|(_, rest)| rest))
+                .flat_map(|l| l.split(',').filter_map(|pair| pair.split_once('=')))
+                .map(|(name, _)| name.trim_start_matches('{'))
+                .filter(|name| *name != "le")
+                .collect();
+            let name = match kind {
+                "counter" => format!("{family}_total"),
+                _ => family.to_owned(),
+            };
+            let labels = labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            rows.push(format!(
+                "| `{name}` | {kind} | {} | {} |",
+                if labels.is_empty() { "–" } else { &labels },
+                help.trim_end_matches('.').replace('|', "\\|")
+            ));
+        }
+        assert!(rows.len() >= 20, "{text}");
+        let table = format!(
+            "| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n{}\n",
+            rows.join("\n")
+        );
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/src/reference/metrics.md"
+        );
+        let page = std::fs::read_to_string(path).unwrap();
+        let (start, end) = ("<!-- metrics:begin -->\n", "<!-- metrics:end -->");
+        let (before, rest) = page.split_once(start).expect("the page marks the table");
+        let (current, after) = rest.split_once(end).expect("the page ends the table");
+        if current == table {
+            return;
+        }
+        if std::env::var_os("HARNESS_AUDIT_BLESS").is_some() {
+            std::fs::write(path, format!("{before}{start}{table}{end}{after}")).unwrap();
+            return;
+        }
+        panic!(
+            "docs/src/reference/metrics.md differs from the registry; rewrite it with \
+             HARNESS_AUDIT_BLESS=1 cargo test -p harness-audit --lib metrics"
+        );
+    }
 }
