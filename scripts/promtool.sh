@@ -14,7 +14,9 @@ if ! "$tool" --version >/dev/null 2>&1; then
   }
   dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
   mkdir -p target/tools/bin
-  cp "$work/x/usr/bin/promtool" "$tool"
+  # A rename, so that a test running promtool meanwhile never sees half a file.
+  cp "$work/x/usr/bin/promtool" "$tool.$$"
+  mv -f "$tool.$$" "$tool"
 fi
 "$tool" --version 2>&1 | head -1 | grep -q '^promtool, version 2\.' || {
   echo "$tool is not promtool 2.x" >&2

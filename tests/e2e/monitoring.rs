@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -13,16 +14,22 @@ fn pack() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/monitoring")
 }
 
-/// promtool, fetched by `scripts/promtool.sh` when it is not there yet.
+/// promtool, fetched by `scripts/promtool.sh` when it is not there yet; once
+/// for the tests that run side by side.
 fn promtool() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/promtool.sh");
-    let out = Command::new(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/promtool.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    static PROMTOOL: OnceLock<PathBuf> = OnceLock::new();
+    PROMTOOL
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/promtool.sh");
+            let out = Command::new(script).output().unwrap();
+            assert!(
+                out.status.success(),
+                "scripts/promtool.sh: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        })
+        .clone()
 }
 
 fn run(promtool: &Path, args: &[&str], dir: &Path) -> String {
