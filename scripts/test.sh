@@ -21,9 +21,7 @@ stage "clippy (wasm32-wasip2)" cargo clippy --locked -p harness-audit-plugin -p 
 stage "jco (npm ci)" npm ci --prefix examples/jco --no-audit --no-fund --loglevel=error
 if ! { target/tools/bin/wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8' &&
        target/tools/bin/wasmtime serve --help >/dev/null 2>&1; }; then
-  # A test tool, not the product: optimised at level 1, which builds it in less time.
-  stage "wasmtime CLI 48.0.8 (cargo install)" env CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
-    cargo install --locked --quiet --force wasmtime-cli@48.0.8 \
+  stage "wasmtime CLI 48.0.8 (cargo install)" cargo install --locked --quiet --force wasmtime-cli@48.0.8 \
     --no-default-features --features run,serve,cranelift,component-model,component-model-async,wasi-http,pooling-allocator,parallel-compilation \
     --root target/tools --target-dir target/tools-build
   # The binary is kept under target/tools; its 1.2 GB build is not needed again.
