@@ -192,7 +192,7 @@ pub fn body(settings: &Settings, req: &ListRequest) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::example;
+    use crate::settings::{example, with};
 
     const REQ: ListRequest = ListRequest {
         start_ms: 1_749_564_191_482,
@@ -204,11 +204,7 @@ mod tests {
 
     #[test]
     fn list_v2_url_carries_the_encoded_token_and_no_page_index() {
-        let settings = {
-            let mut s = example();
-            s.query.api_flavor = ApiFlavor::ListV2;
-            s
-        };
+        let settings = with(example(), |s| s.query.api_flavor = ApiFlavor::ListV2);
         let req = ListRequest {
             page_token: Some("a+b/c=".into()),
             ..REQ
@@ -224,8 +220,7 @@ mod tests {
     #[test]
     fn every_filter_kind_reaches_the_body_in_the_api_shape() {
         use crate::settings::{EnvironmentFilter, PrincipalFilter, ResourceFilter, ScopeFilter};
-        let settings = {
-            let mut s = example();
+        let settings = with(example(), |s| {
             s.query.principals = vec![PrincipalFilter {
                 kind: "USER".into(),
                 identifier: "a@example.com".into(),
@@ -248,8 +243,7 @@ mod tests {
                 kind: Some("Production".into()),
                 identifier: None,
             }];
-            s
-        };
+        });
         let sent: serde_json::Value = serde_json::from_slice(&body(&settings, &REQ)).unwrap();
         assert_eq!(
             sent["principals"],
@@ -309,13 +303,11 @@ mod tests {
 
     #[test]
     fn body_carries_every_configured_filter() {
-        let settings = {
-            let mut s = example();
+        let settings = with(example(), |s| {
             s.query.modules = vec!["CD".into(), "PMS".into()];
             s.query.actions = vec!["CREATE".into()];
             s.query.static_filter = Some("EXCLUDE_LOGIN_EVENTS".into());
-            s
-        };
+        });
         let json: serde_json::Value = serde_json::from_slice(&body(&settings, &REQ)).unwrap();
         assert_eq!(json["modules"], serde_json::json!(["CD", "PMS"]));
         assert_eq!(json["actions"], serde_json::json!(["CREATE"]));

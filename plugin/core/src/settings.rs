@@ -566,6 +566,13 @@ fn is_identifier_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
+/// `settings` with `change` made to it, for tests that vary one field or two.
+#[cfg(test)]
+pub(crate) fn with(mut settings: Settings, change: impl FnOnce(&mut Settings)) -> Settings {
+    change(&mut settings);
+    settings
+}
+
 #[cfg(test)]
 pub(crate) fn example() -> Settings {
     Settings {

@@ -3,7 +3,7 @@ use std::collections::VecDeque;
 use serde_json::Value;
 
 use super::*;
-use crate::settings::example;
+use crate::settings::{example, with};
 
 /// Runs before each page is served, with the stored events and the request number.
 type InsertHook = Box<dyn FnMut(&mut Vec<(u64, String)>, usize)>;
@@ -330,11 +330,11 @@ fn clock() -> FakeClock {
 /// Settings that make each page its own batch (a batch closes before the
 /// page that would take it past `page_size` events).
 fn settings(page_size: u32) -> Settings {
-    let mut s = example();
-    s.query.page_size = page_size;
-    s.output.batch_max_events = page_size;
-    s.retries.retry_base_ms = 100;
-    s
+    with(example(), |s| {
+        s.query.page_size = page_size;
+        s.output.batch_max_events = page_size;
+        s.retries.retry_base_ms = 100;
+    })
 }
 
 fn source(page_size: u32) -> Source {
@@ -400,11 +400,7 @@ fn drains_many_pages_once_each_in_order() {
 #[test]
 fn later_passes_emit_no_duplicate_and_pick_up_new_and_late_events() {
     let mut h = FakeHarness::new([NOW - 10, NOW - 5, NOW - 5]);
-    let mut src = source_with({
-        let mut s = settings(50);
-        s.window.overlap_secs = 1;
-        s
-    });
+    let mut src = source_with(with(settings(50), |s| s.window.overlap_secs = 1));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids().len(), 3);
@@ -430,11 +426,9 @@ fn only_settled_events_are_read() {
     // On the default settle lag (5 s), a pass reads up to 5 s before it began.
     let lag = u64::from(crate::settings::defaults::SETTLE_LAG_SECS) * 1000;
     let mut h = FakeHarness::new([NOW - lag - 1_000, NOW - lag + 1_000]);
-    let mut src = source_with({
-        let mut s = settings(50);
-        s.window.settle_lag_secs = crate::settings::defaults::SETTLE_LAG_SECS;
-        s
-    });
+    let mut src = source_with(with(settings(50), |s| {
+        s.window.settle_lag_secs = crate::settings::defaults::SETTLE_LAG_SECS
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), ["id00000"]);
@@ -447,11 +441,7 @@ fn only_settled_events_are_read() {
 #[test]
 fn late_events_are_caught_exactly_within_the_overlap() {
     let mut h = FakeHarness::new([NOW - 50_000]);
-    let mut src = source_with({
-        let mut s = settings(50);
-        s.window.overlap_secs = 10;
-        s
-    });
+    let mut src = source_with(with(settings(50), |s| s.window.overlap_secs = 10));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     // Both arrive after the pass that covered them; only one is inside the overlap.
@@ -483,11 +473,7 @@ fn inserts_while_paging_are_neither_lost_nor_duplicated() {
             events.insert(at, (ts, id));
         }
     }));
-    let mut src = source_with({
-        let mut s = settings(10);
-        s.window.overlap_secs = 200;
-        s
-    });
+    let mut src = source_with(with(settings(10), |s| s.window.overlap_secs = 200));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     h.on_request = None;
@@ -519,12 +505,10 @@ fn the_retry_time_budget_stops_a_pass_before_max_retries() {
             ..HttpResponse::default()
         }));
     }
-    let settings = {
-        let mut s = settings(50);
+    let settings = with(settings(50), |s| {
         s.retries.max_retries = 10;
         s.retries.retry_budget_secs = 70;
-        s
-    };
+    });
     let mut src = Source::new(settings, None, NOW).unwrap();
     let mut c = clock();
     let err = src
@@ -551,11 +535,9 @@ fn the_retry_time_budget_stops_a_pass_before_max_retries() {
 #[test]
 fn requests_are_paced_to_the_configured_rate() {
     let mut h = FakeHarness::new((0..30).map(|i| NOW - 100 + i));
-    let mut src = source_with({
-        let mut s = settings(10);
-        s.retries.max_requests_per_minute = 600;
-        s
-    });
+    let mut src = source_with(with(settings(10), |s| {
+        s.retries.max_requests_per_minute = 600
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(h.requests.len(), 4);
@@ -598,11 +580,7 @@ fn retries_are_bounded_and_the_last_error_is_returned() {
             ..HttpResponse::default()
         }));
     }
-    let mut src = source_with({
-        let mut s = settings(50);
-        s.retries.max_retries = 2;
-        s
-    });
+    let mut src = source_with(with(settings(50), |s| s.retries.max_retries = 2));
     let before = src.checkpoint();
     let err = src
         .poll(5, &mut h, &mut Collected::default(), &mut clock())
@@ -690,11 +668,7 @@ fn out_of_order_pages_are_refused() {
         retry_after_secs: None,
         ..HttpResponse::default()
     }));
-    let mut src = source_with({
-        let mut s = settings(50);
-        s.retries.max_retries = 0;
-        s
-    });
+    let mut src = source_with(with(settings(50), |s| s.retries.max_retries = 0));
     let err = src
         .poll(1, &mut h, &mut Collected::default(), &mut clock())
         .unwrap_err();
@@ -744,11 +718,9 @@ fn bad_settings_and_foreign_checkpoints_are_invalid_settings() {
 #[test]
 fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
     let mut h = FakeHarness::new((0..95).map(|i| NOW - 10_000 + i * 7));
-    let v2 = {
-        let mut s = settings(10);
-        s.query.api_flavor = crate::settings::ApiFlavor::ListV2;
-        s
-    };
+    let v2 = with(settings(10), |s| {
+        s.query.api_flavor = crate::settings::ApiFlavor::ListV2
+    });
     let mut src = Source::new(v2.clone(), None, NOW).unwrap();
     let (mut out, mut c) = (Collected::default(), clock());
     let report = src.poll(3, &mut h, &mut out, &mut c).unwrap();
@@ -762,11 +734,7 @@ fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
     // Resumed with different filters: the stored token's body no longer
     // matches, so a new chain starts at the cursor instead of reusing it.
     let stored = out.batches.last().unwrap().checkpoint.clone();
-    let changed = {
-        let mut s = v2;
-        s.query.modules = vec!["CORE".into()];
-        s
-    };
+    let changed = with(v2, |s| s.query.modules = vec!["CORE".into()]);
     let mut resumed = Source::new(changed, Some(&stored), NOW).unwrap();
     let before = h.requests.len();
     drain(&mut resumed, &mut h, &mut out, &mut c);
@@ -777,11 +745,7 @@ fn list_v2_follows_tokens_only_with_the_body_they_were_issued_for() {
 #[test]
 fn pages_are_gathered_into_batches_of_the_configured_size() {
     let mut h = FakeHarness::new((0..95).map(|i| NOW - 1_000 + i));
-    let mut src = source_with({
-        let mut s = settings(10);
-        s.output.batch_max_events = 25;
-        s
-    });
+    let mut src = source_with(with(settings(10), |s| s.output.batch_max_events = 25));
     let (mut out, mut c) = (Collected::default(), clock());
     assert!(src.poll(100, &mut h, &mut out, &mut c).unwrap().caught_up);
     // Pages bring 10, then 9 new events (each re-reads the cursor's event), 4
@@ -793,11 +757,7 @@ fn pages_are_gathered_into_batches_of_the_configured_size() {
     // Each batch's checkpoint resumes exactly after it.
     let stored = out.batches[1].checkpoint.clone();
     let mut resumed = Source::new(
-        {
-            let mut s = settings(10);
-            s.output.batch_max_events = 25;
-            s
-        },
+        with(settings(10), |s| s.output.batch_max_events = 25),
         Some(&stored),
         NOW,
     )
@@ -810,12 +770,10 @@ fn pages_are_gathered_into_batches_of_the_configured_size() {
 #[test]
 fn an_error_mid_batch_returns_to_the_last_emitted_checkpoint() {
     let mut h = FakeHarness::new((0..50).map(|i| NOW - 1_000 + i));
-    let mut src = source_with({
-        let mut s = settings(10);
+    let mut src = source_with(with(settings(10), |s| {
         s.output.batch_max_events = 20;
         s.retries.max_retries = 0;
-        s
-    });
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     src.poll(2, &mut h, &mut out, &mut c).unwrap();
     let committed = src.checkpoint();
@@ -848,23 +806,17 @@ fn an_error_mid_batch_returns_to_the_last_emitted_checkpoint() {
 fn an_explicit_start_reads_from_that_millisecond_and_not_before() {
     let start = NOW - 1_000_000;
     let mut h = FakeHarness::new([start - 1, start, start + 1]);
-    let mut src = source_with({
-        let mut s = settings(10);
+    let mut src = source_with(with(settings(10), |s| {
         s.window.start_at_ms = Some(start);
         s.window.start_minutes_back = 1;
-        s
-    });
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), all_ids(&h)[1..].to_vec());
     assert_eq!(h.requests[0].1["startTime"], start);
 
     let future = Source::new(
-        {
-            let mut s = settings(10);
-            s.window.start_at_ms = Some(NOW + 1);
-            s
-        },
+        with(settings(10), |s| s.window.start_at_ms = Some(NOW + 1)),
         None,
         NOW,
     );
@@ -877,12 +829,10 @@ fn an_explicit_start_reads_from_that_millisecond_and_not_before() {
 fn a_fixed_range_end_is_never_read_past_and_stays_caught_up() {
     let end = NOW - 600_000;
     let mut h = FakeHarness::new([NOW - 900_000, end - 1, end, end + 1, NOW - 1000]);
-    let mut src = source_with({
-        let mut s = settings(10);
+    let mut src = source_with(with(settings(10), |s| {
         s.window.start_at_ms = Some(NOW - 1_000_000);
         s.window.end_at_ms = Some(end);
-        s
-    });
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), all_ids(&h)[..3].to_vec());
@@ -897,12 +847,10 @@ fn a_fixed_range_end_is_never_read_past_and_stays_caught_up() {
 fn configuration_changes_carry_their_yaml_diff_or_the_error_that_kept_it() {
     let mut h = FakeHarness::new((0..30).map(|i| NOW - 100_000 + i * 1000));
     h.yaml_failures.push("id00004".into());
-    let mut src = source_with({
-        let mut s = settings(10);
+    let mut src = source_with(with(settings(10), |s| {
         s.output.enrich_yaml_diff = true;
         s.retries.max_retries = 1;
-        s
-    });
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids(), all_ids(&h), "no event is dropped");
@@ -945,13 +893,11 @@ fn configuration_changes_carry_their_yaml_diff_or_the_error_that_kept_it() {
 
 /// Settings with reconciliation on: look back a day, check every minute.
 fn reconciling(page_size: u32) -> Settings {
-    {
-        let mut s = settings(page_size);
+    with(settings(page_size), |s| {
         s.window.reconcile_hours = 24;
         s.window.reconcile_interval_secs = 60;
         s.window.overlap_secs = 10;
-        s
-    }
+    })
 }
 
 fn unique(ids: &[String]) -> usize {
@@ -1059,11 +1005,9 @@ fn events_counted_but_never_returned_are_reported_and_the_pass_finishes() {
 #[test]
 fn an_event_visible_hours_late_is_collected_by_reconciliation() {
     let mut h = FakeHarness::new((0..30).map(|i| NOW - 7_000_000 + i * 100_000));
-    let mut src = source_with({
-        let mut s = reconciling(10);
-        s.window.start_at_ms = Some(NOW - 8_000_000);
-        s
-    });
+    let mut src = source_with(with(reconciling(10), |s| {
+        s.window.start_at_ms = Some(NOW - 8_000_000)
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     assert_eq!(out.ids().len(), 30);
@@ -1093,11 +1037,9 @@ fn reconciliation_with_nothing_missing_costs_one_count_per_slice() {
     let hour = crate::ledger::SLICE_MS;
     let start = NOW - 5 * hour;
     let mut h = FakeHarness::new((0..50).map(|i| start + i * 300_000));
-    let mut src = source_with({
-        let mut s = reconciling(100);
-        s.window.start_at_ms = Some(start);
-        s
-    });
+    let mut src = source_with(with(reconciling(100), |s| {
+        s.window.start_at_ms = Some(start)
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     let before = h.requests.len();
@@ -1125,11 +1067,7 @@ fn reconciliation_with_nothing_missing_costs_one_count_per_slice() {
 #[test]
 fn failing_and_shrinking_counts_are_reported_and_change_nothing() {
     let mut h = FakeHarness::new((0..20).map(|i| NOW - 1_000_000 + i * 1_000));
-    let mut src = source_with({
-        let mut s = reconciling(50);
-        s.retries.max_retries = 0;
-        s
-    });
+    let mut src = source_with(with(reconciling(50), |s| s.retries.max_retries = 0));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     c.now += 61_000;
@@ -1186,11 +1124,7 @@ fn free_harness(spread: u64, burst: usize) -> FakeHarness {
 #[test]
 fn resuming_from_any_batch_with_every_freedom_on_is_exact() {
     let make = || free_harness(300, 120);
-    let settings = {
-        let mut s = reconciling(25);
-        s.output.batch_max_events = 30;
-        s
-    };
+    let settings = with(reconciling(25), |s| s.output.batch_max_events = 30);
     let mut h = make();
     let (mut src, mut full, mut c) = (source_with(settings.clone()), Collected::default(), clock());
     drain(&mut src, &mut h, &mut full, &mut c);
@@ -1393,12 +1327,10 @@ fn odd_events_are_written_or_quarantined_once_each_whatever_the_kill() {
             }
             (h, kept)
         };
-        let settings = {
-            let mut s = reconciling(25);
+        let settings = with(reconciling(25), |s| {
             s.output.batch_max_events = 30;
             s.output.output_shape = shape;
-            s
-        };
+        });
         let (mut h, kept) = make();
         let (mut src, mut full, mut c) =
             (source_with(settings.clone()), Collected::default(), clock());
@@ -1598,11 +1530,7 @@ fn a_page_larger_than_asked_for_keeps_batches_within_their_limit() {
         ),
     )));
     let (mut src, mut out, mut c) = (
-        source_with({
-            let mut s = settings(10);
-            s.output.batch_max_events = 10;
-            s
-        }),
+        source_with(with(settings(10), |s| s.output.batch_max_events = 10)),
         Collected::default(),
         clock(),
     );
@@ -1619,12 +1547,10 @@ fn a_page_larger_than_asked_for_keeps_batches_within_their_limit() {
 fn a_count_never_covers_what_the_next_window_reads_again() {
     let start = NOW - 2 * crate::ledger::SLICE_MS;
     let mut h = FakeHarness::new((0..40).map(|i| start + i * 150_000));
-    let mut src = source_with({
-        let mut s = reconciling(50);
+    let mut src = source_with(with(reconciling(50), |s| {
         s.window.start_at_ms = Some(start);
         s.window.overlap_secs = 120;
-        s
-    });
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     c.now += 61_000;
@@ -1662,16 +1588,14 @@ fn recent_hours_are_counted_every_few_minutes_and_the_look_back_hourly() {
     let hour = crate::ledger::SLICE_MS;
     let start = NOW - 10 * hour;
     let mut h = FakeHarness::new((0..100).map(|i| start + i * 360_000));
-    let mut src = source_with({
-        let mut s = settings(100);
+    let mut src = source_with(with(settings(100), |s| {
         s.window.start_at_ms = Some(start);
         s.window.reconcile_hours = 24;
         s.window.reconcile_interval_secs = 3_600;
         s.window.reconcile_recent_hours = 3;
         s.window.reconcile_recent_interval_secs = 300;
         s.window.overlap_secs = 120;
-        s
-    });
+    }));
     let (mut out, mut c) = (Collected::default(), clock());
     drain(&mut src, &mut h, &mut out, &mut c);
     let recent_late = h.insert(NOW - 2 * hour);
