@@ -6,6 +6,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
+use harness_audit::commands::metrics::Metrics;
+use harness_audit::engine::{PassSummary, RunError};
+use harness_audit::time::now_ms;
+
 use crate::support::rust_files;
 
 fn root() -> PathBuf {
@@ -290,5 +296,105 @@ fn the_exit_code_page_lists_the_binary_s_codes() {
     assert_eq!(
         rows, codes,
         "docs/src/reference/exit-codes.md against exit.rs"
+    );
+}
+
+/// Checks that the block between `<!-- {marker}:begin -->` and
+/// `<!-- {marker}:end -->` of the book's `page` is `generated`, from the code;
+/// with `HARNESS_AUDIT_BLESS` set, rewrites it instead.
+fn generated_block(page: &str, marker: &str, generated: &str) {
+    let path = root().join("docs/src").join(page);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = (
+        format!("<!-- {marker}:begin -->\n"),
+        format!("<!-- {marker}:end -->"),
+    );
+    let (before, rest) = text.split_once(&start).expect("the page marks the block");
+    let (current, after) = rest.split_once(&end).expect("the page ends the block");
+    if current == generated {
+        return;
+    }
+    if std::env::var_os("HARNESS_AUDIT_BLESS").is_some() {
+        std::fs::write(&path, format!("{before}{start}{generated}{end}{after}")).unwrap();
+        return;
+    }
+    panic!(
+        "docs/src/{page} differs from the code; rewrite it with \
+         HARNESS_AUDIT_BLESS=1 cargo test -p harness-audit --test e2e -- book"
+    );
+}
+
+/// The settings table of the configuration page is the one generated from
+/// the declarations (`settings/src/rows.rs`).
+#[test]
+fn the_settings_table_matches_the_declarations() {
+    generated_block(
+        "reference/configuration.md",
+        "settings",
+        &harness_audit_settings::markdown_table(),
+    );
+}
+
+/// The metrics page lists every family the registry exports, with its type,
+/// labels and help: rendered from a registry in which each family has a series.
+#[test]
+fn the_metrics_page_lists_every_family() {
+    let metrics = Metrics::default();
+    metrics.register("t", Duration::from_secs(60));
+    metrics.pass_started("t");
+    metrics.pass_succeeded(
+        "t",
+        &PassSummary {
+            watermark_ms: Some(now_ms()),
+            ..PassSummary::default()
+        },
+    );
+    metrics.pass_failed(
+        "t",
+        &RunError::limit("MAX_PASS_MIB", "over".into()),
+        Duration::ZERO,
+    );
+    let text = metrics.render();
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# HELP ") else {
+            continue;
+        };
+        let (family, help) = rest.split_once(' ').unwrap();
+        let kind = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# TYPE {family} ")))
+            .unwrap();
+        let labels: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(family))
+            .filter_map(|l| l.split_once('{').map(|(_, rest)| rest))
+            .flat_map(|l| l.split(',').filter_map(|pair| pair.split_once('=')))
+            .map(|(name, _)| name.trim_start_matches('{'))
+            .filter(|name| *name != "le")
+            .collect();
+        let name = match kind {
+            "counter" => format!("{family}_total"),
+            _ => family.to_owned(),
+        };
+        let labels = labels
+            .iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(format!(
+            "| `{name}` | {kind} | {} | {} |",
+            if labels.is_empty() { "–" } else { &labels },
+            help.trim_end_matches('.').replace('|', "\\|")
+        ));
+    }
+    assert!(rows.len() >= 20, "{text}");
+    generated_block(
+        "reference/metrics.md",
+        "metrics",
+        &format!(
+            "| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n{}\n",
+            rows.join("\n")
+        ),
     );
 }
