@@ -31,7 +31,7 @@ fn node_tool(name: &str) -> PathBuf {
     tool
 }
 
-/// The wasmtime CLI that scripts/wasmtime-cli.sh installs under target/tools, or one on PATH.
+/// The wasmtime CLI that scripts/test.sh installs under target/tools, or one on PATH.
 fn wasmtime_cli() -> PathBuf {
     let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/wasmtime");
     if installed.exists() {
@@ -40,7 +40,8 @@ fn wasmtime_cli() -> PathBuf {
     let on_path = Command::new("wasmtime").arg("--version").output();
     assert!(
         on_path.is_ok_and(|o| o.status.success()),
-        "the wasmtime CLI is missing: run ./scripts/wasmtime-cli.sh (scripts/test.sh does)"
+        "the wasmtime CLI is missing: run `cargo install --locked wasmtime-cli@48.0.8 --root target/tools` \
+         (scripts/test.sh does)"
     );
     PathBuf::from("wasmtime")
 }
