@@ -276,8 +276,10 @@ fn every_test_the_book_names_exists() {
 
 /// The exit-code page lists exactly the codes of the binary's one table
 /// (`host/src/bin/harness-audit/exit.rs`), and 0.
+/// Every code of the binary's one table has a row in the reference and a
+/// section in the runbook, and the runbook names every `error_kind`.
 #[test]
-fn the_exit_code_page_lists_the_binary_s_codes() {
+fn the_exit_code_pages_cover_the_binary_s_codes() {
     let table = std::fs::read_to_string(root().join("host/src/bin/harness-audit/exit.rs")).unwrap();
     let mut codes: BTreeSet<u8> = table
         .lines()
@@ -285,10 +287,30 @@ fn the_exit_code_page_lists_the_binary_s_codes() {
         .filter_map(|l| l.split("= ").nth(1))
         .map(|v| v.trim_end_matches(';').parse().unwrap())
         .collect();
-    codes.insert(0);
     assert!(codes.len() >= 10, "{codes:?}");
-    let page = std::fs::read_to_string(root().join("docs/src/reference/exit-codes.md")).unwrap();
-    let rows: BTreeSet<u8> = page
+    let runbook =
+        std::fs::read_to_string(root().join("docs/src/operations/exit-codes.md")).unwrap();
+    let sections: BTreeSet<u8> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## Exit "))
+        .filter_map(|l| l.split(':').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        sections, codes,
+        "docs/src/operations/exit-codes.md's sections against exit.rs"
+    );
+    let unnamed: Vec<String> = crate::logging::error_kinds()
+        .into_iter()
+        .filter(|kind| !runbook.contains(&format!("`{kind}`")))
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "docs/src/operations/exit-codes.md names no section for {unnamed:?}"
+    );
+    codes.insert(0);
+    let reference =
+        std::fs::read_to_string(root().join("docs/src/reference/exit-codes.md")).unwrap();
+    let rows: BTreeSet<u8> = reference
         .lines()
         .filter_map(|l| l.strip_prefix("| "))
         .filter_map(|l| l.split(' ').next()?.parse().ok())

@@ -92,7 +92,7 @@ fn every_log_field_is_in_the_vocabulary() {
             ));
         }
     }
-    for kind in harness_audit_error_kinds() {
+    for kind in error_kinds() {
         if !doc.contains(&format!("`{kind}`")) {
             missing.insert(format!("error_kind value `{kind}`"));
         }
@@ -104,7 +104,7 @@ fn every_log_field_is_in_the_vocabulary() {
 }
 
 /// The `error_kind` of every failure a pass can end with.
-fn harness_audit_error_kinds() -> Vec<String> {
+pub fn error_kinds() -> Vec<String> {
     let source =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine/error.rs"))
             .unwrap();

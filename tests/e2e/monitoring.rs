@@ -90,6 +90,34 @@ fn dashboard_expressions() -> Vec<String> {
     exprs
 }
 
+/// The book's dashboard page has a row for every panel, and none for a panel
+/// the dashboard lacks.
+#[test]
+fn the_dashboard_page_describes_every_panel() {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(pack().join("dashboard.json")).unwrap())
+            .unwrap();
+    let panels: BTreeSet<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|panel| panel["title"].as_str().unwrap().to_owned())
+        .collect();
+    let page =
+        std::fs::read_to_string(pack().join("../../docs/src/operations/dashboard.md")).unwrap();
+    let rows: BTreeSet<String> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" | ").next())
+        .filter(|title| !matches!(*title, "Panel" | "---"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        rows, panels,
+        "docs/src/operations/dashboard.md against dashboard.json"
+    );
+}
+
 /// Each panel's query parses as PromQL (as a recording rule promtool checks).
 #[test]
 fn every_dashboard_expression_parses_as_promql() {
