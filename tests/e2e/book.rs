@@ -274,10 +274,20 @@ fn every_test_the_book_names_exists() {
     assert!(missing.is_empty(), "{missing:#?}");
 }
 
-/// The exit-code page lists exactly the codes of the binary's one table
-/// (`host/src/bin/harness-audit/exit.rs`), and 0.
-/// Every code of the binary's one table has a row in the reference and a
-/// section in the runbook, and the runbook names every `error_kind`.
+/// The codes that begin the lines of the book's `page` after `prefix`, each
+/// ending at `end`.
+fn codes_on(page: &str, prefix: &str, end: char) -> BTreeSet<u8> {
+    std::fs::read_to_string(root().join("docs/src").join(page))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|l| l.split(end).next()?.parse().ok())
+        .collect()
+}
+
+/// Every code of the binary's one table (`host/src/bin/harness-audit/exit.rs`)
+/// has a row in the reference, as 0 does, and a section in the runbook, and
+/// the runbook names every `error_kind`.
 #[test]
 fn the_exit_code_pages_cover_the_binary_s_codes() {
     let table = std::fs::read_to_string(root().join("host/src/bin/harness-audit/exit.rs")).unwrap();
@@ -288,36 +298,27 @@ fn the_exit_code_pages_cover_the_binary_s_codes() {
         .map(|v| v.trim_end_matches(';').parse().unwrap())
         .collect();
     assert!(codes.len() >= 10, "{codes:?}");
-    let runbook =
-        std::fs::read_to_string(root().join("docs/src/operations/exit-codes.md")).unwrap();
-    let sections: BTreeSet<u8> = runbook
-        .lines()
-        .filter_map(|l| l.strip_prefix("## Exit "))
-        .filter_map(|l| l.split(':').next()?.parse().ok())
-        .collect();
+    let runbook = "operations/exit-codes.md";
     assert_eq!(
-        sections, codes,
-        "docs/src/operations/exit-codes.md's sections against exit.rs"
+        codes_on(runbook, "## Exit ", ':'),
+        codes,
+        "{runbook}'s sections against exit.rs"
     );
+    let text = std::fs::read_to_string(root().join("docs/src").join(runbook)).unwrap();
     let unnamed: Vec<String> = crate::logging::error_kinds()
         .into_iter()
-        .filter(|kind| !runbook.contains(&format!("`{kind}`")))
+        .filter(|kind| !text.contains(&format!("`{kind}`")))
         .collect();
     assert!(
         unnamed.is_empty(),
-        "docs/src/operations/exit-codes.md names no section for {unnamed:?}"
+        "{runbook} names no section for {unnamed:?}"
     );
     codes.insert(0);
-    let reference =
-        std::fs::read_to_string(root().join("docs/src/reference/exit-codes.md")).unwrap();
-    let rows: BTreeSet<u8> = reference
-        .lines()
-        .filter_map(|l| l.strip_prefix("| "))
-        .filter_map(|l| l.split(' ').next()?.parse().ok())
-        .collect();
+    let reference = "reference/exit-codes.md";
     assert_eq!(
-        rows, codes,
-        "docs/src/reference/exit-codes.md against exit.rs"
+        codes_on(reference, "| ", ' '),
+        codes,
+        "{reference} against exit.rs"
     );
 }
 
