@@ -78,14 +78,17 @@ pub struct ObjectEntry {
 }
 
 impl ObjectEntry {
-    /// The entry of a fence at `name`.
-    pub fn fence(name: &str) -> Self {
+    /// The entry of an object known only by its `content`, not by the
+    /// metadata of its writing: its events are its lines, and its times are
+    /// unknown.
+    pub fn of_content(name: &str, kind: EntryKind, content: &[u8]) -> Self {
         Self {
             name: name.to_owned(),
-            kind: EntryKind::Fence,
-            sha256: sha256_hex(b""),
-            bytes: 0,
-            events: 0,
+            kind,
+            sha256: sha256_hex(content),
+            bytes: content.len() as u64,
+            events: u32::try_from(content.iter().filter(|b| **b == b'\n').count())
+                .unwrap_or(u32::MAX),
             first_event: None,
             last_event: None,
             window_start: None,
@@ -93,6 +96,11 @@ impl ObjectEntry {
             reasons: BTreeMap::new(),
             at_ms: Vec::new(),
         }
+    }
+
+    /// The entry of a fence at `name`: an empty object.
+    pub fn fence(name: &str) -> Self {
+        Self::of_content(name, EntryKind::Fence, b"")
     }
 }
 

@@ -244,20 +244,7 @@ async fn entry_of_written(
     Ok(objects
         .read(&pending.object)
         .await?
-        .map(|content| ObjectEntry {
-            name: pending.object.clone().into_owned(),
-            kind: EntryKind::Batch,
-            sha256: sha256_hex(&content),
-            bytes: content.len() as u64,
-            events: u32::try_from(content.iter().filter(|b| **b == b'\n').count())
-                .unwrap_or(u32::MAX),
-            first_event: None,
-            last_event: None,
-            window_start: None,
-            window_end: None,
-            reasons: BTreeMap::new(),
-            at_ms: Vec::new(),
-        }))
+        .map(|content| ObjectEntry::of_content(&pending.object, EntryKind::Batch, &content)))
 }
 
 impl Pipeline {
