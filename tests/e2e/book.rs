@@ -274,12 +274,10 @@ fn every_test_the_book_names_exists() {
     assert!(missing.is_empty(), "{missing:#?}");
 }
 
-/// The codes that begin the lines of the book's `page` after `prefix`, each
-/// ending at `end`.
-fn codes_on(page: &str, prefix: &str, end: char) -> BTreeSet<u8> {
-    std::fs::read_to_string(root().join("docs/src").join(page))
-        .unwrap()
-        .lines()
+/// The codes that begin the lines of `text` after `prefix`, each ending at
+/// `end`.
+fn codes_on(text: &str, prefix: &str, end: char) -> BTreeSet<u8> {
+    text.lines()
         .filter_map(|l| l.strip_prefix(prefix))
         .filter_map(|l| l.split(end).next()?.parse().ok())
         .collect()
@@ -299,12 +297,12 @@ fn the_exit_code_pages_cover_the_binary_s_codes() {
         .collect();
     assert!(codes.len() >= 10, "{codes:?}");
     let runbook = "operations/exit-codes.md";
+    let text = std::fs::read_to_string(root().join("docs/src").join(runbook)).unwrap();
     assert_eq!(
-        codes_on(runbook, "## Exit ", ':'),
+        codes_on(&text, "## Exit ", ':'),
         codes,
         "{runbook}'s sections against exit.rs"
     );
-    let text = std::fs::read_to_string(root().join("docs/src").join(runbook)).unwrap();
     let unnamed: Vec<String> = crate::logging::error_kinds()
         .into_iter()
         .filter(|kind| !text.contains(&format!("`{kind}`")))
@@ -315,8 +313,9 @@ fn the_exit_code_pages_cover_the_binary_s_codes() {
     );
     codes.insert(0);
     let reference = "reference/exit-codes.md";
+    let text = std::fs::read_to_string(root().join("docs/src").join(reference)).unwrap();
     assert_eq!(
-        codes_on(reference, "| ", ' '),
+        codes_on(&text, "| ", ' '),
         codes,
         "{reference} against exit.rs"
     );

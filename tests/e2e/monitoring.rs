@@ -68,13 +68,18 @@ fn the_alert_rules_parse_and_pass_their_unit_tests() {
     run(&promtool, &["test", "rules", "alerts.test.yml"], &pack());
 }
 
-/// The dashboard's queries, with Grafana's variables given values.
-fn dashboard_expressions() -> Vec<String> {
+/// The dashboard's panels.
+fn dashboard_panels() -> Vec<Value> {
     let dashboard: Value =
         serde_json::from_str(&std::fs::read_to_string(pack().join("dashboard.json")).unwrap())
             .unwrap();
+    dashboard["panels"].as_array().unwrap().clone()
+}
+
+/// The dashboard's queries, with Grafana's variables given values.
+fn dashboard_expressions() -> Vec<String> {
     let mut exprs = Vec::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
+    for panel in &dashboard_panels() {
         let targets = panel["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
         for target in targets {
@@ -94,12 +99,7 @@ fn dashboard_expressions() -> Vec<String> {
 /// the dashboard lacks.
 #[test]
 fn the_dashboard_page_describes_every_panel() {
-    let dashboard: Value =
-        serde_json::from_str(&std::fs::read_to_string(pack().join("dashboard.json")).unwrap())
-            .unwrap();
-    let panels: BTreeSet<String> = dashboard["panels"]
-        .as_array()
-        .unwrap()
+    let panels: BTreeSet<String> = dashboard_panels()
         .iter()
         .map(|panel| panel["title"].as_str().unwrap().to_owned())
         .collect();
